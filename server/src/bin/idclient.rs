@@ -1,0 +1,246 @@
+//! `idclient`: one identity operation per run, printed for people or (`--json`) for scripts.
+//! Each error has its own exit code (see the README's table).
+
+use clap::{ArgGroup, Parser, ValueEnum};
+use idserver::account::{parse_uuid, AccountView};
+use idserver::client::{Client, ClientConfig};
+use idserver::config::{DEFAULT_CLUSTER, DEFAULT_NUMPORT};
+use idserver::wire::StatusView;
+use idserver::ErrorCode;
+use serde_json::{json, Value};
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Version of the `--json` output's shape; bumped when a field changes meaning or goes away.
+const JSON_SCHEMA: u32 = 1;
+
+/// Client of the identity server: one operation per run.
+#[derive(Debug, Parser)]
+#[command(version, about, group(ArgGroup::new("op").required(true).args(
+    ["create", "lookup", "reverse_lookup", "modify", "delete", "get", "status"])))]
+struct Args {
+    /// Server host name or address.
+    #[arg(short, long, default_value = "localhost", env = "IDCLIENT_SERVER")]
+    server: String,
+    /// Server port.
+    #[arg(short, long, default_value_t = DEFAULT_NUMPORT, env = "IDCLIENT_NUMPORT")]
+    numport: u16,
+    /// Cluster the server must belong to.
+    #[arg(long, default_value = DEFAULT_CLUSTER, env = "IDCLIENT_CLUSTER")]
+    cluster: String,
+    /// Create an account; the real name defaults to the OS user running the client. Prints the UUID.
+    #[arg(short, long, num_args = 1..=2, value_names = ["LOGIN", "REAL_NAME"])]
+    create: Option<Vec<String>>,
+    /// Show an account (everything but its password).
+    #[arg(short, long, value_name = "LOGIN")]
+    lookup: Option<String>,
+    /// Show the account with this UUID.
+    #[arg(short, long, value_name = "UUID")]
+    reverse_lookup: Option<String>,
+    /// Rename an account; its UUID stays.
+    #[arg(short, long, num_args = 2, value_names = ["OLD", "NEW"])]
+    modify: Option<Vec<String>>,
+    /// Delete an account (with --password if it has one).
+    #[arg(short, long, value_name = "LOGIN")]
+    delete: Option<String>,
+    /// List login names, UUIDs, or all accounts with their details.
+    #[arg(short, long, value_enum, value_name = "WHAT")]
+    get: Option<GetWhat>,
+    /// Show the server's status.
+    #[arg(long)]
+    status: bool,
+    /// Password for --create, --modify and --delete (only its SHA-512 digest is sent).
+    #[arg(
+        short,
+        long,
+        value_name = "PW",
+        env = "IDCLIENT_PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// Print one JSON object (with a "schema" version) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GetWhat {
+    Users,
+    Uuids,
+    All,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("failed to start the async runtime");
+    let json = args.json;
+    match runtime.block_on(run(args)) {
+        Ok((value, text)) => {
+            if json {
+                let mut value = value;
+                value["schema"] = json!(JSON_SCHEMA);
+                value["ok"] = json!(true);
+                println!("{value}");
+            } else {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            let code = err.code();
+            if json {
+                let value = json!({
+                    "schema": JSON_SCHEMA,
+                    "ok": false,
+                    "error": { "code": code.as_str(), "message": err.to_string(), "exit_code": code.exit_code() },
+                });
+                println!("{value}");
+            } else {
+                eprintln!("idclient: {}: {err}", describe(code));
+            }
+            ExitCode::from(code.exit_code() as u8)
+        }
+    }
+}
+
+/// Runs the operation; returns its JSON value and its text form.
+async fn run(args: Args) -> idserver::Result<(Value, String)> {
+    let mut client = Client::new(ClientConfig {
+        servers: vec![format!("{}:{}", args.server, args.numport)],
+        cluster: args.cluster,
+        ..ClientConfig::default()
+    });
+    let password = args.password.as_deref();
+    if let Some(create) = args.create {
+        let real_name = match create.get(1) {
+            Some(name) => name.clone(),
+            None => os_user_name(),
+        };
+        let uuid = client.create(&create[0], &real_name, password).await?;
+        return Ok((json!({"op": "create", "uuid": uuid}), uuid.to_string()));
+    }
+    if let Some(login) = args.lookup {
+        return Ok(account_output("lookup", client.lookup(&login).await?));
+    }
+    if let Some(raw) = args.reverse_lookup {
+        let uuid = parse_uuid(&raw)?;
+        return Ok(account_output(
+            "reverse_lookup",
+            client.reverse_lookup(uuid).await?,
+        ));
+    }
+    if let Some(names) = args.modify {
+        let uuid = client.modify(&names[0], &names[1], password).await?;
+        return Ok((json!({"op": "modify", "uuid": uuid}), uuid.to_string()));
+    }
+    if let Some(login) = args.delete {
+        let uuid = client.delete(&login, password).await?;
+        return Ok((json!({"op": "delete", "uuid": uuid}), uuid.to_string()));
+    }
+    if let Some(what) = args.get {
+        return Ok(match what {
+            GetWhat::Users => {
+                let users = client.users().await?;
+                (json!({"op": "get", "users": users}), users.join("\n"))
+            }
+            GetWhat::Uuids => {
+                let uuids = client.uuids().await?;
+                let text = uuids
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                (json!({"op": "get", "uuids": uuids}), text)
+            }
+            GetWhat::All => {
+                let accounts = client.all().await?;
+                let text = accounts
+                    .iter()
+                    .map(account_line)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                (json!({"op": "get", "accounts": accounts}), text)
+            }
+        });
+    }
+    let status = client.status().await?;
+    Ok((
+        json!({"op": "status", "status": status}),
+        status_text(&status),
+    ))
+}
+
+fn account_output(op: &str, account: AccountView) -> (Value, String) {
+    let text = format!(
+        "login:       {}\nuuid:        {}\nreal name:   {}\ncreated by:  {}\ncreated:     {}\nchanged:     {}\npassword:    {}",
+        account.login,
+        account.uuid,
+        account.real_name,
+        account.client_addr,
+        time_text(account.created_ms),
+        time_text(account.changed_ms),
+        if account.has_password { "yes" } else { "no" },
+    );
+    (json!({"op": op, "account": account}), text)
+}
+
+fn account_line(account: &AccountView) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\t{}",
+        account.login,
+        account.uuid,
+        account.real_name,
+        account.client_addr,
+        time_text(account.created_ms)
+    )
+}
+
+fn status_text(status: &StatusView) -> String {
+    format!(
+        "node:     {}\ncluster:  {}\naddress:  {}\nclock:    {}\naccounts: {}",
+        status.node_id, status.cluster, status.addr, status.clock, status.accounts
+    )
+}
+
+fn time_text(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// The OS user's full name (from the password database), or their login name.
+fn os_user_name() -> String {
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
+    let full_name = user.as_ref().and_then(|u| {
+        let gecos = u.gecos.to_string_lossy();
+        let name = gecos.split(',').next().unwrap_or("").trim().to_string();
+        (!name.is_empty()).then_some(name)
+    });
+    full_name
+        .or_else(|| user.map(|u| u.name))
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_default()
+}
+
+/// The one-line meaning of each error, printed before the server's detail.
+fn describe(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::LoginExists => "login already exists",
+        ErrorCode::NotFound => "no such login or UUID",
+        ErrorCode::WrongPassword => "wrong password",
+        ErrorCode::PasswordRequired => "password required",
+        ErrorCode::NewNameTaken => "new name taken",
+        ErrorCode::Unreachable => "server unreachable",
+        ErrorCode::Unavailable => "unavailable right now, retry",
+        ErrorCode::InvalidInput => "invalid input",
+        ErrorCode::AckTimeout => "not acknowledged by replicas in time, retry",
+        ErrorCode::VersionMismatch => "protocol version mismatch",
+        ErrorCode::WrongCluster => "wrong cluster",
+        ErrorCode::BadFrame => "malformed message",
+        ErrorCode::Internal => "server error",
+        ErrorCode::Unknown => "unknown error",
+    }
+}

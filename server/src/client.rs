@@ -1,0 +1,284 @@
+//! The client library: one connection at a time to one of the known servers, failing over to
+//! the next on a network error or an "unavailable" answer. Writes keep their request id across
+//! retries, so a retry never writes twice.
+
+use crate::account::AccountView;
+use crate::config::DEFAULT_CLUSTER;
+use crate::connection::Connection;
+use crate::error::{Error, ErrorCode, Result};
+use crate::limits::{
+    CLIENT_CONNECT_TIMEOUT_MS, CLIENT_REPLY_TIMEOUT_MS, REPLY_FRAME_BYTES_MAX,
+    REQUEST_FRAME_BYTES_MAX,
+};
+use crate::password::client_digest;
+use crate::wire::{decode, encode, Envelope, ListKind, Reply, Request, StatusView};
+use serde_bytes::ByteBuf;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+/// Where and how a client connects.
+///
+/// Defaults: no servers, cluster `idlab`, 1 s to connect, 10 s for a reply.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Servers as `host:port`, tried in this order.
+    pub servers: Vec<String>,
+    /// The cluster the client means to talk to.
+    pub cluster: String,
+    /// How long to wait for a connection to one server.
+    pub connect_timeout_ms: u64,
+    /// How long to wait for one reply.
+    pub reply_timeout_ms: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            servers: Vec::new(),
+            cluster: DEFAULT_CLUSTER.to_string(),
+            connect_timeout_ms: CLIENT_CONNECT_TIMEOUT_MS,
+            reply_timeout_ms: CLIENT_REPLY_TIMEOUT_MS,
+        }
+    }
+}
+
+/// A client session.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    /// Index into `config.servers` of the server we are bound to, with its connection.
+    bound: Option<(usize, Connection)>,
+    seq: u64,
+}
+
+impl Client {
+    /// A client for the servers in `config` (nothing is connected until the first call).
+    pub fn new(config: ClientConfig) -> Self {
+        Client {
+            config,
+            bound: None,
+            seq: 0,
+        }
+    }
+
+    /// A client for one server at `addr` (`host:port`) of the default cluster.
+    pub fn to(addr: impl Into<String>) -> Self {
+        Client::new(ClientConfig {
+            servers: vec![addr.into()],
+            ..ClientConfig::default()
+        })
+    }
+
+    /// The server currently bound to, if any.
+    pub fn bound_server(&self) -> Option<&str> {
+        self.bound
+            .as_ref()
+            .map(|(i, _)| self.config.servers[*i].as_str())
+    }
+
+    /// Sends `request`, trying each known server once, starting with the bound one.
+    pub async fn call(&mut self, request: Request) -> Result<Reply> {
+        let count = self.config.servers.len();
+        if count == 0 {
+            return Err(Error::refused(
+                ErrorCode::Unreachable,
+                "no server to talk to",
+            ));
+        }
+        let first = self.bound.as_ref().map_or(0, |(i, _)| *i);
+        let mut failures = Vec::new();
+        let mut unavailable = None;
+        for step in 0..count {
+            let index = (first + step) % count;
+            match self.call_one(index, &request).await {
+                Ok(Reply::Error(err)) if err.code == ErrorCode::Unavailable => {
+                    unavailable = Some(Error::refused(err.code, err.message));
+                }
+                Ok(Reply::Error(err)) => return Err(Error::refused(err.code, err.message)),
+                Ok(reply) => return Ok(reply),
+                Err(err) => {
+                    self.bound = None;
+                    failures.push(format!("{}: {err}", self.config.servers[index]));
+                }
+            }
+        }
+        Err(unavailable.unwrap_or_else(|| {
+            Error::refused(
+                ErrorCode::Unreachable,
+                format!("no server answered ({})", failures.join("; ")),
+            )
+        }))
+    }
+
+    async fn call_one(&mut self, index: usize, request: &Request) -> Result<Reply> {
+        if self.bound.as_ref().is_none_or(|(i, _)| *i != index) {
+            let conn = self.connect(&self.config.servers[index]).await?;
+            self.bound = Some((index, conn));
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let frame = encode(
+            &Envelope::new(&self.config.cluster, seq, request),
+            REQUEST_FRAME_BYTES_MAX,
+        )?;
+        let reply_timeout = Duration::from_millis(self.config.reply_timeout_ms);
+        let (_, conn) = self.bound.as_mut().expect("bound above");
+        let exchange = async {
+            conn.write_frame(&frame).await?;
+            conn.read_frame().await
+        };
+        let payload = tokio::time::timeout(reply_timeout, exchange)
+            .await
+            .map_err(|_| Error::refused(ErrorCode::Unreachable, "no reply in time"))??
+            .ok_or_else(|| {
+                Error::refused(ErrorCode::Unreachable, "server closed the connection")
+            })?;
+        let envelope: Envelope<Reply> = decode(&payload)?;
+        if envelope.seq != seq && !matches!(envelope.body, Reply::Error(_)) {
+            return Err(Error::refused(
+                ErrorCode::BadFrame,
+                format!(
+                    "reply to request {} arrived for request {seq}",
+                    envelope.seq
+                ),
+            ));
+        }
+        Ok(envelope.body)
+    }
+
+    async fn connect(&self, addr: &str) -> Result<Connection> {
+        let timeout = Duration::from_millis(self.config.connect_timeout_ms);
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                Error::refused(
+                    ErrorCode::Unreachable,
+                    format!("failed to connect to {addr} in time"),
+                )
+            })?
+            .map_err(|e| Error::io(format!("failed to connect to {addr}"), e))?;
+        Ok(Connection::new(stream, REPLY_FRAME_BYTES_MAX))
+    }
+
+    /// Creates an account; returns its new UUID.
+    pub async fn create(
+        &mut self,
+        login: &str,
+        real_name: &str,
+        password: Option<&str>,
+    ) -> Result<Uuid> {
+        let request = Request::Create {
+            login: login.to_string(),
+            real_name: real_name.to_string(),
+            password: password.map(digest),
+            request_id: Uuid::new_v4(),
+        };
+        match self.call(request).await? {
+            Reply::Created { uuid } => Ok(uuid),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The account with this login name.
+    pub async fn lookup(&mut self, login: &str) -> Result<AccountView> {
+        self.account(Request::Lookup {
+            login: login.to_string(),
+        })
+        .await
+    }
+
+    /// The account with this UUID.
+    pub async fn reverse_lookup(&mut self, uuid: Uuid) -> Result<AccountView> {
+        self.account(Request::ReverseLookup { uuid }).await
+    }
+
+    async fn account(&mut self, request: Request) -> Result<AccountView> {
+        match self.call(request).await? {
+            Reply::Account(view) => Ok(view),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Renames `old` to `new`; returns the (unchanged) UUID.
+    pub async fn modify(&mut self, old: &str, new: &str, password: Option<&str>) -> Result<Uuid> {
+        let request = Request::Modify {
+            old: old.to_string(),
+            new: new.to_string(),
+            password: password.map(digest),
+            request_id: Uuid::new_v4(),
+        };
+        match self.call(request).await? {
+            Reply::Modified { uuid } => Ok(uuid),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes an account; returns the UUID it had.
+    pub async fn delete(&mut self, login: &str, password: Option<&str>) -> Result<Uuid> {
+        let request = Request::Delete {
+            login: login.to_string(),
+            password: password.map(digest),
+            request_id: Uuid::new_v4(),
+        };
+        match self.call(request).await? {
+            Reply::Deleted { uuid } => Ok(uuid),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Every login name, sorted.
+    pub async fn users(&mut self) -> Result<Vec<String>> {
+        match self
+            .call(Request::List {
+                what: ListKind::Users,
+            })
+            .await?
+        {
+            Reply::Users(users) => Ok(users),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Every UUID, sorted.
+    pub async fn uuids(&mut self) -> Result<Vec<Uuid>> {
+        match self
+            .call(Request::List {
+                what: ListKind::Uuids,
+            })
+            .await?
+        {
+            Reply::Uuids(uuids) => Ok(uuids),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Every account, sorted by login name.
+    pub async fn all(&mut self) -> Result<Vec<AccountView>> {
+        match self
+            .call(Request::List {
+                what: ListKind::All,
+            })
+            .await?
+        {
+            Reply::All(accounts) => Ok(accounts),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The bound server's view of itself.
+    pub async fn status(&mut self) -> Result<StatusView> {
+        match self.call(Request::Status).await? {
+            Reply::Status(status) => Ok(status),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn digest(password: &str) -> ByteBuf {
+    ByteBuf::from(client_digest(password))
+}
+
+fn unexpected(reply: &Reply) -> Error {
+    Error::refused(ErrorCode::BadFrame, format!("unexpected reply {reply:?}"))
+}

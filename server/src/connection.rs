@@ -1,0 +1,64 @@
+//! A TCP stream read and written as frames. Framing rules live in [`crate::wire`]; this file
+//! only moves bytes.
+
+use crate::error::{Error, Result};
+use crate::limits::FRAME_PREFIX_BYTES;
+use crate::wire::{frame_len, FrameError};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One peer's stream with its read buffer.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    buffer: BytesMut,
+    frame_bytes_max: usize,
+}
+
+impl Connection {
+    /// Wraps `stream`; frames announcing more than `frame_bytes_max` payload bytes are refused.
+    pub fn new(stream: TcpStream, frame_bytes_max: usize) -> Self {
+        // Small request/reply exchanges: Nagle would add up to 40 ms to each.
+        let _ = stream.set_nodelay(true);
+        Connection {
+            stream,
+            buffer: BytesMut::with_capacity(4096),
+            frame_bytes_max,
+        }
+    }
+
+    /// The next frame's payload, or `None` when the peer closed cleanly between frames.
+    pub async fn read_frame(&mut self) -> Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(total) = frame_len(&self.buffer, self.frame_bytes_max)? {
+                let payload = self.buffer[FRAME_PREFIX_BYTES..total].to_vec();
+                self.buffer.advance(total);
+                return Ok(Some(payload));
+            }
+            let read = self
+                .stream
+                .read_buf(&mut self.buffer)
+                .await
+                .map_err(|e| Error::io("failed to read from connection", e))?;
+            if read == 0 {
+                return if self.buffer.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated {
+                        bytes: self.buffer.len(),
+                    }
+                    .into())
+                };
+            }
+        }
+    }
+
+    /// Writes one whole frame (prefix included).
+    pub async fn write_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.stream
+            .write_all(frame)
+            .await
+            .map_err(|e| Error::io("failed to write to connection", e))
+    }
+}

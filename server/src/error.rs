@@ -1,0 +1,193 @@
+//! The crate's one error type, and the stable error codes that travel on the wire and become
+//! `idclient` exit codes. Not the place for retry policy (see [`crate::client`]).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What went wrong, as a client sees it: each code has its own wire name, message and exit code.
+///
+/// The table in the README is generated from the same facts; keep them in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// `--create` of a login name that is already taken.
+    LoginExists,
+    /// No account has that login name or UUID.
+    NotFound,
+    /// The account has a password and the one given does not match.
+    WrongPassword,
+    /// The account has a password and none was given.
+    PasswordRequired,
+    /// `--modify` to a new name that another account already has.
+    NewNameTaken,
+    /// No server answered: every known server was tried.
+    Unreachable,
+    /// The cluster cannot take this request right now (an election is under way): retry.
+    Unavailable,
+    /// Empty or over-long login, bad real name, bad UUID, missing argument.
+    InvalidInput,
+    /// The write was applied but not acknowledged by enough replicas in time.
+    AckTimeout,
+    /// The peer speaks no protocol version in common with us.
+    VersionMismatch,
+    /// The server belongs to another cluster than the one asked for.
+    WrongCluster,
+    /// A frame could not be parsed, or was larger than allowed.
+    BadFrame,
+    /// The server failed in a way the client cannot fix (storage down, a bug).
+    Internal,
+    /// A code this build does not know (sent by a newer peer).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// Every code, in exit-code order (for documentation and tests).
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::LoginExists,
+        ErrorCode::NotFound,
+        ErrorCode::WrongPassword,
+        ErrorCode::PasswordRequired,
+        ErrorCode::NewNameTaken,
+        ErrorCode::Unreachable,
+        ErrorCode::Unavailable,
+        ErrorCode::InvalidInput,
+        ErrorCode::AckTimeout,
+        ErrorCode::VersionMismatch,
+        ErrorCode::WrongCluster,
+        ErrorCode::BadFrame,
+        ErrorCode::Internal,
+        ErrorCode::Unknown,
+    ];
+
+    /// `idclient`'s exit status for this error. 0 is success and 2 is a usage error (clap).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorCode::LoginExists => 3,
+            ErrorCode::NotFound => 4,
+            ErrorCode::WrongPassword => 5,
+            ErrorCode::PasswordRequired => 6,
+            ErrorCode::NewNameTaken => 7,
+            ErrorCode::Unreachable => 8,
+            ErrorCode::Unavailable => 9,
+            ErrorCode::InvalidInput => 10,
+            ErrorCode::AckTimeout => 11,
+            ErrorCode::VersionMismatch => 12,
+            ErrorCode::WrongCluster => 13,
+            ErrorCode::BadFrame => 14,
+            ErrorCode::Internal => 15,
+            ErrorCode::Unknown => 16,
+        }
+    }
+
+    /// The code's wire name, as in `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::LoginExists => "login_exists",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::PasswordRequired => "password_required",
+            ErrorCode::NewNameTaken => "new_name_taken",
+            ErrorCode::Unreachable => "unreachable",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::AckTimeout => "ack_timeout",
+            ErrorCode::VersionMismatch => "version_mismatch",
+            ErrorCode::WrongCluster => "wrong_cluster",
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+
+    /// Whether a client should try again (the same request id keeps a retry from writing twice).
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::Unreachable | ErrorCode::AckTimeout
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything that can fail in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request was refused for a reason the client can act on; the message says which.
+    #[error("{message}")]
+    Refused {
+        /// Which refusal.
+        code: ErrorCode,
+        /// Human-readable detail (names the login, UUID or limit involved).
+        message: String,
+    },
+    /// Redis failed or could not be reached.
+    #[error("failed to talk to Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A socket or file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, as "failed to …".
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A frame was malformed, truncated or too large.
+    #[error(transparent)]
+    Frame(#[from] crate::wire::FrameError),
+    /// Bad configuration or flags; the message names the flag.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The Redis given belongs to another cluster (or another node's identity is broken).
+    #[error("refusing to start: Redis belongs to cluster {found:?}, not {expected:?}")]
+    ForeignRedis {
+        /// Our cluster name.
+        expected: String,
+        /// The cluster name stored in that Redis.
+        found: String,
+    },
+    /// Our own `redis-server` child could not be started or died.
+    #[error("failed to run redis-server: {0}")]
+    RedisChild(String),
+}
+
+impl Error {
+    /// A refusal with the given code and message.
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The code a client sees for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Refused { code, .. } => *code,
+            Error::Redis(e) if e.is_connection_dropped() || e.is_io_error() => {
+                ErrorCode::Unavailable
+            }
+            Error::Redis(_) | Error::Io { .. } | Error::RedisChild(_) => ErrorCode::Internal,
+            Error::Config(_) => ErrorCode::InvalidInput,
+            Error::Frame(_) => ErrorCode::BadFrame,
+            Error::ForeignRedis { .. } => ErrorCode::WrongCluster,
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,27 @@
+//! idserver: a replicated identity server (login name <-> UUID directory) over Redis.
+//!
+//! Map of the crate:
+//! - [`account`]: the account record and SPEC.md's input rules.
+//! - [`event`]: writes as events carrying their results.
+//! - [`password`]: client-side SHA-512 digest, server-side argon2id in a bounded pool.
+//! - [`wire`]: frames and messages (no sockets); [`connection`]: frames over TCP.
+//! - [`store`]: the node's Redis (Lua scripts make each write atomic) and its `redis-server` child.
+//! - [`service`]: serving one request; [`server`]: the TCP front and lifecycle.
+//! - [`client`]: the client library `idclient` is built on.
+//! - [`limits`]: every bound, with its reason; [`config`]: settings and defaults.
+//! - [`error`]: the one error type and the stable error codes.
+
+pub mod account;
+pub mod client;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod event;
+pub mod limits;
+pub mod password;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod wire;
+
+pub use error::{Error, ErrorCode, Result};

@@ -1,0 +1,50 @@
+//! Every bound the server and client enforce, in one place, each with the reason for its value.
+//!
+//! Units are the last word of each name. Nothing here is tunable at run time; flags that
+//! tune behaviour live in [`crate::config`].
+
+/// Longest login name after NFC normalisation (SPEC.md).
+pub const LOGIN_CHARS_MAX: usize = 64;
+
+/// Longest real name (SPEC.md).
+pub const REAL_NAME_CHARS_MAX: usize = 256;
+
+/// Largest request frame a server accepts: the biggest request (a create with a 256-character
+/// real name and a password digest) is well under 2 KiB, so 64 KiB leaves room for future fields
+/// while keeping a hostile client from making the server buffer much.
+pub const REQUEST_FRAME_BYTES_MAX: usize = 64 * 1024;
+
+/// Largest reply frame a client accepts: `--get all` for a million accounts is about 200 MiB.
+pub const REPLY_FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Bytes of the length prefix in front of every frame (big-endian u32).
+pub const FRAME_PREFIX_BYTES: usize = 4;
+
+/// Longest cluster name: it travels in every frame and datagram, so keep it short.
+pub const CLUSTER_NAME_BYTES_MAX: usize = 64;
+
+/// Bytes of the password digest a client sends (SHA-512), never the clear password.
+pub const PASSWORD_DIGEST_BYTES: usize = 64;
+
+/// Password hashes computed at once: argon2id takes ~19 MiB and tens of ms per hash, so more
+/// than one per core only queues in memory.
+pub const PASSWORD_HASHES_CONCURRENT_MAX: usize = 4;
+
+/// Client connections served at once; past it new connections wait in the accept queue.
+pub const CONNECTIONS_MAX: usize = 4096;
+
+/// How long a request id's first result is kept, so that a client retry (also after a
+/// failover) gets that result instead of a second write. Documented in the README.
+pub const REQUEST_ID_TTL_MS: u64 = 10 * 60 * 1000;
+
+/// How long the server waits for its own Redis to answer after starting it.
+pub const REDIS_START_TIMEOUT_MS: u64 = 10_000;
+
+/// How long shutdown waits for requests in flight before closing anyway.
+pub const SHUTDOWN_DRAIN_TIMEOUT_MS: u64 = 5_000;
+
+/// How long a client waits for one server to accept a connection.
+pub const CLIENT_CONNECT_TIMEOUT_MS: u64 = 1_000;
+
+/// How long a client waits for one reply before it tries the next server.
+pub const CLIENT_REPLY_TIMEOUT_MS: u64 = 10_000;

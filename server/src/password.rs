@@ -1,0 +1,123 @@
+//! Passwords: the client's SHA-512 digest (the clear text never leaves the client) and the
+//! server's argon2id hash of that digest, computed in a bounded pool off the async threads.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::limits::{PASSWORD_DIGEST_BYTES, PASSWORD_HASHES_CONCURRENT_MAX};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
+use sha2::{Digest, Sha512};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// OWASP's argon2id recommendation: 19 MiB of memory, 2 passes, 1 lane.
+const ARGON2_MEMORY_KIB: u32 = 19 * 1024;
+const ARGON2_PASSES: u32 = 2;
+const ARGON2_LANES: u32 = 1;
+
+/// What a client sends instead of the password: its SHA-512 digest.
+pub fn client_digest(password: &str) -> Vec<u8> {
+    Sha512::digest(password.as_bytes()).to_vec()
+}
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None)
+        .expect("OWASP argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn check_digest(digest: &[u8]) -> Result<()> {
+    if digest.len() != PASSWORD_DIGEST_BYTES {
+        return Err(Error::refused(
+            ErrorCode::InvalidInput,
+            format!(
+                "password digest has {} bytes; a SHA-512 digest has {PASSWORD_DIGEST_BYTES}",
+                digest.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes and verifies password digests, at most a few at a time.
+#[derive(Debug, Clone)]
+pub struct PasswordPool {
+    permits: Arc<Semaphore>,
+}
+
+impl Default for PasswordPool {
+    fn default() -> Self {
+        PasswordPool {
+            permits: Arc::new(Semaphore::new(PASSWORD_HASHES_CONCURRENT_MAX)),
+        }
+    }
+}
+
+impl PasswordPool {
+    /// The argon2id hash of `digest` with a fresh salt, as a PHC string.
+    pub async fn hash(&self, digest: Vec<u8>) -> Result<String> {
+        check_digest(&digest)?;
+        self.run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2()
+                .hash_password(&digest, &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| Error::refused(ErrorCode::Internal, format!("argon2 failed: {e}")))
+        })
+        .await
+    }
+
+    /// Whether `digest` matches the stored hash (constant-time comparison inside argon2).
+    pub async fn verify(&self, digest: Vec<u8>, stored: String) -> Result<bool> {
+        check_digest(&digest)?;
+        self.run(move || {
+            let parsed = PasswordHash::new(&stored).map_err(|e| {
+                Error::refused(ErrorCode::Internal, format!("stored hash is corrupt: {e}"))
+            })?;
+            Ok(argon2().verify_password(&digest, &parsed).is_ok())
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closed");
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::refused(ErrorCode::Internal, format!("hash task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hash_verifies_only_the_same_digest() {
+        let pool = PasswordPool::default();
+        let stored = pool.hash(client_digest("s3cret")).await.unwrap();
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
+        assert!(pool
+            .verify(client_digest("s3cret"), stored.clone())
+            .await
+            .unwrap());
+        assert!(!pool.verify(client_digest("wrong"), stored).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_digest_of_the_wrong_size_is_invalid_input() {
+        let err = PasswordPool::default()
+            .hash(b"clear text".to_vec())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput);
+    }
+}

@@ -1,0 +1,244 @@
+//! The TCP front of a node: accepts connections, reads frames, hands requests to the
+//! [`Service`] and writes replies; starts and stops the node's storage. Bad frames get an
+//! error reply (or, when the stream cannot be resynchronised, a closed connection) and never
+//! disturb other clients.
+
+use crate::config::ServerConfig;
+use crate::connection::Connection;
+use crate::error::{Error, ErrorCode, Result};
+use crate::limits::{
+    CLUSTER_NAME_BYTES_MAX, CONNECTIONS_MAX, REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX,
+    SHUTDOWN_DRAIN_TIMEOUT_MS,
+};
+use crate::service::Service;
+use crate::store::{RedisChild, Store};
+use crate::wire::{
+    decode, encode, Envelope, EnvelopeHead, FrameError, Reply, Request, WireError,
+    PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+/// A started server; stop it with [`RunningServer::shutdown`].
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    node_id: Uuid,
+    stop: watch::Sender<bool>,
+    accept_loop: tokio::task::JoinHandle<()>,
+    redis: Option<RedisChild>,
+}
+
+impl RunningServer {
+    /// Connects storage, binds the listener and starts serving.
+    pub async fn start(config: ServerConfig) -> Result<RunningServer> {
+        if config.cluster.is_empty() || config.cluster.len() > CLUSTER_NAME_BYTES_MAX {
+            return Err(Error::Config(format!(
+                "--cluster must be 1 to {CLUSTER_NAME_BYTES_MAX} bytes"
+            )));
+        }
+        let redis = match &config.redis_url {
+            Some(_) => None,
+            None => Some(
+                RedisChild::start(&config.data_dir, &config.redis_bin, &config.appendfsync).await?,
+            ),
+        };
+        let url = config
+            .redis_url
+            .clone()
+            .or_else(|| redis.as_ref().map(RedisChild::url))
+            .expect("either a Redis URL or our own Redis");
+        let store = Store::connect(&url).await?;
+        let node_id = store.claim(&config.cluster, Uuid::new_v4()).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| Error::io(format!("failed to listen on {}", config.listen), e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("failed to read the listening address", e))?;
+        let service = Arc::new(Service::new(
+            store,
+            node_id,
+            config.cluster.clone(),
+            local_addr.to_string(),
+        ));
+        let (stop, stopped) = watch::channel(false);
+        let accept_loop = tokio::spawn(accept_loop(listener, service, config.cluster, stopped));
+        tracing::info!(%local_addr, %node_id, redis = %url, "serving");
+        Ok(RunningServer {
+            local_addr,
+            node_id,
+            stop,
+            accept_loop,
+            redis,
+        })
+    }
+
+    /// The address clients reach this server at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This node's id (kept in its Redis across restarts).
+    pub fn node_id(&self) -> Uuid {
+        self.node_id
+    }
+
+    /// The pid of the `redis-server` this server started, if it started one.
+    pub fn redis_pid(&self) -> Option<u32> {
+        self.redis.as_ref().and_then(RedisChild::pid)
+    }
+
+    /// Stops accepting, lets requests in flight finish (for a bounded time), then stops the
+    /// node's own Redis, which flushes its append-only file.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let _ = self.accept_loop.await;
+        match self.redis {
+            Some(redis) => redis.stop().await,
+            None => Ok(()),
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    service: Arc<Service>,
+    cluster: String,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let cluster: Arc<str> = cluster.into();
+    let mut connections = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = stopped.changed() => break,
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let accepted = tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let service = service.clone();
+                let cluster = cluster.clone();
+                let stopped = stopped.clone();
+                connections.spawn(async move {
+                    serve_connection(stream, peer, service, &cluster, stopped).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "failed to accept a connection");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_TIMEOUT_MS), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running at shutdown were cut off");
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: Arc<Service>,
+    cluster: &str,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut conn = Connection::new(stream, REQUEST_FRAME_BYTES_MAX);
+    let client_addr = peer.to_string();
+    loop {
+        let read = tokio::select! {
+            _ = stopped.changed() => return,
+            read = conn.read_frame() => read,
+        };
+        let payload = match read {
+            Ok(Some(payload)) => payload,
+            Ok(None) => return,
+            Err(Error::Frame(err @ FrameError::TooLarge { .. })) => {
+                // The rest of the stream cannot be framed any more: say why, then close.
+                tracing::debug!(%peer, error = %err, "refusing oversized frame");
+                let _ = send(&mut conn, cluster, 0, bad_frame(&err.to_string())).await;
+                return;
+            }
+            Err(err) => {
+                tracing::debug!(%peer, error = %err, "closing connection");
+                return;
+            }
+        };
+        let (seq, reply) = match parse_request(&payload, cluster) {
+            Ok((seq, request)) => (seq, service.handle(request, &client_addr).await),
+            Err((seq, reply)) => (seq, reply),
+        };
+        if send(&mut conn, cluster, seq, reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The request in `payload`, or the error reply (with the seq to echo) if it is not one we
+/// can serve.
+fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, Request), (u64, Reply)> {
+    let head: EnvelopeHead =
+        decode(payload).map_err(|e| (0, bad_frame(&format!("unreadable envelope: {e}"))))?;
+    if !head.version_compatible() {
+        return Err((
+            head.seq,
+            refusal(
+                ErrorCode::VersionMismatch,
+                format!(
+                    "client speaks protocol {}..={}, server speaks {PROTOCOL_VERSION_MIN}..={PROTOCOL_VERSION_MAX}",
+                    head.version_min, head.version_max
+                ),
+            ),
+        ));
+    }
+    if head.cluster != cluster {
+        return Err((
+            head.seq,
+            refusal(
+                ErrorCode::WrongCluster,
+                format!(
+                    "this server belongs to cluster {cluster:?}, not {:?}",
+                    head.cluster
+                ),
+            ),
+        ));
+    }
+    let envelope: Envelope<Request> =
+        decode(payload).map_err(|e| (head.seq, bad_frame(&format!("unreadable request: {e}"))))?;
+    Ok((envelope.seq, envelope.body))
+}
+
+fn refusal(code: ErrorCode, message: String) -> Reply {
+    Reply::Error(WireError { code, message })
+}
+
+fn bad_frame(detail: &str) -> Reply {
+    refusal(ErrorCode::BadFrame, detail.to_string())
+}
+
+async fn send(conn: &mut Connection, cluster: &str, seq: u64, reply: Reply) -> Result<()> {
+    let frame = match encode(&Envelope::new(cluster, seq, reply), REPLY_FRAME_BYTES_MAX) {
+        Ok(frame) => frame,
+        Err(err) => encode(
+            &Envelope::new(cluster, seq, refusal(ErrorCode::Internal, err.to_string())),
+            REPLY_FRAME_BYTES_MAX,
+        )?,
+    };
+    conn.write_frame(&frame).await
+}

@@ -1,0 +1,250 @@
+//! The `redis-server` a node starts for itself when no `--redis` is given: private unix socket
+//! and data in the node's data directory, append-only file on, and tied to the node's life.
+//!
+//! The child gets PR_SET_PDEATHSIG, so it is told to stop even when the node is killed with
+//! SIGKILL. The kernel sends that signal when the *thread* that forked the child exits, so every
+//! child is forked from one thread that lives as long as the process. A child left behind
+//! anyway (its pid file names a live redis-server working in our data directory) is killed at
+//! the next start.
+
+use crate::error::{Error, Result};
+use crate::limits::REDIS_START_TIMEOUT_MS;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Longest unix socket path the kernel accepts (sun_path less its terminating NUL).
+const UNIX_SOCKET_PATH_BYTES_MAX: usize = 107;
+const POLL_INTERVAL_MS: u64 = 10;
+const STOP_TIMEOUT_MS: u64 = 10_000;
+
+/// A running `redis-server` owned by this process.
+#[derive(Debug)]
+pub struct RedisChild {
+    child: Option<Child>,
+    socket: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl RedisChild {
+    /// Starts `redis-server` (the binary `redis_bin`) on a unix socket in `data_dir`, with its
+    /// append-only file there fsynced by `appendfsync` (`always`, `everysec` or `no`), and waits
+    /// until it answers.
+    pub async fn start(data_dir: &Path, redis_bin: &str, appendfsync: &str) -> Result<RedisChild> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::io(format!("failed to create {}", data_dir.display()), e))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| Error::io(format!("failed to resolve {}", data_dir.display()), e))?;
+        let socket = data_dir.join("redis.sock");
+        if socket.as_os_str().len() > UNIX_SOCKET_PATH_BYTES_MAX {
+            return Err(Error::Config(format!(
+                "--data-dir {} is too long for a unix socket path ({} bytes at most)",
+                data_dir.display(),
+                UNIX_SOCKET_PATH_BYTES_MAX - "/redis.sock".len()
+            )));
+        }
+        let pid_file = data_dir.join("redis.pid");
+        kill_stale(&pid_file, &data_dir)?;
+        let _ = std::fs::remove_file(&socket);
+
+        let mut cmd = Command::new(redis_bin);
+        cmd.arg("--port")
+            .arg("0")
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--unixsocketperm")
+            .arg("700")
+            .arg("--dir")
+            .arg(&data_dir)
+            .arg("--pidfile")
+            .arg(&pid_file)
+            .arg("--logfile")
+            .arg(data_dir.join("redis.log"))
+            .arg("--daemonize")
+            .arg("no")
+            .arg("--appendonly")
+            .arg("yes")
+            .arg("--appendfsync")
+            .arg(appendfsync)
+            .arg("--save")
+            .arg("")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: between fork and exec only async-signal-safe calls are made (prctl, getppid).
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+                // The parent may have died before prctl took effect.
+                if nix::unistd::getppid() == Pid::from_raw(1) {
+                    return Err(std::io::Error::other("parent exited"));
+                }
+                Ok(())
+            });
+        }
+        let child = spawn_from_lifetime_thread(cmd)
+            .map_err(|e| Error::RedisChild(format!("failed to start {redis_bin}: {e}")))?;
+        let mut this = RedisChild {
+            child: Some(child),
+            socket,
+            data_dir,
+        };
+        this.wait_ready().await?;
+        Ok(this)
+    }
+
+    /// The URL to reach it with.
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(REDIS_START_TIMEOUT_MS);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(Error::RedisChild(format!(
+                    "redis-server exited with {status} at start; its log says:\n{}",
+                    self.log_tail()
+                )));
+            }
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    let pong: redis::RedisResult<String> =
+                        redis::cmd("PING").query_async(&mut conn).await;
+                    if pong.is_ok() {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Error::RedisChild(format!(
+                    "redis-server did not answer within {REDIS_START_TIMEOUT_MS} ms; its log says:\n{}",
+                    self.log_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.data_dir.join("redis.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+
+    /// Stops it cleanly (SIGTERM: Redis flushes its append-only file) and waits for it.
+    pub async fn stop(mut self) -> Result<()> {
+        let Some(child) = self.child.take() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || terminate(child))
+            .await
+            .map_err(|e| Error::RedisChild(format!("failed to wait for redis-server: {e}")))?
+    }
+}
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let _ = terminate(child);
+        }
+    }
+}
+
+fn terminate(mut child: Child) -> Result<()> {
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::RedisChild(format!(
+                    "redis-server {pid} ignored SIGTERM for {STOP_TIMEOUT_MS} ms and was killed"
+                )));
+            }
+        }
+    }
+}
+
+/// Kills a `redis-server` left running in `data_dir` by an earlier crash.
+fn kill_stale(pid_file: &Path, data_dir: &Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return Ok(());
+    };
+    let _ = std::fs::remove_file(pid_file);
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return Ok(());
+    };
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let is_redis = std::fs::read_to_string(proc_dir.join("comm"))
+        .map(|comm| comm.trim().starts_with("redis-server"))
+        .unwrap_or(false);
+    let in_our_dir = std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd == data_dir);
+    if !(is_redis && in_our_dir) {
+        return Ok(());
+    }
+    tracing::warn!(pid, dir = %data_dir.display(), "killing a stale redis-server left by an earlier run");
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
+    while proc_dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+    }
+    if proc_dir.exists() {
+        return Err(Error::RedisChild(format!(
+            "stale redis-server {pid} in {} would not die",
+            data_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+type SpawnJob = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Forks `cmd` from a thread that never exits, so PR_SET_PDEATHSIG fires only when the whole
+/// process dies, not when some runtime worker thread retires.
+fn spawn_from_lifetime_thread(cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("child-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("failed to start the child-spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner
+        .lock()
+        .expect("spawner lock poisoned")
+        .send((cmd, reply_tx))
+        .map_err(|_| std::io::Error::other("child-spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("child-spawner thread is gone"))?
+}

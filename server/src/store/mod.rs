@@ -1,0 +1,7 @@
+//! Storage: the node's own Redis, and the `redis-server` child the node may run for it.
+
+mod child;
+mod redis_store;
+
+pub use child::RedisChild;
+pub use redis_store::{Applied, Store, StoredAccount, WriteResult};

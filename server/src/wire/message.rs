@@ -1,0 +1,202 @@
+//! Client requests and server replies, and the envelope every frame wraps them in.
+//!
+//! Names and fields are part of the protocol: add fields with `#[serde(default)]`, never
+//! rename or reuse one.
+
+use crate::account::AccountView;
+use crate::error::ErrorCode;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+/// Oldest protocol version this build speaks.
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
+/// Newest protocol version this build speaks.
+pub const PROTOCOL_VERSION_MAX: u16 = 1;
+
+/// Every frame: who speaks which versions, for which cluster, and the message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<B> {
+    /// Oldest protocol version the sender speaks.
+    pub version_min: u16,
+    /// Newest protocol version the sender speaks.
+    pub version_max: u16,
+    /// The cluster the sender means to talk to (or belongs to).
+    pub cluster: String,
+    /// Chosen by the requester and echoed in the reply, so replies can be matched to requests.
+    pub seq: u64,
+    /// Reserved for authentication of cluster messages (filled in by a later version).
+    #[serde(default)]
+    pub auth: Option<ByteBuf>,
+    /// The request or reply.
+    pub body: B,
+}
+
+/// The fields of an [`Envelope`] that every version keeps, read before the body so a peer of
+/// another version gets a version error rather than a decode error.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EnvelopeHead {
+    /// See [`Envelope::version_min`].
+    pub version_min: u16,
+    /// See [`Envelope::version_max`].
+    pub version_max: u16,
+    /// See [`Envelope::cluster`].
+    pub cluster: String,
+    /// See [`Envelope::seq`].
+    #[serde(default)]
+    pub seq: u64,
+}
+
+impl<B> Envelope<B> {
+    /// Wraps `body` with this build's version range.
+    pub fn new(cluster: &str, seq: u64, body: B) -> Self {
+        Envelope {
+            version_min: PROTOCOL_VERSION_MIN,
+            version_max: PROTOCOL_VERSION_MAX,
+            cluster: cluster.to_string(),
+            seq,
+            auth: None,
+            body,
+        }
+    }
+}
+
+impl EnvelopeHead {
+    /// Whether the sender's range overlaps ours.
+    pub fn version_compatible(&self) -> bool {
+        self.version_min <= PROTOCOL_VERSION_MAX && self.version_max >= PROTOCOL_VERSION_MIN
+    }
+}
+
+/// What `--get` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListKind {
+    /// Login names.
+    Users,
+    /// UUIDs.
+    Uuids,
+    /// Every account with its details (never passwords).
+    All,
+}
+
+/// A client's request. Writes carry a request id so that retries are recognised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// New account.
+    Create {
+        /// Login name as typed (the server normalises it).
+        login: String,
+        /// Real name.
+        real_name: String,
+        /// SHA-512 of the password, if the account is to have one.
+        password: Option<ByteBuf>,
+        /// Identifies this write across retries.
+        request_id: Uuid,
+    },
+    /// The account with this login name.
+    Lookup {
+        /// Login name.
+        login: String,
+    },
+    /// The account with this UUID.
+    ReverseLookup {
+        /// The account's UUID.
+        uuid: Uuid,
+    },
+    /// Rename `old` to `new`; the UUID stays.
+    Modify {
+        /// Current login name.
+        old: String,
+        /// New login name.
+        new: String,
+        /// SHA-512 of the account's password, if it has one.
+        password: Option<ByteBuf>,
+        /// Identifies this write across retries.
+        request_id: Uuid,
+    },
+    /// Remove an account.
+    Delete {
+        /// Login name.
+        login: String,
+        /// SHA-512 of the account's password, if it has one.
+        password: Option<ByteBuf>,
+        /// Identifies this write across retries.
+        request_id: Uuid,
+    },
+    /// List accounts.
+    List {
+        /// What to list.
+        what: ListKind,
+    },
+    /// The node's view of itself and the cluster.
+    Status,
+}
+
+impl Request {
+    /// Whether the request changes the directory (an event) rather than reading it.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Request::Create { .. } | Request::Modify { .. } | Request::Delete { .. }
+        )
+    }
+}
+
+/// An error reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// Which error.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// A node's view of itself (and, in a cluster, of the others).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// This node's id, generated at its first start and kept in its Redis.
+    pub node_id: Uuid,
+    /// The cluster it belongs to.
+    pub cluster: String,
+    /// The address it serves on.
+    pub addr: String,
+    /// Highest event clock applied.
+    pub clock: u64,
+    /// Accounts stored.
+    pub accounts: u64,
+}
+
+/// A server's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// The new account's UUID.
+    Created {
+        /// UUID of the new account.
+        uuid: Uuid,
+    },
+    /// One account.
+    Account(AccountView),
+    /// The account was renamed.
+    Modified {
+        /// UUID of the renamed account.
+        uuid: Uuid,
+    },
+    /// The account was removed.
+    Deleted {
+        /// UUID of the removed account.
+        uuid: Uuid,
+    },
+    /// Login names, sorted.
+    Users(Vec<String>),
+    /// UUIDs, sorted.
+    Uuids(Vec<Uuid>),
+    /// Accounts, sorted by login name.
+    All(Vec<AccountView>),
+    /// See [`StatusView`].
+    Status(StatusView),
+    /// The request failed.
+    Error(WireError),
+}
