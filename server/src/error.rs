@@ -6,7 +6,7 @@ use std::fmt;
 
 /// What went wrong, as a client sees it: each code has its own wire name, message and exit code.
 ///
-/// The table in the README is generated from the same facts; keep them in step.
+/// The README's table lists the same facts; a unit test checks that it stays in step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -97,6 +97,26 @@ impl ErrorCode {
             ErrorCode::BadFrame => "bad_frame",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
+        }
+    }
+
+    /// What the code means, in a few words (printed by `idclient` before the detail).
+    pub fn summary(self) -> &'static str {
+        match self {
+            ErrorCode::LoginExists => "login already exists",
+            ErrorCode::NotFound => "no such login or UUID",
+            ErrorCode::WrongPassword => "wrong password",
+            ErrorCode::PasswordRequired => "password required",
+            ErrorCode::NewNameTaken => "new name taken",
+            ErrorCode::Unreachable => "server unreachable",
+            ErrorCode::Unavailable => "unavailable right now, retry",
+            ErrorCode::InvalidInput => "invalid input",
+            ErrorCode::AckTimeout => "not acknowledged by replicas in time, retry",
+            ErrorCode::VersionMismatch => "protocol version mismatch",
+            ErrorCode::WrongCluster => "wrong cluster",
+            ErrorCode::BadFrame => "malformed message",
+            ErrorCode::Internal => "server error",
+            ErrorCode::Unknown => "unknown error",
         }
     }
 
@@ -191,3 +211,24 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_distinct_and_documented_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        let mut seen = std::collections::BTreeSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.exit_code()), "{code} reuses an exit code");
+            let row = format!(
+                "| {} | `{}` | {} |",
+                code.exit_code(),
+                code.as_str(),
+                code.summary()
+            );
+            assert!(readme.contains(&row), "README lacks the row {row:?}");
+        }
+    }
+}

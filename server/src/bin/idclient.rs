@@ -6,7 +6,6 @@ use idserver::account::{parse_uuid, AccountView};
 use idserver::client::{Client, ClientConfig};
 use idserver::config::{DEFAULT_CLUSTER, DEFAULT_NUMPORT};
 use idserver::wire::StatusView;
-use idserver::ErrorCode;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -99,7 +98,7 @@ fn main() -> ExitCode {
                 });
                 println!("{value}");
             } else {
-                eprintln!("idclient: {}: {err}", describe(code));
+                eprintln!("idclient: {}: {err}", code.summary());
             }
             ExitCode::from(code.exit_code() as u8)
         }
@@ -223,24 +222,4 @@ fn os_user_name() -> String {
         .or_else(|| user.map(|u| u.name))
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_default()
-}
-
-/// The one-line meaning of each error, printed before the server's detail.
-fn describe(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::LoginExists => "login already exists",
-        ErrorCode::NotFound => "no such login or UUID",
-        ErrorCode::WrongPassword => "wrong password",
-        ErrorCode::PasswordRequired => "password required",
-        ErrorCode::NewNameTaken => "new name taken",
-        ErrorCode::Unreachable => "server unreachable",
-        ErrorCode::Unavailable => "unavailable right now, retry",
-        ErrorCode::InvalidInput => "invalid input",
-        ErrorCode::AckTimeout => "not acknowledged by replicas in time, retry",
-        ErrorCode::VersionMismatch => "protocol version mismatch",
-        ErrorCode::WrongCluster => "wrong cluster",
-        ErrorCode::BadFrame => "malformed message",
-        ErrorCode::Internal => "server error",
-        ErrorCode::Unknown => "unknown error",
-    }
 }

@@ -208,16 +208,26 @@ fn kill_stale(pid_file: &Path, data_dir: &Path) -> Result<()> {
     tracing::warn!(pid, dir = %data_dir.display(), "killing a stale redis-server left by an earlier run");
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
-    while proc_dir.exists() && Instant::now() < deadline {
+    while is_running(&proc_dir) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
     }
-    if proc_dir.exists() {
+    if is_running(&proc_dir) {
         return Err(Error::RedisChild(format!(
             "stale redis-server {pid} in {} would not die",
             data_dir.display()
         )));
     }
     Ok(())
+}
+
+/// Whether the process behind `/proc/<pid>` still runs (a zombie, dead but not yet reaped by its
+/// parent, does not).
+fn is_running(proc_dir: &Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| {
+        // The state follows the parenthesised command name: "pid (comm) S ...".
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
 }
 
 type SpawnJob = (Command, mpsc::Sender<std::io::Result<Child>>);

@@ -1,0 +1,244 @@
+//! The `idserver` and `idclient` binaries as users run them: signals, restarts, a killed
+//! server's Redis, exit codes and `--json`.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
+const IDCLIENT: &str = env!("CARGO_BIN_EXE_idclient");
+
+/// An `idserver` process, killed on drop if the test did not stop it.
+struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &Path) -> ServerProcess {
+        let mut child = Command::new(IDSERVER)
+            .args([
+                "--numport",
+                "0",
+                "--listen",
+                "127.0.0.1",
+                "--cluster",
+                "bin-test",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("idserver starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("idserver printed {line:?}"));
+        ServerProcess { child, port }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn client(&self, args: &[&str]) -> (i32, Value) {
+        let out = Command::new(IDCLIENT)
+            .args([
+                "--server",
+                "127.0.0.1",
+                "--numport",
+                &self.port.to_string(),
+                "--cluster",
+                "bin-test",
+                "--json",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        let json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("idclient printed no JSON ({e}): {out:?}"));
+        (out.status.code().unwrap(), json)
+    }
+
+    fn stop(mut self, signal: Signal) -> std::process::ExitStatus {
+        kill(self.pid(), signal).unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_pid(data_dir: &Path) -> i32 {
+    std::fs::read_to_string(data_dir.join("redis.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn wait_gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        // A zombie has an empty cmdline; it is dead for our purposes.
+        let alive = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+        if !alive {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn each_signal_saves_and_a_restart_serves_the_same_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let (status, created) = server.client(&["--create", "jane", "Jane Doe", "--password", "pw"]);
+    assert_eq!(status, 0, "{created}");
+    let uuid = created["uuid"].as_str().unwrap().to_string();
+    let redis = redis_pid(dir.path());
+    assert!(server.stop(Signal::SIGTERM).success());
+    assert!(wait_gone(redis), "own redis stops with the server");
+
+    for signal in [Signal::SIGINT, Signal::SIGHUP] {
+        let server = ServerProcess::start(dir.path());
+        let (status, found) = server.client(&["--lookup", "jane"]);
+        assert_eq!(status, 0, "{found}");
+        assert_eq!(found["account"]["uuid"], uuid.as_str());
+        assert_eq!(found["account"]["real_name"], "Jane Doe");
+        assert!(found["account"].get("password_hash").is_none());
+        assert!(server.stop(signal).success(), "clean exit on {signal}");
+    }
+}
+
+#[test]
+fn a_killed_servers_redis_dies_with_it_and_a_stale_one_is_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    server.client(&["--create", "kim", "Kim"]);
+    let redis = redis_pid(dir.path());
+    server.stop(Signal::SIGKILL);
+    assert!(
+        wait_gone(redis),
+        "PDEATHSIG stops redis when the server is SIGKILLed"
+    );
+
+    // A stale redis-server in our data dir, as a crash could leave behind.
+    let data = dir.path().canonicalize().unwrap();
+    let mut stale = Command::new("redis-server")
+        .args(["--port", "0", "--daemonize", "no", "--appendonly", "yes"])
+        .arg("--dir")
+        .arg(&data)
+        .arg("--unixsocket")
+        .arg(data.join("redis.sock"))
+        .arg("--pidfile")
+        .arg(data.join("redis.pid"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !data.join("redis.pid").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let server = ServerProcess::start(dir.path());
+    assert!(stale.wait().is_ok(), "the stale redis was killed");
+    let (status, found) = server.client(&["--lookup", "kim"]);
+    assert_eq!(
+        (status, found["account"]["login"].as_str()),
+        (0, Some("kim"))
+    );
+}
+
+#[test]
+fn every_error_has_its_exit_code_and_json_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    assert_eq!(server.client(&["--create", "lee", "Lee", "-p", "pw"]).0, 0);
+    let cases: &[(&[&str], &str, i32)] = &[
+        (&["--create", "lee"], "login_exists", 3),
+        (&["--lookup", "nobody"], "not_found", 4),
+        (&["--delete", "lee", "-p", "nope"], "wrong_password", 5),
+        (&["--delete", "lee"], "password_required", 6),
+        (&["--reverse-lookup", "not-a-uuid"], "invalid_input", 10),
+        (&["--lookup", "bad name"], "invalid_input", 10),
+    ];
+    for (args, code, exit) in cases {
+        let (status, json) = server.client(args);
+        assert_eq!(json["schema"], 1);
+        assert_eq!(json["ok"], false);
+        assert_eq!(
+            (json["error"]["code"].as_str(), status),
+            (Some(*code), *exit),
+            "{args:?}: {json}"
+        );
+        assert_eq!(json["error"]["exit_code"], *exit);
+    }
+    assert_eq!(server.client(&["--create", "mo"]).0, 0);
+    let (status, json) = server.client(&["--modify", "mo", "lee"]);
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (7, Some("new_name_taken"))
+    );
+
+    let (status, listing) = server.client(&["--get", "users"]);
+    assert_eq!(
+        (status, listing["users"].clone()),
+        (0, serde_json::json!(["lee", "mo"]))
+    );
+    let port = server.port;
+    drop(server);
+    let out = Command::new(IDCLIENT)
+        .args([
+            "-s",
+            "127.0.0.1",
+            "-n",
+            &port.to_string(),
+            "--lookup",
+            "lee",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8), "unreachable server");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server unreachable"));
+}
+
+#[test]
+fn create_defaults_the_real_name_to_the_os_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    server.client(&["--create", "nia"]);
+    let (_, found) = server.client(&["--lookup", "nia"]);
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap();
+    let real_name = found["account"]["real_name"].as_str().unwrap().to_string();
+    let gecos = user
+        .gecos
+        .to_string_lossy()
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        real_name == user.name || real_name == gecos,
+        "{real_name:?} for {}",
+        user.name
+    );
+    assert!(!real_name.is_empty());
+}

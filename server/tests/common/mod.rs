@@ -1,0 +1,56 @@
+//! Test fixtures: a real server on port 0 with its own real `redis-server` in a temp dir.
+
+#![allow(dead_code)]
+
+use idserver::client::{Client, ClientConfig};
+use idserver::config::ServerConfig;
+use idserver::server::RunningServer;
+use std::path::Path;
+use tempfile::TempDir;
+
+/// A server and the directory its Redis lives in (removed on drop).
+pub struct TestServer {
+    pub server: RunningServer,
+    pub cluster: String,
+    pub dir: TempDir,
+}
+
+impl TestServer {
+    /// A fresh server with its own Redis, in a cluster no other test uses.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let server = RunningServer::start(config(dir.path(), &cluster, None))
+            .await
+            .expect("server starts");
+        TestServer {
+            server,
+            cluster,
+            dir,
+        }
+    }
+
+    /// A client of this server's cluster.
+    pub fn client(&self) -> Client {
+        Client::new(ClientConfig {
+            servers: vec![self.server.local_addr().to_string()],
+            cluster: self.cluster.clone(),
+            ..ClientConfig::default()
+        })
+    }
+
+    pub fn addr(&self) -> String {
+        self.server.local_addr().to_string()
+    }
+}
+
+/// Settings for a server on 127.0.0.1:0 with data in `dir`.
+pub fn config(dir: &Path, cluster: &str, redis_url: Option<String>) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cluster: cluster.to_string(),
+        data_dir: dir.to_path_buf(),
+        redis_url,
+        ..ServerConfig::default()
+    }
+}

@@ -1,0 +1,277 @@
+//! Every identity operation and every error case, through the client library, against a real
+//! server and a real Redis.
+
+mod common;
+
+use common::TestServer;
+use idserver::wire::{Reply, Request};
+use idserver::ErrorCode;
+use uuid::Uuid;
+
+fn code<T: std::fmt::Debug>(result: idserver::Result<T>) -> ErrorCode {
+    result.expect_err("expected an error").code()
+}
+
+#[tokio::test]
+async fn create_then_lookup_and_reverse_lookup_show_the_record() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let uuid = c
+        .create("alice", "Alice Liddell", Some("pw"))
+        .await
+        .unwrap();
+    assert_eq!(uuid.get_version_num(), 4);
+
+    let account = c.lookup("alice").await.unwrap();
+    assert_eq!(account.uuid, uuid);
+    assert_eq!(account.login, "alice");
+    assert_eq!(account.real_name, "Alice Liddell");
+    assert!(
+        account.client_addr.starts_with("127.0.0.1:"),
+        "{}",
+        account.client_addr
+    );
+    assert!(account.has_password);
+    assert_eq!(account.created_ms, account.changed_ms);
+    let now = idserver::service::now_ms();
+    assert!(account.created_ms <= now && now - account.created_ms < 60_000);
+
+    assert_eq!(c.reverse_lookup(uuid).await.unwrap(), account);
+}
+
+#[tokio::test]
+async fn missing_login_or_uuid_is_not_found() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    assert_eq!(code(c.lookup("nobody").await), ErrorCode::NotFound);
+    assert_eq!(
+        code(c.reverse_lookup(Uuid::new_v4()).await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(code(c.delete("nobody", None).await), ErrorCode::NotFound);
+    assert_eq!(
+        code(c.modify("nobody", "somebody", None).await),
+        ErrorCode::NotFound
+    );
+}
+
+#[tokio::test]
+async fn creating_a_taken_login_fails_and_keeps_the_first() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let first = c.create("bob", "Bob", None).await.unwrap();
+    assert_eq!(
+        code(c.create("bob", "Other Bob", None).await),
+        ErrorCode::LoginExists
+    );
+    let account = c.lookup("bob").await.unwrap();
+    assert_eq!((account.uuid, account.real_name.as_str()), (first, "Bob"));
+}
+
+#[tokio::test]
+async fn logins_are_compared_after_nfc_normalisation() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let uuid = c.create("Jos\u{e9}", "", None).await.unwrap();
+    assert_eq!(c.lookup("Jose\u{301}").await.unwrap().uuid, uuid);
+    assert_eq!(
+        code(c.create("Jose\u{301}", "", None).await),
+        ErrorCode::LoginExists
+    );
+}
+
+#[tokio::test]
+async fn modify_renames_and_keeps_the_uuid() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let uuid = c.create("carol", "Carol", None).await.unwrap();
+    c.create("dave", "Dave", None).await.unwrap();
+
+    assert_eq!(
+        code(c.modify("carol", "dave", None).await),
+        ErrorCode::NewNameTaken
+    );
+    assert_eq!(c.modify("carol", "caroline", None).await.unwrap(), uuid);
+    assert_eq!(code(c.lookup("carol").await), ErrorCode::NotFound);
+    let renamed = c.lookup("caroline").await.unwrap();
+    assert_eq!(renamed.uuid, uuid);
+    assert!(renamed.changed_ms >= renamed.created_ms);
+    assert_eq!(c.reverse_lookup(uuid).await.unwrap().login, "caroline");
+    assert_eq!(c.users().await.unwrap(), vec!["caroline", "dave"]);
+}
+
+#[tokio::test]
+async fn passwords_guard_modify_and_delete_but_not_lookups() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    c.create("erin", "Erin", Some("correct horse"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        code(c.modify("erin", "erin2", None).await),
+        ErrorCode::PasswordRequired
+    );
+    assert_eq!(
+        code(c.modify("erin", "erin2", Some("wrong")).await),
+        ErrorCode::WrongPassword
+    );
+    assert_eq!(
+        code(c.delete("erin", None).await),
+        ErrorCode::PasswordRequired
+    );
+    assert_eq!(
+        code(c.delete("erin", Some("wrong")).await),
+        ErrorCode::WrongPassword
+    );
+    assert!(c.lookup("erin").await.is_ok(), "lookups need no password");
+
+    c.modify("erin", "erin2", Some("correct horse"))
+        .await
+        .unwrap();
+    c.delete("erin2", Some("correct horse")).await.unwrap();
+    assert_eq!(code(c.lookup("erin2").await), ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn an_account_without_password_can_be_deleted_by_anyone() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let uuid = c.create("frank", "Frank", None).await.unwrap();
+    assert_eq!(c.delete("frank", None).await.unwrap(), uuid);
+    assert_eq!(code(c.reverse_lookup(uuid).await), ErrorCode::NotFound);
+    assert!(c.users().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn get_lists_users_uuids_and_all_sorted_without_passwords() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let mut uuids = Vec::new();
+    for login in ["zed", "amy", "mia"] {
+        uuids.push(
+            c.create(login, &format!("{login} real"), Some("pw"))
+                .await
+                .unwrap(),
+        );
+    }
+    uuids.sort();
+    assert_eq!(c.users().await.unwrap(), vec!["amy", "mia", "zed"]);
+    assert_eq!(c.uuids().await.unwrap(), uuids);
+    let all = c.all().await.unwrap();
+    let logins: Vec<_> = all.iter().map(|a| a.login.as_str()).collect();
+    assert_eq!(logins, vec!["amy", "mia", "zed"]);
+    assert!(all
+        .iter()
+        .all(|a| a.has_password && a.real_name.ends_with(" real")));
+    let reply = c
+        .call(Request::List {
+            what: idserver::wire::ListKind::All,
+        })
+        .await
+        .unwrap();
+    let encoded = format!("{reply:?}");
+    assert!(
+        !encoded.contains("argon2"),
+        "a listing leaked a password hash"
+    );
+}
+
+#[tokio::test]
+async fn invalid_input_is_refused_before_storage() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let long = "x".repeat(65);
+    for login in ["", "has space", "slash/", long.as_str()] {
+        assert_eq!(
+            code(c.create(login, "", None).await),
+            ErrorCode::InvalidInput,
+            "{login:?}"
+        );
+    }
+    assert_eq!(
+        code(c.create("ok", &"r".repeat(257), None).await),
+        ErrorCode::InvalidInput
+    );
+    assert_eq!(
+        code(c.create("ok", "bell\u{7}", None).await),
+        ErrorCode::InvalidInput
+    );
+    assert_eq!(
+        code(c.modify("ok", "", None).await),
+        ErrorCode::InvalidInput
+    );
+    let bad_digest = Request::Create {
+        login: "ok".into(),
+        real_name: String::new(),
+        password: Some(serde_bytes::ByteBuf::from(b"clear".to_vec())),
+        request_id: Uuid::new_v4(),
+    };
+    assert_eq!(code(c.call(bad_digest).await), ErrorCode::InvalidInput);
+    assert!(c.users().await.unwrap().is_empty());
+    assert_eq!(c.status().await.unwrap().clock, 0, "no event was made");
+}
+
+#[tokio::test]
+async fn a_retried_write_returns_the_first_result_and_writes_once() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let create = Request::Create {
+        login: "gina".into(),
+        real_name: "Gina".into(),
+        password: None,
+        request_id: Uuid::new_v4(),
+    };
+    let first = c.call(create.clone()).await.unwrap();
+    let Reply::Created { uuid } = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(c.call(create).await.unwrap(), Reply::Created { uuid });
+
+    let delete = Request::Delete {
+        login: "gina".into(),
+        password: None,
+        request_id: Uuid::new_v4(),
+    };
+    assert_eq!(
+        c.call(delete.clone()).await.unwrap(),
+        Reply::Deleted { uuid }
+    );
+    assert_eq!(
+        c.call(delete).await.unwrap(),
+        Reply::Deleted { uuid },
+        "retry after success"
+    );
+    assert_eq!(c.status().await.unwrap().clock, 2, "two events, not four");
+}
+
+#[tokio::test]
+async fn concurrent_clients_are_served_and_a_contended_login_goes_to_one() {
+    let t = TestServer::start().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let mut c = t.client();
+        tasks.spawn(async move { c.create(&format!("user{i}"), "", None).await.map(|_| ()) });
+    }
+    for _ in 0..8 {
+        let mut c = t.client();
+        tasks.spawn(async move { c.create("contended", "", None).await.map(|_| ()) });
+    }
+    let results = tasks.join_all().await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let exists = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code() == ErrorCode::LoginExists))
+        .count();
+    assert_eq!((ok, exists), (33, 7), "{results:?}");
+    let mut c = t.client();
+    assert_eq!(c.users().await.unwrap().len(), 33);
+    assert_eq!(c.status().await.unwrap().clock, 33);
+}
+
+#[tokio::test]
+async fn a_client_of_another_cluster_is_refused() {
+    let t = TestServer::start().await;
+    let mut c = idserver::client::Client::to(t.addr());
+    assert_eq!(code(c.users().await), ErrorCode::WrongCluster);
+}

@@ -1,0 +1,104 @@
+//! Storage behaviour: an external Redis, a Redis of another cluster, state across restarts.
+
+mod common;
+
+use common::{config, TestServer};
+use idserver::client::{Client, ClientConfig};
+use idserver::server::RunningServer;
+use idserver::store::RedisChild;
+use idserver::{Error, ErrorCode};
+
+#[tokio::test]
+async fn an_external_redis_is_used_and_left_running() {
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = RedisChild::start(redis_dir.path(), "redis-server", "everysec")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = RunningServer::start(config(dir.path(), "ext", Some(redis.url())))
+        .await
+        .unwrap();
+    assert!(server.redis_pid().is_none(), "no own redis with --redis");
+    let mut c = Client::new(ClientConfig {
+        servers: vec![server.local_addr().to_string()],
+        cluster: "ext".into(),
+        ..ClientConfig::default()
+    });
+    let uuid = c.create("henry", "Henry", None).await.unwrap();
+    server.shutdown().await.unwrap();
+
+    let store = idserver::store::Store::connect(&redis.url()).await.unwrap();
+    assert_eq!(
+        store.lookup("henry").await.unwrap().unwrap().view.uuid,
+        uuid
+    );
+    redis.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redis_of_another_cluster_is_refused() {
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = RedisChild::start(redis_dir.path(), "redis-server", "everysec")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = RunningServer::start(config(dir.path(), "blue", Some(redis.url())))
+        .await
+        .unwrap();
+    let node_id = first.node_id();
+    first.shutdown().await.unwrap();
+
+    let err = RunningServer::start(config(dir.path(), "green", Some(redis.url())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ForeignRedis { expected, found } if expected == "green" && found == "blue"),
+        "{err}"
+    );
+    assert_eq!(err.code(), ErrorCode::WrongCluster);
+
+    let again = RunningServer::start(config(dir.path(), "blue", Some(redis.url())))
+        .await
+        .unwrap();
+    assert_eq!(again.node_id(), node_id, "the node id is kept in Redis");
+    again.shutdown().await.unwrap();
+    redis.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn data_and_node_id_survive_a_clean_restart() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let uuid = c.create("iris", "Iris", Some("pw")).await.unwrap();
+    let node_id = t.server.node_id();
+    let redis_pid = t.server.redis_pid().unwrap();
+    let TestServer {
+        server,
+        cluster,
+        dir,
+    } = t;
+    server.shutdown().await.unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{redis_pid}")).exists(),
+        "own redis stopped"
+    );
+
+    let server = RunningServer::start(config(dir.path(), &cluster, None))
+        .await
+        .unwrap();
+    assert_eq!(server.node_id(), node_id);
+    let mut c = Client::new(ClientConfig {
+        servers: vec![server.local_addr().to_string()],
+        cluster,
+        ..ClientConfig::default()
+    });
+    let account = c.lookup("iris").await.unwrap();
+    assert_eq!((account.uuid, account.has_password), (uuid, true));
+    c.delete("iris", Some("pw")).await.unwrap();
+    assert_eq!(
+        c.status().await.unwrap().clock,
+        2,
+        "the clock continued after the restart"
+    );
+    server.shutdown().await.unwrap();
+}
