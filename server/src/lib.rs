@@ -2,6 +2,7 @@
 //!
 //! Map of the crate:
 //! - [`account`]: the account record and SPEC.md's input rules.
+//! - [`core`]: the cluster protocol as a deterministic state machine (no I/O).
 //! - [`event`]: writes as events carrying their results.
 //! - [`password`]: client-side SHA-512 digest, server-side argon2id in a bounded pool.
 //! - [`wire`]: frames and messages (no sockets); [`connection`]: frames over TCP.
@@ -15,6 +16,7 @@ pub mod account;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod core;
 pub mod error;
 pub mod event;
 pub mod limits;

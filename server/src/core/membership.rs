@@ -1,0 +1,202 @@
+//! Joining, ranks and the member table: a joining node takes the lowest rank no live node
+//! holds; the coordinator's heartbeat carries the member list, which is authoritative when
+//! two live nodes claim one rank.
+
+use super::message::{Body, Purpose};
+use super::node::{JoinState, Node, RankReply};
+use super::types::{Clock, Epoch, MemberView, NodeRef, Rank, Role};
+use std::collections::BTreeSet;
+
+impl Node {
+    pub(super) fn start_join(&mut self, now_ms: u64, epoch: Epoch, clock: Clock) {
+        self.epoch = self.epoch.max(epoch);
+        self.clock = self.clock.max(clock);
+        self.rejoin(now_ms);
+    }
+
+    /// Forgets our rank and asks everyone for theirs.
+    pub(super) fn rejoin(&mut self, now_ms: u64) {
+        self.me.rank = None;
+        self.role = Role::Joining;
+        self.coordinator = None;
+        self.candidate = None;
+        self.members.clear();
+        self.join = Some(JoinState {
+            until_ms: now_ms + self.config.join_window_ms,
+            replies: Default::default(),
+            joiners: Default::default(),
+        });
+        self.broadcast(Body::GetRank {
+            purpose: Purpose::Join,
+        });
+    }
+
+    pub(super) fn note_joiner(&mut self, from: &NodeRef) {
+        if let Some(join) = self.join.as_mut() {
+            if from.rank.is_none() {
+                join.joiners.insert(from.node_id);
+            }
+        }
+    }
+
+    /// Ends the join window: takes a free rank and follows the coordinator the others named,
+    /// or, if none did, prepares to elect one.
+    pub(super) fn finish_join(&mut self, now_ms: u64) {
+        let Some(join) = self.join.take() else {
+            return;
+        };
+        let taken: BTreeSet<Rank> = join.replies.values().filter_map(|(n, ..)| n.rank).collect();
+        let mut joiners = join.joiners.clone();
+        joiners.extend(
+            join.replies
+                .values()
+                .filter(|(n, ..)| n.rank.is_none())
+                .map(|(n, ..)| n.node_id),
+        );
+        joiners.insert(self.me.node_id);
+        // A node that announced its rank meanwhile is no longer joining.
+        joiners.retain(|id| join.replies.get(id).is_none_or(|(n, ..)| n.rank.is_none()));
+        // Nodes joining together take the free ranks in node-id order, so they agree without
+        // talking further.
+        let position = joiners
+            .iter()
+            .position(|id| *id == self.me.node_id)
+            .unwrap_or(0);
+        let rank = (1..)
+            .filter(|r| !taken.contains(r))
+            .nth(position)
+            .expect("ranks are unbounded");
+        self.me.rank = Some(rank);
+        self.role = Role::Follower;
+        for (node, role, _, _) in join.replies.values() {
+            if node.rank.is_some() && *role != Role::Joining {
+                self.remember_member(now_ms, *node, 0);
+            }
+        }
+        let claimed = join
+            .replies
+            .values()
+            .filter(|(_, role, ..)| *role == Role::Coordinator)
+            .map(|(node, _, _, epoch)| (*epoch, *node))
+            .chain(
+                join.replies
+                    .values()
+                    .filter_map(|(_, _, c, epoch)| c.map(|c| (*epoch, c))),
+            )
+            .max_by_key(|(epoch, node)| (*epoch, std::cmp::Reverse(node.rank)));
+        match claimed {
+            Some((epoch, coordinator)) if epoch >= self.epoch => {
+                self.coordinator = Some(coordinator);
+                self.coordinator_epoch = epoch;
+                self.last_heard_coordinator_ms = now_ms;
+            }
+            _ => {
+                // No coordinator anywhere: suspect at once, staggered by rank.
+                let base = self.config.heartbeat_ms * u64::from(self.config.suspect_misses);
+                self.last_heard_coordinator_ms = now_ms.saturating_sub(base);
+            }
+        }
+        let body = self.rank_body(now_ms, Purpose::Join);
+        self.broadcast(body);
+    }
+
+    pub(super) fn on_rank(&mut self, now_ms: u64, purpose: Purpose, reply: RankReply) {
+        if self.role == Role::Joining {
+            if let Some(join) = self.join.as_mut() {
+                join.replies.insert(
+                    reply.from.node_id,
+                    (reply.from, reply.role, reply.coordinator, reply.epoch),
+                );
+            }
+            return;
+        }
+        match purpose {
+            Purpose::Election { round } => self.on_election_reply(now_ms, round, reply),
+            Purpose::Join | Purpose::Heartbeat { .. } | Purpose::Client => {
+                if self.role == Role::Coordinator {
+                    if let Some(rank) = reply.from.rank {
+                        if reply.role != Role::Joining && self.rank_is_free_for(rank, &reply.from) {
+                            self.remember_member(now_ms, reply.from, reply.clock);
+                        }
+                    }
+                } else {
+                    self.check_rank_conflict(now_ms, &reply.from);
+                }
+            }
+        }
+    }
+
+    /// Whether the coordinator's table lets `node` hold `rank`: the incumbent keeps a rank, and
+    /// nobody takes the coordinator's own.
+    fn rank_is_free_for(&self, rank: Rank, node: &NodeRef) -> bool {
+        if self.me.rank == Some(rank) {
+            return false;
+        }
+        self.members
+            .get(&rank)
+            .is_none_or(|m| m.node.node_id == node.node_id)
+    }
+
+    pub(super) fn remember_member(&mut self, now_ms: u64, node: NodeRef, clock: Clock) {
+        let Some(rank) = node.rank else {
+            return;
+        };
+        // A node that rejoined under another rank leaves its old entry behind.
+        self.members
+            .retain(|r, m| *r == rank || m.node.node_id != node.node_id);
+        self.members.insert(
+            rank,
+            MemberView {
+                node,
+                clock,
+                last_seen_ms: now_ms,
+            },
+        );
+    }
+
+    /// Without a coordinator to arbitrate, two nodes with one rank settle it by node id: the
+    /// lower id keeps the rank, the other joins again.
+    fn check_rank_conflict(&mut self, now_ms: u64, other: &NodeRef) {
+        let same_rank = other.rank.is_some() && other.rank == self.me.rank;
+        if same_rank && self.coordinator.is_none() && other.node_id < self.me.node_id {
+            self.rejoin(now_ms);
+        }
+    }
+
+    /// A follower's copy of the coordinator's member list; if the list gives our rank to
+    /// another node, we lost it and join again.
+    pub(super) fn adopt_member_list(&mut self, now_ms: u64, members: &[NodeRef]) {
+        let lost = members
+            .iter()
+            .any(|m| m.rank.is_some() && m.rank == self.me.rank && m.node_id != self.me.node_id);
+        if lost {
+            self.rejoin(now_ms);
+            return;
+        }
+        let previous = std::mem::take(&mut self.members);
+        for node in members {
+            let clock = node
+                .rank
+                .and_then(|r| previous.get(&r))
+                .filter(|m| m.node.node_id == node.node_id)
+                .map_or(0, |m| m.clock);
+            self.remember_member(now_ms, *node, clock);
+        }
+    }
+
+    /// The coordinator's beat: drop members silent for too long (their ranks become free) and
+    /// send GETRANK with the member list.
+    pub(super) fn heartbeat(&mut self, now_ms: u64) {
+        let dead_ms = self.config.dead_ms();
+        let me = self.me.node_id;
+        self.members.retain(|_, m| {
+            m.node.node_id == me || now_ms.saturating_sub(m.last_seen_ms) <= dead_ms
+        });
+        self.remember_member(now_ms, self.me, self.clock);
+        let members = self.members.values().map(|m| m.node).collect();
+        self.broadcast(Body::GetRank {
+            purpose: Purpose::Heartbeat { members },
+        });
+        self.next_heartbeat_ms = now_ms + self.config.heartbeat_ms;
+    }
+}

@@ -1,0 +1,89 @@
+//! The whitepaper's messages (GETRANK, RANK, GETMASTER, MASTER, NEWMASTER), as the core sends
+//! and receives them. The wire adds version and cluster name around them.
+
+use super::types::{Clock, Epoch, NodeRef, Role};
+use serde::{Deserialize, Serialize};
+
+/// One datagram's content: the sender, its epoch, and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender (a client sends a random id and no rank).
+    pub from: NodeRef,
+    /// The sender's epoch (0 from clients).
+    pub epoch: Epoch,
+    /// What it says.
+    pub body: Body,
+}
+
+/// Why a GETRANK was sent; RANK echoes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// A node is joining and needs the ranks in use.
+    Join,
+    /// The coordinator's heartbeat, with its member list (authoritative for ranks).
+    Heartbeat {
+        /// Members by rank, the coordinator included.
+        members: Vec<NodeRef>,
+    },
+    /// A candidate asks: do you still hear the coordinator, and what are your rank and clock?
+    Election {
+        /// Identifies the candidate's round, so late replies to an old round are dropped.
+        round: u64,
+    },
+    /// A client measures which server answers fastest.
+    Client,
+}
+
+/// The messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Body {
+    /// GETRANK: asks every node for its rank and latest clock.
+    GetRank {
+        /// Why.
+        purpose: Purpose,
+    },
+    /// RANK: the answer.
+    Rank {
+        /// The GETRANK's purpose, echoed.
+        purpose: Purpose,
+        /// Latest event clock.
+        clock: Clock,
+        /// What the sender is doing.
+        role: Role,
+        /// The coordinator the sender follows, if any.
+        coordinator: Option<NodeRef>,
+        /// Whether the sender heard that coordinator recently (or is it).
+        hears_coordinator: bool,
+    },
+    /// GETMASTER: who is the coordinator?
+    GetMaster,
+    /// MASTER: the coordinator announces itself (or a node answers GETMASTER about it).
+    Master {
+        /// The coordinator.
+        coordinator: NodeRef,
+        /// Its latest clock.
+        clock: Clock,
+        /// The members known to the sender (for clients' second stage).
+        members: Vec<NodeRef>,
+    },
+    /// NEWMASTER: an election's result, naming the winner.
+    NewMaster {
+        /// The node with the highest clock (lowest rank among equals) the candidate heard.
+        winner: NodeRef,
+    },
+}
+
+impl Body {
+    /// The whitepaper's name of the message.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Body::GetRank { .. } => "GETRANK",
+            Body::Rank { .. } => "RANK",
+            Body::GetMaster => "GETMASTER",
+            Body::Master { .. } => "MASTER",
+            Body::NewMaster { .. } => "NEWMASTER",
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The node state machine: inputs in, outputs out, one step at a time. This file holds the
+//! state, the dispatch and the timers; joining is in `membership.rs`, elections in
+//! `election.rs`.
+
+use super::message::{Body, Message, Purpose};
+use super::types::{Clock, CoreConfig, Epoch, MemberView, NodeId, NodeRef, Rank, Role, View};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+/// What happens to a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The node starts (or restarts) with the epoch and clock its store holds, and joins.
+    Start {
+        /// Stored epoch.
+        epoch: Epoch,
+        /// Stored clock.
+        clock: Clock,
+    },
+    /// A datagram arrived from `src` (its UDP source address).
+    Message {
+        /// Where it came from (for replies to clients, whose address is not in `from`).
+        src: SocketAddr,
+        /// What it says.
+        msg: Message,
+    },
+    /// A deadline given by [`Node::poll_timeout`] passed (extra ticks are harmless).
+    Tick,
+    /// The node applied events up to this clock.
+    ClockAdvanced(Clock),
+    /// An RPC to the coordinator failed: ask the others whether they still hear it.
+    CoordinatorUnreachable,
+    /// A peer RPC carried this epoch.
+    SawEpoch(Epoch),
+}
+
+/// What the node wants done, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send to one address.
+    Send {
+        /// Destination.
+        to: SocketAddr,
+        /// Content.
+        msg: Message,
+    },
+    /// Send to every peer (and the multicast group, if any).
+    Broadcast(Message),
+    /// Store this epoch durably before carrying out any later output.
+    PersistEpoch(Epoch),
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct JoinState {
+    pub(super) until_ms: u64,
+    /// Nodes that answered, with their role, the coordinator they follow and their epoch.
+    pub(super) replies: BTreeMap<NodeId, (NodeRef, Role, Option<NodeRef>, Epoch)>,
+    /// Nodes seen joining at the same time (they get free ranks in node-id order).
+    pub(super) joiners: BTreeSet<NodeId>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct CandidateState {
+    pub(super) round: u64,
+    pub(super) until_ms: u64,
+    /// Ranked nodes that answered, with their clock, and the coordinator they hear (if any).
+    pub(super) replies: BTreeMap<NodeId, (NodeRef, Clock, Option<NodeRef>)>,
+    /// Earlier rounds of this election that got no reply at all.
+    pub(super) silent_rounds: u32,
+}
+
+/// One node's protocol state.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub(super) config: CoreConfig,
+    pub(super) me: NodeRef,
+    pub(super) role: Role,
+    pub(super) epoch: Epoch,
+    pub(super) clock: Clock,
+    pub(super) coordinator: Option<NodeRef>,
+    /// Epoch in which `coordinator` was accepted.
+    pub(super) coordinator_epoch: Epoch,
+    /// When suspicion was last reset (a heartbeat, a MASTER, a NEWMASTER, a failed round).
+    pub(super) last_heard_coordinator_ms: u64,
+    /// When the coordinator itself was last heard (a heartbeat or its MASTER).
+    pub(super) last_direct_ms: u64,
+    /// Members by rank: the coordinator's own table, or a follower's copy of its list.
+    pub(super) members: BTreeMap<Rank, MemberView>,
+    pub(super) join: Option<JoinState>,
+    pub(super) candidate: Option<CandidateState>,
+    pub(super) round: u64,
+    pub(super) next_heartbeat_ms: u64,
+    pub(super) last_step_ms: Option<u64>,
+    pub(super) elections_started: u64,
+    pub(super) out: Vec<Output>,
+}
+
+impl Node {
+    /// A node with this identity and address; it does nothing until [`Input::Start`].
+    pub fn new(config: CoreConfig, node_id: NodeId, addr: SocketAddr) -> Node {
+        Node {
+            config,
+            me: NodeRef {
+                node_id,
+                rank: None,
+                addr,
+            },
+            role: Role::Joining,
+            epoch: 0,
+            clock: 0,
+            coordinator: None,
+            coordinator_epoch: 0,
+            last_heard_coordinator_ms: 0,
+            last_direct_ms: 0,
+            members: BTreeMap::new(),
+            join: None,
+            candidate: None,
+            round: 0,
+            next_heartbeat_ms: 0,
+            last_step_ms: None,
+            elections_started: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// Feeds one input at time `now_ms` (any monotonic milliseconds) and returns what to do.
+    pub fn step(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
+        self.notice_pause(now_ms);
+        match input {
+            Input::Start { epoch, clock } => self.start_join(now_ms, epoch, clock),
+            Input::Message { src, msg } => self.on_message(now_ms, src, msg),
+            Input::Tick => {}
+            Input::ClockAdvanced(clock) => self.clock = self.clock.max(clock),
+            Input::CoordinatorUnreachable => {
+                if self.role == Role::Follower && self.coordinator.is_some() {
+                    self.start_candidate(now_ms);
+                }
+            }
+            Input::SawEpoch(epoch) => self.observe_epoch(now_ms, epoch),
+        }
+        self.on_timers(now_ms);
+        std::mem::take(&mut self.out)
+    }
+
+    /// The next time [`Input::Tick`] is due, if any.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.role {
+            Role::Joining => self.join.as_ref().map(|j| j.until_ms),
+            Role::Candidate => self.candidate.as_ref().map(|c| c.until_ms),
+            Role::Coordinator => Some(self.next_heartbeat_ms),
+            Role::Follower => Some(self.suspect_deadline_ms()),
+        }
+    }
+
+    /// What this node believes now.
+    pub fn view(&self) -> View {
+        let mut members: Vec<MemberView> = self.members.values().cloned().collect();
+        if self.me.rank.is_some()
+            && !self
+                .members
+                .values()
+                .any(|m| m.node.node_id == self.me.node_id)
+        {
+            members.push(MemberView {
+                node: self.me,
+                clock: self.clock,
+                last_seen_ms: self.last_step_ms.unwrap_or(0),
+            });
+            members.sort_by_key(|m| m.node.rank);
+        }
+        View {
+            me: self.me,
+            role: self.role,
+            epoch: self.epoch,
+            clock: self.clock,
+            coordinator: self.coordinator,
+            members,
+            elections_started: self.elections_started,
+        }
+    }
+
+    /// A coordinator that was stopped (SIGSTOP, a VM pause) for longer than it takes the others
+    /// to declare it dead must not go on acting as coordinator: the others may have moved on.
+    fn notice_pause(&mut self, now_ms: u64) {
+        let gap = self
+            .last_step_ms
+            .map_or(0, |last| now_ms.saturating_sub(last));
+        self.last_step_ms = Some(now_ms);
+        if self.role == Role::Coordinator && gap > self.config.dead_ms() {
+            self.step_down(now_ms);
+        }
+    }
+
+    fn on_timers(&mut self, now_ms: u64) {
+        match self.role {
+            Role::Joining => {
+                if self.join.as_ref().is_some_and(|j| now_ms >= j.until_ms) {
+                    self.finish_join(now_ms);
+                }
+            }
+            Role::Candidate => {
+                if self
+                    .candidate
+                    .as_ref()
+                    .is_some_and(|c| now_ms >= c.until_ms)
+                {
+                    self.finish_election(now_ms);
+                }
+            }
+            Role::Coordinator => {
+                if now_ms >= self.next_heartbeat_ms {
+                    self.heartbeat(now_ms);
+                }
+            }
+            Role::Follower => {
+                if now_ms >= self.suspect_deadline_ms() {
+                    self.start_candidate(now_ms);
+                }
+            }
+        }
+    }
+
+    pub(super) fn suspect_deadline_ms(&self) -> u64 {
+        self.last_heard_coordinator_ms + self.config.suspect_ms(self.me.rank)
+    }
+
+    fn on_message(&mut self, now_ms: u64, src: SocketAddr, msg: Message) {
+        if msg.from.node_id == self.me.node_id {
+            return; // our own multicast, looped back
+        }
+        self.observe_epoch(now_ms, msg.epoch);
+        match msg.body {
+            Body::GetRank { purpose } => {
+                self.on_get_rank(now_ms, src, &msg.from, msg.epoch, purpose)
+            }
+            Body::Rank {
+                purpose,
+                clock,
+                role,
+                coordinator,
+                hears_coordinator,
+            } => {
+                let reply = RankReply {
+                    from: msg.from,
+                    epoch: msg.epoch,
+                    clock,
+                    role,
+                    coordinator,
+                    hears_coordinator,
+                };
+                self.on_rank(now_ms, purpose, reply)
+            }
+            Body::GetMaster => {
+                if let Some(coordinator) = self.coordinator {
+                    let members = self.members.values().map(|m| m.node).collect();
+                    let body = Body::Master {
+                        coordinator,
+                        clock: self.clock,
+                        members,
+                    };
+                    self.send(src, body);
+                }
+            }
+            Body::Master { coordinator, .. } => {
+                if coordinator.node_id == msg.from.node_id {
+                    self.on_coordinator_claim(now_ms, msg.from, msg.epoch);
+                }
+            }
+            Body::NewMaster { winner } => self.on_new_master(now_ms, msg.epoch, winner),
+        }
+    }
+
+    fn on_get_rank(
+        &mut self,
+        now_ms: u64,
+        src: SocketAddr,
+        from: &NodeRef,
+        epoch: Epoch,
+        purpose: Purpose,
+    ) {
+        match &purpose {
+            Purpose::Join => self.note_joiner(from),
+            Purpose::Heartbeat { members } => {
+                if epoch >= self.epoch {
+                    self.on_coordinator_claim(now_ms, *from, epoch);
+                    if self.coordinator.is_some_and(|c| c.node_id == from.node_id) {
+                        self.adopt_member_list(now_ms, members);
+                    }
+                }
+            }
+            Purpose::Election { .. } => self.on_election_request(now_ms, from),
+            Purpose::Client => {}
+        }
+        let to = if matches!(purpose, Purpose::Client) {
+            src
+        } else {
+            from.addr
+        };
+        let body = self.rank_body(now_ms, purpose);
+        self.send(to, body);
+    }
+
+    /// Raises our epoch to one seen in a message or RPC; a coordinator that sees a higher epoch
+    /// steps down at once, and a candidate gives up its round.
+    pub(super) fn observe_epoch(&mut self, now_ms: u64, epoch: Epoch) {
+        if epoch <= self.epoch {
+            return;
+        }
+        self.epoch = epoch;
+        self.out.push(Output::PersistEpoch(epoch));
+        match self.role {
+            Role::Coordinator => self.step_down(now_ms),
+            Role::Candidate => {
+                self.candidate = None;
+                self.role = Role::Follower;
+                self.last_heard_coordinator_ms = now_ms;
+            }
+            Role::Joining | Role::Follower => {}
+        }
+    }
+
+    pub(super) fn step_down(&mut self, now_ms: u64) {
+        self.role = Role::Follower;
+        self.coordinator = None;
+        self.last_heard_coordinator_ms = now_ms;
+    }
+
+    /// Whether this node heard its coordinator recently enough not to suspect it (or is it).
+    pub(super) fn hears_coordinator(&self, now_ms: u64) -> bool {
+        match self.role {
+            Role::Coordinator => true,
+            Role::Follower => {
+                self.coordinator.is_some()
+                    && now_ms < self.last_direct_ms + self.config.suspect_ms(Some(1))
+            }
+            Role::Joining | Role::Candidate => false,
+        }
+    }
+
+    pub(super) fn rank_body(&self, now_ms: u64, purpose: Purpose) -> Body {
+        Body::Rank {
+            purpose,
+            clock: self.clock,
+            role: self.role,
+            coordinator: self.coordinator,
+            hears_coordinator: self.hears_coordinator(now_ms),
+        }
+    }
+
+    pub(super) fn message(&self, body: Body) -> Message {
+        Message {
+            from: self.me,
+            epoch: self.epoch,
+            body,
+        }
+    }
+
+    pub(super) fn send(&mut self, to: SocketAddr, body: Body) {
+        let msg = self.message(body);
+        self.out.push(Output::Send { to, msg });
+    }
+
+    pub(super) fn broadcast(&mut self, body: Body) {
+        let msg = self.message(body);
+        self.out.push(Output::Broadcast(msg));
+    }
+}
+
+/// A RANK reply's content, with its sender and epoch.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RankReply {
+    pub(super) from: NodeRef,
+    pub(super) epoch: Epoch,
+    pub(super) clock: Clock,
+    pub(super) role: Role,
+    pub(super) coordinator: Option<NodeRef>,
+    pub(super) hears_coordinator: bool,
+}

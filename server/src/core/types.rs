@@ -1,0 +1,130 @@
+//! The core's vocabulary: identities, ranks, epochs, roles, timings, and the view of the
+//! cluster a node exposes.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use uuid::Uuid;
+
+/// A node's permanent identity (kept in its Redis).
+pub type NodeId = Uuid;
+/// A node's place in the cluster, >= 1; the lowest free one is taken at join.
+pub type Rank = u32;
+/// Election term; every election uses the highest seen plus one.
+pub type Epoch = u64;
+/// Lamport clock of the latest event a node applied.
+pub type Clock = u64;
+
+/// Who a message is from, or about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeRef {
+    /// Permanent id.
+    pub node_id: NodeId,
+    /// Rank, once joined.
+    pub rank: Option<Rank>,
+    /// Where it serves (TCP) and listens for datagrams (UDP), same port number.
+    pub addr: SocketAddr,
+}
+
+/// What a node is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Collecting RANK replies to choose a rank.
+    Joining,
+    /// Following a coordinator (or waiting for one to be elected).
+    Follower,
+    /// Asking whether others still hear the coordinator, and collecting their ranks and clocks.
+    Candidate,
+    /// The coordinator.
+    Coordinator,
+}
+
+impl Role {
+    /// The role's name, as in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Joining => "joining",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Coordinator => "coordinator",
+        }
+    }
+}
+
+/// Timings of the protocol.
+///
+/// Defaults (milliseconds): heartbeat 20; suspect the coordinator after 4 silent heartbeats
+/// (80) plus 10 per rank above 1; a member is dead after 10 silent heartbeats (200); join
+/// window 100; election window 40.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// How often the coordinator sends GETRANK.
+    pub heartbeat_ms: u64,
+    /// Silent heartbeats before a follower suspects the coordinator.
+    pub suspect_misses: u32,
+    /// Silent heartbeats before the coordinator declares a member dead and frees its rank.
+    pub dead_misses: u32,
+    /// Extra suspicion delay per rank above 1, so that elections rarely collide.
+    pub stagger_ms: u64,
+    /// How long a joining node collects RANK replies.
+    pub join_window_ms: u64,
+    /// How long a candidate waits for RANK replies (it stops early once all known members answered).
+    pub election_window_ms: u64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            heartbeat_ms: 20,
+            suspect_misses: 4,
+            dead_misses: 10,
+            stagger_ms: 10,
+            join_window_ms: 100,
+            election_window_ms: 40,
+        }
+    }
+}
+
+impl CoreConfig {
+    /// Silence after which a node of `rank` suspects the coordinator.
+    pub fn suspect_ms(&self, rank: Option<Rank>) -> u64 {
+        let above_first = u64::from(rank.unwrap_or(1).saturating_sub(1)).min(16);
+        self.heartbeat_ms * u64::from(self.suspect_misses) + self.stagger_ms * above_first
+    }
+
+    /// Silence after which the coordinator declares a member dead.
+    pub fn dead_ms(&self) -> u64 {
+        self.heartbeat_ms * u64::from(self.dead_misses)
+    }
+}
+
+/// One member as a node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Its identity.
+    pub node: NodeRef,
+    /// Its latest clock, as last reported.
+    pub clock: Clock,
+    /// When it was last heard from (the caller's milliseconds), directly or through the
+    /// coordinator's member list.
+    pub last_seen_ms: u64,
+}
+
+/// What a node believes about itself and the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// This node.
+    pub me: NodeRef,
+    /// What it is doing.
+    pub role: Role,
+    /// Highest epoch seen.
+    pub epoch: Epoch,
+    /// Its latest clock.
+    pub clock: Clock,
+    /// The coordinator it follows (itself if coordinator), if any.
+    pub coordinator: Option<NodeRef>,
+    /// Members it knows of, itself included, by rank.
+    pub members: Vec<MemberView>,
+    /// Elections this node started that went on to name a winner.
+    pub elections_started: u64,
+}

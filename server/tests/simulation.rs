@@ -1,0 +1,336 @@
+//! The protocol core in a simulated network: scenario tests that read like the whitepaper's
+//! demos, then thousands of seeded random fault schedules with invariant checks.
+//! A failing schedule prints its seed; `SIM_SEED=N cargo test --test simulation random` replays it.
+
+mod sim;
+
+use idserver::core::{CoreConfig, Role};
+use rand::Rng;
+use sim::Sim;
+
+const HEARTBEAT_MS: u64 = 20;
+
+fn started(seed: u64, n: usize) -> Sim {
+    let mut sim = Sim::new(seed, n, CoreConfig::default());
+    for i in 0..n {
+        sim.start(i);
+    }
+    sim.run_until(sim.now_ms + 1_000);
+    sim
+}
+
+fn coordinator(sim: &Sim) -> usize {
+    sim.agreed_coordinator()
+        .unwrap_or_else(|e| panic!("no agreed coordinator: {e}"))
+}
+
+fn rank_of(sim: &Sim, i: usize) -> u32 {
+    sim.view(i).unwrap().me.rank.unwrap()
+}
+
+#[test]
+fn election_at_start_up_picks_rank_one_and_ranks_are_one_to_n() {
+    for seed in 0..50 {
+        let sim = started(seed, 5);
+        let c = coordinator(&sim);
+        assert_eq!(rank_of(&sim, c), 1, "seed {seed}: {}", sim.describe());
+        let ranks: Vec<u32> = sim.ranks().unwrap().into_keys().collect();
+        assert_eq!(ranks, vec![1, 2, 3, 4, 5], "seed {seed}");
+    }
+}
+
+#[test]
+fn coordinator_crash_elects_the_highest_clock_lowest_rank_survivor() {
+    let mut sim = started(7, 4);
+    let by_rank = sim.ranks().unwrap();
+    // rank 2 lags; ranks 3 and 4 are equally up to date.
+    for (rank, clock) in [(1, 20), (2, 3), (3, 9), (4, 9)] {
+        sim.set_clock(by_rank[&rank], clock);
+    }
+    sim.run_until(sim.now_ms + 100);
+    sim.crash(by_rank[&1]);
+    let took = sim.time_to_agreement(2_000, 5).expect("re-election");
+    let c = coordinator(&sim);
+    assert_eq!(rank_of(&sim, c), 3, "{}", sim.describe());
+    assert!(took <= 200, "failover took {took} ms");
+}
+
+#[test]
+fn a_dead_rank_is_reused_by_the_next_node_to_join() {
+    let mut sim = started(3, 3);
+    let by_rank = sim.ranks().unwrap();
+    let two = by_rank[&2];
+    sim.crash(two);
+    // Long enough for the coordinator to declare it dead.
+    sim.run_until(sim.now_ms + CoreConfig::default().dead_ms() + 100);
+    assert!(sim
+        .view(by_rank[&1])
+        .unwrap()
+        .members
+        .iter()
+        .all(|m| m.node.rank != Some(2)));
+    sim.restart(two);
+    sim.run_until(sim.now_ms + 500);
+    assert_eq!(rank_of(&sim, two), 2, "{}", sim.describe());
+    assert_eq!(
+        coordinator(&sim),
+        by_rank[&1],
+        "a returning node does not take over"
+    );
+}
+
+#[test]
+fn the_old_coordinator_returns_after_a_crash_and_follows() {
+    let mut sim = started(11, 3);
+    let old = coordinator(&sim);
+    sim.crash(old);
+    sim.time_to_agreement(2_000, 5).unwrap();
+    let new = coordinator(&sim);
+    sim.restart(old);
+    sim.run_until(sim.now_ms + 1_000);
+    assert_eq!(coordinator(&sim), new, "{}", sim.describe());
+    assert_eq!(
+        rank_of(&sim, old),
+        1,
+        "the freed rank 1 is the lowest free one"
+    );
+}
+
+#[test]
+fn two_masters_after_a_network_cut_become_one() {
+    let mut sim = started(5, 3);
+    let old = coordinator(&sim);
+    sim.isolate(old);
+    sim.run_until(sim.now_ms + 1_000);
+    let views = sim.live_views();
+    let coordinators = views
+        .iter()
+        .filter(|(_, v)| v.role == Role::Coordinator)
+        .count();
+    assert_eq!(
+        coordinators,
+        2,
+        "the cut side keeps its coordinator (whitepaper mode): {}",
+        sim.describe()
+    );
+    sim.heal();
+    sim.time_to_agreement(1_000, 5)
+        .expect("one coordinator after heal");
+    assert_ne!(
+        coordinator(&sim),
+        old,
+        "the higher epoch wins: {}",
+        sim.describe()
+    );
+    sim.ranks().unwrap();
+}
+
+#[test]
+fn a_paused_coordinator_steps_down_when_resumed() {
+    let mut sim = started(9, 3);
+    let old = coordinator(&sim);
+    let old_epoch = sim.view(old).unwrap().epoch;
+    sim.pause(old, 2_000);
+    sim.run_until(sim.now_ms + 1_000);
+    let new = coordinator(&sim);
+    assert_ne!(new, old);
+    sim.run_until(sim.now_ms + 1_500);
+    let after = sim.view(old).unwrap();
+    assert_ne!(after.role, Role::Coordinator, "{}", sim.describe());
+    assert!(after.epoch > old_epoch);
+    assert_eq!(coordinator(&sim), new);
+    let late = sim
+        .coordinators_seen
+        .iter()
+        .filter(|(t, epoch, i)| *i == old && *epoch == old_epoch && *t > sim.now_ms - 1_500)
+        .count();
+    assert_eq!(late, 0, "it never acted as coordinator after resuming");
+}
+
+#[test]
+fn a_one_way_cut_from_the_coordinator_causes_no_election() {
+    let mut sim = started(13, 3);
+    let c = coordinator(&sim);
+    let follower = (0..3).find(|i| *i != c).unwrap();
+    sim.cut.insert((c, follower));
+    let before = sim.elections();
+    sim.run_until(sim.now_ms + 20_000);
+    assert_eq!(sim.elections(), before, "{}", sim.describe());
+    assert_eq!(coordinator(&sim), c);
+}
+
+#[test]
+fn a_backup_crash_leaves_the_coordinator_in_place() {
+    let mut sim = started(17, 3);
+    let c = coordinator(&sim);
+    let backup = (0..3).find(|i| *i != c).unwrap();
+    let before = sim.elections();
+    sim.crash(backup);
+    sim.run_until(sim.now_ms + 2_000);
+    assert_eq!(coordinator(&sim), c);
+    assert_eq!(sim.elections(), before);
+    let members = sim.view(c).unwrap().members;
+    assert_eq!(members.len(), 2, "the dead backup left the member list");
+}
+
+#[test]
+fn no_spurious_election_under_loss_and_jitter() {
+    // 5% loss per direction and 5-15 ms one-way latency, as the lab's long tier runs it.
+    let mut sim = started(21, 3);
+    sim.loss = 0.05;
+    sim.latency_ms = (5, 15);
+    let before = sim.elections();
+    sim.run_until(sim.now_ms + 120_000);
+    assert_eq!(sim.elections(), before, "{}", sim.describe());
+}
+
+#[test]
+fn failover_time_with_default_timings() {
+    let mut times = Vec::new();
+    for seed in 100..140 {
+        let mut sim = started(seed, 3);
+        let offset = sim.rng.gen_range(0..HEARTBEAT_MS);
+        sim.run_until(sim.now_ms + offset);
+        let c = coordinator(&sim);
+        sim.crash(c);
+        times.push(sim.time_to_agreement(2_000, 1).expect("failover"));
+    }
+    times.sort();
+    let p50 = times[times.len() / 2];
+    let max = *times.last().unwrap();
+    // Simulated time with ~0-1 ms links: detection (4 heartbeats + stagger) plus one round.
+    assert!(p50 <= 150 && max <= 300, "p50 {p50} max {max}: {times:?}");
+}
+
+/// One random schedule: faults for a while, then heal everything and check.
+fn random_schedule(seed: u64) -> Result<(), String> {
+    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
+    let n = rng.gen_range(3..=5);
+    let mut sim = Sim::new(seed, n, CoreConfig::default());
+    let simultaneous = rng.gen_bool(0.5);
+    for i in 0..n {
+        sim.set_clock(i, rng.gen_range(0..4));
+        sim.start(i);
+        if !simultaneous {
+            sim.run_until(sim.now_ms + rng.gen_range(0..300));
+        }
+    }
+    sim.run_until(sim.now_ms + 500);
+    let faults_until = sim.now_ms + 3_000;
+    while sim.now_ms < faults_until {
+        let i = rng.gen_range(0..n);
+        match rng.gen_range(0..9) {
+            0 => sim.crash(i),
+            1 => {
+                if sim.hosts[i].node.is_none() {
+                    sim.restart(i)
+                }
+            }
+            2 => sim.pause(i, rng.gen_range(50..1_500)),
+            3 => sim.isolate(i),
+            4 => {
+                let side: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.5)).collect();
+                sim.split(&side)
+            }
+            5 => {
+                let j = rng.gen_range(0..n);
+                if i != j {
+                    sim.cut.insert((i, j));
+                }
+            }
+            6 => sim.heal(),
+            7 => sim.loss = rng.gen_range(0.0..0.2),
+            _ => sim.latency_ms = (rng.gen_range(0..5), rng.gen_range(5..30)),
+        }
+        let next = sim.now_ms + rng.gen_range(10..400);
+        sim.run_until(next);
+    }
+    // Faults stop: heal, restore the links, resume the paused, restart the crashed.
+    sim.heal();
+    sim.resume_all();
+    sim.loss = 0.0;
+    sim.latency_ms = (0, 1);
+    for i in 0..n {
+        if sim.hosts[i].node.is_none() {
+            sim.restart(i);
+        }
+    }
+    let settle_heartbeats = 60;
+    let settled = sim.time_to_agreement(settle_heartbeats * HEARTBEAT_MS, 10);
+    if settled.is_none() {
+        return Err(format!(
+            "no agreement within {settle_heartbeats} heartbeats: {}",
+            sim.describe()
+        ));
+    }
+    // Stable from here: the same coordinator, distinct ranks within 1..=n, few elections.
+    let c = sim.agreed_coordinator()?;
+    let elections = sim.elections();
+    let mark = sim.now_ms;
+    sim.run_until(sim.now_ms + 1_000);
+    if sim.agreed_coordinator()? != c {
+        return Err(format!(
+            "coordinator changed while stable: {}",
+            sim.describe()
+        ));
+    }
+    if sim.elections() != elections {
+        return Err(format!("elections while stable: {}", sim.describe()));
+    }
+    let ranks = sim.ranks()?;
+    if ranks.keys().any(|r| *r as usize > n) {
+        return Err(format!("rank beyond {n}: {}", sim.describe()));
+    }
+    let mut per_epoch = std::collections::BTreeMap::<u64, std::collections::BTreeSet<usize>>::new();
+    for (t, epoch, i) in &sim.coordinators_seen {
+        if *t > mark {
+            per_epoch.entry(*epoch).or_default().insert(*i);
+        }
+    }
+    if let Some((epoch, nodes)) = per_epoch.iter().find(|(_, nodes)| nodes.len() > 1) {
+        return Err(format!(
+            "epoch {epoch} had coordinators {nodes:?} after t={mark}: {}",
+            sim.describe()
+        ));
+    }
+    let total = sim.elections();
+    if total > 40 {
+        return Err(format!(
+            "{total} elections in one schedule: {}",
+            sim.describe()
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn random_fault_schedules_converge() {
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
+        Err(_) => {
+            let count = std::env::var("SIM_SCHEDULES")
+                .map_or(5_000, |n| n.parse().expect("SIM_SCHEDULES is a number"));
+            (0..count).collect()
+        }
+    };
+    let failures: Vec<String> = seeds
+        .iter()
+        .filter_map(|seed| {
+            random_schedule(*seed)
+                .err()
+                .map(|e| format!("seed {seed}: {e}"))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} schedules failed (replay with SIM_SEED=N):\n{}",
+        failures.len(),
+        seeds.len(),
+        failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
