@@ -5,10 +5,11 @@
 use crate::account::AccountView;
 use crate::config::DEFAULT_CLUSTER;
 use crate::connection::Connection;
+use crate::discovery::Discovery;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{
-    CLIENT_CONNECT_TIMEOUT_MS, CLIENT_REPLY_TIMEOUT_MS, REPLY_FRAME_BYTES_MAX,
-    REQUEST_FRAME_BYTES_MAX,
+    CLIENT_CONNECT_TIMEOUT_MS, CLIENT_REPLY_TIMEOUT_MS, CLIENT_RETRY_FOR_MS, CLIENT_RETRY_PAUSE_MS,
+    REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX,
 };
 use crate::password::client_digest;
 use crate::wire::{decode, encode, Envelope, ListKind, Reply, Request, StatusView};
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 /// Where and how a client connects.
 ///
-/// Defaults: no servers, cluster `idlab`, 1 s to connect, 10 s for a reply.
+/// Defaults: no servers, cluster `idlab`, 1 s to connect, 10 s for a reply, retry for 3 s.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Servers as `host:port`, tried in this order.
@@ -30,6 +31,8 @@ pub struct ClientConfig {
     pub connect_timeout_ms: u64,
     /// How long to wait for one reply.
     pub reply_timeout_ms: u64,
+    /// How long to keep retrying while servers answer "unavailable" or none answers.
+    pub retry_for_ms: u64,
 }
 
 impl Default for ClientConfig {
@@ -39,6 +42,7 @@ impl Default for ClientConfig {
             cluster: DEFAULT_CLUSTER.to_string(),
             connect_timeout_ms: CLIENT_CONNECT_TIMEOUT_MS,
             reply_timeout_ms: CLIENT_REPLY_TIMEOUT_MS,
+            retry_for_ms: CLIENT_RETRY_FOR_MS,
         }
     }
 }
@@ -77,8 +81,42 @@ impl Client {
             .map(|(i, _)| self.config.servers[*i].as_str())
     }
 
-    /// Sends `request`, trying each known server once, starting with the bound one.
+    /// A client for the servers `discovery` finds, fastest first.
+    pub async fn discover(discovery: &Discovery, cluster: &str) -> Result<Client> {
+        let found = discovery.run(cluster).await?;
+        Ok(Client::new(ClientConfig {
+            servers: found.servers.iter().map(|s| s.to_string()).collect(),
+            cluster: cluster.to_string(),
+            ..ClientConfig::default()
+        }))
+    }
+
+    /// The servers this client knows, in the order it tries them.
+    pub fn servers(&self) -> &[String] {
+        &self.config.servers
+    }
+
+    /// Sends `request` to the bound server, failing over to the others in order, and retrying
+    /// the whole list for a while when every server is unavailable or unreachable. A write
+    /// keeps its request id throughout, so it is applied at most once.
     pub async fn call(&mut self, request: Request) -> Result<Reply> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.retry_for_ms);
+        loop {
+            match self.call_each(&request).await {
+                Err(err) if err.code().is_retryable() && err.code() != ErrorCode::AckTimeout => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(Duration::from_millis(CLIENT_RETRY_PAUSE_MS)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One pass over the servers.
+    async fn call_each(&mut self, request: &Request) -> Result<Reply> {
         let count = self.config.servers.len();
         if count == 0 {
             return Err(Error::refused(
@@ -91,7 +129,7 @@ impl Client {
         let mut unavailable = None;
         for step in 0..count {
             let index = (first + step) % count;
-            match self.call_one(index, &request).await {
+            match self.call_one(index, request).await {
                 Ok(Reply::Error(err)) if err.code == ErrorCode::Unavailable => {
                     unavailable = Some(Error::refused(err.code, err.message));
                 }
@@ -117,34 +155,9 @@ impl Client {
             self.bound = Some((index, conn));
         }
         self.seq += 1;
-        let seq = self.seq;
-        let frame = encode(
-            &Envelope::new(&self.config.cluster, seq, request),
-            REQUEST_FRAME_BYTES_MAX,
-        )?;
-        let reply_timeout = Duration::from_millis(self.config.reply_timeout_ms);
         let (_, conn) = self.bound.as_mut().expect("bound above");
-        let exchange = async {
-            conn.write_frame(&frame).await?;
-            conn.read_frame().await
-        };
-        let payload = tokio::time::timeout(reply_timeout, exchange)
-            .await
-            .map_err(|_| Error::refused(ErrorCode::Unreachable, "no reply in time"))??
-            .ok_or_else(|| {
-                Error::refused(ErrorCode::Unreachable, "server closed the connection")
-            })?;
-        let envelope: Envelope<Reply> = decode(&payload)?;
-        if envelope.seq != seq && !matches!(envelope.body, Reply::Error(_)) {
-            return Err(Error::refused(
-                ErrorCode::BadFrame,
-                format!(
-                    "reply to request {} arrived for request {seq}",
-                    envelope.seq
-                ),
-            ));
-        }
-        Ok(envelope.body)
+        let reply_timeout = Duration::from_millis(self.config.reply_timeout_ms);
+        exchange(conn, &self.config.cluster, self.seq, request, reply_timeout).await
     }
 
     async fn connect(&self, addr: &str) -> Result<Connection> {
@@ -273,6 +286,39 @@ impl Client {
             other => Err(unexpected(&other)),
         }
     }
+}
+
+/// Sends one request on `conn` and reads its reply.
+pub(crate) async fn exchange(
+    conn: &mut Connection,
+    cluster: &str,
+    seq: u64,
+    request: &Request,
+    reply_timeout: Duration,
+) -> Result<Reply> {
+    let frame = encode(
+        &Envelope::new(cluster, seq, request),
+        REQUEST_FRAME_BYTES_MAX,
+    )?;
+    let exchange = async {
+        conn.write_frame(&frame).await?;
+        conn.read_frame().await
+    };
+    let payload = tokio::time::timeout(reply_timeout, exchange)
+        .await
+        .map_err(|_| Error::refused(ErrorCode::Unreachable, "no reply in time"))??
+        .ok_or_else(|| Error::refused(ErrorCode::Unreachable, "server closed the connection"))?;
+    let envelope: Envelope<Reply> = decode(&payload)?;
+    if envelope.seq != seq && !matches!(envelope.body, Reply::Error(_)) {
+        return Err(Error::refused(
+            ErrorCode::BadFrame,
+            format!(
+                "reply to request {} arrived for request {seq}",
+                envelope.seq
+            ),
+        ));
+    }
+    Ok(envelope.body)
 }
 
 fn digest(password: &str) -> ByteBuf {

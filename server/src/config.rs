@@ -1,6 +1,7 @@
 //! The server's settings, with their defaults. The `idserver` binary fills this from flags.
 
-use std::net::SocketAddr;
+use crate::core::CoreConfig;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
 /// Port a server listens on and a client connects to when none is given.
@@ -12,7 +13,7 @@ pub const DEFAULT_CLUSTER: &str = "idlab";
 /// Everything a server needs to start.
 ///
 /// Defaults: listen on `0.0.0.0:5151`, cluster `idlab`, data in `./idserver-data`, its own
-/// `redis-server` (found on PATH) with `appendfsync everysec`.
+/// `redis-server` (found on PATH) with `appendfsync everysec`, no peers.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// TCP address to serve clients on (port 0 picks a free port).
@@ -27,6 +28,46 @@ pub struct ServerConfig {
     pub redis_bin: String,
     /// Append-only-file fsync policy of the node's own Redis: `always`, `everysec` or `no`.
     pub appendfsync: String,
+    /// How the node finds the other members and how fast it reacts.
+    pub cluster_net: ClusterConfig,
+}
+
+/// Discovery and protocol timings.
+///
+/// Defaults: no peers, no multicast (a node alone is its own coordinator), the address
+/// clients and peers reach us at is the listen address (127.0.0.1 if that is unspecified),
+/// and [`CoreConfig`]'s default timings.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterConfig {
+    /// Every member's `host:numport` (our own entry is skipped).
+    pub peers: Vec<SocketAddr>,
+    /// Multicast group and port for discovery and election datagrams.
+    pub mcast: Option<SocketAddrV4>,
+    /// The interface (by its address) multicast is sent and received on. Nothing is
+    /// multicast without it.
+    pub mcast_if: Option<Ipv4Addr>,
+    /// The address others reach this node at, if not the listen address.
+    pub advertise: Option<std::net::IpAddr>,
+    /// Heartbeat, suspicion, join and election timings.
+    pub core: CoreConfig,
+}
+
+impl ClusterConfig {
+    /// Checks the combination of flags.
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.mcast, self.mcast_if) {
+            (Some(_), None) => Err(
+                "--mcast needs --mcast-if: multicast is only sent on an interface named for it"
+                    .into(),
+            ),
+            (None, Some(_)) => Err("--mcast-if needs --mcast GROUP:PORT".into()),
+            (Some(group), Some(_)) if !group.ip().is_multicast() => Err(format!(
+                "--mcast {group}: {} is not a multicast address",
+                group.ip()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -38,6 +79,7 @@ impl Default for ServerConfig {
             redis_url: None,
             redis_bin: "redis-server".to_string(),
             appendfsync: "everysec".to_string(),
+            cluster_net: ClusterConfig::default(),
         }
     }
 }

@@ -7,18 +7,24 @@
 //! - [`password`]: client-side SHA-512 digest, server-side argon2id in a bounded pool.
 //! - [`wire`]: frames and messages (no sockets); [`connection`]: frames over TCP.
 //! - [`store`]: the node's Redis (Lua scripts make each write atomic) and its `redis-server` child.
+//! - [`cluster`]: the tokio shell running the core over UDP; [`forward`]: followers passing
+//!   requests to the coordinator.
 //! - [`service`]: serving one request; [`server`]: the TCP front and lifecycle.
-//! - [`client`]: the client library `idclient` is built on.
+//! - [`client`]: the client library `idclient` is built on; [`discovery`]: finding servers
+//!   by GETMASTER / GETRANK.
 //! - [`limits`]: every bound, with its reason; [`config`]: settings and defaults.
 //! - [`error`]: the one error type and the stable error codes.
 
 pub mod account;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod core;
+pub mod discovery;
 pub mod error;
 pub mod event;
+pub mod forward;
 pub mod limits;
 pub mod password;
 pub mod server;

@@ -48,3 +48,29 @@ pub const CLIENT_CONNECT_TIMEOUT_MS: u64 = 1_000;
 
 /// How long a client waits for one reply before it tries the next server.
 pub const CLIENT_REPLY_TIMEOUT_MS: u64 = 10_000;
+
+/// Largest cluster datagram: a heartbeat lists every member (~60 bytes each), so 16 KiB holds
+/// a cluster of a couple of hundred nodes; a datagram is never split across reads.
+pub const DATAGRAM_BYTES_MAX: usize = 16 * 1024;
+
+/// Commands queued for the cluster task (RPC failures, epochs seen); senders wait past it.
+pub const CLUSTER_COMMANDS_QUEUED_MAX: usize = 1024;
+
+/// Idle connections a follower keeps open to the coordinator for forwarding.
+pub const FORWARD_CONNECTIONS_IDLE_MAX: usize = 64;
+
+/// How long a follower waits for the coordinator to answer a forwarded request.
+pub const FORWARD_TIMEOUT_MS: u64 = 2_000;
+
+/// How long a client keeps retrying "unavailable" and unreachable servers (an election takes
+/// well under a second with the default timings).
+pub const CLIENT_RETRY_FOR_MS: u64 = 3_000;
+
+/// Pause between a client's passes over its server list.
+pub const CLIENT_RETRY_PAUSE_MS: u64 = 50;
+
+/// How long a client waits for GETMASTER / GETRANK answers in one discovery attempt.
+pub const DISCOVERY_WAIT_MS: u64 = 300;
+
+/// Discovery attempts before a client gives up.
+pub const DISCOVERY_ATTEMPTS_MAX: u32 = 3;

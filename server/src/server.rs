@@ -3,6 +3,7 @@
 //! error reply (or, when the stream cannot be resynchronised, a closed connection) and never
 //! disturb other clients.
 
+use crate::cluster::{self, ClusterHandle};
 use crate::config::ServerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorCode, Result};
@@ -17,6 +18,7 @@ use crate::wire::{
     PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
 };
 use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +31,7 @@ use uuid::Uuid;
 pub struct RunningServer {
     local_addr: SocketAddr,
     node_id: Uuid,
+    membership: ClusterHandle,
     stop: watch::Sender<bool>,
     accept_loop: tokio::task::JoinHandle<()>,
     redis: Option<RedisChild>,
@@ -55,24 +58,36 @@ impl RunningServer {
             .expect("either a Redis URL or our own Redis");
         let store = Store::connect(&url).await?;
         let node_id = store.claim(&config.cluster, Uuid::new_v4()).await?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| Error::io(format!("failed to listen on {}", config.listen), e))?;
+        config.cluster_net.validate().map_err(Error::Config)?;
+        let (listener, udp) = cluster::bind_pair(config.listen).await?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io("failed to read the listening address", e))?;
+        let advertised = SocketAddr::new(advertised_ip(&config), local_addr.port());
+        let (stop, stopped) = watch::channel(false);
+        let membership = cluster::start(
+            &config.cluster_net,
+            &config.cluster,
+            node_id,
+            advertised,
+            udp,
+            store.clone(),
+            stopped.clone(),
+        )
+        .await?;
         let service = Arc::new(Service::new(
             store,
             node_id,
             config.cluster.clone(),
-            local_addr.to_string(),
+            advertised.to_string(),
+            membership.clone(),
         ));
-        let (stop, stopped) = watch::channel(false);
         let accept_loop = tokio::spawn(accept_loop(listener, service, config.cluster, stopped));
-        tracing::info!(%local_addr, %node_id, redis = %url, "serving");
+        tracing::info!(%local_addr, %advertised, %node_id, redis = %url, "serving");
         Ok(RunningServer {
             local_addr,
             node_id,
+            membership,
             stop,
             accept_loop,
             redis,
@@ -87,6 +102,11 @@ impl RunningServer {
     /// This node's id (kept in its Redis across restarts).
     pub fn node_id(&self) -> Uuid {
         self.node_id
+    }
+
+    /// The cluster task's handle (role, rank, coordinator).
+    pub fn membership(&self) -> &ClusterHandle {
+        &self.membership
     }
 
     /// The pid of the `redis-server` this server started, if it started one.
@@ -104,6 +124,16 @@ impl RunningServer {
             None => Ok(()),
         }
     }
+}
+
+/// The address others reach us at: `--advertise`, else the listen address, else the
+/// multicast interface, else loopback.
+fn advertised_ip(config: &ServerConfig) -> IpAddr {
+    let net = &config.cluster_net;
+    net.advertise
+        .or_else(|| (!config.listen.ip().is_unspecified()).then_some(config.listen.ip()))
+        .or_else(|| net.mcast_if.map(IpAddr::V4))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 async fn accept_loop(
@@ -182,7 +212,7 @@ async fn serve_connection(
         };
         let (seq, reply) = match parse_request(&payload, cluster) {
             Ok((seq, request)) => (seq, service.handle(request, &client_addr).await),
-            Err((seq, reply)) => (seq, reply),
+            Err(refused) => *refused,
         };
         if send(&mut conn, cluster, seq, reply).await.is_err() {
             return;
@@ -192,11 +222,11 @@ async fn serve_connection(
 
 /// The request in `payload`, or the error reply (with the seq to echo) if it is not one we
 /// can serve.
-fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, Request), (u64, Reply)> {
-    let head: EnvelopeHead =
-        decode(payload).map_err(|e| (0, bad_frame(&format!("unreadable envelope: {e}"))))?;
+fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, Request), Box<(u64, Reply)>> {
+    let head: EnvelopeHead = decode(payload)
+        .map_err(|e| Box::new((0, bad_frame(&format!("unreadable envelope: {e}")))))?;
     if !head.version_compatible() {
-        return Err((
+        return Err(Box::new((
             head.seq,
             refusal(
                 ErrorCode::VersionMismatch,
@@ -205,10 +235,10 @@ fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, Request), (u64, 
                     head.version_min, head.version_max
                 ),
             ),
-        ));
+        )));
     }
     if head.cluster != cluster {
-        return Err((
+        return Err(Box::new((
             head.seq,
             refusal(
                 ErrorCode::WrongCluster,
@@ -217,10 +247,10 @@ fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, Request), (u64, 
                     head.cluster
                 ),
             ),
-        ));
+        )));
     }
-    let envelope: Envelope<Request> =
-        decode(payload).map_err(|e| (head.seq, bad_frame(&format!("unreadable request: {e}"))))?;
+    let envelope: Envelope<Request> = decode(payload)
+        .map_err(|e| Box::new((head.seq, bad_frame(&format!("unreadable request: {e}")))))?;
     Ok((envelope.seq, envelope.body))
 }
 

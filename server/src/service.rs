@@ -2,18 +2,18 @@
 //! clock order, read the store for lookups. Knows nothing of sockets or frames.
 
 use crate::account::{check_real_name, normalize_login};
+use crate::cluster::{ClusterHandle, ClusterState};
+use crate::core::{Input, Role};
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, Event};
+use crate::forward::Forwarder;
 use crate::password::PasswordPool;
 use crate::store::{Applied, Store, StoredAccount, WriteResult};
-use crate::wire::{ListKind, Reply, Request, StatusView};
+use crate::wire::{ListKind, MemberStatus, Reply, Request, StatusView};
 use serde_bytes::ByteBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use uuid::Uuid;
-
-/// Rank of a node that is alone (ranks start at 1).
-const SOLE_RANK: u32 = 1;
 
 /// The identity operations over one node's store.
 #[derive(Debug)]
@@ -25,18 +25,29 @@ pub struct Service {
     node_id: Uuid,
     cluster: String,
     addr: String,
+    membership: ClusterHandle,
+    forwarder: Forwarder,
 }
 
 impl Service {
-    /// A service over `store` for the node `node_id` of `cluster`, serving at `addr`.
-    pub fn new(store: Store, node_id: Uuid, cluster: String, addr: String) -> Self {
+    /// A service over `store` for the node `node_id` of `cluster`, serving at `addr`, with
+    /// `membership` saying who the coordinator is.
+    pub fn new(
+        store: Store,
+        node_id: Uuid,
+        cluster: String,
+        addr: String,
+        membership: ClusterHandle,
+    ) -> Self {
         Service {
             store,
             passwords: PasswordPool::default(),
             sequencer: Mutex::new(None),
             node_id,
+            forwarder: Forwarder::new(cluster.clone()),
             cluster,
             addr,
+            membership,
         }
     }
 
@@ -57,7 +68,78 @@ impl Service {
         }
     }
 
+    /// Where a request is served: status here; anything else by the coordinator, locally if
+    /// that is us, else forwarded to it; nowhere while no coordinator is known.
     async fn serve(&self, request: Request, client_addr: &str) -> Result<Reply> {
+        match request {
+            Request::Status => self.status().await,
+            Request::Forward {
+                epoch,
+                client_addr,
+                request,
+            } => self.serve_forwarded(epoch, &client_addr, *request).await,
+            request => {
+                let state = self.membership.state();
+                match (state.view.role, state.view.coordinator) {
+                    (Role::Coordinator, _) => self.serve_here(request, client_addr).await,
+                    (Role::Follower, Some(coordinator)) => {
+                        let forward = Request::Forward {
+                            epoch: state.view.epoch,
+                            client_addr: client_addr.to_string(),
+                            request: Box::new(request),
+                        };
+                        match self.forwarder.forward(coordinator.addr, &forward).await {
+                            Ok(Reply::Error(e)) => Err(Error::refused(e.code, e.message)),
+                            Ok(reply) => Ok(reply),
+                            Err(e) => {
+                                self.membership.notify(Input::CoordinatorUnreachable);
+                                Err(unavailable(format!(
+                                    "coordinator {} did not answer ({e}); an election may follow",
+                                    coordinator.addr
+                                )))
+                            }
+                        }
+                    }
+                    _ => Err(unavailable(
+                        "no coordinator is known: an election is under way".to_string(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// A request a follower passed on: served only by the coordinator of the same epoch.
+    async fn serve_forwarded(
+        &self,
+        epoch: u64,
+        client_addr: &str,
+        request: Request,
+    ) -> Result<Reply> {
+        if matches!(request, Request::Forward { .. } | Request::Status) {
+            return Err(Error::refused(
+                ErrorCode::InvalidInput,
+                "a forwarded request cannot be forwarded again",
+            ));
+        }
+        let view = self.membership.state().view;
+        if epoch > view.epoch {
+            self.membership.notify(Input::SawEpoch(epoch));
+            return Err(unavailable(format!(
+                "epoch {epoch} is newer than ours ({}): stepping down",
+                view.epoch
+            )));
+        }
+        if epoch < view.epoch || view.role != Role::Coordinator {
+            return Err(unavailable(format!(
+                "not the coordinator of epoch {epoch} (this node: {} in epoch {})",
+                view.role.as_str(),
+                view.epoch
+            )));
+        }
+        self.serve_here(request, client_addr).await
+    }
+
+    async fn serve_here(&self, request: Request, client_addr: &str) -> Result<Reply> {
         match request {
             Request::Create {
                 login,
@@ -88,14 +170,46 @@ impl Service {
                 request_id,
             } => self.delete(login, password, request_id).await,
             Request::List { what } => self.list(what).await,
-            Request::Status => Ok(Reply::Status(StatusView {
-                node_id: self.node_id,
-                cluster: self.cluster.clone(),
-                addr: self.addr.clone(),
-                clock: self.store.clock().await?,
-                accounts: self.store.count().await?,
-            })),
+            Request::Status | Request::Forward { .. } => Err(Error::refused(
+                ErrorCode::InvalidInput,
+                "not a directory operation",
+            )),
         }
+    }
+
+    async fn status(&self) -> Result<Reply> {
+        let ClusterState {
+            view,
+            ignored_datagrams,
+        } = self.membership.state();
+        let now_ms = self.membership.now_ms();
+        let members = view
+            .members
+            .iter()
+            .filter_map(|m| {
+                Some(MemberStatus {
+                    rank: m.node.rank?,
+                    addr: m.node.addr.to_string(),
+                    node_id: m.node.node_id,
+                    last_seen_ms_ago: now_ms.saturating_sub(m.last_seen_ms),
+                })
+            })
+            .collect();
+        Ok(Reply::Status(StatusView {
+            node_id: self.node_id,
+            cluster: self.cluster.clone(),
+            addr: self.addr.clone(),
+            rank: view.me.rank,
+            role: view.role.as_str().to_string(),
+            epoch: view.epoch,
+            coordinator_rank: view.coordinator.and_then(|c| c.rank),
+            coordinator_addr: view.coordinator.map(|c| c.addr.to_string()),
+            clock: self.store.clock().await?,
+            accounts: self.store.count().await?,
+            members,
+            elections_started: view.elections_started,
+            ignored_datagrams,
+        }))
     }
 
     async fn create(
@@ -219,10 +333,11 @@ impl Service {
             Some(clock) => clock,
             None => self.store.clock().await?,
         };
+        let view = self.membership.state().view;
         let event = Event {
             clock: last + 1,
-            epoch: 0,
-            origin_rank: SOLE_RANK,
+            epoch: view.epoch,
+            origin_rank: view.me.rank.unwrap_or(0),
             request_id,
             at_ms: now_ms(),
             change,
@@ -230,6 +345,7 @@ impl Service {
         match self.store.apply(&event).await {
             Ok(Applied::Done(result)) => {
                 *applied = Some(event.clock);
+                self.membership.notify(Input::ClockAdvanced(event.clock));
                 tracing::debug!(clock = event.clock, kind = result.kind, uuid = %result.uuid, "applied");
                 Ok(reply_for(result))
             }
@@ -256,6 +372,10 @@ fn reply_for(result: WriteResult) -> Reply {
         "rename" => Reply::Modified { uuid: result.uuid },
         _ => Reply::Deleted { uuid: result.uuid },
     }
+}
+
+fn unavailable(message: String) -> Error {
+    Error::refused(ErrorCode::Unavailable, message)
 }
 
 fn not_found(message: &str) -> Error {

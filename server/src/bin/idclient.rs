@@ -5,8 +5,11 @@ use clap::{ArgGroup, Parser, ValueEnum};
 use idserver::account::{parse_uuid, AccountView};
 use idserver::client::{Client, ClientConfig};
 use idserver::config::{DEFAULT_CLUSTER, DEFAULT_NUMPORT};
+use idserver::discovery::Discovery;
 use idserver::wire::StatusView;
+use idserver::ErrorCode;
 use serde_json::{json, Value};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -18,12 +21,38 @@ const JSON_SCHEMA: u32 = 1;
 #[command(version, about, group(ArgGroup::new("op").required(true).args(
     ["create", "lookup", "reverse_lookup", "modify", "delete", "get", "status"])))]
 struct Args {
-    /// Server host name or address.
-    #[arg(short, long, default_value = "localhost", env = "IDCLIENT_SERVER")]
-    server: String,
+    /// Server host name or address (default: discover with --peers or --mcast, else localhost).
+    #[arg(short, long, env = "IDCLIENT_SERVER")]
+    server: Option<String>,
     /// Server port.
     #[arg(short, long, default_value_t = DEFAULT_NUMPORT, env = "IDCLIENT_NUMPORT")]
     numport: u16,
+    /// Servers to discover the cluster from (HOST:PORT, comma-separated): GETMASTER, then
+    /// GETRANK; the fastest to answer is used, the others are failovers.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "IDCLIENT_PEERS",
+        conflicts_with = "server"
+    )]
+    peers: Vec<String>,
+    /// Multicast group to discover the cluster on (needs --mcast-if).
+    #[arg(
+        long,
+        value_name = "GROUP:PORT",
+        env = "IDCLIENT_MCAST",
+        requires = "mcast_if",
+        conflicts_with = "server"
+    )]
+    mcast: Option<SocketAddrV4>,
+    /// Address of the interface to multicast on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "IDCLIENT_MCAST_IF",
+        requires = "mcast"
+    )]
+    mcast_if: Option<Ipv4Addr>,
     /// Cluster the server must belong to.
     #[arg(long, default_value = DEFAULT_CLUSTER, env = "IDCLIENT_CLUSTER")]
     cluster: String,
@@ -107,11 +136,7 @@ fn main() -> ExitCode {
 
 /// Runs the operation; returns its JSON value and its text form.
 async fn run(args: Args) -> idserver::Result<(Value, String)> {
-    let mut client = Client::new(ClientConfig {
-        servers: vec![format!("{}:{}", args.server, args.numport)],
-        cluster: args.cluster,
-        ..ClientConfig::default()
-    });
+    let mut client = connect(&args).await?;
     let password = args.password.as_deref();
     if let Some(create) = args.create {
         let real_name = match create.get(1) {
@@ -172,6 +197,35 @@ async fn run(args: Args) -> idserver::Result<(Value, String)> {
     ))
 }
 
+/// A client for `--server`, or for the servers discovered from `--peers` / `--mcast`.
+async fn connect(args: &Args) -> idserver::Result<Client> {
+    let peers = args
+        .peers
+        .iter()
+        .map(|peer| {
+            peer.to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.find(SocketAddr::is_ipv4))
+                .ok_or_else(|| {
+                    idserver::Error::refused(
+                        ErrorCode::InvalidInput,
+                        format!("--peers: cannot resolve {peer:?}"),
+                    )
+                })
+        })
+        .collect::<idserver::Result<Vec<_>>>()?;
+    let mcast = args.mcast.zip(args.mcast_if);
+    if args.server.is_none() && (!peers.is_empty() || mcast.is_some()) {
+        return Client::discover(&Discovery { peers, mcast }, &args.cluster).await;
+    }
+    let host = args.server.as_deref().unwrap_or("localhost");
+    Ok(Client::new(ClientConfig {
+        servers: vec![format!("{host}:{}", args.numport)],
+        cluster: args.cluster.clone(),
+        ..ClientConfig::default()
+    }))
+}
+
 fn account_output(op: &str, account: AccountView) -> (Value, String) {
     let text = format!(
         "login:       {}\nuuid:        {}\nreal name:   {}\ncreated by:  {}\ncreated:     {}\nchanged:     {}\npassword:    {}",
@@ -198,10 +252,27 @@ fn account_line(account: &AccountView) -> String {
 }
 
 fn status_text(status: &StatusView) -> String {
-    format!(
-        "node:     {}\ncluster:  {}\naddress:  {}\nclock:    {}\naccounts: {}",
-        status.node_id, status.cluster, status.addr, status.clock, status.accounts
-    )
+    let or_none = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    let mut text = format!(
+        "node:        {}\ncluster:     {}\naddress:     {}\nrank:        {}\nrole:        {}\nepoch:       {}\ncoordinator: {} (rank {})\nclock:       {}\naccounts:    {}\nmembers:",
+        status.node_id,
+        status.cluster,
+        status.addr,
+        or_none(status.rank.map(|r| r.to_string())),
+        status.role,
+        status.epoch,
+        or_none(status.coordinator_addr.clone()),
+        or_none(status.coordinator_rank.map(|r| r.to_string())),
+        status.clock,
+        status.accounts,
+    );
+    for m in &status.members {
+        text += &format!(
+            "\n  rank {:<3} {:<22} seen {} ms ago",
+            m.rank, m.addr, m.last_seen_ms_ago
+        );
+    }
+    text
 }
 
 fn time_text(ms: u64) -> String {

@@ -2,9 +2,10 @@
 //! down cleanly on SIGINT, SIGTERM or SIGHUP.
 
 use clap::Parser;
-use idserver::config::{ServerConfig, DEFAULT_CLUSTER, DEFAULT_NUMPORT};
+use idserver::config::{ClusterConfig, ServerConfig, DEFAULT_CLUSTER, DEFAULT_NUMPORT};
+use idserver::core::CoreConfig;
 use idserver::server::RunningServer;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::signal::unix::{signal, SignalKind};
@@ -43,6 +44,38 @@ struct Args {
     /// fsync policy of the own Redis's append-only file.
     #[arg(long, default_value = "everysec", value_parser = ["always", "everysec", "no"])]
     appendfsync: String,
+    /// Every member's HOST:PORT, comma-separated (this node's own entry is skipped; members
+    /// that are not running yet are fine).
+    #[arg(long, value_delimiter = ',', env = "IDSERVER_PEERS")]
+    peers: Vec<String>,
+    /// Multicast group for discovery and elections, e.g. 239.255.51.51:5151 (needs --mcast-if).
+    #[arg(long, value_name = "GROUP:PORT", env = "IDSERVER_MCAST")]
+    mcast: Option<SocketAddrV4>,
+    /// Address of the interface to multicast on; without it nothing is multicast.
+    #[arg(long, value_name = "ADDR", env = "IDSERVER_MCAST_IF")]
+    mcast_if: Option<Ipv4Addr>,
+    /// Address peers and clients reach this node at (default: --listen, or the multicast
+    /// interface, or 127.0.0.1).
+    #[arg(long, env = "IDSERVER_ADVERTISE")]
+    advertise: Option<IpAddr>,
+    /// Interval of the coordinator's GETRANK heartbeat.
+    #[arg(long, default_value_t = CoreConfig::default().heartbeat_ms)]
+    heartbeat_ms: u64,
+    /// Silent heartbeats before a follower suspects the coordinator (then asks the others).
+    #[arg(long, default_value_t = CoreConfig::default().suspect_misses)]
+    suspect_misses: u32,
+    /// Silent heartbeats before the coordinator declares a member dead and frees its rank.
+    #[arg(long, default_value_t = CoreConfig::default().dead_misses)]
+    dead_misses: u32,
+    /// Extra suspicion delay per rank above 1 (staggers elections).
+    #[arg(long, default_value_t = CoreConfig::default().stagger_ms)]
+    stagger_ms: u64,
+    /// How long a starting node collects RANK replies before taking a rank.
+    #[arg(long, default_value_t = CoreConfig::default().join_window_ms)]
+    join_window_ms: u64,
+    /// How long a candidate collects RANK replies (ends early once all known members answered).
+    #[arg(long, default_value_t = CoreConfig::default().election_window_ms)]
+    election_window_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +93,27 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let peers = match resolve_peers(&args.peers) {
+        Ok(peers) => peers,
+        Err(message) => {
+            eprintln!("idserver: {message}");
+            return ExitCode::from(EXIT_START_FAILED);
+        }
+    };
+    let cluster_net = ClusterConfig {
+        peers,
+        mcast: args.mcast,
+        mcast_if: args.mcast_if,
+        advertise: args.advertise,
+        core: CoreConfig {
+            heartbeat_ms: args.heartbeat_ms,
+            suspect_misses: args.suspect_misses,
+            dead_misses: args.dead_misses,
+            stagger_ms: args.stagger_ms,
+            join_window_ms: args.join_window_ms,
+            election_window_ms: args.election_window_ms,
+        },
+    };
     let config = ServerConfig {
         listen: SocketAddr::new(args.listen, args.numport),
         cluster: args.cluster,
@@ -67,6 +121,7 @@ fn main() -> ExitCode {
         redis_url: args.redis,
         redis_bin: args.redis_server,
         appendfsync: args.appendfsync,
+        cluster_net,
     };
     let runtime = tokio::runtime::Runtime::new().expect("failed to start the async runtime");
     match runtime.block_on(run(config)) {
@@ -93,6 +148,20 @@ async fn run(config: ServerConfig) -> idserver::Result<()> {
     server.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, String> {
+    peers
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|peer| {
+            peer.trim()
+                .to_socket_addrs()
+                .map_err(|e| format!("--peers: cannot resolve {peer:?}: {e}"))?
+                .find(SocketAddr::is_ipv4)
+                .ok_or_else(|| format!("--peers: {peer:?} has no IPv4 address"))
+        })
+        .collect()
 }
 
 fn signal_error(e: std::io::Error) -> idserver::Error {

@@ -15,10 +15,13 @@ use uuid::Uuid;
 
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("apply.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("claim.lua")));
+static RAISE_EPOCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("raise_epoch.lua")));
 static LOOKUP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lookup.lua")));
 
 const BY_LOGIN: &str = "idlab:by-login";
 const CLOCK: &str = "idlab:clock";
+const EPOCH: &str = "idlab:epoch";
 const ACCOUNTS_PER_BATCH: usize = 1000;
 
 /// An account with its password hash, as stored.
@@ -93,6 +96,25 @@ impl Store {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(clock.unwrap_or(0))
+    }
+
+    /// The highest election epoch this node stored (0 for a fresh store).
+    pub async fn epoch(&self) -> Result<u64> {
+        let epoch: Option<u64> = redis::cmd("GET")
+            .arg(EPOCH)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(epoch.unwrap_or(0))
+    }
+
+    /// Stores `epoch` if it is higher than the stored one (an election must never reuse an
+    /// epoch after a restart).
+    pub async fn raise_epoch(&self, epoch: u64) -> Result<()> {
+        let _: u64 = RAISE_EPOCH
+            .arg(epoch)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// Applies `event` if its precondition holds and it is the next one in order.

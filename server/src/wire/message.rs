@@ -132,15 +132,26 @@ pub enum Request {
     },
     /// The node's view of itself and the cluster.
     Status,
+    /// A peer RPC: a follower passes a client's request on to the coordinator.
+    Forward {
+        /// The follower's epoch: a coordinator of a lower epoch steps down, a request of a
+        /// lower epoch is refused.
+        epoch: u64,
+        /// The address of the client that sent the request (recorded by creates).
+        client_addr: String,
+        /// The client's request.
+        request: Box<Request>,
+    },
 }
 
 impl Request {
     /// Whether the request changes the directory (an event) rather than reading it.
     pub fn is_write(&self) -> bool {
-        matches!(
-            self,
-            Request::Create { .. } | Request::Modify { .. } | Request::Delete { .. }
-        )
+        match self {
+            Request::Create { .. } | Request::Modify { .. } | Request::Delete { .. } => true,
+            Request::Forward { request, .. } => request.is_write(),
+            _ => false,
+        }
     }
 }
 
@@ -153,19 +164,48 @@ pub struct WireError {
     pub message: String,
 }
 
-/// A node's view of itself (and, in a cluster, of the others).
+/// A node's view of itself and of the cluster (`idclient --status`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusView {
     /// This node's id, generated at its first start and kept in its Redis.
     pub node_id: Uuid,
     /// The cluster it belongs to.
     pub cluster: String,
-    /// The address it serves on.
+    /// The address it serves on (TCP) and listens for datagrams on (UDP).
     pub addr: String,
+    /// Its rank, once joined.
+    pub rank: Option<u32>,
+    /// `joining`, `follower`, `candidate` or `coordinator`.
+    pub role: String,
+    /// Highest election epoch seen.
+    pub epoch: u64,
+    /// The coordinator's rank, if one is known.
+    pub coordinator_rank: Option<u32>,
+    /// The coordinator's address, if one is known.
+    pub coordinator_addr: Option<String>,
     /// Highest event clock applied.
     pub clock: u64,
     /// Accounts stored.
     pub accounts: u64,
+    /// Members known, by rank.
+    pub members: Vec<MemberStatus>,
+    /// Elections this node started that named a winner.
+    pub elections_started: u64,
+    /// Datagrams ignored: another cluster, an incompatible version, or unreadable.
+    pub ignored_datagrams: u64,
+}
+
+/// One member in a [`StatusView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Its rank.
+    pub rank: u32,
+    /// Its address.
+    pub addr: String,
+    /// Its node id.
+    pub node_id: Uuid,
+    /// How long ago it was last heard from, directly or through the coordinator.
+    pub last_seen_ms_ago: u64,
 }
 
 /// A server's answer.

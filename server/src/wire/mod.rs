@@ -1,10 +1,12 @@
 //! What travels between clients and servers: frames and the messages inside them.
 
+mod datagram;
 mod frame;
 mod message;
 
+pub use datagram::{decode_datagram, encode_datagram, Ignored};
 pub use frame::{decode, encode, frame_len, FrameError};
 pub use message::{
-    Envelope, EnvelopeHead, ListKind, Reply, Request, StatusView, WireError, PROTOCOL_VERSION_MAX,
-    PROTOCOL_VERSION_MIN,
+    Envelope, EnvelopeHead, ListKind, MemberStatus, Reply, Request, StatusView, WireError,
+    PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
 };

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use idserver::client::{Client, ClientConfig};
 use idserver::config::ServerConfig;
 use idserver::server::RunningServer;

@@ -1,0 +1,336 @@
+//! The tokio shell around the protocol core: UDP sockets (unicast on the node's own port, and
+//! multicast only on a named interface), the timer, epoch persistence, and the shared view the
+//! request handlers read. It decides nothing itself; [`crate::core::Node`] does.
+
+use crate::config::ClusterConfig;
+use crate::core::{Input, Message, Node, Output, Role, View};
+use crate::error::{Error, Result};
+use crate::limits::{CLUSTER_COMMANDS_QUEUED_MAX, DATAGRAM_BYTES_MAX};
+use crate::store::Store;
+use crate::wire::{decode_datagram, encode_datagram};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+/// What the request handlers see of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterState {
+    /// The core's view.
+    pub view: View,
+    /// Datagrams ignored so far (another cluster, another version, unreadable).
+    pub ignored_datagrams: u64,
+}
+
+/// The running cluster task: read its state, tell it about RPC failures and epochs.
+#[derive(Debug, Clone)]
+pub struct ClusterHandle {
+    state: watch::Receiver<ClusterState>,
+    commands: mpsc::Sender<Input>,
+    started: Instant,
+}
+
+impl ClusterHandle {
+    /// The current state.
+    pub fn state(&self) -> ClusterState {
+        self.state.borrow().clone()
+    }
+
+    /// Milliseconds on the core's clock (for "last seen" ages).
+    pub fn now_ms(&self) -> u64 {
+        elapsed_ms(self.started)
+    }
+
+    /// Passes an event to the core (dropped if the queue is full: they are hints).
+    pub fn notify(&self, input: Input) {
+        let _ = self.commands.try_send(input);
+    }
+
+    /// Waits until the node has a role other than joining or candidate, or `timeout` passes.
+    pub async fn settled(&self, timeout: Duration) -> ClusterState {
+        let mut state = self.state.clone();
+        let wait = state.wait_for(|s| {
+            s.view.coordinator.is_some()
+                && matches!(s.view.role, Role::Coordinator | Role::Follower)
+        });
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.state()
+    }
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    // Starts at 1 so that 0 never looks like "just now".
+    started.elapsed().as_millis() as u64 + 1
+}
+
+/// Binds a TCP listener and a UDP socket on the same port (the one the OS picks for port 0).
+pub async fn bind_pair(listen: SocketAddr) -> Result<(tokio::net::TcpListener, UdpSocket)> {
+    const ATTEMPTS: usize = 20;
+    let mut last_error = None;
+    for _ in 0..ATTEMPTS {
+        let tcp = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Error::io(format!("failed to listen on {listen}"), e))?;
+        let port = tcp
+            .local_addr()
+            .map_err(|e| Error::io("failed to read the listening address", e))?
+            .port();
+        match UdpSocket::bind(SocketAddr::new(listen.ip(), port)).await {
+            Ok(udp) => return Ok((tcp, udp)),
+            // With port 0 the UDP port may be taken by someone else: pick another pair.
+            Err(e) if listen.port() == 0 => last_error = Some(e),
+            Err(e) => return Err(Error::io(format!("failed to bind UDP {listen}"), e)),
+        }
+    }
+    Err(Error::io(
+        format!("failed to find a free TCP+UDP port pair on {}", listen.ip()),
+        last_error.expect("at least one attempt"),
+    ))
+}
+
+/// Starts the cluster task for this node; it stops when `stop` turns true.
+pub async fn start(
+    config: &ClusterConfig,
+    cluster: &str,
+    node_id: Uuid,
+    addr: SocketAddr,
+    udp: UdpSocket,
+    store: Store,
+    mut stop: watch::Receiver<bool>,
+) -> Result<ClusterHandle> {
+    config.validate().map_err(Error::Config)?;
+    let mcast = match (config.mcast, config.mcast_if) {
+        (Some(group), Some(iface)) => Some(Multicast::open(&udp, group, iface)?),
+        _ => None,
+    };
+    let started = Instant::now();
+    let mut node = Node::new(config.core, node_id, addr);
+    let start = Input::Start {
+        epoch: store.epoch().await?,
+        clock: store.clock().await?,
+    };
+    let (state_tx, state_rx) = watch::channel(ClusterState {
+        view: node.view(),
+        ignored_datagrams: 0,
+    });
+    let (commands_tx, mut commands_rx) = mpsc::channel(CLUSTER_COMMANDS_QUEUED_MAX);
+    let shell = Shell {
+        cluster: cluster.to_string(),
+        peers: config
+            .peers
+            .iter()
+            .copied()
+            .filter(|p| *p != addr)
+            .collect(),
+        udp: Arc::new(udp),
+        mcast,
+        store,
+        state: state_tx,
+        ignored: 0,
+    };
+    tokio::spawn(async move {
+        let mut shell = shell;
+        let first = node.step(elapsed_ms(started), start);
+        shell.carry_out(first).await;
+        shell.publish(&node);
+        let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
+        let mut mcast_buf = vec![0u8; DATAGRAM_BYTES_MAX];
+        let udp = shell.udp.clone();
+        let mcast_socket = shell.mcast.as_ref().map(|m| m.recv.clone());
+        loop {
+            let deadline = node
+                .poll_timeout()
+                .map(|at| started + Duration::from_millis(at.saturating_sub(1)));
+            let input = tokio::select! {
+                _ = stop.changed() => break,
+                _ = sleep_until(deadline) => Input::Tick,
+                received = udp.recv_from(&mut buf) => match received {
+                    Ok((len, src)) => match shell.decode(&buf[..len], src) {
+                        Some(input) => input,
+                        None => continue,
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "failed to receive a datagram");
+                        continue;
+                    }
+                },
+                received = recv_optional(mcast_socket.as_deref(), &mut mcast_buf) => match received {
+                    Ok((len, src)) => match shell.decode(&mcast_buf[..len], src) {
+                        Some(input) => input,
+                        None => continue,
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "failed to receive a multicast datagram");
+                        continue;
+                    }
+                },
+                Some(command) = commands_rx.recv() => command,
+            };
+            let outputs = node.step(elapsed_ms(started), input);
+            shell.carry_out(outputs).await;
+            shell.publish(&node);
+        }
+    });
+    Ok(ClusterHandle {
+        state: state_rx,
+        commands: commands_tx,
+        started,
+    })
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_optional(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The multicast side: a socket bound to the group (so it hears only the group) and the group
+/// to send to through the unicast socket, which is pinned to the named interface.
+struct Multicast {
+    recv: Arc<UdpSocket>,
+    group: SocketAddr,
+}
+
+impl Multicast {
+    fn open(unicast: &UdpSocket, group: SocketAddrV4, iface: Ipv4Addr) -> Result<Multicast> {
+        let fail = |what: &str, e: std::io::Error| {
+            Error::io(
+                format!("failed to {what} for multicast {group} on {iface}"),
+                e,
+            )
+        };
+        let sender = socket2::SockRef::from(unicast);
+        sender
+            .set_multicast_if_v4(&iface)
+            .map_err(|e| fail("pick the interface", e))?;
+        sender
+            .set_multicast_ttl_v4(1)
+            .map_err(|e| fail("set TTL 1", e))?;
+        sender
+            .set_multicast_loop_v4(true)
+            .map_err(|e| fail("enable loopback", e))?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .map_err(|e| fail("open a socket", e))?;
+        socket
+            .set_reuse_address(true)
+            .map_err(|e| fail("share the port", e))?;
+        socket
+            .set_reuse_port(true)
+            .map_err(|e| fail("share the port", e))?;
+        socket
+            .bind(&SocketAddr::V4(group).into())
+            .map_err(|e| fail("bind the group", e))?;
+        socket
+            .join_multicast_v4(group.ip(), &iface)
+            .map_err(|e| fail("join the group", e))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| fail("set non-blocking", e))?;
+        let recv =
+            UdpSocket::from_std(socket.into()).map_err(|e| fail("register the socket", e))?;
+        Ok(Multicast {
+            recv: Arc::new(recv),
+            group: SocketAddr::V4(group),
+        })
+    }
+}
+
+struct Shell {
+    cluster: String,
+    peers: Vec<SocketAddr>,
+    udp: Arc<UdpSocket>,
+    mcast: Option<Multicast>,
+    store: Store,
+    state: watch::Sender<ClusterState>,
+    ignored: u64,
+}
+
+impl Shell {
+    fn decode(&mut self, bytes: &[u8], src: SocketAddr) -> Option<Input> {
+        match decode_datagram(&self.cluster, bytes) {
+            Ok(msg) => Some(Input::Message { src, msg }),
+            Err(why) => {
+                self.ignored += 1;
+                tracing::debug!(%src, ?why, "ignoring datagram");
+                None
+            }
+        }
+    }
+
+    async fn carry_out(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::PersistEpoch(epoch) => {
+                    if let Err(e) = self.store.raise_epoch(epoch).await {
+                        // Sending NEWMASTER for an epoch a restart could reuse is worse than
+                        // staying silent: drop the rest of this step.
+                        tracing::error!(error = %e, epoch, "failed to store the epoch");
+                        return;
+                    }
+                }
+                Output::Send { to, msg } => self.send(to, &msg).await,
+                Output::Broadcast(msg) => {
+                    for peer in self.peers.clone() {
+                        self.send(peer, &msg).await;
+                    }
+                    if let Some(group) = self.mcast.as_ref().map(|m| m.group) {
+                        self.send(group, &msg).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&self, to: SocketAddr, msg: &Message) {
+        let bytes = match encode_datagram(&self.cluster, msg) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "failed to encode a datagram");
+                return;
+            }
+        };
+        if let Err(e) = self.udp.send_to(&bytes, to).await {
+            tracing::debug!(%to, error = %e, message = msg.body.name(), "failed to send a datagram");
+        }
+    }
+
+    fn publish(&self, node: &Node) {
+        let state = ClusterState {
+            view: node.view(),
+            ignored_datagrams: self.ignored,
+        };
+        self.state.send_if_modified(|current| {
+            let changed = current.view.role != state.view.role
+                || current.view.coordinator != state.view.coordinator
+                || current.view.epoch != state.view.epoch;
+            if changed {
+                tracing::info!(
+                    role = state.view.role.as_str(),
+                    rank = ?state.view.me.rank,
+                    epoch = state.view.epoch,
+                    coordinator = ?state.view.coordinator.map(|c| c.addr),
+                    "cluster role"
+                );
+            }
+            *current = state;
+            changed
+        });
+    }
+}

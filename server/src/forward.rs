@@ -1,0 +1,78 @@
+//! A follower passing client requests on to the coordinator over a small pool of kept-open
+//! connections. A failure here is what tells the core that the coordinator may be gone.
+
+use crate::client::exchange;
+use crate::connection::Connection;
+use crate::error::{Error, ErrorCode, Result};
+use crate::limits::{
+    CLIENT_CONNECT_TIMEOUT_MS, FORWARD_CONNECTIONS_IDLE_MAX, FORWARD_TIMEOUT_MS,
+    REPLY_FRAME_BYTES_MAX,
+};
+use crate::wire::{Reply, Request};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Connections to coordinators, reused across requests.
+#[derive(Debug)]
+pub struct Forwarder {
+    cluster: String,
+    idle: Mutex<Vec<(SocketAddr, Connection)>>,
+    seq: AtomicU64,
+}
+
+impl Forwarder {
+    /// A forwarder for `cluster`.
+    pub fn new(cluster: String) -> Self {
+        Forwarder {
+            cluster,
+            idle: Mutex::new(Vec::new()),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends `request` to the coordinator at `to` and returns its reply; errors mean the
+    /// coordinator did not answer.
+    pub async fn forward(&self, to: SocketAddr, request: &Request) -> Result<Reply> {
+        let mut conn = match self.take_idle(to) {
+            Some(conn) => conn,
+            None => connect(to).await?,
+        };
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
+        let reply = exchange(&mut conn, &self.cluster, seq, request, timeout).await?;
+        self.put_idle(to, conn);
+        Ok(reply)
+    }
+
+    fn take_idle(&self, to: SocketAddr) -> Option<Connection> {
+        let mut idle = self.idle.lock().expect("forwarder lock poisoned");
+        let index = idle.iter().position(|(addr, _)| *addr == to)?;
+        Some(idle.swap_remove(index).1)
+    }
+
+    fn put_idle(&self, to: SocketAddr, conn: Connection) {
+        let mut idle = self.idle.lock().expect("forwarder lock poisoned");
+        // Connections to an old coordinator are useless once another one is in use.
+        idle.retain(|(addr, _)| *addr == to);
+        if idle.len() < FORWARD_CONNECTIONS_IDLE_MAX {
+            idle.push((to, conn));
+        }
+    }
+}
+
+async fn connect(to: SocketAddr) -> Result<Connection> {
+    let timeout = Duration::from_millis(CLIENT_CONNECT_TIMEOUT_MS);
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(to))
+        .await
+        .map_err(|_| {
+            Error::refused(
+                ErrorCode::Unreachable,
+                format!("coordinator {to} did not accept in time"),
+            )
+        })?
+        .map_err(|e| Error::io(format!("failed to connect to coordinator {to}"), e))?;
+    Ok(Connection::new(stream, REPLY_FRAME_BYTES_MAX))
+}

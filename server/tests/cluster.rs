@@ -1,0 +1,314 @@
+//! Real `idserver` processes, each with its own real Redis, forming clusters on loopback
+//! (unicast peers, a private 127.x.y.0/24 per test so parallel tests never meet) and, inside a
+//! network namespace of the test's own, by multicast.
+
+mod common;
+
+use common::cluster::Cluster;
+use idserver::client::{Client, ClientConfig};
+use idserver::discovery::Discovery;
+use idserver::ErrorCode;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
+const IDCLIENT: &str = env!("CARGO_BIN_EXE_idclient");
+
+const SETTLE: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn election_at_start_up_agrees_and_ranks_are_one_to_n() {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    // Started together, the lowest rank wins (equal clocks); the simulation checks this
+    // exhaustively, here a slow start can let a node join after the election.
+    let coordinator_rank = cluster.rank(c).await.unwrap();
+    assert!((1..=3).contains(&coordinator_rank));
+    let mut ranks = Vec::new();
+    for i in 0..3 {
+        ranks.push(cluster.rank(i).await.unwrap());
+    }
+    ranks.sort();
+    assert_eq!(ranks, vec![1, 2, 3]);
+    let status = cluster.status(c).await.unwrap();
+    assert_eq!(status.members.len(), 3, "{status:#?}");
+}
+
+#[tokio::test]
+async fn killing_the_coordinator_elects_another_and_it_does_not_take_over_on_return() {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let old = cluster.agreed(SETTLE).await;
+    let old_epoch = cluster.status(old).await.unwrap().epoch;
+    let mut client = cluster.client(&[0, 1, 2]);
+    client.create("before", "", None).await.unwrap();
+
+    cluster.kill(old);
+    let new = cluster.agreed(SETTLE).await;
+    assert_ne!(new, old);
+    assert_eq!(
+        cluster.rank(new).await,
+        Some(2),
+        "equal clocks: the lowest surviving rank wins"
+    );
+    assert!(cluster.status(new).await.unwrap().epoch > old_epoch);
+    client
+        .create("after", "", None)
+        .await
+        .expect("writes work after failover");
+
+    cluster.start(old);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        cluster.agreed(SETTLE).await,
+        new,
+        "the returning node follows"
+    );
+    assert_eq!(
+        cluster.rank(old).await,
+        Some(1),
+        "and takes the lowest free rank"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_nodes_rank_is_reused() {
+    let mut cluster = Cluster::new(IDSERVER, 4);
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    let two = (0..4).find(|i| *i != c).unwrap();
+    let rank = {
+        let mut r = None;
+        for _ in 0..100 {
+            r = cluster.rank(two).await;
+            if r.is_some() {
+                break;
+            }
+        }
+        r.unwrap()
+    };
+    cluster.kill(two);
+    let deadline = Instant::now() + SETTLE;
+    while cluster
+        .status(c)
+        .await
+        .unwrap()
+        .members
+        .iter()
+        .any(|m| m.rank == rank)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the coordinator never declared the node dead"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A new machine (fresh data) in the dead node's place.
+    cluster.start_with_data(two, "replacement");
+    cluster.agreed(SETTLE).await;
+    let deadline = Instant::now() + SETTLE;
+    while cluster.rank(two).await != Some(rank) {
+        assert!(
+            Instant::now() < deadline,
+            "replacement got {:?}, not {rank}",
+            cluster.rank(two).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn any_server_takes_requests_and_a_client_fails_over_by_itself() {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != c).collect();
+    let mut via_follower = cluster.client(&[followers[0]]);
+    let uuid = via_follower.create("olga", "Olga", None).await.unwrap();
+    let mut other = cluster.client(&[followers[1]]);
+    assert_eq!(other.lookup("olga").await.unwrap().uuid, uuid);
+
+    // Discovery: GETMASTER then GETRANK; the client binds to the fastest answer.
+    let discovery = Discovery {
+        peers: (0..3).map(|i| cluster.addr(i)).collect(),
+        mcast: None,
+    };
+    let mut client = Client::discover(&discovery, &cluster.name).await.unwrap();
+    assert_eq!(client.servers().len(), 3);
+    client.lookup("olga").await.unwrap();
+    let bound: SocketAddr = client.bound_server().unwrap().parse().unwrap();
+    let bound_index = (0..3).find(|i| cluster.addr(*i) == bound).unwrap();
+    if bound_index == c {
+        // Failing over from a coordinator loses its unreplicated data; fail over from a follower.
+        return;
+    }
+    cluster.kill(bound_index);
+    assert_eq!(
+        client.lookup("olga").await.unwrap().uuid,
+        uuid,
+        "served by the next server"
+    );
+    assert_ne!(client.bound_server().unwrap(), bound.to_string());
+}
+
+#[tokio::test]
+async fn requests_get_unavailable_while_no_coordinator_is_known() {
+    let mut cluster = Cluster::new(IDSERVER, 1);
+    cluster.extra_args = vec!["--join-window-ms".into(), "3000".into()];
+    cluster.start(0);
+    let mut client = Client::new(ClientConfig {
+        servers: vec![cluster.addr(0).to_string()],
+        cluster: cluster.name.clone(),
+        retry_for_ms: 2_000,
+        ..ClientConfig::default()
+    });
+    // Retried while the server starts; then the joining node answers "unavailable" at once.
+    let started = Instant::now();
+    let err = client.lookup("x").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Unavailable, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let status = cluster.status(0).await.unwrap();
+    assert_eq!(status.role, "joining");
+    cluster.agreed(SETTLE).await;
+    assert_eq!(
+        client.lookup("x").await.unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+}
+
+#[tokio::test]
+async fn datagrams_of_another_cluster_are_ignored_and_counted() {
+    let mut cluster = Cluster::new(IDSERVER, 2);
+    cluster.start_all();
+    cluster.agreed(SETTLE).await;
+    // A datagram of another cluster, with a tempting epoch, and garbage.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let msg = idserver::core::Message {
+        from: idserver::core::NodeRef {
+            node_id: uuid::Uuid::new_v4(),
+            rank: Some(1),
+            addr: socket.local_addr().unwrap(),
+        },
+        epoch: 99,
+        body: idserver::core::Body::GetMaster,
+    };
+    let bytes = idserver::wire::encode_datagram("someone-else", &msg).unwrap();
+    socket.send_to(&bytes, cluster.addr(0)).unwrap();
+    socket.send_to(b"garbage", cluster.addr(0)).unwrap();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let status = cluster.status(0).await.unwrap();
+        if status.ignored_datagrams >= 2 {
+            assert!(status.epoch < 99, "a foreign epoch was not adopted");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status:#?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A network namespace of the test's own, with multicast on its loopback (removed on drop).
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Option<Netns> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: the multicast test needs root to create a network namespace");
+            return None;
+        }
+        let name = format!("idlt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let ns = Netns(name);
+        ns.ip(&["netns", "add", &ns.0]);
+        ns.exec_ok(&["ip", "link", "set", "lo", "up", "multicast", "on"]);
+        ns.exec_ok(&["ip", "route", "add", "224.0.0.0/4", "dev", "lo"]);
+        Some(ns)
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let status = Command::new("ip").args(args).status().unwrap();
+        assert!(status.success(), "ip {args:?}");
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0, program]);
+        cmd
+    }
+
+    fn exec_ok(&self, args: &[&str]) {
+        let status = self.command(args[0]).args(&args[1..]).status().unwrap();
+        assert!(status.success(), "{args:?} in {}", self.0);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn multicast_discovery_and_election_in_a_namespace() {
+    let Some(ns) = Netns::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Child> = (0..3)
+        .map(|i| {
+            ns.command(IDSERVER)
+                .args([
+                    "--listen",
+                    "127.0.0.1",
+                    "--numport",
+                    &(6001 + i).to_string(),
+                ])
+                .args([
+                    "--cluster",
+                    "mc",
+                    "--mcast",
+                    "239.255.51.51:6100",
+                    "--mcast-if",
+                    "127.0.0.1",
+                ])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("n{i}")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + SETTLE;
+    let result = loop {
+        let out = ns
+            .command(IDCLIENT)
+            .args([
+                "--cluster",
+                "mc",
+                "--mcast",
+                "239.255.51.51:6100",
+                "--mcast-if",
+                "127.0.0.1",
+            ])
+            .args(["--json", "--status"])
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let members = json["status"]["members"].as_array().map_or(0, Vec::len);
+        if json["status"]["coordinator_rank"].is_u64() && members == 3 {
+            break Ok(json);
+        }
+        if Instant::now() > deadline {
+            break Err(json);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for node in &mut nodes {
+        let _ = node.kill();
+        let _ = node.wait();
+    }
+    let json = result.unwrap_or_else(|json| panic!("no multicast cluster formed: {json}"));
+    assert_eq!(json["status"]["cluster"], "mc");
+}

@@ -1,0 +1,166 @@
+//! A cluster of real `idserver` processes on loopback, each with its own Redis, on a private
+//! 127.a.b.0/24 so that parallel tests never meet. Shared by the tests and the benchmarks.
+
+#![allow(dead_code)]
+
+use idserver::client::{Client, ClientConfig};
+use idserver::wire::StatusView;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const PORT: u16 = 5151;
+
+/// A cluster of `idserver` processes on 127.a.b.1, 127.a.b.2, ... (killed on drop).
+pub struct Cluster {
+    pub net: [u8; 2],
+    pub size: usize,
+    pub name: String,
+    pub dir: TempDir,
+    pub nodes: Vec<Option<Child>>,
+    pub extra_args: Vec<String>,
+    idserver: String,
+}
+
+impl Cluster {
+    pub fn new(idserver: &str, size: usize) -> Cluster {
+        let id = uuid::Uuid::new_v4();
+        let bytes = id.as_bytes();
+        Cluster {
+            net: [bytes[0].clamp(1, 254), bytes[1]],
+            size,
+            name: format!("cl-{}", id.simple()),
+            dir: tempfile::tempdir().unwrap(),
+            nodes: (0..size).map(|_| None).collect(),
+            extra_args: Vec::new(),
+            idserver: idserver.to_string(),
+        }
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from((
+            Ipv4Addr::new(127, self.net[0], self.net[1], i as u8 + 1),
+            PORT,
+        ))
+    }
+
+    pub fn peers(&self) -> String {
+        (0..self.size)
+            .map(|i| self.addr(i).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts node `i` with the data directory `data` (a fresh one simulates a new machine).
+    pub fn start_with_data(&mut self, i: usize, data: &str) {
+        let child = Command::new(&self.idserver)
+            .args([
+                "--listen",
+                &self.addr(i).ip().to_string(),
+                "--numport",
+                &PORT.to_string(),
+            ])
+            .args(["--cluster", &self.name, "--peers", &self.peers()])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(data))
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.nodes[i] = Some(child);
+    }
+
+    pub fn start(&mut self, i: usize) {
+        self.start_with_data(i, &format!("node{i}"));
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 0..self.size {
+            self.start(i);
+        }
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn client(&self, servers: &[usize]) -> Client {
+        Client::new(ClientConfig {
+            servers: servers.iter().map(|i| self.addr(*i).to_string()).collect(),
+            cluster: self.name.clone(),
+            ..ClientConfig::default()
+        })
+    }
+
+    pub async fn status(&self, i: usize) -> Option<StatusView> {
+        let mut client = Client::new(ClientConfig {
+            servers: vec![self.addr(i).to_string()],
+            cluster: self.name.clone(),
+            connect_timeout_ms: 200,
+            reply_timeout_ms: 500,
+            retry_for_ms: 0,
+        });
+        client.status().await.ok()
+    }
+
+    /// Waits until every running node names the same coordinator (and it agrees); returns the
+    /// coordinator's index.
+    pub async fn agreed(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(c) = self.agreement().await {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreement within {within:?}: {:#?}",
+                self.statuses().await
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub async fn agreement(&self) -> Option<usize> {
+        let mut coordinator = None;
+        for i in (0..self.size).filter(|i| self.nodes[*i].is_some()) {
+            let status = self.status(i).await?;
+            let named = status.coordinator_addr.clone()?;
+            if status.role != "coordinator" && status.role != "follower" {
+                return None;
+            }
+            match &coordinator {
+                None => coordinator = Some(named),
+                Some(c) if *c == named => {}
+                Some(_) => return None,
+            }
+        }
+        let c: SocketAddr = coordinator?.parse().ok()?;
+        let index = (0..self.size).find(|i| self.addr(*i) == c)?;
+        (self.status(index).await?.role == "coordinator").then_some(index)
+    }
+
+    pub async fn statuses(&self) -> Vec<Option<StatusView>> {
+        let mut out = Vec::new();
+        for i in 0..self.size {
+            out.push(self.status(i).await);
+        }
+        out
+    }
+
+    pub async fn rank(&self, i: usize) -> Option<u32> {
+        self.status(i).await?.rank
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.size {
+            self.kill(i);
+        }
+    }
+}
