@@ -74,6 +74,43 @@ async fn killing_the_coordinator_elects_another_and_it_does_not_take_over_on_ret
 }
 
 #[tokio::test]
+async fn a_paused_coordinator_steps_down_when_resumed() {
+    use nix::sys::signal::Signal;
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let old = cluster.agreed(SETTLE).await;
+    cluster.signal(old, Signal::SIGSTOP);
+    let deadline = Instant::now() + SETTLE;
+    let new = loop {
+        let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+        let mut roles = Vec::new();
+        for i in &survivors {
+            roles.push(cluster.status(*i).await.map(|s| s.role));
+        }
+        if let Some(pos) = roles
+            .iter()
+            .position(|r| r.as_deref() == Some("coordinator"))
+        {
+            break survivors[pos];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no successor while the coordinator is stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    cluster.signal(old, Signal::SIGCONT);
+    assert_eq!(
+        cluster.agreed(SETTLE).await,
+        new,
+        "the resumed node follows the successor"
+    );
+    let status = cluster.status(old).await.unwrap();
+    assert_eq!(status.role, "follower");
+    assert_eq!(status.coordinator_addr, Some(cluster.addr(new).to_string()));
+}
+
+#[tokio::test]
 async fn a_dead_nodes_rank_is_reused() {
     let mut cluster = Cluster::new(IDSERVER, 4);
     cluster.start_all();

@@ -89,6 +89,12 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` to node `i` (SIGSTOP / SIGCONT to pause and resume it).
+    pub fn signal(&self, i: usize, signal: nix::sys::signal::Signal) {
+        let child = self.nodes[i].as_ref().expect("node is running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    }
+
     pub fn client(&self, servers: &[usize]) -> Client {
         Client::new(ClientConfig {
             servers: servers.iter().map(|i| self.addr(*i).to_string()).collect(),
