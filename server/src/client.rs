@@ -54,6 +54,7 @@ pub struct Client {
     /// Index into `config.servers` of the server we are bound to, with its connection.
     bound: Option<(usize, Connection)>,
     seq: u64,
+    session_clock: u64,
 }
 
 impl Client {
@@ -63,6 +64,7 @@ impl Client {
             config,
             bound: None,
             seq: 0,
+            session_clock: 0,
         }
     }
 
@@ -157,7 +159,22 @@ impl Client {
         self.seq += 1;
         let (_, conn) = self.bound.as_mut().expect("bound above");
         let reply_timeout = Duration::from_millis(self.config.reply_timeout_ms);
-        exchange(conn, &self.config.cluster, self.seq, request, reply_timeout).await
+        let (reply, clock) = exchange(
+            conn,
+            &self.config.cluster,
+            self.seq,
+            self.session_clock,
+            request,
+            reply_timeout,
+        )
+        .await?;
+        self.session_clock = self.session_clock.max(clock);
+        Ok(reply)
+    }
+
+    /// The highest clock this session has seen: reads anywhere reflect at least this much.
+    pub fn session_clock(&self) -> u64 {
+        self.session_clock
     }
 
     async fn connect(&self, addr: &str) -> Result<Connection> {
@@ -288,18 +305,19 @@ impl Client {
     }
 }
 
-/// Sends one request on `conn` and reads its reply.
+/// Sends one request carrying the session clock `clock` on `conn`; returns the reply and the
+/// clock it reflects.
 pub(crate) async fn exchange(
     conn: &mut Connection,
     cluster: &str,
     seq: u64,
+    clock: u64,
     request: &Request,
     reply_timeout: Duration,
-) -> Result<Reply> {
-    let frame = encode(
-        &Envelope::new(cluster, seq, request),
-        REQUEST_FRAME_BYTES_MAX,
-    )?;
+) -> Result<(Reply, u64)> {
+    let mut envelope = Envelope::new(cluster, seq, request);
+    envelope.clock = clock;
+    let frame = encode(&envelope, REQUEST_FRAME_BYTES_MAX)?;
     let exchange = async {
         conn.write_frame(&frame).await?;
         conn.read_frame().await
@@ -318,7 +336,7 @@ pub(crate) async fn exchange(
             ),
         ));
     }
-    Ok(envelope.body)
+    Ok((envelope.body, envelope.clock))
 }
 
 fn digest(password: &str) -> ByteBuf {

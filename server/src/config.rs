@@ -1,6 +1,7 @@
 //! The server's settings, with their defaults. The `idserver` binary fills this from flags.
 
 use crate::core::CoreConfig;
+pub use crate::shared::Replication;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
@@ -30,6 +31,8 @@ pub struct ServerConfig {
     pub appendfsync: String,
     /// How the node finds the other members and how fast it reacts.
     pub cluster_net: ClusterConfig,
+    /// How writes are acknowledged.
+    pub replication: Replication,
 }
 
 /// Discovery and protocol timings.
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             redis_bin: "redis-server".to_string(),
             appendfsync: "everysec".to_string(),
             cluster_net: ClusterConfig::default(),
+            replication: Replication::default(),
         }
     }
 }

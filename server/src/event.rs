@@ -4,6 +4,26 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// An event as a node's log keeps it: with the time this node applied it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+    /// When this node applied it, milliseconds since the Unix epoch (Redis's clock).
+    pub applied_ms: u64,
+}
+
+impl Event {
+    /// Whether `other` is the same event (same place, same making): histories that differ
+    /// here have diverged.
+    pub fn same_as(&self, other: &Event) -> bool {
+        self.clock == other.clock
+            && self.epoch == other.epoch
+            && self.request_id == other.request_id
+    }
+}
+
 /// One write, numbered by its Lamport clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -21,9 +41,10 @@ pub struct Event {
     pub change: Change,
 }
 
-/// The change an event makes, with every generated value filled in.
+/// The change an event makes, with every generated value filled in. Tagged by `kind` so that
+/// the store's Lua script reads it from JSON as `change.kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     /// A new account.
     Create {

@@ -33,16 +33,21 @@ impl Forwarder {
         }
     }
 
-    /// Sends `request` to the coordinator at `to` and returns its reply; errors mean the
-    /// coordinator did not answer.
-    pub async fn forward(&self, to: SocketAddr, request: &Request) -> Result<Reply> {
+    /// Sends `request` (with the client's session clock) to the coordinator at `to` and
+    /// returns its reply and clock; errors mean the coordinator did not answer.
+    pub async fn forward(
+        &self,
+        to: SocketAddr,
+        clock: u64,
+        request: &Request,
+    ) -> Result<(Reply, u64)> {
         let mut conn = match self.take_idle(to) {
             Some(conn) => conn,
             None => connect(to).await?,
         };
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
-        let reply = exchange(&mut conn, &self.cluster, seq, request, timeout).await?;
+        let reply = exchange(&mut conn, &self.cluster, seq, clock, request, timeout).await?;
         self.put_idle(to, conn);
         Ok(reply)
     }
@@ -63,7 +68,8 @@ impl Forwarder {
     }
 }
 
-async fn connect(to: SocketAddr) -> Result<Connection> {
+/// Opens a peer connection to `to`.
+pub async fn connect(to: SocketAddr) -> Result<Connection> {
     let timeout = Duration::from_millis(CLIENT_CONNECT_TIMEOUT_MS);
     let stream = tokio::time::timeout(timeout, TcpStream::connect(to))
         .await

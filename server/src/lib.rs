@@ -9,7 +9,10 @@
 //! - [`store`]: the node's Redis (Lua scripts make each write atomic) and its `redis-server` child.
 //! - [`cluster`]: the tokio shell running the core over UDP; [`forward`]: followers passing
 //!   requests to the coordinator.
-//! - [`service`]: serving one request; [`server`]: the TCP front and lifecycle.
+//! - [`writer`]: the coordinator's group commit; [`replication`]: pushing events (or full
+//!   snapshots) to replicas and counting their acks; [`replica`]: applying them in order.
+//! - [`service`]: serving one request; [`server`]: the TCP front and lifecycle;
+//!   [`shared`]: what a node's parts share.
 //! - [`client`]: the client library `idclient` is built on; [`discovery`]: finding servers
 //!   by GETMASTER / GETRANK.
 //! - [`limits`]: every bound, with its reason; [`config`]: settings and defaults.
@@ -27,9 +30,13 @@ pub mod event;
 pub mod forward;
 pub mod limits;
 pub mod password;
+pub mod replica;
+pub mod replication;
 pub mod server;
 pub mod service;
+pub mod shared;
 pub mod store;
 pub mod wire;
+pub mod writer;
 
 pub use error::{Error, ErrorCode, Result};

@@ -9,10 +9,10 @@ pub const LOGIN_CHARS_MAX: usize = 64;
 /// Longest real name (SPEC.md).
 pub const REAL_NAME_CHARS_MAX: usize = 256;
 
-/// Largest request frame a server accepts: the biggest request (a create with a 256-character
-/// real name and a password digest) is well under 2 KiB, so 64 KiB leaves room for future fields
-/// while keeping a hostile client from making the server buffer much.
-pub const REQUEST_FRAME_BYTES_MAX: usize = 64 * 1024;
+/// Largest request frame a server accepts. Client requests are under 2 KiB, but peers send
+/// batches of up to [`REPLICATE_BATCH_MAX`] events (under 1 KiB each) and snapshot pieces of
+/// [`SNAPSHOT_CHUNK_BYTES`]; 8 MiB holds either with room to spare.
+pub const REQUEST_FRAME_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// Largest reply frame a client accepts: `--get all` for a million accounts is about 200 MiB.
 pub const REPLY_FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
@@ -74,3 +74,32 @@ pub const DISCOVERY_WAIT_MS: u64 = 300;
 
 /// Discovery attempts before a client gives up.
 pub const DISCOVERY_ATTEMPTS_MAX: u32 = 3;
+
+/// Events each node keeps in its queryable log (`idclient --events`); replication of a node
+/// further behind than this falls back to a full sync.
+pub const EVENT_LOG_MAX: usize = 100_000;
+
+/// Writes the coordinator applies in one Redis round trip (group commit).
+pub const WRITE_BATCH_MAX: usize = 512;
+
+/// Events sent to a replica in one frame.
+pub const REPLICATE_BATCH_MAX: usize = 1024;
+
+/// A replica this many events behind gets a full sync instead of the events.
+pub const FULL_SYNC_LAG_EVENTS: u64 = 20_000;
+
+/// Writes queued for the coordinator's writer; callers wait past it (back-pressure).
+pub const WRITES_QUEUED_MAX: usize = 4096;
+
+/// How long the coordinator waits for replicas' acknowledgements before answering `ack_timeout`.
+pub const ACK_TIMEOUT_MS: u64 = 2_000;
+
+/// How long a replica behind a client's session clock waits to catch up before forwarding the
+/// read to the coordinator.
+pub const READ_CATCH_UP_WAIT_MS: u64 = 100;
+
+/// How long the coordinator's link to a replica stays idle before it probes the replica.
+pub const REPLICATION_PROBE_MS: u64 = 100;
+
+/// Largest piece of a snapshot in one frame during a full sync.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;

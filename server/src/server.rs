@@ -12,6 +12,7 @@ use crate::limits::{
     SHUTDOWN_DRAIN_TIMEOUT_MS,
 };
 use crate::service::Service;
+use crate::shared::Shared;
 use crate::store::{RedisChild, Store};
 use crate::wire::{
     decode, encode, Envelope, EnvelopeHead, FrameError, Reply, Request, WireError,
@@ -34,7 +35,7 @@ pub struct RunningServer {
     membership: ClusterHandle,
     stop: watch::Sender<bool>,
     accept_loop: tokio::task::JoinHandle<()>,
-    redis: Option<RedisChild>,
+    shared: Arc<Shared>,
 }
 
 impl RunningServer {
@@ -75,13 +76,17 @@ impl RunningServer {
             stopped.clone(),
         )
         .await?;
-        let service = Arc::new(Service::new(
+        let applied = store.clock().await?;
+        let shared = Arc::new(Shared::new(
             store,
+            membership.clone(),
             node_id,
             config.cluster.clone(),
-            advertised.to_string(),
-            membership.clone(),
+            config.replication,
+            redis,
+            applied,
         ));
+        let service = Arc::new(Service::new(shared.clone(), advertised.to_string()));
         let accept_loop = tokio::spawn(accept_loop(listener, service, config.cluster, stopped));
         tracing::info!(%local_addr, %advertised, %node_id, redis = %url, "serving");
         Ok(RunningServer {
@@ -90,7 +95,7 @@ impl RunningServer {
             membership,
             stop,
             accept_loop,
-            redis,
+            shared,
         })
     }
 
@@ -110,8 +115,13 @@ impl RunningServer {
     }
 
     /// The pid of the `redis-server` this server started, if it started one.
-    pub fn redis_pid(&self) -> Option<u32> {
-        self.redis.as_ref().and_then(RedisChild::pid)
+    pub async fn redis_pid(&self) -> Option<u32> {
+        self.shared
+            .redis_child
+            .lock()
+            .await
+            .as_ref()
+            .and_then(RedisChild::pid)
     }
 
     /// Stops accepting, lets requests in flight finish (for a bounded time), then stops the
@@ -119,7 +129,8 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
         let _ = self.accept_loop.await;
-        match self.redis {
+        let redis = self.shared.redis_child.lock().await.take();
+        match redis {
             Some(redis) => redis.stop().await,
             None => Ok(()),
         }
@@ -202,7 +213,7 @@ async fn serve_connection(
             Err(Error::Frame(err @ FrameError::TooLarge { .. })) => {
                 // The rest of the stream cannot be framed any more: say why, then close.
                 tracing::debug!(%peer, error = %err, "refusing oversized frame");
-                let _ = send(&mut conn, cluster, 0, bad_frame(&err.to_string())).await;
+                let _ = send(&mut conn, cluster, 0, 0, bad_frame(&err.to_string())).await;
                 return;
             }
             Err(err) => {
@@ -210,11 +221,17 @@ async fn serve_connection(
                 return;
             }
         };
-        let (seq, reply) = match parse_request(&payload, cluster) {
-            Ok((seq, request)) => (seq, service.handle(request, &client_addr).await),
-            Err(refused) => *refused,
+        let (seq, clock, reply) = match parse_request(&payload, cluster) {
+            Ok((seq, clock, request)) => {
+                let (reply, clock) = service.handle(request, &client_addr, clock).await;
+                (seq, clock, reply)
+            }
+            Err(refused) => {
+                let (seq, reply) = *refused;
+                (seq, 0, reply)
+            }
         };
-        if send(&mut conn, cluster, seq, reply).await.is_err() {
+        if send(&mut conn, cluster, seq, clock, reply).await.is_err() {
             return;
         }
     }
@@ -222,7 +239,9 @@ async fn serve_connection(
 
 /// The request in `payload`, or the error reply (with the seq to echo) if it is not one we
 /// can serve.
-fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, Request), Box<(u64, Reply)>> {
+/// The request in `payload` with its seq and session clock, or the error reply (with the seq
+/// to echo) if it is not one we can serve.
+fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, u64, Request), Box<(u64, Reply)>> {
     let head: EnvelopeHead = decode(payload)
         .map_err(|e| Box::new((0, bad_frame(&format!("unreadable envelope: {e}")))))?;
     if !head.version_compatible() {
@@ -251,7 +270,7 @@ fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, Request), Box<(u
     }
     let envelope: Envelope<Request> = decode(payload)
         .map_err(|e| Box::new((head.seq, bad_frame(&format!("unreadable request: {e}")))))?;
-    Ok((envelope.seq, envelope.body))
+    Ok((envelope.seq, envelope.clock, envelope.body))
 }
 
 fn refusal(code: ErrorCode, message: String) -> Reply {
@@ -262,8 +281,16 @@ fn bad_frame(detail: &str) -> Reply {
     refusal(ErrorCode::BadFrame, detail.to_string())
 }
 
-async fn send(conn: &mut Connection, cluster: &str, seq: u64, reply: Reply) -> Result<()> {
-    let frame = match encode(&Envelope::new(cluster, seq, reply), REPLY_FRAME_BYTES_MAX) {
+async fn send(
+    conn: &mut Connection,
+    cluster: &str,
+    seq: u64,
+    clock: u64,
+    reply: Reply,
+) -> Result<()> {
+    let mut envelope = Envelope::new(cluster, seq, reply);
+    envelope.clock = clock;
+    let frame = match encode(&envelope, REPLY_FRAME_BYTES_MAX) {
         Ok(frame) => frame,
         Err(err) => encode(
             &Envelope::new(cluster, seq, refusal(ErrorCode::Internal, err.to_string())),

@@ -1,129 +1,238 @@
-//! Serving one request: validate it, check passwords, turn writes into events and apply them in
-//! clock order, read the store for lookups. Knows nothing of sockets or frames.
+//! Serving one request: where it is served (here, or by the coordinator), validation, password
+//! work, turning writes into events and waiting for replicas, reading with the client's session
+//! clock honoured. Knows nothing of sockets or frames.
 
 use crate::account::{check_real_name, normalize_login};
-use crate::cluster::{ClusterHandle, ClusterState};
+use crate::cluster::ClusterState;
 use crate::core::{Input, Role};
 use crate::error::{Error, ErrorCode, Result};
-use crate::event::{Change, Event};
+use crate::event::Change;
 use crate::forward::Forwarder;
+use crate::limits::READ_CATCH_UP_WAIT_MS;
 use crate::password::PasswordPool;
-use crate::store::{Applied, Store, StoredAccount, WriteResult};
+use crate::replica::Replica;
+use crate::replication::Replicator;
+use crate::shared::Shared;
+use crate::store::{Applied, StoredAccount, WriteResult};
 use crate::wire::{ListKind, MemberStatus, Reply, Request, StatusView};
 use serde_bytes::ByteBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::Mutex;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
-/// The identity operations over one node's store.
+/// Password work done by the node the client talked to, so the coordinator need not.
+#[derive(Debug, Clone, Default)]
+struct Prepared {
+    /// argon2id hash for a create with a password.
+    password_hash: Option<String>,
+    /// The account whose password was checked, for a modify or delete.
+    verified_uuid: Option<Uuid>,
+}
+
+/// The identity operations of one node.
 #[derive(Debug)]
 pub struct Service {
-    store: Store,
+    shared: Arc<Shared>,
     passwords: PasswordPool,
-    /// Serialises event creation; holds the last applied clock once known.
-    sequencer: Mutex<Option<u64>>,
-    node_id: Uuid,
-    cluster: String,
-    addr: String,
-    membership: ClusterHandle,
+    writer: crate::writer::Writer,
+    replicator: Arc<Replicator>,
+    replica: Replica,
     forwarder: Forwarder,
+    addr: String,
 }
 
 impl Service {
-    /// A service over `store` for the node `node_id` of `cluster`, serving at `addr`, with
-    /// `membership` saying who the coordinator is.
-    pub fn new(
-        store: Store,
-        node_id: Uuid,
-        cluster: String,
-        addr: String,
-        membership: ClusterHandle,
-    ) -> Self {
+    /// The service of the node described by `shared`, serving at `addr`; starts its writer
+    /// and replication tasks.
+    pub fn new(shared: Arc<Shared>, addr: String) -> Self {
         Service {
-            store,
+            writer: crate::writer::Writer::start(shared.clone()),
+            replicator: Replicator::start(shared.clone()),
+            forwarder: Forwarder::new(shared.cluster.clone()),
             passwords: PasswordPool::default(),
-            sequencer: Mutex::new(None),
-            node_id,
-            forwarder: Forwarder::new(cluster.clone()),
-            cluster,
+            replica: Replica::default(),
+            shared,
             addr,
-            membership,
         }
     }
 
-    /// Serves `request` from the client at `client_addr`; failures become error replies.
-    pub async fn handle(&self, request: Request, client_addr: &str) -> Reply {
-        match self.serve(request, client_addr).await {
-            Ok(reply) => reply,
+    /// Serves `request` from the client at `client_addr` whose session has seen
+    /// `session_clock`; returns the reply and the clock it reflects. Failures become error
+    /// replies.
+    pub async fn handle(
+        &self,
+        request: Request,
+        client_addr: &str,
+        session_clock: u64,
+    ) -> (Reply, u64) {
+        match self.serve(request, client_addr, session_clock).await {
+            Ok(answer) => answer,
             Err(err) => {
                 let code = err.code();
-                if code == ErrorCode::Internal || code == ErrorCode::Unavailable {
+                if code == ErrorCode::Internal {
                     tracing::error!(error = %err, "request failed");
                 }
-                Reply::Error(crate::wire::WireError {
+                let reply = Reply::Error(crate::wire::WireError {
                     code,
                     message: err.to_string(),
-                })
+                });
+                (reply, self.shared.applied())
             }
         }
     }
 
-    /// Where a request is served: status here; anything else by the coordinator, locally if
-    /// that is us, else forwarded to it; nowhere while no coordinator is known.
-    async fn serve(&self, request: Request, client_addr: &str) -> Result<Reply> {
+    async fn serve(
+        &self,
+        request: Request,
+        client_addr: &str,
+        session_clock: u64,
+    ) -> Result<(Reply, u64)> {
+        let here = self.shared.applied();
         match request {
-            Request::Status => self.status().await,
+            Request::Status => Ok((self.status().await?, here)),
+            Request::Events { since, limit } => {
+                let events = self
+                    .shared
+                    .store
+                    .events_after(since, limit as usize)
+                    .await?;
+                Ok((Reply::Events(events), here))
+            }
+            Request::Replicate {
+                epoch,
+                prev,
+                events,
+            } => {
+                let reply = self
+                    .replica
+                    .replicate(&self.shared, epoch, prev, events)
+                    .await?;
+                Ok((reply, self.shared.applied()))
+            }
+            Request::Snapshot {
+                epoch,
+                offset,
+                total,
+                sha256,
+                dropped_from,
+                data,
+            } => {
+                let reply = self
+                    .replica
+                    .snapshot(
+                        &self.shared,
+                        epoch,
+                        offset,
+                        total,
+                        sha256.into_vec(),
+                        dropped_from,
+                        data.into_vec(),
+                    )
+                    .await?;
+                Ok((reply, self.shared.applied()))
+            }
             Request::Forward {
                 epoch,
                 client_addr,
                 request,
-            } => self.serve_forwarded(epoch, &client_addr, *request).await,
-            request => {
-                let state = self.membership.state();
-                match (state.view.role, state.view.coordinator) {
-                    (Role::Coordinator, _) => self.serve_here(request, client_addr).await,
-                    (Role::Follower, Some(coordinator)) => {
-                        let forward = Request::Forward {
-                            epoch: state.view.epoch,
-                            client_addr: client_addr.to_string(),
-                            request: Box::new(request),
-                        };
-                        match self.forwarder.forward(coordinator.addr, &forward).await {
-                            Ok(Reply::Error(e)) => Err(Error::refused(e.code, e.message)),
-                            Ok(reply) => Ok(reply),
-                            Err(e) => {
-                                self.membership.notify(Input::CoordinatorUnreachable);
-                                Err(unavailable(format!(
-                                    "coordinator {} did not answer ({e}); an election may follow",
-                                    coordinator.addr
-                                )))
-                            }
-                        }
-                    }
-                    _ => Err(unavailable(
-                        "no coordinator is known: an election is under way".to_string(),
-                    )),
-                }
+                password_hash,
+                verified_uuid,
+            } => {
+                self.check_forward(epoch, &request)?;
+                let prepared = Prepared {
+                    password_hash,
+                    verified_uuid,
+                };
+                self.serve_coordinated(*request, &client_addr, prepared)
+                    .await
+            }
+            request if request.is_write() => self.write(request, client_addr).await,
+            request => self.read(request, session_clock).await,
+        }
+    }
+
+    /// A write: password work here, then applied by the coordinator (us, or forwarded).
+    async fn write(&self, request: Request, client_addr: &str) -> Result<(Reply, u64)> {
+        let state = self.shared.membership.state();
+        let Some(coordinator) = usable_coordinator(&state) else {
+            return Err(no_coordinator());
+        };
+        let prepared = self.prepare(&request).await?;
+        if state.view.role == Role::Coordinator {
+            return self.serve_coordinated(request, client_addr, prepared).await;
+        }
+        let forward = Request::Forward {
+            epoch: state.view.epoch,
+            client_addr: client_addr.to_string(),
+            request: Box::new(request),
+            password_hash: prepared.password_hash,
+            verified_uuid: prepared.verified_uuid,
+        };
+        self.forward(coordinator, 0, &forward).await
+    }
+
+    /// A read: served here once this node has applied what the client's session has seen
+    /// (read-your-writes, monotonic reads); otherwise by the coordinator.
+    async fn read(&self, request: Request, session_clock: u64) -> Result<(Reply, u64)> {
+        let state = self.shared.membership.state();
+        let Some(coordinator) = usable_coordinator(&state) else {
+            return Err(no_coordinator());
+        };
+        let caught_up = state.view.role == Role::Coordinator
+            || (!self.shared.syncing()
+                && self
+                    .shared
+                    .wait_applied(session_clock, Duration::from_millis(READ_CATCH_UP_WAIT_MS))
+                    .await);
+        if caught_up && !self.shared.syncing() {
+            let applied = self.shared.applied();
+            return Ok((self.serve_read(request).await?, applied));
+        }
+        let forward = Request::Forward {
+            epoch: state.view.epoch,
+            client_addr: String::new(),
+            request: Box::new(request),
+            password_hash: None,
+            verified_uuid: None,
+        };
+        self.forward(coordinator, session_clock, &forward).await
+    }
+
+    async fn forward(
+        &self,
+        coordinator: std::net::SocketAddr,
+        clock: u64,
+        forward: &Request,
+    ) -> Result<(Reply, u64)> {
+        match self.forwarder.forward(coordinator, clock, forward).await {
+            Ok((Reply::Error(e), _)) => Err(Error::refused(e.code, e.message)),
+            Ok(answer) => Ok(answer),
+            Err(e) => {
+                self.shared.membership.notify(Input::CoordinatorUnreachable);
+                Err(Error::refused(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "coordinator {coordinator} did not answer ({e}); an election may follow"
+                    ),
+                ))
             }
         }
     }
 
-    /// A request a follower passed on: served only by the coordinator of the same epoch.
-    async fn serve_forwarded(
-        &self,
-        epoch: u64,
-        client_addr: &str,
-        request: Request,
-    ) -> Result<Reply> {
-        if matches!(request, Request::Forward { .. } | Request::Status) {
+    /// Checks that a forwarded request may be served here: we coordinate its epoch.
+    fn check_forward(&self, epoch: u64, request: &Request) -> Result<()> {
+        if matches!(
+            request,
+            Request::Forward { .. } | Request::Replicate { .. } | Request::Snapshot { .. }
+        ) {
             return Err(Error::refused(
                 ErrorCode::InvalidInput,
-                "a forwarded request cannot be forwarded again",
+                "this request cannot be forwarded",
             ));
         }
-        let view = self.membership.state().view;
+        let view = self.shared.membership.state().view;
         if epoch > view.epoch {
-            self.membership.notify(Input::SawEpoch(epoch));
+            self.shared.membership.notify(Input::SawEpoch(epoch));
             return Err(unavailable(format!(
                 "epoch {epoch} is newer than ours ({}): stepping down",
                 view.epoch
@@ -136,10 +245,72 @@ impl Service {
                 view.epoch
             )));
         }
-        self.serve_here(request, client_addr).await
+        Ok(())
     }
 
-    async fn serve_here(&self, request: Request, client_addr: &str) -> Result<Reply> {
+    /// Serves a request on the coordinator.
+    async fn serve_coordinated(
+        &self,
+        request: Request,
+        client_addr: &str,
+        prepared: Prepared,
+    ) -> Result<(Reply, u64)> {
+        if !request.is_write() {
+            let applied = self.shared.applied();
+            return Ok((self.serve_read(request).await?, applied));
+        }
+        let (request_id, change) = self.change_for(request, client_addr, prepared).await?;
+        match self.writer.write(request_id, change).await? {
+            Applied::Done(result, clock) => {
+                self.replicator.wait_acked(&self.shared, clock).await?;
+                Ok((reply_for(result), clock))
+            }
+            Applied::Duplicate(first) => Ok((reply_for(first), self.shared.applied())),
+        }
+    }
+
+    /// Password work on the node the client talked to: hash for a create; check for a modify
+    /// or delete against this node's copy of the account (its hash never changes).
+    async fn prepare(&self, request: &Request) -> Result<Prepared> {
+        match request {
+            Request::Create {
+                password: Some(digest),
+                ..
+            } => Ok(Prepared {
+                password_hash: Some(self.passwords.hash(digest.to_vec()).await?),
+                verified_uuid: None,
+            }),
+            Request::Modify {
+                old: login,
+                password,
+                ..
+            }
+            | Request::Delete {
+                login, password, ..
+            } => {
+                let login = normalize_login(login)?;
+                match self.shared.store.lookup(&login).await? {
+                    Some(account) if account.password_hash.is_some() => {
+                        self.check_password(&account, password.clone()).await?;
+                        Ok(Prepared {
+                            password_hash: None,
+                            verified_uuid: Some(account.view.uuid),
+                        })
+                    }
+                    _ => Ok(Prepared::default()),
+                }
+            }
+            _ => Ok(Prepared::default()),
+        }
+    }
+
+    /// The event a write makes, with its request id.
+    async fn change_for(
+        &self,
+        request: Request,
+        client_addr: &str,
+        prepared: Prepared,
+    ) -> Result<(Uuid, Change)> {
         match request {
             Request::Create {
                 login,
@@ -147,156 +318,112 @@ impl Service {
                 password,
                 request_id,
             } => {
-                self.create(login, real_name, password, request_id, client_addr)
-                    .await
-            }
-            Request::Lookup { login } => {
                 let login = normalize_login(&login)?;
-                Ok(Reply::Account(self.account_by_login(&login).await?.view))
+                check_real_name(&real_name)?;
+                let password_hash = match (prepared.password_hash, password) {
+                    (Some(hash), _) => Some(hash),
+                    (None, Some(digest)) => Some(self.passwords.hash(digest.into_vec()).await?),
+                    (None, None) => None,
+                };
+                let change = Change::Create {
+                    uuid: Uuid::new_v4(),
+                    login,
+                    real_name,
+                    client_addr: client_addr.to_string(),
+                    password_hash,
+                };
+                Ok((request_id, change))
             }
-            Request::ReverseLookup { uuid } => match self.store.reverse_lookup(uuid).await? {
-                Some(account) => Ok(Reply::Account(account.view)),
-                None => Err(not_found(&format!("no account has UUID {uuid}"))),
-            },
             Request::Modify {
                 old,
                 new,
                 password,
                 request_id,
-            } => self.modify(old, new, password, request_id).await,
+            } => {
+                let old = normalize_login(&old)?;
+                let new = normalize_login(&new)?;
+                let account = self
+                    .account_for_write(&old, password, prepared.verified_uuid, request_id)
+                    .await?;
+                Ok((
+                    request_id,
+                    Change::Rename {
+                        uuid: account,
+                        old,
+                        new,
+                    },
+                ))
+            }
             Request::Delete {
                 login,
                 password,
                 request_id,
-            } => self.delete(login, password, request_id).await,
-            Request::List { what } => self.list(what).await,
-            Request::Status | Request::Forward { .. } => Err(Error::refused(
-                ErrorCode::InvalidInput,
-                "not a directory operation",
-            )),
-        }
-    }
-
-    async fn status(&self) -> Result<Reply> {
-        let ClusterState {
-            view,
-            ignored_datagrams,
-        } = self.membership.state();
-        let now_ms = self.membership.now_ms();
-        let members = view
-            .members
-            .iter()
-            .filter_map(|m| {
-                Some(MemberStatus {
-                    rank: m.node.rank?,
-                    addr: m.node.addr.to_string(),
-                    node_id: m.node.node_id,
-                    last_seen_ms_ago: now_ms.saturating_sub(m.last_seen_ms),
-                })
-            })
-            .collect();
-        Ok(Reply::Status(StatusView {
-            node_id: self.node_id,
-            cluster: self.cluster.clone(),
-            addr: self.addr.clone(),
-            rank: view.me.rank,
-            role: view.role.as_str().to_string(),
-            epoch: view.epoch,
-            coordinator_rank: view.coordinator.and_then(|c| c.rank),
-            coordinator_addr: view.coordinator.map(|c| c.addr.to_string()),
-            clock: self.store.clock().await?,
-            accounts: self.store.count().await?,
-            members,
-            elections_started: view.elections_started,
-            ignored_datagrams,
-        }))
-    }
-
-    async fn create(
-        &self,
-        login: String,
-        real_name: String,
-        password: Option<ByteBuf>,
-        request_id: Uuid,
-        client_addr: &str,
-    ) -> Result<Reply> {
-        let login = normalize_login(&login)?;
-        check_real_name(&real_name)?;
-        if let Some(first) = self.store.request_result(request_id).await? {
-            return Ok(reply_for(first));
-        }
-        let password_hash = match password {
-            Some(digest) => Some(self.passwords.hash(digest.into_vec()).await?),
-            None => None,
-        };
-        let change = Change::Create {
-            uuid: Uuid::new_v4(),
-            login,
-            real_name,
-            client_addr: client_addr.to_string(),
-            password_hash,
-        };
-        self.commit(request_id, change).await
-    }
-
-    async fn modify(
-        &self,
-        old: String,
-        new: String,
-        password: Option<ByteBuf>,
-        request_id: Uuid,
-    ) -> Result<Reply> {
-        let old = normalize_login(&old)?;
-        let new = normalize_login(&new)?;
-        if let Some(first) = self.store.request_result(request_id).await? {
-            return Ok(reply_for(first));
-        }
-        let account = self.account_by_login(&old).await?;
-        self.check_password(&account, password).await?;
-        let change = Change::Rename {
-            uuid: account.view.uuid,
-            old,
-            new,
-        };
-        self.commit(request_id, change).await
-    }
-
-    async fn delete(
-        &self,
-        login: String,
-        password: Option<ByteBuf>,
-        request_id: Uuid,
-    ) -> Result<Reply> {
-        let login = normalize_login(&login)?;
-        if let Some(first) = self.store.request_result(request_id).await? {
-            return Ok(reply_for(first));
-        }
-        let account = self.account_by_login(&login).await?;
-        self.check_password(&account, password).await?;
-        let change = Change::Delete {
-            uuid: account.view.uuid,
-            login,
-        };
-        self.commit(request_id, change).await
-    }
-
-    async fn list(&self, what: ListKind) -> Result<Reply> {
-        Ok(match what {
-            ListKind::Users => Reply::Users(self.store.logins().await?.into_keys().collect()),
-            ListKind::Uuids => {
-                let mut uuids: Vec<Uuid> = self.store.logins().await?.into_values().collect();
-                uuids.sort();
-                Reply::Uuids(uuids)
+            } => {
+                let login = normalize_login(&login)?;
+                let account = self
+                    .account_for_write(&login, password, prepared.verified_uuid, request_id)
+                    .await?;
+                Ok((
+                    request_id,
+                    Change::Delete {
+                        uuid: account,
+                        login,
+                    },
+                ))
             }
-            ListKind::All => Reply::All(self.store.accounts().await?),
-        })
+            _ => Err(Error::refused(ErrorCode::InvalidInput, "not a write")),
+        }
     }
 
-    async fn account_by_login(&self, login: &str) -> Result<StoredAccount> {
-        self.store
-            .lookup(login)
-            .await?
-            .ok_or_else(|| not_found(&format!("no account has login {login:?}")))
+    /// The UUID of the account a modify or delete is about, once its password is checked (here,
+    /// unless the forwarding node checked it for this very account). A retry of a write that
+    /// already happened finds its first result instead.
+    async fn account_for_write(
+        &self,
+        login: &str,
+        password: Option<ByteBuf>,
+        verified_uuid: Option<Uuid>,
+        request_id: Uuid,
+    ) -> Result<Uuid> {
+        let account = match self.shared.store.lookup(login).await? {
+            Some(account) => account,
+            None => match self.shared.store.request_result(request_id).await? {
+                // The account is gone because this very request removed or renamed it.
+                Some(first) => return Ok(first.uuid),
+                None => return Err(not_found(&format!("no account has login {login:?}"))),
+            },
+        };
+        if verified_uuid != Some(account.view.uuid) {
+            self.check_password(&account, password).await?;
+        }
+        Ok(account.view.uuid)
+    }
+
+    async fn serve_read(&self, request: Request) -> Result<Reply> {
+        let store = &self.shared.store;
+        match request {
+            Request::Lookup { login } => {
+                let login = normalize_login(&login)?;
+                match store.lookup(&login).await? {
+                    Some(account) => Ok(Reply::Account(account.view)),
+                    None => Err(not_found(&format!("no account has login {login:?}"))),
+                }
+            }
+            Request::ReverseLookup { uuid } => match store.reverse_lookup(uuid).await? {
+                Some(account) => Ok(Reply::Account(account.view)),
+                None => Err(not_found(&format!("no account has UUID {uuid}"))),
+            },
+            Request::List { what } => Ok(match what {
+                ListKind::Users => Reply::Users(store.logins().await?.into_keys().collect()),
+                ListKind::Uuids => {
+                    let mut uuids: Vec<Uuid> = store.logins().await?.into_values().collect();
+                    uuids.sort();
+                    Reply::Uuids(uuids)
+                }
+                ListKind::All => Reply::All(store.accounts().await?),
+            }),
+            _ => Err(Error::refused(ErrorCode::InvalidInput, "not a read")),
+        }
     }
 
     async fn check_password(&self, account: &StoredAccount, given: Option<ByteBuf>) -> Result<()> {
@@ -326,44 +453,52 @@ impl Service {
         }
     }
 
-    /// Gives `change` the next clock and applies it; one event at a time.
-    async fn commit(&self, request_id: Uuid, change: Change) -> Result<Reply> {
-        let mut applied = self.sequencer.lock().await;
-        let last = match *applied {
-            Some(clock) => clock,
-            None => self.store.clock().await?,
-        };
-        let view = self.membership.state().view;
-        let event = Event {
-            clock: last + 1,
+    async fn status(&self) -> Result<Reply> {
+        let ClusterState {
+            view,
+            ignored_datagrams,
+        } = self.shared.membership.state();
+        let now_ms = self.shared.membership.now_ms();
+        let members = view
+            .members
+            .iter()
+            .filter_map(|m| {
+                Some(MemberStatus {
+                    rank: m.node.rank?,
+                    addr: m.node.addr.to_string(),
+                    node_id: m.node.node_id,
+                    last_seen_ms_ago: now_ms.saturating_sub(m.last_seen_ms),
+                })
+            })
+            .collect();
+        Ok(Reply::Status(StatusView {
+            node_id: self.shared.node_id,
+            cluster: self.shared.cluster.clone(),
+            addr: self.addr.clone(),
+            rank: view.me.rank,
+            role: view.role.as_str().to_string(),
             epoch: view.epoch,
-            origin_rank: view.me.rank.unwrap_or(0),
-            request_id,
-            at_ms: now_ms(),
-            change,
-        };
-        match self.store.apply(&event).await {
-            Ok(Applied::Done(result)) => {
-                *applied = Some(event.clock);
-                self.membership.notify(Input::ClockAdvanced(event.clock));
-                tracing::debug!(clock = event.clock, kind = result.kind, uuid = %result.uuid, "applied");
-                Ok(reply_for(result))
-            }
-            Ok(Applied::Duplicate(first)) => {
-                *applied = Some(last);
-                Ok(reply_for(first))
-            }
-            Err(err @ Error::Refused { code, .. }) if code != ErrorCode::Internal => {
-                *applied = Some(last);
-                Err(err)
-            }
-            Err(err) => {
-                // Unknown whether it was applied: read the clock again next time.
-                *applied = None;
-                Err(err)
-            }
-        }
+            coordinator_rank: view.coordinator.and_then(|c| c.rank),
+            coordinator_addr: view.coordinator.map(|c| c.addr.to_string()),
+            clock: self.shared.store.clock().await?,
+            accounts: self.shared.store.count().await?,
+            members,
+            elections_started: view.elections_started,
+            ignored_datagrams,
+        }))
     }
+}
+
+/// The coordinator to send writes (and reads this node cannot serve) to, if one is known.
+fn usable_coordinator(state: &ClusterState) -> Option<std::net::SocketAddr> {
+    match state.view.role {
+        Role::Coordinator | Role::Follower => state.view.coordinator.map(|c| c.addr),
+        Role::Joining | Role::Candidate => None,
+    }
+}
+
+fn no_coordinator() -> Error {
+    unavailable("no coordinator is known: an election is under way".to_string())
 }
 
 fn reply_for(result: WriteResult) -> Reply {

@@ -18,7 +18,10 @@ async fn an_external_redis_is_used_and_left_running() {
     let server = RunningServer::start(config(dir.path(), "ext", Some(redis.url())))
         .await
         .unwrap();
-    assert!(server.redis_pid().is_none(), "no own redis with --redis");
+    assert!(
+        server.redis_pid().await.is_none(),
+        "no own redis with --redis"
+    );
     let mut c = Client::new(ClientConfig {
         servers: vec![server.local_addr().to_string()],
         cluster: "ext".into(),
@@ -71,7 +74,7 @@ async fn data_and_node_id_survive_a_clean_restart() {
     let mut c = t.client();
     let uuid = c.create("iris", "Iris", Some("pw")).await.unwrap();
     let node_id = t.server.node_id();
-    let redis_pid = t.server.redis_pid().unwrap();
+    let redis_pid = t.server.redis_pid().await.unwrap();
     let TestServer {
         server,
         cluster,

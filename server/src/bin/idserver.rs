@@ -2,7 +2,9 @@
 //! down cleanly on SIGINT, SIGTERM or SIGHUP.
 
 use clap::Parser;
-use idserver::config::{ClusterConfig, ServerConfig, DEFAULT_CLUSTER, DEFAULT_NUMPORT};
+use idserver::config::{
+    ClusterConfig, Replication, ServerConfig, DEFAULT_CLUSTER, DEFAULT_NUMPORT,
+};
 use idserver::core::CoreConfig;
 use idserver::server::RunningServer;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
@@ -76,6 +78,10 @@ struct Args {
     /// How long a candidate collects RANK replies (ends early once all known members answered).
     #[arg(long, default_value_t = CoreConfig::default().election_window_ms)]
     election_window_ms: u64,
+    /// Other nodes that must have applied a write before the client hears success (fewer if
+    /// fewer members are known; a node alone answers at once).
+    #[arg(long, default_value_t = Replication::default().min_acks)]
+    min_acks: usize,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +128,9 @@ fn main() -> ExitCode {
         redis_bin: args.redis_server,
         appendfsync: args.appendfsync,
         cluster_net,
+        replication: Replication {
+            min_acks: args.min_acks,
+        },
     };
     let runtime = tokio::runtime::Runtime::new().expect("failed to start the async runtime");
     match runtime.block_on(run(config)) {

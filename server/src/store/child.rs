@@ -29,6 +29,8 @@ pub struct RedisChild {
     child: Option<Child>,
     socket: PathBuf,
     data_dir: PathBuf,
+    redis_bin: String,
+    appendfsync: String,
 }
 
 impl RedisChild {
@@ -36,6 +38,61 @@ impl RedisChild {
     /// append-only file there fsynced by `appendfsync` (`always`, `everysec` or `no`), and waits
     /// until it answers.
     pub async fn start(data_dir: &Path, redis_bin: &str, appendfsync: &str) -> Result<RedisChild> {
+        let mut this = RedisChild {
+            child: None,
+            socket: PathBuf::new(),
+            data_dir: data_dir.to_path_buf(),
+            redis_bin: redis_bin.to_string(),
+            appendfsync: appendfsync.to_string(),
+        };
+        this.spawn(false).await?;
+        Ok(this)
+    }
+
+    /// Replaces the database with the RDB snapshot `rdb` (a full sync): stops Redis, puts the
+    /// snapshot in place of its files, starts it on the snapshot, and turns the append-only
+    /// file back on (Redis rewrites it from the loaded data in the background).
+    pub async fn restart_on_snapshot(&mut self, rdb: &[u8]) -> Result<()> {
+        if let Some(child) = self.child.take() {
+            tokio::task::spawn_blocking(move || terminate(child))
+                .await
+                .map_err(|e| Error::RedisChild(format!("failed to stop redis-server: {e}")))??;
+        }
+        let io = |what: &str, e| {
+            Error::io(
+                format!("failed to {what} in {}", self.data_dir.display()),
+                e,
+            )
+        };
+        let staged = self.data_dir.join("dump.rdb.incoming");
+        std::fs::write(&staged, rdb).map_err(|e| io("write the snapshot", e))?;
+        std::fs::rename(&staged, self.data_dir.join("dump.rdb"))
+            .map_err(|e| io("move the snapshot", e))?;
+        match std::fs::remove_dir_all(self.data_dir.join("appendonlydir")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove the old append-only file", e))
+            }
+            _ => {}
+        }
+        self.spawn(true).await?;
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendonly")
+            .arg("yes")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn spawn(&mut self, from_snapshot: bool) -> Result<()> {
+        let (data_dir, redis_bin, appendfsync) = (
+            self.data_dir.clone(),
+            self.redis_bin.clone(),
+            self.appendfsync.clone(),
+        );
+        let data_dir = data_dir.as_path();
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::io(format!("failed to create {}", data_dir.display()), e))?;
         let data_dir = data_dir
@@ -53,7 +110,7 @@ impl RedisChild {
         kill_stale(&pid_file, &data_dir)?;
         let _ = std::fs::remove_file(&socket);
 
-        let mut cmd = Command::new(redis_bin);
+        let mut cmd = Command::new(&redis_bin);
         cmd.arg("--port")
             .arg("0")
             .arg("--unixsocket")
@@ -69,9 +126,13 @@ impl RedisChild {
             .arg("--daemonize")
             .arg("no")
             .arg("--appendonly")
-            .arg("yes")
+            // Redis loads the snapshot only with the append-only file off.
+            .arg(if from_snapshot { "no" } else { "yes" })
+            // A full sync streams a snapshot at once rather than waiting for more replicas.
+            .arg("--repl-diskless-sync-delay")
+            .arg("0")
             .arg("--appendfsync")
-            .arg(appendfsync)
+            .arg(&appendfsync)
             .arg("--save")
             .arg("")
             .stdin(Stdio::null())
@@ -90,13 +151,10 @@ impl RedisChild {
         }
         let child = spawn_from_lifetime_thread(cmd)
             .map_err(|e| Error::RedisChild(format!("failed to start {redis_bin}: {e}")))?;
-        let mut this = RedisChild {
-            child: Some(child),
-            socket,
-            data_dir,
-        };
-        this.wait_ready().await?;
-        Ok(this)
+        self.child = Some(child);
+        self.socket = socket;
+        self.data_dir = data_dir;
+        self.wait_ready().await
     }
 
     /// The URL to reach it with.

@@ -2,6 +2,8 @@
 
 mod child;
 mod redis_store;
+mod snapshot;
 
 pub use child::RedisChild;
 pub use redis_store::{Applied, Store, StoredAccount, WriteResult};
+pub use snapshot::fetch_rdb;

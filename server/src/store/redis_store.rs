@@ -5,9 +5,9 @@
 
 use crate::account::AccountView;
 use crate::error::{Error, ErrorCode, Result};
-use crate::event::{Change, Event};
-use crate::limits::REQUEST_ID_TTL_MS;
-use redis::aio::MultiplexedConnection;
+use crate::event::{Change, Event, LoggedEvent};
+use crate::limits::{EVENT_LOG_MAX, REQUEST_ID_TTL_MS};
+use redis::aio::ConnectionManager;
 use redis::Script;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -22,6 +22,7 @@ static LOOKUP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("loo
 const BY_LOGIN: &str = "idlab:by-login";
 const CLOCK: &str = "idlab:clock";
 const EPOCH: &str = "idlab:epoch";
+const EVENTS: &str = "idlab:events";
 const ACCOUNTS_PER_BATCH: usize = 1000;
 
 /// An account with its password hash, as stored.
@@ -42,19 +43,21 @@ pub struct WriteResult {
     pub uuid: Uuid,
 }
 
-/// What [`Store::apply`] did.
+/// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    /// The event was applied and the clock advanced.
-    Done(WriteResult),
+    /// The event was applied at this clock.
+    Done(WriteResult, u64),
     /// The request id was seen before: nothing changed; this is the first result.
     Duplicate(WriteResult),
 }
 
-/// A connection to the node's Redis (multiplexed: clones share it).
+/// A connection to the node's Redis (multiplexed: clones share it; it reconnects by itself,
+/// e.g. after a full sync restarted the node's Redis).
 #[derive(Clone)]
 pub struct Store {
-    conn: MultiplexedConnection,
+    conn: ConnectionManager,
+    url: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -67,8 +70,18 @@ impl Store {
     /// Connects to the Redis at `url` (`redis://host:port/db` or `unix:///path/to.sock`).
     pub async fn connect(url: &str) -> Result<Store> {
         let client = redis::Client::open(url)?;
-        let conn = client.get_multiplexed_async_connection().await?;
-        Ok(Store { conn })
+        let conn = ConnectionManager::new(client).await?;
+        let store = Store {
+            conn,
+            url: url.to_string(),
+        };
+        store.load_scripts().await?;
+        Ok(store)
+    }
+
+    /// The URL this store connects to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Records this node's cluster and id at first start and returns the stored node id;
@@ -87,6 +100,17 @@ impl Store {
             [_, id] => Uuid::parse_str(id).map_err(|e| corrupt(format!("node id {id:?}: {e}"))),
             _ => Err(corrupt(format!("claim replied {reply:?}"))),
         }
+    }
+
+    /// Overwrites the node id (after a snapshot brought in the coordinator's).
+    pub async fn set_node_id(&self, node_id: Uuid) -> Result<()> {
+        let _: () = redis::cmd("HSET")
+            .arg("idlab:meta")
+            .arg("node_id")
+            .arg(node_id.to_string())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// The clock of the last event applied (0 for a fresh store).
@@ -117,52 +141,82 @@ impl Store {
         Ok(())
     }
 
-    /// Applies `event` if its precondition holds and it is the next one in order.
-    pub async fn apply(&self, event: &Event) -> Result<Applied> {
-        let mut call = APPLY.prepare_invoke();
-        call.arg(event.change.kind())
-            .arg(event.clock)
-            .arg(event.request_id.to_string())
-            .arg(REQUEST_ID_TTL_MS)
-            .arg(event.at_ms)
-            .arg(event.change.uuid().to_string());
-        match &event.change {
-            Change::Create {
-                login,
-                real_name,
-                client_addr,
-                password_hash,
-                ..
-            } => call
-                .arg(login)
-                .arg(real_name)
-                .arg(client_addr)
-                .arg(password_hash.as_deref().unwrap_or("")),
-            Change::Rename { old, new, .. } => call.arg(old).arg(new),
-            Change::Delete { login, .. } => call.arg(login),
-        };
-        let reply: Vec<String> = call.invoke_async(&mut self.conn.clone()).await?;
-        match reply.as_slice() {
-            [tag, result] if tag == "ok" => Ok(Applied::Done(parse_result(result)?)),
-            [tag, result] if tag == "dup" => Ok(Applied::Duplicate(parse_result(result)?)),
-            [_, code] if code == "login_exists" => Err(Error::refused(
-                ErrorCode::LoginExists,
-                format!("login {:?} already exists", login_of(&event.change)),
-            )),
-            [_, code] if code == "new_name_taken" => Err(Error::refused(
-                ErrorCode::NewNameTaken,
-                format!("login {:?} is already taken", login_of(&event.change)),
-            )),
-            [_, code] if code == "not_found" => Err(Error::refused(
-                ErrorCode::NotFound,
-                format!("no account {}", event.change.uuid()),
-            )),
-            [_, code, current] if code == "clock" => Err(corrupt(format!(
-                "event clock {} does not follow the stored clock {current}",
-                event.clock
-            ))),
-            _ => Err(corrupt(format!("apply replied {reply:?}"))),
+    /// Applies new events in order, each getting the next clock (their `clock` is ignored),
+    /// in one round trip. A request id seen before returns its first result instead; a failed
+    /// precondition consumes no clock.
+    pub async fn apply_new(&self, events: &[Event]) -> Result<Vec<Result<Applied>>> {
+        self.apply_batch(events, |_| "assign".to_string()).await
+    }
+
+    /// Applies replicated events, each of which must be the next in order; stops being useful
+    /// at the first failure (the rest then fail on their clock).
+    pub async fn apply_replicated(&self, events: &[Event]) -> Result<Vec<Result<Applied>>> {
+        self.apply_batch(events, |e| e.clock.to_string()).await
+    }
+
+    async fn apply_batch(
+        &self,
+        events: &[Event],
+        mode: impl Fn(&Event) -> String,
+    ) -> Result<Vec<Result<Applied>>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
+        let mut pipe = redis::pipe();
+        for event in events {
+            let json = serde_json::to_string(event).expect("events serialise");
+            pipe.cmd("EVALSHA")
+                .arg(APPLY.get_hash())
+                .arg(0)
+                .arg(mode(event))
+                .arg(json)
+                .arg(REQUEST_ID_TTL_MS)
+                .arg(EVENT_LOG_MAX);
+        }
+        let replies: Vec<Vec<String>> = match pipe.query_async(&mut self.conn.clone()).await {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                self.load_scripts().await?;
+                pipe.query_async(&mut self.conn.clone()).await?
+            }
+            other => other?,
+        };
+        Ok(events
+            .iter()
+            .zip(replies)
+            .map(|(event, reply)| apply_outcome(event, &reply))
+            .collect())
+    }
+
+    /// Makes sure Redis knows the scripts that are sent by hash in pipelines.
+    pub async fn load_scripts(&self) -> Result<()> {
+        APPLY
+            .prepare_invoke()
+            .load_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` logged events with a clock above `after`, in clock order.
+    pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>> {
+        let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(EVENTS)
+            .arg(format!("({after}"))
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        raw.iter().map(|json| parse_logged(json)).collect()
+    }
+
+    /// The logged event with this clock, if the log still holds it.
+    pub async fn event_at(&self, clock: u64) -> Result<Option<LoggedEvent>> {
+        Ok(self
+            .events_after(clock.saturating_sub(1), 1)
+            .await?
+            .into_iter()
+            .find(|e| e.event.clock == clock))
     }
 
     /// The first result of the write with this request id, if it is still remembered.
@@ -247,6 +301,39 @@ impl Store {
             .query_async(&mut self.conn.clone())
             .await?)
     }
+}
+
+fn apply_outcome(event: &Event, reply: &[String]) -> Result<Applied> {
+    match reply {
+        [tag, result, clock] if tag == "ok" => {
+            let clock = clock
+                .parse()
+                .map_err(|_| corrupt(format!("apply clock {clock:?}")))?;
+            Ok(Applied::Done(parse_result(result)?, clock))
+        }
+        [tag, result] if tag == "dup" => Ok(Applied::Duplicate(parse_result(result)?)),
+        [_, code] if code == "login_exists" => Err(Error::refused(
+            ErrorCode::LoginExists,
+            format!("login {:?} already exists", login_of(&event.change)),
+        )),
+        [_, code] if code == "new_name_taken" => Err(Error::refused(
+            ErrorCode::NewNameTaken,
+            format!("login {:?} is already taken", login_of(&event.change)),
+        )),
+        [_, code] if code == "not_found" => Err(Error::refused(
+            ErrorCode::NotFound,
+            format!("no account {}", event.change.uuid()),
+        )),
+        [_, code, current] if code == "clock" => Err(corrupt(format!(
+            "event clock {} does not follow the stored clock {current}",
+            event.clock
+        ))),
+        _ => Err(corrupt(format!("apply replied {reply:?}"))),
+    }
+}
+
+fn parse_logged(json: &str) -> Result<LoggedEvent> {
+    serde_json::from_str(json).map_err(|e| corrupt(format!("logged event {json:?}: {e}")))
 }
 
 fn login_of(change: &Change) -> &str {

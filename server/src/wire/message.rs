@@ -5,6 +5,7 @@
 
 use crate::account::AccountView;
 use crate::error::ErrorCode;
+use crate::event::{Event, LoggedEvent};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use uuid::Uuid;
@@ -28,6 +29,11 @@ pub struct Envelope<B> {
     /// Reserved for authentication of cluster messages (filled in by a later version).
     #[serde(default)]
     pub auth: Option<ByteBuf>,
+    /// In a request, the client's session clock (the highest clock it has seen): a node that
+    /// has applied less must catch up or pass the read on. In a reply, the clock the answer
+    /// reflects (the event's for a write, the node's applied clock for a read).
+    #[serde(default)]
+    pub clock: u64,
     /// The request or reply.
     pub body: B,
 }
@@ -56,6 +62,7 @@ impl<B> Envelope<B> {
             cluster: cluster.to_string(),
             seq,
             auth: None,
+            clock: 0,
             body,
         }
     }
@@ -132,7 +139,9 @@ pub enum Request {
     },
     /// The node's view of itself and the cluster.
     Status,
-    /// A peer RPC: a follower passes a client's request on to the coordinator.
+    /// A peer RPC: a follower passes a client's write on to the coordinator, with the
+    /// password work already done (hashing and checking are slow and stay off the
+    /// coordinator's path).
     Forward {
         /// The follower's epoch: a coordinator of a lower epoch steps down, a request of a
         /// lower epoch is refused.
@@ -141,6 +150,44 @@ pub enum Request {
         client_addr: String,
         /// The client's request.
         request: Box<Request>,
+        /// For a create with a password: its argon2id hash, made by the follower.
+        #[serde(default)]
+        password_hash: Option<String>,
+        /// For a modify or delete: the account whose password the follower checked.
+        #[serde(default)]
+        verified_uuid: Option<Uuid>,
+    },
+    /// Events a node applied, from its bounded log (`idclient --events`).
+    Events {
+        /// Only events with a higher clock.
+        since: u64,
+        /// At most this many.
+        limit: u32,
+    },
+    /// A peer RPC: the coordinator sends a replica the next events.
+    Replicate {
+        /// The coordinator's epoch.
+        epoch: u64,
+        /// The coordinator's event just before `events` (or, for a probe, before the
+        /// replica's next one); the replica checks that it has the same one.
+        prev: Option<Event>,
+        /// Events in clock order (empty for a probe).
+        events: Vec<Event>,
+    },
+    /// A peer RPC: a piece of a full snapshot of the coordinator's database.
+    Snapshot {
+        /// The coordinator's epoch.
+        epoch: u64,
+        /// Where this piece goes.
+        offset: u64,
+        /// The snapshot's size.
+        total: u64,
+        /// SHA-256 of the whole snapshot.
+        sha256: ByteBuf,
+        /// The replica's events from this clock on are replaced (they diverged).
+        dropped_from: u64,
+        /// The bytes.
+        data: ByteBuf,
     },
 }
 
@@ -153,6 +200,23 @@ impl Request {
             _ => false,
         }
     }
+}
+
+/// How a replica took a [`Request::Replicate`] or [`Request::Snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaStatus {
+    /// Applied (or nothing to apply).
+    Ok,
+    /// The replica lacks events before these: send from `applied + 1`.
+    Gap,
+    /// The replica's history differs from this clock on: it needs a full sync.
+    Diverged {
+        /// First clock at which the histories differ.
+        at: u64,
+    },
+    /// A snapshot piece was stored; send the next.
+    ChunkStored,
 }
 
 /// An error reply.
@@ -237,6 +301,15 @@ pub enum Reply {
     All(Vec<AccountView>),
     /// See [`StatusView`].
     Status(StatusView),
+    /// Logged events, in clock order.
+    Events(Vec<LoggedEvent>),
+    /// A replica's answer to [`Request::Replicate`] or [`Request::Snapshot`].
+    Replicated {
+        /// The replica's applied clock now.
+        applied: u64,
+        /// What happened.
+        status: ReplicaStatus,
+    },
     /// The request failed.
     Error(WireError),
 }

@@ -1,0 +1,207 @@
+//! A replica's side of replication: apply the coordinator's events strictly in clock order
+//! after checking that the histories agree up to them, and install full snapshots. Reports
+//! gaps and divergence instead of guessing.
+
+use crate::core::Input;
+use crate::error::{Error, ErrorCode, Result};
+use crate::event::Event;
+use crate::shared::Shared;
+use crate::store::Applied;
+use crate::wire::{ReplicaStatus, Reply};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+/// A snapshot being received.
+#[derive(Debug, Default)]
+struct Incoming {
+    total: u64,
+    sha256: Vec<u8>,
+    data: Vec<u8>,
+}
+
+/// One replica's apply side: one batch or snapshot at a time.
+#[derive(Debug, Default)]
+pub struct Replica {
+    incoming: Mutex<Option<Incoming>>,
+}
+
+impl Replica {
+    /// Checks `prev` and applies `events` (see [`crate::wire::Request::Replicate`]).
+    pub async fn replicate(
+        &self,
+        shared: &Shared,
+        epoch: u64,
+        prev: Option<Event>,
+        events: Vec<Event>,
+    ) -> Result<Reply> {
+        check_epoch(shared, epoch)?;
+        let _one_at_a_time = self.incoming.lock().await;
+        let store = &shared.store;
+        let applied = store.clock().await?;
+        let answer = |status| Ok(Reply::Replicated { applied, status });
+        if let Some(prev) = &prev {
+            if applied < prev.clock {
+                return answer(ReplicaStatus::Gap);
+            }
+            if !holds(shared, prev).await? {
+                return answer(ReplicaStatus::Diverged { at: prev.clock });
+            }
+        }
+        for event in events.iter().filter(|e| e.clock <= applied) {
+            if !holds(shared, event).await? {
+                return answer(ReplicaStatus::Diverged { at: event.clock });
+            }
+        }
+        let new: Vec<Event> = events.into_iter().filter(|e| e.clock > applied).collect();
+        if new.first().is_some_and(|e| e.clock != applied + 1) {
+            return answer(ReplicaStatus::Gap);
+        }
+        let mut now = applied;
+        for (event, result) in new.iter().zip(store.apply_replicated(&new).await?) {
+            match result {
+                Ok(Applied::Done(_, clock)) => now = clock,
+                Ok(Applied::Duplicate(_)) => {
+                    unreachable!("replicas apply without request-id checks")
+                }
+                Err(e) => {
+                    tracing::warn!(clock = event.clock, error = %e, "a replicated event does not apply: histories diverged");
+                    shared.advance(now);
+                    return Ok(Reply::Replicated {
+                        applied: now,
+                        status: ReplicaStatus::Diverged { at: event.clock },
+                    });
+                }
+            }
+        }
+        shared.advance(now);
+        Ok(Reply::Replicated {
+            applied: now,
+            status: ReplicaStatus::Ok,
+        })
+    }
+
+    /// Stores a snapshot piece; the last one is checked and installed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn snapshot(
+        &self,
+        shared: &Shared,
+        epoch: u64,
+        offset: u64,
+        total: u64,
+        sha256: Vec<u8>,
+        dropped_from: u64,
+        data: Vec<u8>,
+    ) -> Result<Reply> {
+        check_epoch(shared, epoch)?;
+        let mut incoming = self.incoming.lock().await;
+        if offset == 0 {
+            *incoming = Some(Incoming {
+                total,
+                sha256: sha256.clone(),
+                data: Vec::with_capacity(total as usize),
+            });
+        }
+        let Some(snapshot) = incoming.as_mut() else {
+            return Err(invalid("a snapshot piece arrived without its beginning"));
+        };
+        if snapshot.total != total
+            || snapshot.sha256 != sha256
+            || snapshot.data.len() as u64 != offset
+        {
+            *incoming = None;
+            return Err(invalid("a snapshot piece does not continue the snapshot"));
+        }
+        snapshot.data.extend_from_slice(&data);
+        if (snapshot.data.len() as u64) < total {
+            return Ok(Reply::Replicated {
+                applied: shared.applied(),
+                status: ReplicaStatus::ChunkStored,
+            });
+        }
+        let snapshot = incoming.take().expect("checked above");
+        if Sha256::digest(&snapshot.data).as_slice() != snapshot.sha256.as_slice() {
+            return Err(invalid("the snapshot's checksum does not match"));
+        }
+        let applied = install(shared, &snapshot.data, dropped_from).await?;
+        Ok(Reply::Replicated {
+            applied,
+            status: ReplicaStatus::Ok,
+        })
+    }
+}
+
+/// Refuses a coordinator of an older epoch; a newer one is news to the core.
+fn check_epoch(shared: &Shared, epoch: u64) -> Result<()> {
+    let ours = shared.membership.state().view.epoch;
+    if epoch > ours {
+        shared.membership.notify(Input::SawEpoch(epoch));
+    }
+    if epoch < ours {
+        return Err(Error::refused(
+            ErrorCode::Unavailable,
+            format!("replication from epoch {epoch}, but this node is in epoch {ours}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether this node applied the same event at that clock.
+async fn holds(shared: &Shared, event: &Event) -> Result<bool> {
+    Ok(shared
+        .store
+        .event_at(event.clock)
+        .await?
+        .is_some_and(|own| own.event.same_as(event)))
+}
+
+fn invalid(message: &str) -> Error {
+    Error::refused(ErrorCode::InvalidInput, message)
+}
+
+/// Replaces this node's database with the snapshot; logs every own event from `dropped_from`
+/// on (they are lost); returns the snapshot's clock.
+async fn install(shared: &Shared, rdb: &[u8], dropped_from: u64) -> Result<u64> {
+    let store = &shared.store;
+    let dropped = if dropped_from == u64::MAX {
+        Vec::new()
+    } else {
+        store
+            .events_after(dropped_from.saturating_sub(1), crate::limits::EVENT_LOG_MAX)
+            .await?
+    };
+    for logged in &dropped {
+        tracing::warn!(
+            event = %serde_json::to_string(&logged.event).unwrap_or_default(),
+            "dropping a divergent event: the coordinator's history replaces it"
+        );
+    }
+    let mut child = shared.redis_child.lock().await;
+    let Some(redis) = child.as_mut() else {
+        return Err(Error::refused(
+            ErrorCode::Internal,
+            "a full sync into an external Redis (--redis) is not supported; run the node with its own Redis",
+        ));
+    };
+    shared.set_syncing(true);
+    let installed = redis.restart_on_snapshot(rdb).await;
+    let result = async {
+        installed?;
+        // The snapshot carries the coordinator's identity and epoch; this node keeps its own.
+        store.set_node_id(shared.node_id).await?;
+        store
+            .raise_epoch(shared.membership.state().view.epoch)
+            .await?;
+        store.clock().await
+    }
+    .await;
+    shared.set_syncing(false);
+    let clock = result?;
+    shared.reset_applied(clock);
+    tracing::info!(
+        clock,
+        dropped = dropped.len(),
+        bytes = rdb.len(),
+        "installed a full snapshot"
+    );
+    Ok(clock)
+}

@@ -1,0 +1,118 @@
+//! What the parts of a running node share: its store, its cluster view, its applied clock,
+//! its own Redis (if it runs one) and the replication settings.
+
+use crate::cluster::ClusterHandle;
+use crate::core::Input;
+use crate::store::{RedisChild, Store};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{watch, Mutex};
+use uuid::Uuid;
+
+/// How writes are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// Other nodes that must have applied an event before the client hears success (fewer if
+    /// fewer members are known; none for a node alone).
+    pub min_acks: usize,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication { min_acks: 1 }
+    }
+}
+
+/// The node's shared state.
+#[derive(Debug)]
+pub struct Shared {
+    /// The node's Redis.
+    pub store: Store,
+    /// The cluster task.
+    pub membership: ClusterHandle,
+    /// The node's id.
+    pub node_id: Uuid,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Replication settings.
+    pub replication: Replication,
+    /// The `redis-server` this node runs, if any (a full sync restarts it on a snapshot).
+    pub redis_child: Mutex<Option<RedisChild>>,
+    applied: watch::Sender<u64>,
+    syncing: AtomicBool,
+}
+
+impl Shared {
+    /// Shared state for a node whose store has applied up to `applied`.
+    pub fn new(
+        store: Store,
+        membership: ClusterHandle,
+        node_id: Uuid,
+        cluster: String,
+        replication: Replication,
+        redis_child: Option<RedisChild>,
+        applied: u64,
+    ) -> Self {
+        Shared {
+            store,
+            membership,
+            node_id,
+            cluster,
+            replication,
+            redis_child: Mutex::new(redis_child),
+            applied: watch::Sender::new(applied),
+            syncing: AtomicBool::new(false),
+        }
+    }
+
+    /// The highest clock this node applied.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Notes that events up to `clock` are applied (never lowers it).
+    pub fn advance(&self, clock: u64) {
+        let raised = self.applied.send_if_modified(|current| {
+            let raise = clock > *current;
+            if raise {
+                *current = clock;
+            }
+            raise
+        });
+        if raised {
+            self.membership.notify(Input::ClockAdvanced(clock));
+        }
+    }
+
+    /// Sets the applied clock after a full sync (it may go down: a divergent tail was dropped).
+    pub fn reset_applied(&self, clock: u64) {
+        self.applied.send_replace(clock);
+        self.membership.notify(Input::ClockAdvanced(clock));
+    }
+
+    /// A receiver that sees every change of the applied clock.
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Waits up to `timeout` until the applied clock reaches `clock`.
+    pub async fn wait_applied(&self, clock: u64, timeout: Duration) -> bool {
+        if self.applied() >= clock {
+            return true;
+        }
+        let mut applied = self.watch_applied();
+        tokio::time::timeout(timeout, applied.wait_for(|a| *a >= clock))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether a snapshot is being installed (reads must not be served from it).
+    pub fn syncing(&self) -> bool {
+        self.syncing.load(Ordering::Acquire)
+    }
+
+    /// Marks the start or end of a snapshot install.
+    pub fn set_syncing(&self, syncing: bool) {
+        self.syncing.store(syncing, Ordering::Release);
+    }
+}
