@@ -7,6 +7,7 @@ use crate::config::DEFAULT_CLUSTER;
 use crate::connection::Connection;
 use crate::discovery::Discovery;
 use crate::error::{Error, ErrorCode, Result};
+use crate::event::LoggedEvent;
 use crate::limits::{
     CLIENT_CONNECT_TIMEOUT_MS, CLIENT_REPLY_TIMEOUT_MS, CLIENT_RETRY_FOR_MS, CLIENT_RETRY_PAUSE_MS,
     REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX,
@@ -292,6 +293,14 @@ impl Client {
             .await?
         {
             Reply::All(accounts) => Ok(accounts),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Events the bound server applied with a clock above `since` (at most `limit`).
+    pub async fn events(&mut self, since: u64, limit: u32) -> Result<Vec<LoggedEvent>> {
+        match self.call(Request::Events { since, limit }).await? {
+            Reply::Events(events) => Ok(events),
             other => Err(unexpected(&other)),
         }
     }

@@ -19,7 +19,7 @@ const JSON_SCHEMA: u32 = 1;
 /// Client of the identity server: one operation per run.
 #[derive(Debug, Parser)]
 #[command(version, about, group(ArgGroup::new("op").required(true).args(
-    ["create", "lookup", "reverse_lookup", "modify", "delete", "get", "status"])))]
+    ["create", "lookup", "reverse_lookup", "modify", "delete", "get", "status", "events"])))]
 struct Args {
     /// Server host name or address (default: discover with --peers or --mcast, else localhost).
     #[arg(short, long, env = "IDCLIENT_SERVER")]
@@ -77,6 +77,15 @@ struct Args {
     /// Show the server's status.
     #[arg(long)]
     status: bool,
+    /// List the events the server applied (its bounded log), in clock order.
+    #[arg(long)]
+    events: bool,
+    /// With --events: only events with a higher clock.
+    #[arg(long, value_name = "CLOCK", default_value_t = 0, requires = "events")]
+    since: u64,
+    /// With --events: at most this many.
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "events")]
+    limit: u32,
     /// Password for --create, --modify and --delete (only its SHA-512 digest is sent).
     #[arg(
         short,
@@ -190,6 +199,33 @@ async fn run(args: Args) -> idserver::Result<(Value, String)> {
             }
         });
     }
+    if args.events {
+        let events = client.events(args.since, args.limit).await?;
+        let text = events
+            .iter()
+            .map(|e| {
+                let change = &e.event.change;
+                let login = match change {
+                    idserver::event::Change::Create { login, .. }
+                    | idserver::event::Change::Delete { login, .. } => login.clone(),
+                    idserver::event::Change::Rename { old, new, .. } => format!("{old} -> {new}"),
+                };
+                format!(
+                    "{}\tepoch {}\trank {}\t{}\t{}\t{}\tapplied {}",
+                    e.event.clock,
+                    e.event.epoch,
+                    e.event.origin_rank,
+                    change.kind(),
+                    login,
+                    change.uuid(),
+                    time_text(e.applied_ms)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let events: Vec<Value> = events.iter().map(event_json).collect();
+        return Ok((json!({"op": "events", "events": events}), text));
+    }
     let status = client.status().await?;
     Ok((
         json!({"op": "status", "status": status}),
@@ -224,6 +260,15 @@ async fn connect(args: &Args) -> idserver::Result<Client> {
         cluster: args.cluster.clone(),
         ..ClientConfig::default()
     }))
+}
+
+/// An event for `--json`, without its password hash.
+fn event_json(logged: &idserver::event::LoggedEvent) -> Value {
+    let mut value = serde_json::to_value(logged).unwrap_or_default();
+    if let Some(change) = value.get_mut("change").and_then(Value::as_object_mut) {
+        change.remove("password_hash");
+    }
+    value
 }
 
 fn account_output(op: &str, account: AccountView) -> (Value, String) {

@@ -1,0 +1,250 @@
+//! Replication across real `idserver` processes with real Redis: one order everywhere, acked
+//! writes surviving a kill -9 of the coordinator, idempotent retries after failover,
+//! read-your-writes through any server, and a full sync of a late node.
+
+mod common;
+
+use common::cluster::Cluster;
+use idserver::client::Client;
+use idserver::event::LoggedEvent;
+use idserver::wire::{Reply, Request};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
+const SETTLE: Duration = Duration::from_secs(10);
+
+async fn events_of(cluster: &Cluster, i: usize) -> Vec<LoggedEvent> {
+    cluster.client(&[i]).events(0, 1_000_000).await.unwrap()
+}
+
+/// Waits until every running node has applied the same clock; returns it.
+async fn converged(cluster: &Cluster) -> u64 {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut clocks = BTreeSet::new();
+        for i in (0..cluster.size).filter(|i| cluster.nodes[*i].is_some()) {
+            clocks.insert(cluster.status(i).await.map(|s| s.clock));
+        }
+        if clocks.len() == 1 {
+            if let Some(Some(clock)) = clocks.into_iter().next() {
+                return clock;
+            }
+        } else {
+            assert!(
+                Instant::now() < deadline,
+                "clocks never converged: {clocks:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every node's log is the same events in strict clock order 1, 2, 3, ...
+async fn assert_same_history(cluster: &Cluster, nodes: &[usize]) -> Vec<LoggedEvent> {
+    let first = events_of(cluster, nodes[0]).await;
+    for (expected, logged) in (1..).zip(&first) {
+        assert_eq!(
+            logged.event.clock, expected,
+            "a gap or reordering in the log"
+        );
+    }
+    for i in &nodes[1..] {
+        let other: Vec<_> = events_of(cluster, *i)
+            .await
+            .into_iter()
+            .map(|l| l.event)
+            .collect();
+        let mine: Vec<_> = first.iter().map(|l| l.event.clone()).collect();
+        assert_eq!(
+            other, mine,
+            "node {i}'s history differs from node {}'s",
+            nodes[0]
+        );
+    }
+    first
+}
+
+#[tokio::test]
+async fn writes_through_any_server_reach_every_node_in_one_order() {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    cluster.agreed(SETTLE).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..3 {
+        let mut client = cluster.client(&[i]);
+        tasks.spawn(async move {
+            for n in 0..20 {
+                client.create(&format!("u{i}-{n}"), "", None).await.unwrap();
+            }
+            client
+                .modify(&format!("u{i}-0"), &format!("renamed{i}"), None)
+                .await
+                .unwrap();
+            client.delete(&format!("u{i}-1"), None).await.unwrap();
+        });
+    }
+    tasks.join_all().await;
+    let clock = converged(&cluster).await;
+    assert_eq!(clock, 3 * 22);
+    let history = assert_same_history(&cluster, &[0, 1, 2]).await;
+    let origins: BTreeSet<u32> = history.iter().map(|l| l.event.origin_rank).collect();
+    assert_eq!(origins.len(), 1, "only the coordinator makes events");
+    let mut users = Vec::new();
+    for i in 0..3 {
+        users.push(cluster.client(&[i]).users().await.unwrap());
+    }
+    assert_eq!(users[0].len(), 3 * 19);
+    assert!(users.iter().all(|u| *u == users[0]));
+}
+
+#[tokio::test]
+async fn a_client_reads_its_own_writes_through_any_server() {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    for follower in (0..3).filter(|i| *i != c) {
+        let mut client = cluster.client(&[follower]);
+        for n in 0..30 {
+            let login = format!("ryw{follower}-{n}");
+            let uuid = client.create(&login, "", None).await.unwrap();
+            assert_eq!(
+                client.lookup(&login).await.unwrap().uuid,
+                uuid,
+                "read-your-writes"
+            );
+            let before = client.session_clock();
+            client.users().await.unwrap();
+            assert!(client.session_clock() >= before, "monotonic reads");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_acknowledged_write_survives_a_coordinator_kill() {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let old = cluster.agreed(SETTLE).await;
+    let stop_at = Instant::now() + Duration::from_millis(1_500);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        // Every client knows all servers and fails over by itself.
+        let mut client = cluster.client(&[(w + 1) % 3, (w + 2) % 3, w % 3]);
+        tasks.spawn(async move {
+            let mut acked = BTreeMap::new();
+            let mut n = 0;
+            while Instant::now() < stop_at {
+                let login = format!("w{w}-{n}");
+                n += 1;
+                if let Ok(uuid) = client.create(&login, "", None).await {
+                    acked.insert(login, uuid);
+                }
+            }
+            acked
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cluster.kill(old);
+    let acked: BTreeMap<String, Uuid> = tasks.join_all().await.into_iter().flatten().collect();
+    assert!(acked.len() > 50, "the load made progress: {}", acked.len());
+    cluster.agreed(SETTLE).await;
+    converged(&cluster).await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    assert_same_history(&cluster, &survivors).await;
+    for i in &survivors {
+        let all = cluster.client(&[*i]).all().await.unwrap();
+        let stored: BTreeMap<&str, Uuid> = all.iter().map(|a| (a.login.as_str(), a.uuid)).collect();
+        let uuids: BTreeSet<Uuid> = all.iter().map(|a| a.uuid).collect();
+        assert_eq!(uuids.len(), all.len(), "no UUID issued twice");
+        for (login, uuid) in &acked {
+            assert_eq!(
+                stored.get(login.as_str()),
+                Some(uuid),
+                "acknowledged {login} lost on node {i}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_failover_gets_the_first_result() {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let old = cluster.agreed(SETTLE).await;
+    let create = Request::Create {
+        login: "once".into(),
+        real_name: "Once".into(),
+        password: None,
+        request_id: Uuid::new_v4(),
+    };
+    let mut client = cluster.client(&[old]);
+    let Reply::Created { uuid } = client.call(create.clone()).await.unwrap() else {
+        panic!("not created")
+    };
+    cluster.kill(old);
+    cluster.agreed(SETTLE).await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let mut retry = cluster.client(&survivors);
+    assert_eq!(retry.call(create).await.unwrap(), Reply::Created { uuid });
+    converged(&cluster).await;
+    for i in survivors {
+        let users = cluster.client(&[i]).users().await.unwrap();
+        assert_eq!(users, vec!["once"]);
+        assert_eq!(
+            cluster.status(i).await.unwrap().clock,
+            1,
+            "the retry made no event"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_late_node_full_syncs_100k_accounts_and_serves_them() {
+    const ACCOUNTS: usize = 100_000;
+    const CLIENTS: usize = 64;
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start(0);
+    cluster.start(1);
+    let c = cluster.agreed(SETTLE).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..CLIENTS {
+        let mut client = cluster.client(&[c]);
+        tasks.spawn(async move {
+            for n in (t..ACCOUNTS).step_by(CLIENTS) {
+                client
+                    .create(&format!("bulk{n}"), "Bulk User", None)
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    tasks.join_all().await;
+    let clock = converged(&cluster).await;
+    assert_eq!(clock, ACCOUNTS as u64);
+
+    cluster.start_with_data(2, "late");
+    cluster.agreed(SETTLE).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.status(2).await.map(|s| s.clock) != Some(clock) {
+        assert!(Instant::now() < deadline, "the late node never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = cluster.status(2).await.unwrap();
+    assert_eq!(status.accounts, ACCOUNTS as u64);
+    let mut late: Client = cluster.client(&[2]);
+    assert_eq!(
+        late.lookup("bulk99999").await.unwrap().real_name,
+        "Bulk User"
+    );
+    let uuid = late.create("after-sync", "", None).await.unwrap();
+    assert_eq!(
+        cluster
+            .client(&[c])
+            .lookup("after-sync")
+            .await
+            .unwrap()
+            .uuid,
+        uuid
+    );
+}
