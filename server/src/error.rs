@@ -198,7 +198,11 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Refused { code, .. } => *code,
-            Error::Redis(e) if e.is_connection_dropped() || e.is_io_error() => {
+            Error::Redis(e)
+                if e.is_connection_dropped()
+                    || e.is_io_error()
+                    || e.kind() == redis::ErrorKind::BusyLoadingError =>
+            {
                 ErrorCode::Unavailable
             }
             Error::Redis(_) | Error::Io { .. } | Error::RedisChild(_) => ErrorCode::Internal,

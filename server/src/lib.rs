@@ -30,6 +30,7 @@ pub mod event;
 pub mod forward;
 pub mod limits;
 pub mod password;
+pub mod recent;
 pub mod replica;
 pub mod replication;
 pub mod server;

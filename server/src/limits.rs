@@ -103,3 +103,6 @@ pub const REPLICATION_PROBE_MS: u64 = 100;
 
 /// Largest piece of a snapshot in one frame during a full sync.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Events kept in memory for replication's hot path (about 0.5 KiB each).
+pub const RECENT_EVENTS_MAX: usize = 65_536;

@@ -5,6 +5,7 @@
 use crate::core::Input;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::Event;
+use crate::limits::REDIS_START_TIMEOUT_MS;
 use crate::shared::Shared;
 use crate::store::Applied;
 use crate::wire::{ReplicaStatus, Reply};
@@ -37,7 +38,7 @@ impl Replica {
         check_epoch(shared, epoch)?;
         let _one_at_a_time = self.incoming.lock().await;
         let store = &shared.store;
-        let applied = store.clock().await?;
+        let applied = shared.applied();
         let answer = |status| Ok(Reply::Replicated { applied, status });
         if let Some(prev) = &prev {
             if applied < prev.clock {
@@ -57,7 +58,10 @@ impl Replica {
             return answer(ReplicaStatus::Gap);
         }
         let mut now = applied;
-        for (event, result) in new.iter().zip(store.apply_replicated(&new).await?) {
+        let results = store.apply_replicated(&new).await?;
+        let done = results.iter().take_while(|r| r.is_ok()).count();
+        shared.recent.push(new[..done].iter().cloned());
+        for (event, result) in new.iter().zip(results) {
             match result {
                 Ok(Applied::Done(_, clock)) => now = clock,
                 Ok(Applied::Duplicate(_)) => {
@@ -148,10 +152,9 @@ fn check_epoch(shared: &Shared, epoch: u64) -> Result<()> {
 /// Whether this node applied the same event at that clock.
 async fn holds(shared: &Shared, event: &Event) -> Result<bool> {
     Ok(shared
-        .store
         .event_at(event.clock)
         .await?
-        .is_some_and(|own| own.event.same_as(event)))
+        .is_some_and(|own| own.same_as(event)))
 }
 
 fn invalid(message: &str) -> Error {
@@ -183,9 +186,13 @@ async fn install(shared: &Shared, rdb: &[u8], dropped_from: u64) -> Result<u64> 
         ));
     };
     shared.set_syncing(true);
+    shared.recent.clear();
     let installed = redis.restart_on_snapshot(rdb).await;
     let result = async {
         installed?;
+        store
+            .wait_ready(std::time::Duration::from_millis(REDIS_START_TIMEOUT_MS))
+            .await?;
         // The snapshot carries the coordinator's identity and epoch; this node keeps its own.
         store.set_node_id(shared.node_id).await?;
         store
@@ -195,7 +202,16 @@ async fn install(shared: &Shared, rdb: &[u8], dropped_from: u64) -> Result<u64> 
     }
     .await;
     shared.set_syncing(false);
-    let clock = result?;
+    let clock = match result {
+        Ok(clock) => clock,
+        Err(e) => {
+            // Whatever state Redis is in now, the applied clock must say it.
+            if let Ok(clock) = store.clock().await {
+                shared.reset_applied(clock);
+            }
+            return Err(e);
+        }
+    };
     shared.reset_applied(clock);
     tracing::info!(
         clock,

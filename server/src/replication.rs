@@ -196,11 +196,10 @@ impl Link {
                         }
                         continue;
                     }
-                    let store = &self.shared.store;
                     let prev = match from - 1 {
                         0 => None,
-                        clock => match store.event_at(clock).await? {
-                            Some(logged) => Some(logged.event),
+                        clock => match self.shared.event_at(clock).await? {
+                            Some(event) => Some(event),
                             None => {
                                 next = Next::Snapshot {
                                     dropped_from: u64::MAX,
@@ -209,12 +208,9 @@ impl Link {
                             }
                         },
                     };
-                    let events: Vec<_> = store
-                        .events_after(from - 1, REPLICATE_BATCH_MAX)
-                        .await?
-                        .into_iter()
-                        .map(|logged| logged.event)
-                        .collect();
+                    let mut events = self.shared.events_from(from, REPLICATE_BATCH_MAX).await?;
+                    // Never past what the coordinator has acknowledged to itself as applied.
+                    events.retain(|e| e.clock <= last);
                     if events.first().is_none_or(|e| e.clock != from) {
                         // The log no longer reaches back that far.
                         next = Next::Snapshot {

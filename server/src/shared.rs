@@ -3,6 +3,9 @@
 
 use crate::cluster::ClusterHandle;
 use crate::core::Input;
+use crate::error::Result;
+use crate::event::Event;
+use crate::recent::RecentEvents;
 use crate::store::{RedisChild, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,6 +41,8 @@ pub struct Shared {
     pub replication: Replication,
     /// The `redis-server` this node runs, if any (a full sync restarts it on a snapshot).
     pub redis_child: Mutex<Option<RedisChild>>,
+    /// The latest events applied here.
+    pub recent: RecentEvents,
     applied: watch::Sender<u64>,
     syncing: AtomicBool,
 }
@@ -60,9 +65,27 @@ impl Shared {
             cluster,
             replication,
             redis_child: Mutex::new(redis_child),
+            recent: RecentEvents::default(),
             applied: watch::Sender::new(applied),
             syncing: AtomicBool::new(false),
         }
+    }
+
+    /// The event this node applied at `clock` (from memory, else from its Redis log).
+    pub async fn event_at(&self, clock: u64) -> Result<Option<Event>> {
+        if let Some(event) = self.recent.get(clock) {
+            return Ok(Some(event));
+        }
+        Ok(self.store.event_at(clock).await?.map(|logged| logged.event))
+    }
+
+    /// Up to `max` events from clock `from` on (from memory, else from the Redis log).
+    pub async fn events_from(&self, from: u64, max: usize) -> Result<Vec<Event>> {
+        if let Some(events) = self.recent.from(from, max) {
+            return Ok(events);
+        }
+        let logged = self.store.events_after(from.saturating_sub(1), max).await?;
+        Ok(logged.into_iter().map(|l| l.event).collect())
     }
 
     /// The highest clock this node applied.

@@ -92,9 +92,21 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
                         _ => None,
                     })
                     .max();
+                let applied = events
+                    .into_iter()
+                    .zip(&results)
+                    .filter_map(|(mut event, result)| match result {
+                        Ok(Applied::Done(_, clock)) => {
+                            event.clock = *clock;
+                            Some(event)
+                        }
+                        _ => None,
+                    });
+                // The applied clock first: replication links never send past it.
                 if let Some(clock) = last {
                     shared.advance(clock);
                 }
+                shared.recent.push(applied);
                 for (job, result) in jobs.drain(..).zip(results) {
                     let _ = job.reply.send(result);
                 }

@@ -79,6 +79,20 @@ impl Store {
         Ok(store)
     }
 
+    /// Waits until Redis answers again (after a restart), up to `timeout`.
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pong: redis::RedisResult<String> =
+                redis::cmd("PING").query_async(&mut self.conn.clone()).await;
+            match pong {
+                Ok(_) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    }
+
     /// The URL this store connects to.
     pub fn url(&self) -> &str {
         &self.url

@@ -66,10 +66,23 @@ impl Cluster {
             .arg(self.dir.path().join(data))
             .args(&self.extra_args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log_file(data))
             .spawn()
             .unwrap();
         self.nodes[i] = Some(child);
+    }
+
+    /// Where node logs go: `$IDLAB_TEST_LOGS/<cluster>-<data>.log` when that is set (to keep
+    /// them after a failure), else nowhere.
+    fn log_file(&self, data: &str) -> Stdio {
+        match std::env::var_os("IDLAB_TEST_LOGS") {
+            Some(dir) => {
+                let _ = std::fs::create_dir_all(&dir);
+                let path = std::path::Path::new(&dir).join(format!("{}-{data}.log", self.name));
+                std::fs::File::create(path).map_or(Stdio::null(), Stdio::from)
+            }
+            None => Stdio::null(),
+        }
     }
 
     pub fn start(&mut self, i: usize) {

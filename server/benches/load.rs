@@ -1,0 +1,173 @@
+//! Write throughput and latency of a real 3-node cluster on loopback (default timings,
+//! `--min-acks 1`), and the time of a full sync.
+//!
+//! `cargo bench --bench load [-- SYNC_ACCOUNTS]` (default 1,000,000). Phases:
+//! 1. one client, creates without a password, one at a time: latency p50/p99, creates/s;
+//! 2. 64 concurrent clients for 5 s: acked creates/s, latency p50/p99;
+//! 3. 8 clients creating with passwords (argon2id) for 3 s: creates/s;
+//! 4. fill to SYNC_ACCOUNTS accounts, replace a follower by a fresh node and time its full
+//!    sync, while one client measures the coordinator's write latency before and during it.
+
+#[path = "../tests/common/cluster.rs"]
+mod cluster;
+
+use cluster::Cluster;
+use idserver::client::Client;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn describe(name: &str, mut latencies_ms: Vec<f64>, elapsed: Duration) {
+    latencies_ms.sort_by(f64::total_cmp);
+    println!(
+        "{name}: {} acked in {:.1} s = {:.0}/s; latency p50 {:.3} ms p99 {:.3} ms",
+        latencies_ms.len(),
+        elapsed.as_secs_f64(),
+        latencies_ms.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies_ms, 0.5),
+        percentile(&latencies_ms, 0.99)
+    );
+}
+
+/// `clients` clients creating unique logins (with `password`) for `duration`; latencies in ms.
+async fn load(
+    cluster: &Cluster,
+    coordinator: usize,
+    clients: usize,
+    duration: Duration,
+    prefix: &str,
+    password: Option<&'static str>,
+) -> (Vec<f64>, Duration) {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..clients {
+        let mut client = cluster.client(&[coordinator]);
+        let prefix = format!("{prefix}{t}-");
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0u64;
+            while started.elapsed() < duration {
+                let begun = Instant::now();
+                client
+                    .create(&format!("{prefix}{n}"), "", password)
+                    .await
+                    .expect("create");
+                latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
+                n += 1;
+            }
+            latencies
+        });
+    }
+    let latencies = tasks.join_all().await.into_iter().flatten().collect();
+    (latencies, started.elapsed())
+}
+
+async fn fill(cluster: &Cluster, coordinator: usize, total: u64) {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let mut client: Client = cluster.client(&[coordinator]);
+        let next = next.clone();
+        tasks.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                client
+                    .create(&format!("fill{n}"), "Fill", None)
+                    .await
+                    .expect("fill");
+            }
+        });
+    }
+    tasks.join_all().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let sync_accounts: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let c = cluster.agreed(Duration::from_secs(10)).await;
+
+    let (lat, took) = load(&cluster, c, 1, Duration::from_secs(3), "one", None).await;
+    describe("1 client, creates", lat, took);
+    let (lat, took) = load(&cluster, c, 64, Duration::from_secs(5), "many", None).await;
+    describe("64 clients, creates", lat, took);
+    let (lat, took) = load(&cluster, c, 8, Duration::from_secs(3), "pw", Some("s3cret")).await;
+    describe("8 clients, creates with password", lat, took);
+
+    let have = cluster.status(c).await.unwrap().accounts;
+    let filled = Instant::now();
+    fill(&cluster, c, sync_accounts.saturating_sub(have)).await;
+    println!(
+        "filled to {} accounts in {:.1} s",
+        cluster.status(c).await.unwrap().accounts,
+        filled.elapsed().as_secs_f64()
+    );
+
+    let (before, _) = load(&cluster, c, 1, Duration::from_secs(2), "before", None).await;
+    let follower = (0..3).find(|i| *i != c).unwrap();
+    cluster.kill(follower);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let target = cluster.status(c).await.unwrap().clock;
+    let sync_started = Instant::now();
+    cluster.start_with_data(follower, "fresh");
+    // One client keeps writing while the new node syncs.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let mut client = cluster.client(&[c]);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let begun = Instant::now();
+                client
+                    .create(&format!("during{n}"), "", None)
+                    .await
+                    .expect("create");
+                latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
+                n += 1;
+            }
+            latencies
+        })
+    };
+    let took = loop {
+        if cluster
+            .status(follower)
+            .await
+            .is_some_and(|s| s.clock >= target)
+        {
+            break sync_started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop.store(true, Ordering::Relaxed);
+    let mut during = probe.await.unwrap();
+    let mut before = before;
+    before.sort_by(f64::total_cmp);
+    during.sort_by(f64::total_cmp);
+    println!(
+        "full sync of {sync_accounts} accounts: {:.2} s (node start to caught up)",
+        took.as_secs_f64()
+    );
+    println!(
+        "coordinator write latency p50/p99: before sync {:.3}/{:.3} ms, during sync {:.3}/{:.3} ms ({} writes)",
+        percentile(&before, 0.5),
+        percentile(&before, 0.99),
+        percentile(&during, 0.5),
+        percentile(&during, 0.99),
+        during.len()
+    );
+}
