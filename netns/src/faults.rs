@@ -1,0 +1,321 @@
+//! Link faults and partitions, on the switch side of each host's link.
+//!
+//! Link figures are per link and one way: 10 ms on every link is 20 ms from host to host and
+//! 40 ms for a round trip. With `tc netem` (when the kernel has it) conditions are netem qdiscs.
+//! Without it, loss is an iptables `statistic` drop and latency an iptables `NFQUEUE` rule whose
+//! packets the userspace [`crate::delayer`] holds for the delay of both the port they came in by
+//! and the port they leave by (a bridged packet passes FORWARD once). Bandwidth is `tbf`.
+//! Partitions are iptables rules on the bridge ports (drop, or reject with ICMP / TCP RST);
+//! they stop established connections too. All rules live in the chain `IDLAB` of the switch
+//! namespace and are replaced in one `iptables-restore` transaction.
+
+use crate::cmd::{exec_in, ip_in, run_with_input};
+use crate::delayer::{Delayer, PortDelay};
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::lab::Lab;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What one direction of a link does to packets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkConditions {
+    /// Added one-way delay.
+    pub latency_ms: u32,
+    /// Delay varies uniformly within ± this much (packets keep their order).
+    pub jitter_ms: u32,
+    /// Packets dropped at random, in percent.
+    pub loss_pct: f64,
+    /// Bandwidth cap, if any.
+    pub rate_kbit: Option<u32>,
+    /// The link is down (both directions).
+    pub down: bool,
+}
+
+impl LinkConditions {
+    fn delays(&self) -> bool {
+        self.latency_ms > 0 || self.jitter_ms > 0
+    }
+}
+
+/// Which direction of a host's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Packets the host sends.
+    FromHost,
+    /// Packets sent to the host.
+    ToHost,
+    /// Both.
+    Both,
+}
+
+/// How a cut treats packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionMode {
+    /// Silently dropped (the sender times out).
+    Drop,
+    /// Refused (TCP reset, ICMP port unreachable): the sender learns at once.
+    Reject,
+}
+
+/// The faults in force.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FaultState {
+    /// Per host index: conditions from the host, and to the host.
+    links: BTreeMap<u32, [LinkConditions; 2]>,
+    /// Directed cuts between host indexes.
+    cuts: BTreeMap<(u32, u32), PartitionMode>,
+}
+
+const FROM: usize = 0;
+const TO: usize = 1;
+const NFQUEUE_NUM: u16 = 0;
+
+impl Lab {
+    /// Sets the conditions of one direction (or both) of `host`'s link.
+    pub fn set_link(
+        &self,
+        host: &str,
+        direction: Direction,
+        conditions: LinkConditions,
+    ) -> Result<()> {
+        if !(0.0..=100.0).contains(&conditions.loss_pct) {
+            return Err(Error::Invalid(format!(
+                "loss {}% is not within 0 to 100",
+                conditions.loss_pct
+            )));
+        }
+        let index = self.host(host)?.index;
+        self.change(|state| {
+            let entry = state.links.entry(index).or_default();
+            match direction {
+                Direction::FromHost => entry[FROM] = conditions,
+                Direction::ToHost => entry[TO] = conditions,
+                Direction::Both => *entry = [conditions, conditions],
+            }
+        })
+    }
+
+    /// Clears every link's conditions.
+    pub fn clear_links(&self) -> Result<()> {
+        self.change(|state| state.links.clear())
+    }
+
+    /// Cuts `host` off from every other host, both ways.
+    pub fn isolate(&self, host: &str, mode: PartitionMode) -> Result<()> {
+        let index = self.host(host)?.index;
+        let others: Vec<u32> = self
+            .hosts
+            .iter()
+            .map(|h| h.index)
+            .filter(|i| *i != index)
+            .collect();
+        self.change(|state| {
+            for other in others {
+                state.cuts.insert((index, other), mode);
+                state.cuts.insert((other, index), mode);
+            }
+        })
+    }
+
+    /// Splits the hosts into sides that cannot reach each other (hosts in no side keep
+    /// reaching everyone).
+    pub fn split(&self, sides: &[Vec<String>], mode: PartitionMode) -> Result<()> {
+        let sides: Vec<Vec<u32>> = sides
+            .iter()
+            .map(|side| {
+                side.iter()
+                    .map(|name| self.host(name).map(|h| h.index))
+                    .collect()
+            })
+            .collect::<Result<_>>()?;
+        self.change(|state| {
+            for (a, side_a) in sides.iter().enumerate() {
+                for (b, side_b) in sides.iter().enumerate() {
+                    if a != b {
+                        for x in side_a {
+                            for y in side_b {
+                                state.cuts.insert((*x, *y), mode);
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Cuts one direction only: `from` can no longer reach `to`.
+    pub fn cut(&self, from: &str, to: &str, mode: PartitionMode) -> Result<()> {
+        let (from, to) = (self.host(from)?.index, self.host(to)?.index);
+        self.change(|state| {
+            state.cuts.insert((from, to), mode);
+        })
+    }
+
+    /// Removes every cut.
+    pub fn heal(&self) -> Result<()> {
+        self.change(|state| state.cuts.clear())
+    }
+
+    fn change(&self, edit: impl FnOnce(&mut FaultState)) -> Result<()> {
+        let mut state = self.faults.lock().expect("fault state lock poisoned");
+        let mut next = state.clone();
+        edit(&mut next);
+        self.apply(&next)?;
+        *state = next;
+        Ok(())
+    }
+
+    fn apply(&self, state: &FaultState) -> Result<()> {
+        let sw = self.switch_ns.as_str();
+        if !self.netem {
+            self.configure_delayer(state)?;
+        }
+        let mut rules = String::from("*filter\n:IDLAB - [0:0]\n-F IDLAB\n");
+        for ((from, to), mode) in &state.cuts {
+            let ports = format!("-m physdev --physdev-in v{from} --physdev-out v{to}");
+            match mode {
+                PartitionMode::Drop => rules += &format!("-A IDLAB {ports} -j DROP\n"),
+                PartitionMode::Reject => {
+                    rules +=
+                        &format!("-A IDLAB -p tcp {ports} -j REJECT --reject-with tcp-reset\n");
+                    rules += &format!(
+                        "-A IDLAB {ports} -j REJECT --reject-with icmp-port-unreachable\n"
+                    );
+                }
+            }
+        }
+        if !self.netem {
+            for (index, [from_host, to_host]) in &state.links {
+                for (flag, conditions) in [("--physdev-in", from_host), ("--physdev-out", to_host)]
+                {
+                    if conditions.loss_pct > 0.0 {
+                        let p = conditions.loss_pct / 100.0;
+                        rules += &format!(
+                            "-A IDLAB -m physdev {flag} v{index} -m statistic --mode random --probability {p:.6} -j DROP\n"
+                        );
+                    }
+                }
+            }
+            for (index, [from_host, to_host]) in &state.links {
+                if from_host.delays() || to_host.delays() {
+                    for flag in ["--physdev-in", "--physdev-out"] {
+                        rules += &format!("-A IDLAB -m physdev {flag} v{index} -j NFQUEUE --queue-num {NFQUEUE_NUM}\n");
+                    }
+                }
+            }
+        }
+        rules += "COMMIT\n";
+        run_with_input(
+            "replace the lab's firewall rules",
+            "ip",
+            &["netns", "exec", sw, "iptables-restore", "--noflush"],
+            Some(&rules),
+        )?;
+        for host in &self.hosts {
+            let [from_host, to_host] = state.links.get(&host.index).copied().unwrap_or_default();
+            self.shape(sw, host.switch_port(), &to_host)?;
+            self.shape(&host.ns, host.interface(), &from_host)?;
+            let up = if from_host.down || to_host.down {
+                "down"
+            } else {
+                "up"
+            };
+            ip_in(
+                "set the link's state",
+                sw,
+                &["link", "set", host.switch_port(), up],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The qdisc on `dev` in `ns`: netem (when available) or tbf for a rate, else none.
+    fn shape(&self, ns: &str, dev: &str, conditions: &LinkConditions) -> Result<()> {
+        let mut args: Vec<String> = Vec::new();
+        if self.netem
+            && (conditions.delays() || conditions.loss_pct > 0.0 || conditions.rate_kbit.is_some())
+        {
+            args.extend([
+                "netem".into(),
+                "delay".into(),
+                format!("{}ms", conditions.latency_ms),
+                format!("{}ms", conditions.jitter_ms),
+            ]);
+            if conditions.loss_pct > 0.0 {
+                args.extend(["loss".into(), format!("{}%", conditions.loss_pct)]);
+            }
+            if let Some(rate) = conditions.rate_kbit {
+                args.extend(["rate".into(), format!("{rate}kbit")]);
+            }
+        } else if let Some(rate) = conditions.rate_kbit {
+            // Burst: 10 ms worth of data, at least 16 KiB (one GSO segment must fit).
+            let burst = (u64::from(rate) * 1000 / 8 / 100).max(16 * 1024);
+            args.extend([
+                "tbf".into(),
+                "rate".into(),
+                format!("{rate}kbit"),
+                "burst".into(),
+                burst.to_string(),
+                "latency".into(),
+                "200ms".into(),
+            ]);
+        }
+        if args.is_empty() {
+            // Nothing to shape: remove whatever was there (none is fine).
+            let _ = ip_tc(ns, &["qdisc", "del", "dev", dev, "root"]);
+            return Ok(());
+        }
+        let mut full = vec!["qdisc", "replace", "dev", dev, "root"];
+        full.extend(args.iter().map(String::as_str));
+        ip_tc(ns, &full)
+    }
+
+    fn configure_delayer(&self, state: &FaultState) -> Result<()> {
+        let mut ports = BTreeMap::new();
+        for host in &self.hosts {
+            let [from_host, to_host] = state.links.get(&host.index).copied().unwrap_or_default();
+            if from_host.delays() || to_host.delays() {
+                ports.insert(
+                    ifindex(&self.switch_ns, host)?,
+                    PortDelay {
+                        from_host: (from_host.latency_ms, from_host.jitter_ms),
+                        to_host: (to_host.latency_ms, to_host.jitter_ms),
+                    },
+                );
+            }
+        }
+        let mut delayer = self.delayer.lock().expect("delayer lock poisoned");
+        if delayer.is_none() && !ports.is_empty() {
+            *delayer = Some(Delayer::start(&self.switch_ns, NFQUEUE_NUM)?);
+        }
+        if let Some(delayer) = delayer.as_ref() {
+            delayer.set(ports);
+        }
+        Ok(())
+    }
+}
+
+fn ip_tc(ns: &str, args: &[&str]) -> Result<()> {
+    exec_in("set a link's queueing discipline", ns, "tc", args).map(|_| ())
+}
+
+/// The interface index of the host's switch port (inside the switch namespace).
+fn ifindex(switch_ns: &str, host: &Host) -> Result<u32> {
+    let out = ip_in(
+        "read a port's index",
+        switch_ns,
+        &["-o", "link", "show", host.switch_port()],
+    )?;
+    out.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "cannot read the index of port {} from {out:?}",
+                host.switch_port()
+            ))
+        })
+}

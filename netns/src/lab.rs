@@ -1,0 +1,199 @@
+//! A lab: a switch namespace with a bridge, and hosts joined to it. Every name carries the
+//! run's id (`idl-<pid>-<n>`), so a killed run's leftovers can be found ([`crate::cleanup`]).
+//! Dropping the lab removes everything it made, also when a test panics.
+
+use crate::cmd::{exec_in, ip_in, run};
+use crate::delayer::Delayer;
+use crate::error::{Error, Result};
+use crate::faults::FaultState;
+use crate::host::Host;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+/// Prefix of every namespace a lab makes.
+pub const NAME_PREFIX: &str = "idl-";
+/// The lab network: 198.18.0.0/15 (reserved for benchmarking, never routed).
+pub const PREFIX_LEN: u8 = 15;
+/// Most hosts in one lab (addresses 198.18.0.1 to 198.18.0.250).
+pub const HOSTS_MAX: u32 = 250;
+
+static LABS_MADE: AtomicU32 = AtomicU32::new(0);
+
+/// A lab network.
+#[derive(Debug)]
+pub struct Lab {
+    pub(crate) id: String,
+    pub(crate) switch_ns: String,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) faults: Mutex<FaultState>,
+    pub(crate) delayer: Mutex<Option<Delayer>>,
+    pub(crate) netem: bool,
+}
+
+impl Lab {
+    /// Makes the switch namespace and its bridge. Needs root.
+    pub fn create() -> Result<Lab> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::NotRoot {
+                action: "create a lab".into(),
+            });
+        }
+        let id = format!(
+            "{NAME_PREFIX}{}-{}",
+            std::process::id(),
+            LABS_MADE.fetch_add(1, Ordering::Relaxed)
+        );
+        let switch_ns = format!("{id}-sw");
+        let lab = Lab {
+            netem: crate::capability::netem_available(),
+            id,
+            switch_ns,
+            hosts: Vec::new(),
+            faults: Mutex::new(FaultState::default()),
+            delayer: Mutex::new(None),
+        };
+        run(
+            "create the switch namespace",
+            "ip",
+            &["netns", "add", &lab.switch_ns],
+        )?;
+        let sw = lab.switch_ns.as_str();
+        ip_in(
+            "bring up the switch's loopback",
+            sw,
+            &["link", "set", "lo", "up"],
+        )?;
+        // No snooping: multicast is flooded to every port, as on a plain switch.
+        ip_in(
+            "create the bridge",
+            sw,
+            &[
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+        )?;
+        ip_in("bring up the bridge", sw, &["link", "set", "br0", "up"])?;
+        // Bridged IPv4 passes iptables' FORWARD chain, where loss, delay and partitions act.
+        exec_in(
+            "enable bridge netfilter",
+            sw,
+            "sysctl",
+            &["-qw", "net.bridge.bridge-nf-call-iptables=1"],
+        )?;
+        exec_in("create the lab's chain", sw, "iptables", &["-N", "IDLAB"])?;
+        exec_in(
+            "hook the lab's chain",
+            sw,
+            "iptables",
+            &["-A", "FORWARD", "-j", "IDLAB"],
+        )?;
+        Ok(lab)
+    }
+
+    /// Adds a host: a namespace, a veth to the bridge, the next address, loopback up and a
+    /// multicast route.
+    pub fn add_host(&mut self, name: &str) -> Result<Host> {
+        if self.hosts.iter().any(|h| h.name == name) {
+            return Err(Error::Invalid(format!(
+                "the lab already has a host named {name:?}"
+            )));
+        }
+        let index = self.hosts.len() as u32 + 1;
+        if index > HOSTS_MAX {
+            return Err(Error::Invalid(format!(
+                "a lab holds at most {HOSTS_MAX} hosts"
+            )));
+        }
+        let host = Host {
+            name: name.to_string(),
+            index,
+            ns: format!("{}-h{index}", self.id),
+            addr: Ipv4Addr::new(198, 18, 0, index as u8),
+            port: format!("v{index}"),
+        };
+        let (sw, ns) = (self.switch_ns.as_str(), host.ns.as_str());
+        run("create the host's namespace", "ip", &["netns", "add", ns])?;
+        ip_in(
+            "create the host's link",
+            sw,
+            &[
+                "link", "add", &host.port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+        )?;
+        ip_in(
+            "attach the link to the bridge",
+            sw,
+            &["link", "set", &host.port, "master", "br0", "up"],
+        )?;
+        let cidr = format!("{}/{PREFIX_LEN}", host.addr);
+        ip_in(
+            "address the host",
+            ns,
+            &["addr", "add", &cidr, "dev", "eth0"],
+        )?;
+        ip_in(
+            "bring up the host's link",
+            ns,
+            &["link", "set", "eth0", "up"],
+        )?;
+        ip_in(
+            "bring up the host's loopback",
+            ns,
+            &["link", "set", "lo", "up"],
+        )?;
+        ip_in(
+            "route multicast to the lab",
+            ns,
+            &["route", "add", "224.0.0.0/4", "dev", "eth0"],
+        )?;
+        self.hosts.push(host.clone());
+        Ok(host)
+    }
+
+    /// The run's id, which every name of this lab starts with.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The switch namespace.
+    pub fn switch_ns(&self) -> &str {
+        &self.switch_ns
+    }
+
+    /// The hosts, in the order they were added.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// The host called `name`.
+    pub fn host(&self, name: &str) -> Result<&Host> {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| Error::Invalid(format!("the lab has no host named {name:?}")))
+    }
+
+    /// Whether link faults use `tc netem` (else iptables and the userspace delayer).
+    pub fn uses_netem(&self) -> bool {
+        self.netem
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Ok(mut delayer) = self.delayer.lock() {
+            delayer.take();
+        }
+        let mut namespaces: Vec<String> = self.hosts.iter().map(|h| h.ns.clone()).collect();
+        namespaces.push(self.switch_ns.clone());
+        for ns in namespaces {
+            crate::cleanup::remove_namespace(&ns);
+        }
+    }
+}
