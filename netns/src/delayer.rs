@@ -93,13 +93,20 @@ impl Drop for Delayer {
     }
 }
 
-fn open_fds() -> BTreeSet<RawFd> {
-    std::fs::read_dir("/proc/self/fd")
+/// The NFQUEUE-family netlink sockets this process has open.
+fn netfilter_sockets() -> BTreeSet<RawFd> {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .map(|dir| {
             dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    fds.into_iter()
+        .filter(|fd| {
+            sockopt(*fd, libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
+                && sockopt(*fd, libc::SO_PROTOCOL) == Some(NETLINK_NETFILTER)
+        })
+        .collect()
 }
 
 fn sockopt(fd: RawFd, option: libc::c_int) -> Option<libc::c_int> {
@@ -121,16 +128,13 @@ fn sockopt(fd: RawFd, option: libc::c_int) -> Option<libc::c_int> {
 /// Opens and binds the queue; returns it with its socket (found among the fds it opened, since
 /// the crate does not expose it) after raising the socket's receive buffer.
 fn open_queue(queue_num: u16) -> Result<(Queue, RawFd)> {
-    let before = open_fds();
+    let before = netfilter_sockets();
     let mut queue = Queue::open().map_err(|e| Error::io("open an NFQUEUE socket", e))?;
-    let fd = open_fds()
+    let fd = netfilter_sockets()
         .difference(&before)
+        .next()
         .copied()
-        .find(|fd| {
-            sockopt(*fd, libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
-                && sockopt(*fd, libc::SO_PROTOCOL) == Some(NETLINK_NETFILTER)
-        })
-        .ok_or_else(|| Error::Invalid("cannot find the NFQUEUE socket".into()))?;
+        .ok_or_else(|| Error::Invalid("cannot find the NFQUEUE socket just opened".into()))?;
     // SAFETY: fd is our open netlink socket; the value is a valid int.
     let rc = unsafe {
         libc::setsockopt(

@@ -15,6 +15,8 @@ use std::sync::Mutex;
 pub const NAME_PREFIX: &str = "idl-";
 /// The lab network: 198.18.0.0/15 (reserved for benchmarking, never routed).
 pub const PREFIX_LEN: u8 = 15;
+/// The switch's own address on the lab network.
+pub const SWITCH_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
 /// Most hosts in one lab (addresses 198.18.0.1 to 198.18.0.250).
 pub const HOSTS_MAX: u32 = 250;
 
@@ -79,6 +81,13 @@ impl Lab {
             ],
         )?;
         ip_in("bring up the bridge", sw, &["link", "set", "br0", "up"])?;
+        // The switch's own address lets it route the resets and ICMP errors of `reject` cuts.
+        let switch_cidr = format!("{SWITCH_ADDR}/{PREFIX_LEN}");
+        ip_in(
+            "address the switch",
+            sw,
+            &["addr", "add", &switch_cidr, "dev", "br0"],
+        )?;
         // Bridged IPv4 passes iptables' FORWARD chain, where loss, delay and partitions act.
         exec_in(
             "enable bridge netfilter",
