@@ -226,3 +226,74 @@ fn a_link_can_go_down_and_come_back() {
     }
     assert_eq!(one_way_delivered(&a, &b, 50), 50);
 }
+
+#[test]
+fn jitter_spreads_delays_around_the_latency() {
+    let lab = lab(2);
+    let (h1, h2) = (lab.host("h1").unwrap(), lab.host("h2").unwrap());
+    let _echo = echo(udp(h2, 7000));
+    let client = udp(h1, 0);
+    let jittery = LinkConditions {
+        latency_ms: 20,
+        jitter_ms: 5,
+        ..LinkConditions::default()
+    };
+    lab.set_link("h1", Direction::Both, jittery).unwrap();
+    let mut rtts = rtts_ms(
+        &client,
+        SocketAddr::from((h2.addr(), 7000)),
+        200,
+        Duration::from_millis(500),
+    );
+    let m = median(&mut rtts);
+    let (low, high) = (rtts[rtts.len() / 20], rtts[rtts.len() * 19 / 20]);
+    eprintln!("fidelity: 20 ± 5 ms each way -> RTT median {m:.2} ms, 5th-95th percentile {low:.2}-{high:.2} ms");
+    // Two draws of ±5 ms: RTTs spread over 30-50 ms around 40.
+    assert!((36.0..=44.0).contains(&m), "median {m:.2}");
+    assert!(
+        high - low > 4.0 && low >= 29.0 && high <= 52.0,
+        "spread {low:.2}-{high:.2}"
+    );
+}
+
+#[test]
+fn a_bandwidth_cap_limits_bulk_throughput() {
+    const BYTES: usize = 20 * 1024 * 1024;
+    let lab = lab(2);
+    let (h1, h2) = (lab.host("h1").unwrap(), lab.host("h2").unwrap());
+    // 80 Mbit/s = 10 MB/s toward h2.
+    let capped = LinkConditions {
+        rate_kbit: Some(80_000),
+        ..LinkConditions::default()
+    };
+    lab.set_link("h2", Direction::ToHost, capped).unwrap();
+    let listen = SocketAddr::from((h2.addr(), 7400));
+    let listener = h2
+        .run_in(move || TcpListener::bind(listen))
+        .unwrap()
+        .unwrap();
+    let sink = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        while total < BYTES {
+            total += conn.read(&mut buf).unwrap();
+        }
+    });
+    let started = Instant::now();
+    let mut conn = h1
+        .run_in(move || TcpStream::connect(listen))
+        .unwrap()
+        .unwrap();
+    conn.write_all(&vec![1u8; BYTES]).unwrap();
+    sink.join().unwrap();
+    let rate = BYTES as f64 / 1e6 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "fidelity: 80 Mbit/s cap -> {rate:.2} MB/s over {} MB",
+        BYTES >> 20
+    );
+    assert!(
+        (8.0..=11.5).contains(&rate),
+        "{rate:.2} MB/s for a 10 MB/s cap"
+    );
+}
