@@ -247,4 +247,22 @@ async fn a_late_node_full_syncs_100k_accounts_and_serves_them() {
             .uuid,
         uuid
     );
+
+    // Killed right after the sync (its Redis may still be writing its first append-only
+    // file, when Redis ignores SIGTERM), the node still takes its Redis with it.
+    let pid_file = cluster.dir.path().join("late").join("redis.pid");
+    let redis: i32 = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    cluster.kill(2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read(format!("/proc/{redis}/cmdline")).is_ok_and(|c| !c.is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "the late node's redis-server outlived it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

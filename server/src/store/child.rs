@@ -1,7 +1,7 @@
 //! The `redis-server` a node starts for itself when no `--redis` is given: private unix socket
 //! and data in the node's data directory, append-only file on, and tied to the node's life.
 //!
-//! The child gets PR_SET_PDEATHSIG, so it is told to stop even when the node is killed with
+//! The child gets PR_SET_PDEATHSIG (SIGKILL), so it dies even when the node is killed with
 //! SIGKILL. The kernel sends that signal when the *thread* that forked the child exits, so every
 //! child is forked from one thread that lives as long as the process. A child left behind
 //! anyway (its pid file names a live redis-server working in our data directory) is killed at
@@ -141,7 +141,11 @@ impl RedisChild {
         // SAFETY: between fork and exec only async-signal-safe calls are made (prctl, getppid).
         unsafe {
             cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+                // SIGKILL, not SIGTERM: Redis refuses SIGTERM while it writes its first
+                // append-only file (after a full sync), and a kill loses nothing it
+                // acknowledged, since every write is in the kernel's page cache before Redis
+                // answers.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 // The parent may have died before prctl took effect.
                 if nix::unistd::getppid() == Pid::from_raw(1) {
                     return Err(std::io::Error::other("parent exited"));
