@@ -107,9 +107,11 @@ pub async fn start(
     };
     let started = Instant::now();
     let mut node = Node::new(config.core, node_id, addr);
+    let clock = store.clock().await?;
     let start = Input::Start {
         epoch: store.epoch().await?,
-        clock: store.clock().await?,
+        clock,
+        last_epoch: crate::replica::last_epoch(&store, clock).await,
     };
     let (state_tx, state_rx) = watch::channel(ClusterState {
         view: node.view(),

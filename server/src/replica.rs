@@ -58,6 +58,7 @@ impl Replica {
             return answer(ReplicaStatus::Gap);
         }
         let mut now = applied;
+        let epoch_at = |clock: u64| new.iter().find(|e| e.clock == clock).map_or(0, |e| e.epoch);
         let results = store.apply_replicated(&new).await?;
         let done = results.iter().take_while(|r| r.is_ok()).count();
         shared.recent.push(new[..done].iter().cloned());
@@ -69,7 +70,7 @@ impl Replica {
                 }
                 Err(e) => {
                     tracing::warn!(clock = event.clock, error = %e, "a replicated event does not apply: histories diverged");
-                    shared.advance(now);
+                    shared.advance(now, epoch_at(now));
                     return Ok(Reply::Replicated {
                         applied: now,
                         status: ReplicaStatus::Diverged { at: event.clock },
@@ -77,7 +78,7 @@ impl Replica {
                 }
             }
         }
-        shared.advance(now);
+        shared.advance(now, epoch_at(now));
         Ok(Reply::Replicated {
             applied: now,
             status: ReplicaStatus::Ok,
@@ -157,6 +158,14 @@ async fn holds(shared: &Shared, event: &Event) -> Result<bool> {
         .is_some_and(|own| own.same_as(event)))
 }
 
+/// The epoch of the event at `clock` in the store's log (0 if the log does not hold it).
+pub async fn last_epoch(store: &crate::store::Store, clock: u64) -> u64 {
+    match store.event_at(clock).await {
+        Ok(Some(logged)) => logged.event.epoch,
+        _ => 0,
+    }
+}
+
 fn invalid(message: &str) -> Error {
     Error::refused(ErrorCode::InvalidInput, message)
 }
@@ -207,12 +216,12 @@ async fn install(shared: &Shared, rdb: &[u8], dropped_from: u64) -> Result<u64> 
         Err(e) => {
             // Whatever state Redis is in now, the applied clock must say it.
             if let Ok(clock) = store.clock().await {
-                shared.reset_applied(clock);
+                shared.reset_applied(clock, last_epoch(store, clock).await);
             }
             return Err(e);
         }
     };
-    shared.reset_applied(clock);
+    shared.reset_applied(clock, last_epoch(store, clock).await);
     tracing::info!(
         clock,
         dropped = dropped.len(),

@@ -45,8 +45,9 @@ impl Replicator {
         replicator
     }
 
-    /// Waits until enough replicas applied `clock`: `--min-acks` of them, or every other known
-    /// member if there are fewer (none for a node alone).
+    /// Waits until enough replicas applied `clock`: in strict mode a majority with the
+    /// coordinator (N/2 others); else `--min-acks` of them, or every other known member if
+    /// there are fewer (none for a node alone).
     pub async fn wait_acked(&self, shared: &Shared, clock: u64) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(ACK_TIMEOUT_MS);
         let mut acks = self.acks.subscribe();
@@ -58,7 +59,10 @@ impl Replicator {
                 .map(|m| m.node.node_id)
                 .filter(|id| *id != shared.node_id)
                 .collect();
-            let needed = shared.replication.min_acks.min(others.len());
+            let needed = match shared.replication.strict_cluster_size {
+                Some(n) => n / 2,
+                None => shared.replication.min_acks.min(others.len()),
+            };
             let acked = {
                 let map = acks.borrow_and_update();
                 others

@@ -15,14 +15,20 @@ use uuid::Uuid;
 /// How writes are acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replication {
-    /// Other nodes that must have applied an event before the client hears success (fewer if
-    /// fewer members are known; none for a node alone).
+    /// Whitepaper mode: other nodes that must have applied an event before the client hears
+    /// success (fewer if fewer members are known; none for a node alone).
     pub min_acks: usize,
+    /// Strict mode's cluster size N: an event is acknowledged once a majority (N/2 + 1, the
+    /// coordinator included) holds it. `None`: whitepaper mode.
+    pub strict_cluster_size: Option<usize>,
 }
 
 impl Default for Replication {
     fn default() -> Self {
-        Replication { min_acks: 1 }
+        Replication {
+            min_acks: 1,
+            strict_cluster_size: None,
+        }
     }
 }
 
@@ -93,8 +99,8 @@ impl Shared {
         *self.applied.borrow()
     }
 
-    /// Notes that events up to `clock` are applied (never lowers it).
-    pub fn advance(&self, clock: u64) {
+    /// Notes that events up to `clock` are applied, the last made in `epoch` (never lowers it).
+    pub fn advance(&self, clock: u64, epoch: u64) {
         let raised = self.applied.send_if_modified(|current| {
             let raise = clock > *current;
             if raise {
@@ -103,14 +109,14 @@ impl Shared {
             raise
         });
         if raised {
-            self.membership.notify(Input::ClockAdvanced(clock));
+            self.membership.notify(Input::Applied { clock, epoch });
         }
     }
 
     /// Sets the applied clock after a full sync (it may go down: a divergent tail was dropped).
-    pub fn reset_applied(&self, clock: u64) {
+    pub fn reset_applied(&self, clock: u64, epoch: u64) {
         self.applied.send_replace(clock);
-        self.membership.notify(Input::ClockAdvanced(clock));
+        self.membership.notify(Input::Applied { clock, epoch });
     }
 
     /// A receiver that sees every change of the applied clock.

@@ -104,7 +104,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
                     });
                 // The applied clock first: replication links never send past it.
                 if let Some(clock) = last {
-                    shared.advance(clock);
+                    shared.advance(clock, view.epoch);
                 }
                 shared.recent.push(applied);
                 for (job, result) in jobs.drain(..).zip(results) {

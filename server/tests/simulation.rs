@@ -334,3 +334,159 @@ fn random_fault_schedules_converge() {
             .join("\n")
     );
 }
+
+// ---- strict mode: majority votes, majority acks, leases ----
+
+fn strict(n: usize) -> CoreConfig {
+    CoreConfig {
+        strict_cluster_size: Some(n),
+        ..CoreConfig::default()
+    }
+}
+
+fn strict_started(seed: u64, n: usize) -> Sim {
+    let mut sim = Sim::new(seed, n, strict(n));
+    for i in 0..n {
+        sim.start(i);
+    }
+    sim.run_until(sim.now_ms + 1_000);
+    sim
+}
+
+#[test]
+fn strict_start_up_elects_one_coordinator() {
+    for seed in 0..50 {
+        let sim = strict_started(seed, 3);
+        coordinator(&sim);
+        sim.ranks().unwrap();
+    }
+}
+
+#[test]
+fn strict_isolated_coordinator_steps_down_within_its_lease_and_the_majority_elects() {
+    let mut sim = strict_started(31, 3);
+    let old = coordinator(&sim);
+    sim.isolate(old);
+    let config = CoreConfig::default();
+    sim.run_until(sim.now_ms + config.lease_ms() + 2 * config.heartbeat_ms);
+    assert_ne!(
+        sim.view(old).unwrap().role,
+        Role::Coordinator,
+        "{}",
+        sim.describe()
+    );
+    sim.run_until(sim.now_ms + 1_000);
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let new: Vec<usize> = others
+        .iter()
+        .copied()
+        .filter(|i| sim.view(*i).unwrap().role == Role::Coordinator)
+        .collect();
+    assert_eq!(new.len(), 1, "the majority elects: {}", sim.describe());
+    assert_ne!(
+        sim.view(old).unwrap().role,
+        Role::Coordinator,
+        "the minority never does"
+    );
+    sim.heal();
+    sim.run_until(sim.now_ms + 1_000);
+    assert_eq!(coordinator(&sim), new[0]);
+}
+
+#[test]
+fn strict_a_node_with_an_older_log_cannot_win() {
+    let mut sim = strict_started(37, 3);
+    let by_rank = sim.ranks().unwrap();
+    // Rank 2 suspects first, but its log is behind rank 3's.
+    for (rank, clock) in [(1, 10), (2, 4), (3, 10)] {
+        sim.set_log(by_rank[&rank], clock, 1);
+    }
+    sim.run_until(sim.now_ms + 100);
+    sim.crash(by_rank[&1]);
+    sim.time_to_agreement(3_000, 5).expect("re-election");
+    assert_eq!(rank_of(&sim, coordinator(&sim)), 3, "{}", sim.describe());
+}
+
+/// A random strict-mode schedule: besides converging, two nodes never coordinate in one epoch.
+fn strict_random_schedule(seed: u64) -> Result<(), String> {
+    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
+    let n = if rng.gen_bool(0.5) { 3 } else { 5 };
+    let mut sim = Sim::new(seed, n, strict(n));
+    for i in 0..n {
+        sim.start(i);
+    }
+    sim.run_until(sim.now_ms + 500);
+    let faults_until = sim.now_ms + 3_000;
+    while sim.now_ms < faults_until {
+        let i = rng.gen_range(0..n);
+        match rng.gen_range(0..7) {
+            0 => sim.crash(i),
+            1 => {
+                if sim.hosts[i].node.is_none() {
+                    sim.restart(i)
+                }
+            }
+            2 => sim.pause(i, rng.gen_range(50..1_000)),
+            3 => sim.isolate(i),
+            4 => {
+                let side: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.5)).collect();
+                sim.split(&side)
+            }
+            5 => sim.heal(),
+            _ => sim.loss = rng.gen_range(0.0..0.15),
+        }
+        let next = sim.now_ms + rng.gen_range(10..400);
+        sim.run_until(next);
+    }
+    sim.heal();
+    sim.resume_all();
+    sim.loss = 0.0;
+    for i in 0..n {
+        if sim.hosts[i].node.is_none() {
+            sim.restart(i);
+        }
+    }
+    if sim.time_to_agreement(60 * HEARTBEAT_MS, 10).is_none() {
+        return Err(format!("no agreement: {}", sim.describe()));
+    }
+    let mut per_epoch = std::collections::BTreeMap::<u64, std::collections::BTreeSet<usize>>::new();
+    for (_, epoch, i) in &sim.coordinators_seen {
+        per_epoch.entry(*epoch).or_default().insert(*i);
+    }
+    match per_epoch.iter().find(|(_, nodes)| nodes.len() > 1) {
+        Some((epoch, nodes)) => Err(format!("epoch {epoch} had coordinators {nodes:?}")),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn strict_random_schedules_never_share_an_epoch_and_converge() {
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
+        Err(_) => {
+            let count = std::env::var("SIM_SCHEDULES")
+                .map_or(2_000, |n| n.parse().expect("SIM_SCHEDULES is a number"));
+            (0..count).collect()
+        }
+    };
+    let failures: Vec<String> = seeds
+        .iter()
+        .filter_map(|seed| {
+            strict_random_schedule(*seed)
+                .err()
+                .map(|e| format!("seed {seed}: {e}"))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} strict schedules failed (replay with SIM_SEED=N):\n{}",
+        failures.len(),
+        seeds.len(),
+        failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

@@ -82,6 +82,20 @@ struct Args {
     /// fewer members are known; a node alone answers at once).
     #[arg(long, default_value_t = Replication::default().min_acks)]
     min_acks: usize,
+    /// `whitepaper`: acks from --min-acks replicas, any node can coordinate alone. `strict`:
+    /// votes and acks from a majority of --cluster-size, and a coordinator without a majority
+    /// steps down within its lease.
+    #[arg(long, value_enum, default_value = "whitepaper")]
+    mode: Mode,
+    /// Strict mode's cluster size N (default: the number of --peers, this node included).
+    #[arg(long)]
+    cluster_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Whitepaper,
+    Strict,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +120,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START_FAILED);
         }
     };
+    // Strict mode's N: --cluster-size, else the peers listed (with this node).
+    let strict_cluster_size = match args.mode {
+        Mode::Whitepaper => None,
+        Mode::Strict => Some(args.cluster_size.unwrap_or_else(|| {
+            let own = SocketAddr::new(args.advertise.unwrap_or(args.listen), args.numport);
+            peers.len() + usize::from(!peers.contains(&own))
+        })),
+    };
     let cluster_net = ClusterConfig {
         peers,
         mcast: args.mcast,
@@ -118,6 +140,8 @@ fn main() -> ExitCode {
             stagger_ms: args.stagger_ms,
             join_window_ms: args.join_window_ms,
             election_window_ms: args.election_window_ms,
+            strict_cluster_size,
+            ..CoreConfig::default()
         },
     };
     let config = ServerConfig {
@@ -130,6 +154,7 @@ fn main() -> ExitCode {
         cluster_net,
         replication: Replication {
             min_acks: args.min_acks,
+            strict_cluster_size,
         },
     };
     let runtime = tokio::runtime::Runtime::new().expect("failed to start the async runtime");

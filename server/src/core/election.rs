@@ -3,7 +3,7 @@
 //! ranks and clocks); only if none does, it raises the epoch, names the node with the highest
 //! clock (lowest rank among equals) in NEWMASTER, and the winner announces itself with MASTER.
 
-use super::message::{Body, Purpose};
+use super::message::{Body, Purpose, VoteRequest};
 use super::node::{CandidateState, Node, Output, RankReply};
 use super::types::{Epoch, NodeRef, Rank, Role};
 
@@ -22,14 +22,25 @@ impl Node {
         }
         self.round += 1;
         self.role = Role::Candidate;
+        let proposed_epoch = self.epoch + 1;
         self.candidate = Some(CandidateState {
             round: self.round,
             until_ms: now_ms + self.config.election_window_ms,
             replies: Default::default(),
+            votes: Default::default(),
+            proposed_epoch,
             silent_rounds,
         });
+        let vote = self.config.strict_cluster_size.map(|_| VoteRequest {
+            epoch: proposed_epoch,
+            last_epoch: self.last_event_epoch,
+            last_clock: self.clock,
+        });
         self.broadcast(Body::GetRank {
-            purpose: Purpose::Election { round: self.round },
+            purpose: Purpose::Election {
+                round: self.round,
+                vote,
+            },
         });
     }
 
@@ -59,13 +70,22 @@ impl Node {
         candidate
             .replies
             .insert(reply.from.node_id, (reply.from, reply.clock, heard));
+        if reply.granted {
+            candidate.votes.insert(reply.from.node_id, reply.from);
+        }
+        let won = self
+            .config
+            .majority()
+            .is_some_and(|majority| candidate.votes.len() + 1 >= majority);
         let suspected = self.coordinator.map(|c| c.node_id);
         let everyone_answered = self
             .members
             .values()
             .filter(|m| m.node.node_id != self.me.node_id && Some(m.node.node_id) != suspected)
             .all(|m| candidate.replies.contains_key(&m.node.node_id));
-        if everyone_answered || heard.is_some() {
+        // Strict mode waits for votes, not for the members this node happens to know.
+        let done_early = everyone_answered && self.config.strict_cluster_size.is_none();
+        if done_early || heard.is_some() || won {
             self.finish_election(now_ms);
         }
     }
@@ -90,6 +110,16 @@ impl Node {
             self.coordinator = Some(heard);
             return;
         }
+        if let Some(majority) = self.config.majority() {
+            // Strict mode: a candidate coordinates only with a majority's votes.
+            if candidate.votes.len() + 1 >= majority {
+                self.epoch = candidate.proposed_epoch;
+                self.out.push(Output::PersistEpoch(self.epoch));
+                self.elections_started += 1;
+                self.become_coordinator(now_ms, self.epoch);
+            }
+            return;
+        }
         let winner = candidate
             .replies
             .values()
@@ -104,6 +134,56 @@ impl Node {
         self.elections_started += 1;
         self.broadcast(Body::NewMaster { winner });
         self.accept_winner(now_ms, self.epoch, winner);
+    }
+
+    /// Strict mode: votes for a candidate once per epoch, only if its log is at least as
+    /// recent as ours by (epoch of the last event, clock), and only if we no longer hear a
+    /// coordinator. Voting raises our epoch (stored before the vote is sent).
+    pub(super) fn grant_vote(&mut self, now_ms: u64, vote: VoteRequest) -> bool {
+        if self.config.strict_cluster_size.is_none() || self.role == Role::Joining {
+            return false;
+        }
+        let recent_enough =
+            (vote.last_epoch, vote.last_clock) >= (self.last_event_epoch, self.clock);
+        let grant = vote.epoch > self.epoch
+            && recent_enough
+            && self.role != Role::Coordinator
+            && !self.hears_coordinator(now_ms);
+        if grant {
+            self.epoch = vote.epoch;
+            self.out.push(Output::PersistEpoch(vote.epoch));
+            self.candidate = None;
+            self.role = Role::Follower;
+            self.coordinator = None;
+            self.last_heard_coordinator_ms = now_ms;
+        }
+        grant
+    }
+
+    /// Strict mode: a coordinator that has not heard a majority (itself included) within its
+    /// lease steps down, so it stops acknowledging before a successor can be elected.
+    pub(super) fn lease_lost(&mut self, now_ms: u64) -> bool {
+        let Some(majority) = self.config.majority() else {
+            return false;
+        };
+        let lease_ms = self.config.lease_ms();
+        if now_ms < self.coordinating_since_ms + lease_ms {
+            return false;
+        }
+        let heard = self
+            .members
+            .values()
+            .filter(|m| {
+                m.node.node_id != self.me.node_id
+                    && now_ms.saturating_sub(m.last_seen_ms) <= lease_ms
+            })
+            .count()
+            + 1;
+        if heard >= majority {
+            return false;
+        }
+        self.step_down(now_ms);
+        true
     }
 
     /// Whether any member besides us and the suspected coordinator is known.
@@ -142,6 +222,7 @@ impl Node {
 
     fn become_coordinator(&mut self, now_ms: u64, epoch: Epoch) {
         self.role = Role::Coordinator;
+        self.coordinating_since_ms = now_ms;
         self.coordinator = Some(self.me);
         self.coordinator_epoch = epoch;
         self.last_heard_coordinator_ms = now_ms;

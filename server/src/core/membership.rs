@@ -8,9 +8,16 @@ use super::types::{Clock, Epoch, MemberView, NodeRef, Rank, Role};
 use std::collections::BTreeSet;
 
 impl Node {
-    pub(super) fn start_join(&mut self, now_ms: u64, epoch: Epoch, clock: Clock) {
+    pub(super) fn start_join(
+        &mut self,
+        now_ms: u64,
+        epoch: Epoch,
+        clock: Clock,
+        last_epoch: Epoch,
+    ) {
         self.epoch = self.epoch.max(epoch);
-        self.clock = self.clock.max(clock);
+        self.clock = clock;
+        self.last_event_epoch = last_epoch;
         self.rejoin(now_ms);
     }
 
@@ -111,7 +118,7 @@ impl Node {
             return;
         }
         match purpose {
-            Purpose::Election { round } => self.on_election_reply(now_ms, round, reply),
+            Purpose::Election { round, .. } => self.on_election_reply(now_ms, round, reply),
             Purpose::Join | Purpose::Heartbeat { .. } | Purpose::Client => {
                 if self.role == Role::Coordinator {
                     if let Some(rank) = reply.from.rank {

@@ -30,9 +30,24 @@ pub enum Purpose {
     Election {
         /// Identifies the candidate's round, so late replies to an old round are dropped.
         round: u64,
+        /// Strict mode: the candidate asks for votes for itself in this epoch, with its last
+        /// event's (epoch, clock).
+        #[serde(default)]
+        vote: Option<VoteRequest>,
     },
     /// A client measures which server answers fastest.
     Client,
+}
+
+/// A strict-mode candidate's request for votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteRequest {
+    /// The epoch the candidate would coordinate.
+    pub epoch: Epoch,
+    /// The epoch of the candidate's last event.
+    pub last_epoch: Epoch,
+    /// The candidate's clock.
+    pub last_clock: Clock,
 }
 
 /// The messages.
@@ -56,6 +71,9 @@ pub enum Body {
         coordinator: Option<NodeRef>,
         /// Whether the sender heard that coordinator recently (or is it).
         hears_coordinator: bool,
+        /// Strict mode: the sender votes for the candidate.
+        #[serde(default)]
+        granted: bool,
     },
     /// GETMASTER: who is the coordinator?
     GetMaster,

@@ -8,6 +8,6 @@ mod message;
 mod node;
 mod types;
 
-pub use message::{Body, Message, Purpose};
+pub use message::{Body, Message, Purpose, VoteRequest};
 pub use node::{Input, Node, Output};
 pub use types::{Clock, CoreConfig, Epoch, MemberView, NodeId, NodeRef, Rank, Role, View};

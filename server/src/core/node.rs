@@ -16,6 +16,8 @@ pub enum Input {
         epoch: Epoch,
         /// Stored clock.
         clock: Clock,
+        /// Epoch of the last stored event (strict mode compares logs by it).
+        last_epoch: Epoch,
     },
     /// A datagram arrived from `src` (its UDP source address).
     Message {
@@ -26,8 +28,13 @@ pub enum Input {
     },
     /// A deadline given by [`Node::poll_timeout`] passed (extra ticks are harmless).
     Tick,
-    /// The node applied events up to this clock.
-    ClockAdvanced(Clock),
+    /// The node applied events up to `clock`; the last was made in `epoch`.
+    Applied {
+        /// Its clock now.
+        clock: Clock,
+        /// The epoch of its last event.
+        epoch: Epoch,
+    },
     /// An RPC to the coordinator failed: ask the others whether they still hear it.
     CoordinatorUnreachable,
     /// A peer RPC carried this epoch.
@@ -65,6 +72,10 @@ pub(super) struct CandidateState {
     pub(super) until_ms: u64,
     /// Ranked nodes that answered, with their clock, and the coordinator they hear (if any).
     pub(super) replies: BTreeMap<NodeId, (NodeRef, Clock, Option<NodeRef>)>,
+    /// Strict mode: the nodes that voted for us.
+    pub(super) votes: BTreeMap<NodeId, NodeRef>,
+    /// Strict mode: the epoch this round asks votes for.
+    pub(super) proposed_epoch: Epoch,
     /// Earlier rounds of this election that got no reply at all.
     pub(super) silent_rounds: u32,
 }
@@ -77,6 +88,8 @@ pub struct Node {
     pub(super) role: Role,
     pub(super) epoch: Epoch,
     pub(super) clock: Clock,
+    /// Epoch in which the last applied event was made.
+    pub(super) last_event_epoch: Epoch,
     pub(super) coordinator: Option<NodeRef>,
     /// Epoch in which `coordinator` was accepted.
     pub(super) coordinator_epoch: Epoch,
@@ -90,6 +103,8 @@ pub struct Node {
     pub(super) candidate: Option<CandidateState>,
     pub(super) round: u64,
     pub(super) next_heartbeat_ms: u64,
+    /// When this node last became coordinator (strict mode's lease starts then).
+    pub(super) coordinating_since_ms: u64,
     pub(super) last_step_ms: Option<u64>,
     pub(super) elections_started: u64,
     pub(super) out: Vec<Output>,
@@ -108,6 +123,7 @@ impl Node {
             role: Role::Joining,
             epoch: 0,
             clock: 0,
+            last_event_epoch: 0,
             coordinator: None,
             coordinator_epoch: 0,
             last_heard_coordinator_ms: 0,
@@ -117,6 +133,7 @@ impl Node {
             candidate: None,
             round: 0,
             next_heartbeat_ms: 0,
+            coordinating_since_ms: 0,
             last_step_ms: None,
             elections_started: 0,
             out: Vec::new(),
@@ -127,10 +144,17 @@ impl Node {
     pub fn step(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
         self.notice_pause(now_ms);
         match input {
-            Input::Start { epoch, clock } => self.start_join(now_ms, epoch, clock),
+            Input::Start {
+                epoch,
+                clock,
+                last_epoch,
+            } => self.start_join(now_ms, epoch, clock, last_epoch),
             Input::Message { src, msg } => self.on_message(now_ms, src, msg),
             Input::Tick => {}
-            Input::ClockAdvanced(clock) => self.clock = self.clock.max(clock),
+            Input::Applied { clock, epoch } => {
+                self.clock = clock;
+                self.last_event_epoch = epoch;
+            }
             Input::CoordinatorUnreachable => {
                 if self.role == Role::Follower && self.coordinator.is_some() {
                     self.start_candidate(now_ms);
@@ -208,7 +232,7 @@ impl Node {
                 }
             }
             Role::Coordinator => {
-                if now_ms >= self.next_heartbeat_ms {
+                if now_ms >= self.next_heartbeat_ms && !self.lease_lost(now_ms) {
                     self.heartbeat(now_ms);
                 }
             }
@@ -239,6 +263,7 @@ impl Node {
                 role,
                 coordinator,
                 hears_coordinator,
+                granted,
             } => {
                 let reply = RankReply {
                     from: msg.from,
@@ -247,6 +272,7 @@ impl Node {
                     role,
                     coordinator,
                     hears_coordinator,
+                    granted,
                 };
                 self.on_rank(now_ms, purpose, reply)
             }
@@ -291,12 +317,21 @@ impl Node {
             Purpose::Election { .. } => self.on_election_request(now_ms, from),
             Purpose::Client => {}
         }
+        let granted = match &purpose {
+            Purpose::Election {
+                vote: Some(vote), ..
+            } => self.grant_vote(now_ms, *vote),
+            _ => false,
+        };
         let to = if matches!(purpose, Purpose::Client) {
             src
         } else {
             from.addr
         };
-        let body = self.rank_body(now_ms, purpose);
+        let mut body = self.rank_body(now_ms, purpose);
+        if let Body::Rank { granted: g, .. } = &mut body {
+            *g = granted;
+        }
         self.send(to, body);
     }
 
@@ -308,8 +343,15 @@ impl Node {
         }
         self.epoch = epoch;
         self.out.push(Output::PersistEpoch(epoch));
+        // Strict mode: voters move to the epoch they vote in; that is no reason to give up.
+        let our_vote = self.config.strict_cluster_size.is_some()
+            && self
+                .candidate
+                .as_ref()
+                .is_some_and(|c| epoch <= c.proposed_epoch);
         match self.role {
             Role::Coordinator => self.step_down(now_ms),
+            Role::Candidate if our_vote => {}
             Role::Candidate => {
                 self.candidate = None;
                 self.role = Role::Follower;
@@ -344,6 +386,7 @@ impl Node {
             role: self.role,
             coordinator: self.coordinator,
             hears_coordinator: self.hears_coordinator(now_ms),
+            granted: false,
         }
     }
 
@@ -375,4 +418,5 @@ pub(super) struct RankReply {
     pub(super) role: Role,
     pub(super) coordinator: Option<NodeRef>,
     pub(super) hears_coordinator: bool,
+    pub(super) granted: bool,
 }

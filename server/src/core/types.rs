@@ -55,7 +55,7 @@ impl Role {
 ///
 /// Defaults (milliseconds): heartbeat 20; suspect the coordinator after 4 silent heartbeats
 /// (80) plus 10 per rank above 1; a member is dead after 10 silent heartbeats (200); join
-/// window 100; election window 40.
+/// window 100; election window 40; whitepaper mode (strict mode's lease: 3 heartbeats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoreConfig {
     /// How often the coordinator sends GETRANK.
@@ -70,6 +70,13 @@ pub struct CoreConfig {
     pub join_window_ms: u64,
     /// How long a candidate waits for RANK replies (it stops early once all known members answered).
     pub election_window_ms: u64,
+    /// Strict mode's cluster size N (`None`: whitepaper mode). In strict mode a candidate needs
+    /// the votes of a majority (N/2 + 1, itself included), and a coordinator that has not heard
+    /// a majority within its lease steps down.
+    pub strict_cluster_size: Option<usize>,
+    /// Strict mode's lease, in heartbeats: shorter than the suspicion timeout, so an isolated
+    /// coordinator stops acting before the others elect a successor.
+    pub lease_misses: u32,
 }
 
 impl Default for CoreConfig {
@@ -81,6 +88,8 @@ impl Default for CoreConfig {
             stagger_ms: 10,
             join_window_ms: 100,
             election_window_ms: 40,
+            strict_cluster_size: None,
+            lease_misses: 3,
         }
     }
 }
@@ -90,6 +99,16 @@ impl CoreConfig {
     pub fn suspect_ms(&self, rank: Option<Rank>) -> u64 {
         let above_first = u64::from(rank.unwrap_or(1).saturating_sub(1)).min(16);
         self.heartbeat_ms * u64::from(self.suspect_misses) + self.stagger_ms * above_first
+    }
+
+    /// Votes (or live members, the coordinator included) a strict-mode majority needs.
+    pub fn majority(&self) -> Option<usize> {
+        self.strict_cluster_size.map(|n| n / 2 + 1)
+    }
+
+    /// How long a strict-mode coordinator keeps acting without hearing a majority.
+    pub fn lease_ms(&self) -> u64 {
+        self.heartbeat_ms * u64::from(self.lease_misses)
     }
 
     /// Silence after which the coordinator declares a member dead.

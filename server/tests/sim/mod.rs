@@ -19,6 +19,8 @@ pub struct Host {
     /// What the host's Redis would hold across crashes.
     pub stored_epoch: u64,
     pub clock: u64,
+    /// Epoch of the host's last event.
+    pub last_epoch: u64,
     pub paused_until: Option<u64>,
     pub restarts: u32,
 }
@@ -79,6 +81,7 @@ impl Sim {
                 addr: SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16)),
                 stored_epoch: 0,
                 clock: 0,
+                last_epoch: 0,
                 paused_until: None,
                 restarts: 0,
             })
@@ -102,8 +105,15 @@ impl Sim {
     pub fn start(&mut self, i: usize) {
         let host = &mut self.hosts[i];
         let mut node = Node::new(self.config, host.node_id, host.addr);
-        let (epoch, clock) = (host.stored_epoch, host.clock);
-        let out = node.step(self.now_ms, Input::Start { epoch, clock });
+        let (epoch, clock, last_epoch) = (host.stored_epoch, host.clock, host.last_epoch);
+        let out = node.step(
+            self.now_ms,
+            Input::Start {
+                epoch,
+                clock,
+                last_epoch,
+            },
+        );
         host.node = Some(node);
         host.paused_until = None;
         self.carry_out(i, out);
@@ -152,9 +162,15 @@ impl Sim {
     }
 
     pub fn set_clock(&mut self, i: usize, clock: u64) {
+        self.set_log(i, clock, 0);
+    }
+
+    /// Sets a host's last event: its clock and the epoch it was made in.
+    pub fn set_log(&mut self, i: usize, clock: u64, epoch: u64) {
         self.hosts[i].clock = clock;
+        self.hosts[i].last_epoch = epoch;
         if let Some(node) = self.hosts[i].node.as_mut() {
-            let out = node.step(self.now_ms, Input::ClockAdvanced(clock));
+            let out = node.step(self.now_ms, Input::Applied { clock, epoch });
             self.carry_out(i, out);
         }
     }
