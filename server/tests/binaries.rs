@@ -139,8 +139,10 @@ fn a_killed_servers_redis_dies_with_it_and_a_stale_one_is_cleaned_up() {
         "PDEATHSIG stops redis when the server is SIGKILLed"
     );
 
-    // A stale redis-server in our data dir, as a crash could leave behind.
+    // A stale redis-server in our data dir, as a crash could leave behind (the killed one's
+    // pid file is still there: SIGKILL leaves no time to remove it).
     let data = dir.path().canonicalize().unwrap();
+    std::fs::remove_file(data.join("redis.pid")).unwrap();
     let mut stale = Command::new("redis-server")
         .args(["--port", "0", "--daemonize", "no", "--appendonly", "yes"])
         .arg("--dir")

@@ -44,6 +44,17 @@ async fn killing_the_coordinator_elects_another_and_it_does_not_take_over_on_ret
     let old_epoch = cluster.status(old).await.unwrap().epoch;
     let mut client = cluster.client(&[0, 1, 2]);
     client.create("before", "", None).await.unwrap();
+    // Equal clocks everywhere, so that the rank decides.
+    let deadline = Instant::now() + SETTLE;
+    for i in 0..3 {
+        while cluster.status(i).await.map(|s| s.clock) != Some(1) {
+            assert!(
+                Instant::now() < deadline,
+                "node {i} never applied the write"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 
     cluster.kill(old);
     let new = cluster.agreed(SETTLE).await;
