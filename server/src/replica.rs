@@ -4,7 +4,7 @@
 
 use crate::core::Input;
 use crate::error::{Error, ErrorCode, Result};
-use crate::event::Event;
+use crate::event::{Event, LoggedEvent};
 use crate::limits::REDIS_START_TIMEOUT_MS;
 use crate::shared::Shared;
 use crate::store::Applied;
@@ -94,7 +94,6 @@ impl Replica {
         offset: u64,
         total: u64,
         sha256: Vec<u8>,
-        dropped_from: u64,
         data: Vec<u8>,
     ) -> Result<Reply> {
         check_epoch(shared, epoch)?;
@@ -127,7 +126,7 @@ impl Replica {
         if Sha256::digest(&snapshot.data).as_slice() != snapshot.sha256.as_slice() {
             return Err(invalid("the snapshot's checksum does not match"));
         }
-        let applied = install(shared, &snapshot.data, dropped_from).await?;
+        let applied = install(shared, &snapshot.data).await?;
         Ok(Reply::Replicated {
             applied,
             status: ReplicaStatus::Ok,
@@ -158,6 +157,30 @@ async fn holds(shared: &Shared, event: &Event) -> Result<bool> {
         .is_some_and(|own| own.same_as(event)))
 }
 
+/// Which of the events this node had `before` a snapshot the snapshot's history lacks (events
+/// older than the new log reaches are assumed kept).
+async fn dropped_events(
+    store: &crate::store::Store,
+    before: Vec<LoggedEvent>,
+) -> Result<Vec<LoggedEvent>> {
+    let Some(first) = before.first().map(|l| l.event.clock) else {
+        return Ok(Vec::new());
+    };
+    let after = store
+        .events_after(first - 1, crate::limits::EVENT_LOG_MAX)
+        .await?;
+    let oldest_known = after.first().map_or(0, |l| l.event.clock);
+    let kept: std::collections::BTreeSet<(u64, uuid::Uuid)> = after
+        .iter()
+        .map(|l| (l.event.clock, l.event.request_id))
+        .collect();
+    Ok(before
+        .into_iter()
+        .filter(|l| l.event.clock >= oldest_known)
+        .filter(|l| !kept.contains(&(l.event.clock, l.event.request_id)))
+        .collect())
+}
+
 /// The epoch of the event at `clock` in the store's log (0 if the log does not hold it).
 pub async fn last_epoch(store: &crate::store::Store, clock: u64) -> u64 {
     match store.event_at(clock).await {
@@ -170,23 +193,11 @@ fn invalid(message: &str) -> Error {
     Error::refused(ErrorCode::InvalidInput, message)
 }
 
-/// Replaces this node's database with the snapshot; logs every own event from `dropped_from`
-/// on (they are lost); returns the snapshot's clock.
-async fn install(shared: &Shared, rdb: &[u8], dropped_from: u64) -> Result<u64> {
+/// Replaces this node's database with the snapshot, logs every own event the new history
+/// does not have (dropped: they diverged), and returns the snapshot's clock.
+async fn install(shared: &Shared, rdb: &[u8]) -> Result<u64> {
     let store = &shared.store;
-    let dropped = if dropped_from == u64::MAX {
-        Vec::new()
-    } else {
-        store
-            .events_after(dropped_from.saturating_sub(1), crate::limits::EVENT_LOG_MAX)
-            .await?
-    };
-    for logged in &dropped {
-        tracing::warn!(
-            event = %serde_json::to_string(&logged.event).unwrap_or_default(),
-            "dropping a divergent event: the coordinator's history replaces it"
-        );
-    }
+    let before = store.events_after(0, crate::limits::EVENT_LOG_MAX).await?;
     let mut child = shared.redis_child.lock().await;
     let Some(redis) = child.as_mut() else {
         return Err(Error::refused(
@@ -222,6 +233,13 @@ async fn install(shared: &Shared, rdb: &[u8], dropped_from: u64) -> Result<u64> 
         }
     };
     shared.reset_applied(clock, last_epoch(store, clock).await);
+    let dropped = dropped_events(store, before).await?;
+    for logged in &dropped {
+        tracing::warn!(
+            event = %serde_json::to_string(&logged.event).unwrap_or_default(),
+            "dropped a divergent event: the coordinator's history replaced it"
+        );
+    }
     tracing::info!(
         clock,
         dropped = dropped.len(),

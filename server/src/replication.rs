@@ -150,7 +150,7 @@ enum Next {
     /// Events from this clock on.
     From(u64),
     /// Its history diverged from this clock on (or it is too far behind): a full snapshot.
-    Snapshot { dropped_from: u64 },
+    Snapshot,
 }
 
 impl Link {
@@ -180,15 +180,11 @@ impl Link {
                     let last = self.shared.applied();
                     if from > last + 1 {
                         // The replica holds events this coordinator never made.
-                        next = Next::Snapshot {
-                            dropped_from: last + 1,
-                        };
+                        next = Next::Snapshot;
                         continue;
                     }
                     if last + 1 - from > FULL_SYNC_LAG_EVENTS {
-                        next = Next::Snapshot {
-                            dropped_from: u64::MAX,
-                        };
+                        next = Next::Snapshot;
                         continue;
                     }
                     if from > last {
@@ -205,9 +201,7 @@ impl Link {
                         clock => match self.shared.event_at(clock).await? {
                             Some(event) => Some(event),
                             None => {
-                                next = Next::Snapshot {
-                                    dropped_from: u64::MAX,
-                                };
+                                next = Next::Snapshot;
                                 continue;
                             }
                         },
@@ -217,14 +211,12 @@ impl Link {
                     events.retain(|e| e.clock <= last);
                     if events.first().is_none_or(|e| e.clock != from) {
                         // The log no longer reaches back that far.
-                        next = Next::Snapshot {
-                            dropped_from: u64::MAX,
-                        };
+                        next = Next::Snapshot;
                         continue;
                     }
                     self.replicate(conn, prev, events).await?
                 }
-                Next::Snapshot { dropped_from } => self.send_snapshot(conn, dropped_from).await?,
+                Next::Snapshot => self.send_snapshot(conn).await?,
             };
             next = match status {
                 ReplicaStatus::Ok => {
@@ -234,7 +226,7 @@ impl Link {
                 ReplicaStatus::Gap | ReplicaStatus::ChunkStored => Next::From(applied + 1),
                 ReplicaStatus::Diverged { at } => {
                     tracing::warn!(replica = %self.node.addr, at, "replica diverged: sending a full snapshot");
-                    Next::Snapshot { dropped_from: at }
+                    Next::Snapshot
                 }
             };
         }
@@ -254,11 +246,7 @@ impl Link {
         self.call(conn, &request, FORWARD_TIMEOUT_MS).await
     }
 
-    async fn send_snapshot(
-        &mut self,
-        conn: &mut Connection,
-        dropped_from: u64,
-    ) -> Result<(u64, ReplicaStatus)> {
+    async fn send_snapshot(&mut self, conn: &mut Connection) -> Result<(u64, ReplicaStatus)> {
         let started = std::time::Instant::now();
         let rdb = fetch_rdb(self.shared.store.url()).await?;
         let sha256 = ByteBuf::from(Sha256::digest(&rdb).to_vec());
@@ -272,7 +260,6 @@ impl Link {
                 offset: offset as u64,
                 total,
                 sha256: sha256.clone(),
-                dropped_from,
                 data: ByteBuf::from(rdb[offset..end].to_vec()),
             };
             let answer = self.call(conn, &request, SNAPSHOT_PIECE_TIMEOUT_MS).await?;

@@ -114,7 +114,6 @@ impl Service {
                 offset,
                 total,
                 sha256,
-                dropped_from,
                 data,
             } => {
                 let reply = self
@@ -125,7 +124,6 @@ impl Service {
                         offset,
                         total,
                         sha256.into_vec(),
-                        dropped_from,
                         data.into_vec(),
                     )
                     .await?;

@@ -184,8 +184,6 @@ pub enum Request {
         total: u64,
         /// SHA-256 of the whole snapshot.
         sha256: ByteBuf,
-        /// The replica's events from this clock on are replaced (they diverged).
-        dropped_from: u64,
         /// The bytes.
         data: ByteBuf,
     },

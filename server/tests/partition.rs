@@ -1,0 +1,281 @@
+//! Whitepaper mode against strict mode under a real partition: three `idserver` processes (each
+//! with its own Redis) in network namespaces of a lab, the coordinator cut off together with
+//! one client. In whitepaper mode the isolated coordinator acknowledges writes that the other
+//! side never sees, and they are dropped when the partition heals (the documented window). In
+//! strict mode it cannot acknowledge anything, and no acknowledged write is lost. Needs root.
+
+use idserver::client::{Client, ClientConfig};
+use idserver::wire::StatusView;
+use idserver::ErrorCode;
+use netns::{Host, Lab, PartitionMode};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
+const PORT: u16 = 5151;
+const CLUSTER: &str = "partition-test";
+
+struct LabCluster {
+    lab: Lab,
+    dir: TempDir,
+}
+
+impl LabCluster {
+    fn start(mode: &str) -> LabCluster {
+        let mut lab = Lab::create().expect("the partition tests run as root");
+        for name in ["n1", "n2", "n3", "c1", "c2"] {
+            lab.add_host(name).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let peers: Vec<String> = (1..=3)
+            .map(|i| format!("{}:{PORT}", lab.host(&format!("n{i}")).unwrap().addr()))
+            .collect();
+        for i in 1..=3 {
+            let host = lab.host(&format!("n{i}")).unwrap();
+            let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap();
+            host.command(IDSERVER)
+                .args([
+                    "--listen",
+                    &host.addr().to_string(),
+                    "--numport",
+                    &PORT.to_string(),
+                ])
+                .args([
+                    "--cluster",
+                    CLUSTER,
+                    "--peers",
+                    &peers.join(","),
+                    "--mode",
+                    mode,
+                ])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("n{i}")))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+        }
+        LabCluster { lab, dir }
+    }
+
+    fn addr(&self, node: &str) -> SocketAddr {
+        SocketAddr::from((self.lab.host(node).unwrap().addr(), PORT))
+    }
+
+    fn log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{node}.log"))).unwrap_or_default()
+    }
+}
+
+/// Runs `op` with a client in host `from` (its runtime's threads live in that namespace).
+fn from_host<T: Send + 'static, F>(
+    from: &Host,
+    servers: Vec<SocketAddr>,
+    retry_for_ms: u64,
+    op: F,
+) -> T
+where
+    F: FnOnce(Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>
+        + Send
+        + 'static,
+{
+    from.run_in(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = Client::new(ClientConfig {
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            cluster: CLUSTER.to_string(),
+            connect_timeout_ms: 300,
+            reply_timeout_ms: 3_000,
+            retry_for_ms,
+        });
+        runtime.block_on(op(client))
+    })
+    .unwrap()
+}
+
+fn status(from: &Host, node: SocketAddr) -> Option<StatusView> {
+    from_host(from, vec![node], 0, |mut c| {
+        Box::pin(async move { c.status().await.ok() })
+    })
+}
+
+/// The node every reachable node (seen from `from`) names as coordinator.
+fn agreed(from: &Host, nodes: &[SocketAddr]) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let named: Vec<Option<String>> = nodes
+            .iter()
+            .map(|n| {
+                status(from, *n).and_then(|s| {
+                    (s.role == "coordinator" || s.role == "follower")
+                        .then_some(s.coordinator_addr)
+                        .flatten()
+                })
+            })
+            .collect();
+        if let Some(Some(first)) = named.first() {
+            if named.iter().all(|n| n.as_ref() == Some(first)) {
+                return first.parse().unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "no agreement: {named:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Tries `count` creates through `server` for about `for_ms`; returns the acknowledged logins.
+fn write_burst(from: &Host, server: SocketAddr, prefix: &'static str, for_ms: u64) -> Vec<String> {
+    from_host(from, vec![server], 0, move |mut c| {
+        Box::pin(async move {
+            let mut acked = Vec::new();
+            let until = Instant::now() + Duration::from_millis(for_ms);
+            let mut n = 0;
+            while Instant::now() < until {
+                let login = format!("{prefix}{n}");
+                n += 1;
+                if c.create(&login, "", None).await.is_ok() {
+                    acked.push(login);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            acked
+        })
+    })
+}
+
+fn present_everywhere(from: &Host, nodes: &[SocketAddr], login: &str) -> Vec<bool> {
+    nodes
+        .iter()
+        .map(|n| {
+            let login = login.to_string();
+            from_host(from, vec![*n], 2_000, move |mut c| {
+                Box::pin(async move { c.lookup(&login).await.map_err(|e| e.code()) })
+            })
+        })
+        .map(|r| match r {
+            Ok(_) => true,
+            Err(ErrorCode::NotFound) => false,
+            Err(code) => panic!("lookup failed: {code}"),
+        })
+        .collect()
+}
+
+/// Partitions {coordinator, c1} from {the others, c2}, writes on both sides, heals; returns
+/// (acked on the coordinator's side, acked on the majority side, nodes, old coordinator's name).
+fn partition_and_write(
+    cluster: &LabCluster,
+) -> (Vec<String>, Vec<String>, Vec<SocketAddr>, String) {
+    let (c1, c2) = (
+        cluster.lab.host("c1").unwrap(),
+        cluster.lab.host("c2").unwrap(),
+    );
+    let nodes: Vec<SocketAddr> = ["n1", "n2", "n3"].iter().map(|n| cluster.addr(n)).collect();
+    let old = agreed(c1, &nodes);
+    let old_name = ["n1", "n2", "n3"]
+        .iter()
+        .find(|n| cluster.addr(n) == old)
+        .unwrap()
+        .to_string();
+    let others: Vec<String> = ["n1", "n2", "n3"]
+        .iter()
+        .filter(|n| **n != old_name)
+        .map(|n| n.to_string())
+        .collect();
+    let mut majority_side = others.clone();
+    majority_side.push("c2".into());
+    cluster
+        .lab
+        .split(
+            &[vec![old_name.clone(), "c1".into()], majority_side],
+            PartitionMode::Drop,
+        )
+        .unwrap();
+    let majority_nodes: Vec<SocketAddr> = others.iter().map(|n| cluster.addr(n)).collect();
+    // Both sides write for 1.5 s; the majority side's client follows its new coordinator.
+    let minority = {
+        let c1 = c1.clone();
+        std::thread::spawn(move || write_burst(&c1, old, "minority", 1_500))
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    let new = agreed(c2, &majority_nodes);
+    assert_ne!(new, old, "the majority side elected a successor");
+    let majority_acked = write_burst(c2, new, "majority", 1_000);
+    let minority_acked = minority.join().unwrap();
+    cluster.lab.heal().unwrap();
+    // After healing: one coordinator, one history.
+    std::thread::sleep(Duration::from_millis(500));
+    agreed(c1, &nodes);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let clocks: Vec<Option<u64>> = nodes
+            .iter()
+            .map(|n| status(c1, *n).map(|s| s.clock))
+            .collect();
+        if clocks.iter().all(|c| c.is_some() && *c == clocks[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "histories never converged: {clocks:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (minority_acked, majority_acked, nodes, old_name)
+}
+
+#[test]
+fn whitepaper_mode_loses_the_isolated_coordinators_acknowledged_writes() {
+    let cluster = LabCluster::start("whitepaper");
+    let (minority, majority, nodes, old) = partition_and_write(&cluster);
+    let c1 = cluster.lab.host("c1").unwrap();
+    assert!(
+        !minority.is_empty(),
+        "the isolated coordinator acknowledged writes on its own"
+    );
+    for login in &minority {
+        assert_eq!(
+            present_everywhere(c1, &nodes, login),
+            vec![false; 3],
+            "{login} was acknowledged, then dropped"
+        );
+    }
+    for login in &majority {
+        assert_eq!(
+            present_everywhere(c1, &nodes, login),
+            vec![true; 3],
+            "{login} survives"
+        );
+    }
+    let log = cluster.log(&old);
+    assert!(
+        minority
+            .iter()
+            .all(|login| log.contains(&format!("\"login\":\"{login}\""))),
+        "the old coordinator logged each dropped event"
+    );
+    eprintln!("whitepaper mode: {} acknowledged writes of the isolated coordinator were lost: {minority:?}", minority.len());
+}
+
+#[test]
+fn strict_mode_acknowledges_nothing_without_a_majority_and_loses_nothing() {
+    let cluster = LabCluster::start("strict");
+    let (minority, majority, nodes, _) = partition_and_write(&cluster);
+    let c1 = cluster.lab.host("c1").unwrap();
+    assert!(
+        minority.is_empty(),
+        "the isolated coordinator acknowledged {minority:?}"
+    );
+    assert!(!majority.is_empty(), "the majority side took writes");
+    for login in &majority {
+        assert_eq!(
+            present_everywhere(c1, &nodes, login),
+            vec![true; 3],
+            "{login} survives"
+        );
+    }
+}
