@@ -18,8 +18,18 @@ const PORT: u16 = 5151;
 const CLUSTER: &str = "partition-test";
 
 struct LabCluster {
+    nodes: Vec<std::process::Child>,
     lab: Lab,
     dir: TempDir,
+}
+
+impl Drop for LabCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+    }
 }
 
 impl LabCluster {
@@ -29,13 +39,15 @@ impl LabCluster {
             lab.add_host(name).unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
         let peers: Vec<String> = (1..=3)
             .map(|i| format!("{}:{PORT}", lab.host(&format!("n{i}")).unwrap().addr()))
             .collect();
         for i in 1..=3 {
             let host = lab.host(&format!("n{i}")).unwrap();
             let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap();
-            host.command(IDSERVER)
+            let node = host
+                .command(IDSERVER)
                 .args([
                     "--listen",
                     &host.addr().to_string(),
@@ -56,8 +68,9 @@ impl LabCluster {
                 .stderr(log)
                 .spawn()
                 .unwrap();
+            nodes.push(node);
         }
-        LabCluster { lab, dir }
+        LabCluster { nodes, lab, dir }
     }
 
     fn addr(&self, node: &str) -> SocketAddr {
