@@ -10,6 +10,30 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+/// A TCP listener in `host` on `port` that reads `bytes` from its first connection, on a thread.
+fn tcp_sink(
+    host: &netns::Host,
+    port: u16,
+    bytes: usize,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let listen = SocketAddr::from((host.addr(), port));
+    let listener = host
+        .run_in(move || TcpListener::bind(listen))
+        .unwrap()
+        .unwrap();
+    let sink = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        while total < bytes {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed early");
+            total += n;
+        }
+    });
+    (listen, sink)
+}
+
 fn latency(ms: u32) -> LinkConditions {
     LinkConditions {
         latency_ms: ms,
@@ -75,21 +99,7 @@ fn latency_holds_under_bulk_tcp_and_throughput_stays_usable() {
     let lab = lab(2);
     let (h1, h2) = (lab.host("h1").unwrap(), lab.host("h2").unwrap());
     lab.set_link("h1", Direction::Both, latency(10)).unwrap();
-    let listen = SocketAddr::from((h2.addr(), 7200));
-    let listener = h2
-        .run_in(move || TcpListener::bind(listen))
-        .unwrap()
-        .unwrap();
-    let sink = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0;
-        while total < BYTES {
-            let n = conn.read(&mut buf).unwrap();
-            assert!(n > 0, "connection closed early");
-            total += n;
-        }
-    });
+    let (listen, sink) = tcp_sink(h2, 7200, BYTES);
     let _echo = echo(udp(h2, 7000));
     let probe = udp(h1, 0);
     let started = Instant::now();
@@ -267,19 +277,7 @@ fn a_bandwidth_cap_limits_bulk_throughput() {
         ..LinkConditions::default()
     };
     lab.set_link("h2", Direction::ToHost, capped).unwrap();
-    let listen = SocketAddr::from((h2.addr(), 7400));
-    let listener = h2
-        .run_in(move || TcpListener::bind(listen))
-        .unwrap()
-        .unwrap();
-    let sink = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0;
-        while total < BYTES {
-            total += conn.read(&mut buf).unwrap();
-        }
-    });
+    let (listen, sink) = tcp_sink(h2, 7400, BYTES);
     let started = Instant::now();
     let mut conn = h1
         .run_in(move || TcpStream::connect(listen))

@@ -16,7 +16,6 @@ use crate::password::client_digest;
 use crate::wire::{decode, encode, Envelope, ListKind, Reply, Request, StatusView};
 use serde_bytes::ByteBuf;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use uuid::Uuid;
 
 /// Where and how a client connects.
@@ -154,7 +153,10 @@ impl Client {
 
     async fn call_one(&mut self, index: usize, request: &Request) -> Result<Reply> {
         if self.bound.as_ref().is_none_or(|(i, _)| *i != index) {
-            let conn = self.connect(&self.config.servers[index]).await?;
+            let addr = &self.config.servers[index];
+            let conn =
+                Connection::connect(addr, self.config.connect_timeout_ms, REPLY_FRAME_BYTES_MAX)
+                    .await?;
             self.bound = Some((index, conn));
         }
         self.seq += 1;
@@ -176,20 +178,6 @@ impl Client {
     /// The highest clock this session has seen: reads anywhere reflect at least this much.
     pub fn session_clock(&self) -> u64 {
         self.session_clock
-    }
-
-    async fn connect(&self, addr: &str) -> Result<Connection> {
-        let timeout = Duration::from_millis(self.config.connect_timeout_ms);
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                Error::refused(
-                    ErrorCode::Unreachable,
-                    format!("failed to connect to {addr} in time"),
-                )
-            })?
-            .map_err(|e| Error::io(format!("failed to connect to {addr}"), e))?;
-        Ok(Connection::new(stream, REPLY_FRAME_BYTES_MAX))
     }
 
     /// Creates an account; returns its new UUID.

@@ -1,7 +1,7 @@
 //! A TCP stream read and written as frames. Framing rules live in [`crate::wire`]; this file
 //! only moves bytes.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::limits::FRAME_PREFIX_BYTES;
 use crate::wire::{frame_len, FrameError};
 use bytes::{Buf, BytesMut};
@@ -17,6 +17,26 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Connects to `addr` (`host:port`) within `timeout_ms`; replies larger than
+    /// `frame_bytes_max` are refused.
+    pub async fn connect(
+        addr: &str,
+        timeout_ms: u64,
+        frame_bytes_max: usize,
+    ) -> Result<Connection> {
+        let timeout = std::time::Duration::from_millis(timeout_ms);
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                Error::refused(
+                    ErrorCode::Unreachable,
+                    format!("failed to connect to {addr} within {timeout_ms} ms"),
+                )
+            })?
+            .map_err(|e| Error::io(format!("failed to connect to {addr}"), e))?;
+        Ok(Connection::new(stream, frame_bytes_max))
+    }
+
     /// Wraps `stream`; frames announcing more than `frame_bytes_max` payload bytes are refused.
     pub fn new(stream: TcpStream, frame_bytes_max: usize) -> Self {
         // Small request/reply exchanges: Nagle would add up to 40 ms to each.

@@ -3,7 +3,7 @@
 
 use crate::client::exchange;
 use crate::connection::Connection;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::Result;
 use crate::limits::{
     CLIENT_CONNECT_TIMEOUT_MS, FORWARD_CONNECTIONS_IDLE_MAX, FORWARD_TIMEOUT_MS,
     REPLY_FRAME_BYTES_MAX,
@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// Connections to coordinators, reused across requests.
 #[derive(Debug)]
@@ -70,15 +69,10 @@ impl Forwarder {
 
 /// Opens a peer connection to `to`.
 pub async fn connect(to: SocketAddr) -> Result<Connection> {
-    let timeout = Duration::from_millis(CLIENT_CONNECT_TIMEOUT_MS);
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(to))
-        .await
-        .map_err(|_| {
-            Error::refused(
-                ErrorCode::Unreachable,
-                format!("coordinator {to} did not accept in time"),
-            )
-        })?
-        .map_err(|e| Error::io(format!("failed to connect to coordinator {to}"), e))?;
-    Ok(Connection::new(stream, REPLY_FRAME_BYTES_MAX))
+    Connection::connect(
+        &to.to_string(),
+        CLIENT_CONNECT_TIMEOUT_MS,
+        REPLY_FRAME_BYTES_MAX,
+    )
+    .await
 }

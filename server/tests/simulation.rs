@@ -303,27 +303,25 @@ fn random_schedule(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn random_fault_schedules_converge() {
+/// Runs `schedule` for every seed (or only `SIM_SEED`); `SIM_SCHEDULES` overrides `default_count`.
+/// Fails listing the first failing seeds, which replay exactly.
+fn run_schedules(what: &str, default_count: u64, schedule: fn(u64) -> Result<(), String>) {
     let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
         Err(_) => {
-            let count = std::env::var("SIM_SCHEDULES")
-                .map_or(5_000, |n| n.parse().expect("SIM_SCHEDULES is a number"));
+            let count = std::env::var("SIM_SCHEDULES").map_or(default_count, |n| {
+                n.parse().expect("SIM_SCHEDULES is a number")
+            });
             (0..count).collect()
         }
     };
     let failures: Vec<String> = seeds
         .iter()
-        .filter_map(|seed| {
-            random_schedule(*seed)
-                .err()
-                .map(|e| format!("seed {seed}: {e}"))
-        })
+        .filter_map(|seed| schedule(*seed).err().map(|e| format!("seed {seed}: {e}")))
         .collect();
     assert!(
         failures.is_empty(),
-        "{} of {} schedules failed (replay with SIM_SEED=N):\n{}",
+        "{} of {} {what} failed (replay with SIM_SEED=N):\n{}",
         failures.len(),
         seeds.len(),
         failures
@@ -333,6 +331,11 @@ fn random_fault_schedules_converge() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+#[test]
+fn random_fault_schedules_converge() {
+    run_schedules("schedules", 5_000, random_schedule);
 }
 
 // ---- strict mode: majority votes, majority acks, leases ----
@@ -461,32 +464,5 @@ fn strict_random_schedule(seed: u64) -> Result<(), String> {
 
 #[test]
 fn strict_random_schedules_never_share_an_epoch_and_converge() {
-    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
-        Err(_) => {
-            let count = std::env::var("SIM_SCHEDULES")
-                .map_or(2_000, |n| n.parse().expect("SIM_SCHEDULES is a number"));
-            (0..count).collect()
-        }
-    };
-    let failures: Vec<String> = seeds
-        .iter()
-        .filter_map(|seed| {
-            strict_random_schedule(*seed)
-                .err()
-                .map(|e| format!("seed {seed}: {e}"))
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} strict schedules failed (replay with SIM_SEED=N):\n{}",
-        failures.len(),
-        seeds.len(),
-        failures
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    run_schedules("strict schedules", 2_000, strict_random_schedule);
 }
