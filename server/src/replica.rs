@@ -157,6 +157,20 @@ async fn holds(shared: &Shared, event: &Event) -> Result<bool> {
         .is_some_and(|own| own.same_as(event)))
 }
 
+/// A full sync into an external Redis (`--redis`), which this node cannot restart: the snapshot
+/// is loaded by a scratch `redis-server`, copied into the spare database and swapped in.
+async fn replace_external(shared: &Shared, rdb: &[u8]) -> Result<()> {
+    let dir = shared
+        .scratch_dir
+        .join(format!("sync-{}", shared.node_id.simple()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = crate::store::RedisChild::start_on_snapshot(&dir, &shared.redis_bin, rdb).await?;
+    let copied = shared.store.replace_from(&scratch.url()).await;
+    let stopped = scratch.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    copied.and(stopped)
+}
+
 /// Which of the events this node had `before` a snapshot the snapshot's history lacks (events
 /// older than the new log reaches are assumed kept).
 async fn dropped_events(
@@ -199,15 +213,12 @@ async fn install(shared: &Shared, rdb: &[u8]) -> Result<u64> {
     let store = &shared.store;
     let before = store.events_after(0, crate::limits::EVENT_LOG_MAX).await?;
     let mut child = shared.redis_child.lock().await;
-    let Some(redis) = child.as_mut() else {
-        return Err(Error::refused(
-            ErrorCode::Internal,
-            "a full sync into an external Redis (--redis) is not supported; run the node with its own Redis",
-        ));
-    };
     shared.set_syncing(true);
     shared.recent.clear();
-    let installed = redis.restart_on_snapshot(rdb).await;
+    let installed = match child.as_mut() {
+        Some(redis) => redis.restart_on_snapshot(rdb).await,
+        None => replace_external(shared, rdb).await,
+    };
     let result = async {
         installed?;
         store

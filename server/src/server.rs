@@ -12,7 +12,7 @@ use crate::limits::{
     SHUTDOWN_DRAIN_TIMEOUT_MS,
 };
 use crate::service::Service;
-use crate::shared::Shared;
+use crate::shared::{Shared, Storage};
 use crate::store::{RedisChild, Store};
 use crate::wire::{
     decode, encode, Envelope, EnvelopeHead, FrameError, Reply, Request, WireError,
@@ -83,7 +83,11 @@ impl RunningServer {
             node_id,
             config.cluster.clone(),
             config.replication,
-            redis,
+            Storage {
+                redis_child: redis,
+                redis_bin: config.redis_bin.clone(),
+                scratch_dir: config.data_dir.clone(),
+            },
             applied,
         ));
         let service = Arc::new(Service::new(shared.clone(), advertised.to_string()));

@@ -32,6 +32,17 @@ impl Default for Replication {
     }
 }
 
+/// How the node's Redis is run.
+#[derive(Debug)]
+pub struct Storage {
+    /// The `redis-server` this node started, if it did.
+    pub redis_child: Option<RedisChild>,
+    /// The `redis-server` binary.
+    pub redis_bin: String,
+    /// A directory for scratch files.
+    pub scratch_dir: std::path::PathBuf,
+}
+
 /// The node's shared state.
 #[derive(Debug)]
 pub struct Shared {
@@ -47,6 +58,10 @@ pub struct Shared {
     pub replication: Replication,
     /// The `redis-server` this node runs, if any (a full sync restarts it on a snapshot).
     pub redis_child: Mutex<Option<RedisChild>>,
+    /// The `redis-server` binary (for the scratch server of a full sync into an external Redis).
+    pub redis_bin: String,
+    /// Where that scratch server keeps its files.
+    pub scratch_dir: std::path::PathBuf,
     /// The latest events applied here.
     pub recent: RecentEvents,
     applied: watch::Sender<u64>,
@@ -61,7 +76,7 @@ impl Shared {
         node_id: Uuid,
         cluster: String,
         replication: Replication,
-        redis_child: Option<RedisChild>,
+        storage: Storage,
         applied: u64,
     ) -> Self {
         Shared {
@@ -70,7 +85,9 @@ impl Shared {
             node_id,
             cluster,
             replication,
-            redis_child: Mutex::new(redis_child),
+            redis_child: Mutex::new(storage.redis_child),
+            redis_bin: storage.redis_bin,
+            scratch_dir: storage.scratch_dir,
             recent: RecentEvents::default(),
             applied: watch::Sender::new(applied),
             syncing: AtomicBool::new(false),

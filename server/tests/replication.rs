@@ -266,3 +266,73 @@ async fn a_late_node_full_syncs_100k_accounts_and_serves_them() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_node_on_an_external_redis_full_syncs_into_a_spare_database_and_swaps() {
+    const ACCOUNTS: usize = 25_000;
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start(0);
+    cluster.start(1);
+    let c = cluster.agreed(SETTLE).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..32 {
+        let mut client = cluster.client(&[c]);
+        tasks.spawn(async move {
+            for n in (t..ACCOUNTS).step_by(32) {
+                client.create(&format!("ext{n}"), "", None).await.unwrap();
+            }
+        });
+    }
+    tasks.join_all().await;
+    let clock = converged(&cluster).await;
+
+    // Node 2 runs on a Redis it did not start, which holds something already.
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = idserver::store::RedisChild::start(redis_dir.path(), "redis-server", "everysec")
+        .await
+        .unwrap();
+    let store = idserver::store::Store::connect(&redis.url()).await.unwrap();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("leftover")
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    cluster.start_with_args(2, "external", &["--redis".to_string(), redis.url()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.status(2).await.map(|s| s.clock) != Some(clock) {
+        assert!(
+            Instant::now() < deadline,
+            "the external-Redis node never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.count().await.unwrap(), ACCOUNTS as u64);
+    let leftover: Option<String> = redis::cmd("GET")
+        .arg("leftover")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(leftover, None, "the database was replaced as a whole");
+    let _: () = redis::cmd("SELECT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let spare: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(spare, 0, "the spare database is emptied after the swap");
+    let mut client = cluster.client(&[2]);
+    client.lookup("ext24999").await.unwrap();
+    assert_ne!(
+        cluster.status(2).await.unwrap().node_id,
+        cluster.status(c).await.unwrap().node_id,
+        "the node kept its own id"
+    );
+    cluster.kill(2);
+    redis.stop().await.unwrap();
+}

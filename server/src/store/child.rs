@@ -49,6 +49,27 @@ impl RedisChild {
         Ok(this)
     }
 
+    /// A scratch `redis-server` in `data_dir` holding the RDB snapshot `rdb` (append-only file
+    /// off), to copy from.
+    pub async fn start_on_snapshot(
+        data_dir: &Path,
+        redis_bin: &str,
+        rdb: &[u8],
+    ) -> Result<RedisChild> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::io(format!("failed to create {}", data_dir.display()), e))?;
+        place_snapshot(data_dir, rdb)?;
+        let mut this = RedisChild {
+            child: None,
+            socket: PathBuf::new(),
+            data_dir: data_dir.to_path_buf(),
+            redis_bin: redis_bin.to_string(),
+            appendfsync: "no".to_string(),
+        };
+        this.spawn(true).await?;
+        Ok(this)
+    }
+
     /// Replaces the database with the RDB snapshot `rdb` (a full sync): stops Redis, puts the
     /// snapshot in place of its files, starts it on the snapshot, and turns the append-only
     /// file back on (Redis rewrites it from the loaded data in the background).
@@ -58,22 +79,7 @@ impl RedisChild {
                 .await
                 .map_err(|e| Error::RedisChild(format!("failed to stop redis-server: {e}")))??;
         }
-        let io = |what: &str, e| {
-            Error::io(
-                format!("failed to {what} in {}", self.data_dir.display()),
-                e,
-            )
-        };
-        let staged = self.data_dir.join("dump.rdb.incoming");
-        std::fs::write(&staged, rdb).map_err(|e| io("write the snapshot", e))?;
-        std::fs::rename(&staged, self.data_dir.join("dump.rdb"))
-            .map_err(|e| io("move the snapshot", e))?;
-        match std::fs::remove_dir_all(self.data_dir.join("appendonlydir")) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io("remove the old append-only file", e))
-            }
-            _ => {}
-        }
+        place_snapshot(&self.data_dir, rdb)?;
         self.spawn(true).await?;
         let client = redis::Client::open(self.url())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
@@ -247,6 +253,21 @@ fn terminate(mut child: Child) -> Result<()> {
                 )));
             }
         }
+    }
+}
+
+/// Puts `rdb` in `data_dir` as the database Redis loads at start, and removes an append-only
+/// file that would take precedence.
+fn place_snapshot(data_dir: &Path, rdb: &[u8]) -> Result<()> {
+    let io = |what: &str, e| Error::io(format!("failed to {what} in {}", data_dir.display()), e);
+    let staged = data_dir.join("dump.rdb.incoming");
+    std::fs::write(&staged, rdb).map_err(|e| io("write the snapshot", e))?;
+    std::fs::rename(&staged, data_dir.join("dump.rdb")).map_err(|e| io("move the snapshot", e))?;
+    match std::fs::remove_dir_all(data_dir.join("appendonlydir")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io("remove the old append-only file", e))
+        }
+        _ => Ok(()),
     }
 }
 

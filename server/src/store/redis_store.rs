@@ -93,6 +93,77 @@ impl Store {
         }
     }
 
+    /// Replaces this database with the one at `source_url` without stopping this Redis: copies
+    /// every key (DUMP / RESTORE, with its TTL) into the next database (the spare), swaps the two
+    /// (`SWAPDB`, atomic: readers never see a half-copied database) and empties the spare.
+    pub async fn replace_from(&self, source_url: &str) -> Result<()> {
+        let info: String = redis::cmd("CLIENT")
+            .arg("INFO")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let db: u32 = info
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("db=")?.parse().ok())
+            .ok_or_else(|| corrupt(format!("CLIENT INFO without a db: {info:?}")))?;
+        let spare = db + 1;
+        let mut target = redis::Client::open(self.url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let mut source = redis::Client::open(source_url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        let _: () = redis::cmd("SELECT")
+            .arg(spare)
+            .query_async(&mut target)
+            .await?;
+        let _: () = redis::cmd("FLUSHDB").query_async(&mut target).await?;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(ACCOUNTS_PER_BATCH)
+                .query_async(&mut source)
+                .await?;
+            if !keys.is_empty() {
+                let mut read = redis::pipe();
+                for key in &keys {
+                    read.cmd("PTTL").arg(key).cmd("DUMP").arg(key);
+                }
+                let dumped: Vec<redis::Value> = read.query_async(&mut source).await?;
+                let mut write = redis::pipe();
+                for (key, pair) in keys.iter().zip(dumped.chunks(2)) {
+                    let ttl: i64 = redis::from_redis_value(&pair[0])?;
+                    let payload: Option<Vec<u8>> = redis::from_redis_value(&pair[1])?;
+                    // Expired between SCAN and DUMP.
+                    let Some(payload) = payload else { continue };
+                    write
+                        .cmd("RESTORE")
+                        .arg(key)
+                        .arg(ttl.max(0))
+                        .arg(payload)
+                        .arg("REPLACE")
+                        .ignore();
+                }
+                let _: () = write.query_async(&mut target).await?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let _: () = redis::cmd("SWAPDB")
+            .arg(db)
+            .arg(spare)
+            .query_async(&mut target)
+            .await?;
+        let _: () = redis::cmd("FLUSHDB")
+            .arg("ASYNC")
+            .query_async(&mut target)
+            .await?;
+        Ok(())
+    }
+
     /// The URL this store connects to.
     pub fn url(&self) -> &str {
         &self.url

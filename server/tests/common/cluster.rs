@@ -54,6 +54,11 @@ impl Cluster {
 
     /// Starts node `i` with the data directory `data` (a fresh one simulates a new machine).
     pub fn start_with_data(&mut self, i: usize, data: &str) {
+        self.start_with_args(i, data, &[]);
+    }
+
+    /// Starts node `i` with data directory `data` and flags `args` besides the cluster's.
+    pub fn start_with_args(&mut self, i: usize, data: &str, args: &[String]) {
         let child = Command::new(&self.idserver)
             .args([
                 "--listen",
@@ -65,6 +70,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.dir.path().join(data))
             .args(&self.extra_args)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(self.log_file(data))
             .spawn()
