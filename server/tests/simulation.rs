@@ -4,6 +4,8 @@
 
 mod sim;
 
+use sim::data::DataSim;
+
 use idserver::core::{CoreConfig, Role};
 use rand::Rng;
 use sim::Sim;
@@ -465,4 +467,106 @@ fn strict_random_schedule(seed: u64) -> Result<(), String> {
 #[test]
 fn strict_random_schedules_never_share_an_epoch_and_converge() {
     run_schedules("strict schedules", 2_000, strict_random_schedule);
+}
+
+// ---- the data plane: one history everywhere; what each mode does to acknowledged writes ----
+
+#[test]
+fn whitepaper_an_isolated_coordinator_acknowledges_writes_that_are_later_lost() {
+    let mut data = DataSim::new(started(41, 3));
+    let t = data.sim.now_ms;
+    data.run_until(t + 500, true);
+    let old = coordinator(&data.sim);
+    data.sim.isolate(old);
+    let t = data.sim.now_ms;
+    data.run_until(t + 1_500, true);
+    data.sim.heal();
+    let t = data.sim.now_ms;
+    data.run_until(t + 2_000, false);
+    let history = data
+        .one_history()
+        .unwrap_or_else(|e| panic!("{e}: {}", data.sim.describe()));
+    let lost = data.lost(&history);
+    assert!(
+        !lost.is_empty(),
+        "the isolated coordinator acknowledged writes on its own"
+    );
+    assert!(
+        lost.iter().all(|id| data.acked[id] == old),
+        "only the isolated coordinator's were lost"
+    );
+}
+
+/// Random faults with concurrent writes; after healing, one history everywhere; in strict mode
+/// also every acknowledged write in it.
+fn data_schedule(seed: u64, strict_mode: bool) -> Result<(), String> {
+    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
+    let n = if rng.gen_bool(0.5) { 3 } else { 5 };
+    let config = if strict_mode {
+        strict(n)
+    } else {
+        CoreConfig::default()
+    };
+    let mut sim = Sim::new(seed, n, config);
+    for i in 0..n {
+        sim.start(i);
+    }
+    let mut data = DataSim::new(sim);
+    let t = data.sim.now_ms;
+    data.run_until(t + 500, true);
+    let faults_until = data.sim.now_ms + 2_000;
+    while data.sim.now_ms < faults_until {
+        let i = rng.gen_range(0..n);
+        match rng.gen_range(0..6) {
+            0 => data.sim.crash(i),
+            1 => {
+                if data.sim.hosts[i].node.is_none() {
+                    data.sim.restart(i)
+                }
+            }
+            2 => data.sim.isolate(i),
+            3 => {
+                let side: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.5)).collect();
+                data.sim.split(&side)
+            }
+            4 => data.sim.heal(),
+            _ => data.sim.loss = rng.gen_range(0.0..0.1),
+        }
+        let next = data.sim.now_ms + rng.gen_range(20..300);
+        data.run_until(next, true);
+    }
+    data.sim.heal();
+    data.sim.loss = 0.0;
+    for i in 0..n {
+        if data.sim.hosts[i].node.is_none() {
+            data.sim.restart(i);
+        }
+    }
+    let t = data.sim.now_ms;
+    data.run_until(t + 3_000, false);
+    let history = data
+        .one_history()
+        .map_err(|e| format!("{e}: {}", data.sim.describe()))?;
+    let lost = data.lost(&history);
+    if strict_mode && !lost.is_empty() {
+        return Err(format!(
+            "acknowledged writes lost: {lost:?}: {}",
+            data.sim.describe()
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn whitepaper_random_schedules_with_writes_end_with_one_history() {
+    run_schedules("whitepaper data schedules", 300, |seed| {
+        data_schedule(seed, false)
+    });
+}
+
+#[test]
+fn strict_random_schedules_with_writes_lose_no_acknowledged_write() {
+    run_schedules("strict data schedules", 300, |seed| {
+        data_schedule(seed, true)
+    });
 }

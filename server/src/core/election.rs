@@ -45,11 +45,19 @@ impl Node {
     }
 
     /// Another node runs a round. A candidate of higher rank gives way to it, so that elections
-    /// started together rarely name two winners.
-    pub(super) fn on_election_request(&mut self, now_ms: u64, from: &NodeRef) {
+    /// started together rarely name two winners; in strict mode only to a candidate that could
+    /// win (a log at least as recent as ours), or a stale low rank would stall every election.
+    pub(super) fn on_election_request(
+        &mut self,
+        now_ms: u64,
+        from: &NodeRef,
+        vote: Option<VoteRequest>,
+    ) {
         let lower_rank =
             matches!((from.rank, self.me.rank), (Some(theirs), Some(ours)) if theirs < ours);
-        if self.role == Role::Candidate && lower_rank {
+        let could_win = vote
+            .is_none_or(|v| (v.last_epoch, v.last_clock) >= (self.last_event_epoch, self.clock));
+        if self.role == Role::Candidate && lower_rank && could_win {
             self.candidate = None;
             self.role = Role::Follower;
             self.last_heard_coordinator_ms = now_ms;

@@ -314,7 +314,7 @@ impl Node {
                     }
                 }
             }
-            Purpose::Election { .. } => self.on_election_request(now_ms, from),
+            Purpose::Election { vote, .. } => self.on_election_request(now_ms, from, *vote),
             Purpose::Client => {}
         }
         let granted = match &purpose {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod data;
+
 use idserver::core::{CoreConfig, Input, Message, Node, Output, Role, View};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -117,6 +119,14 @@ impl Sim {
         host.node = Some(node);
         host.paused_until = None;
         self.carry_out(i, out);
+    }
+
+    /// Feeds `input` to host `i`'s core (if it runs) and carries out what it says.
+    pub fn input(&mut self, i: usize, input: Input) {
+        if let Some(node) = self.hosts[i].node.as_mut() {
+            let out = node.step(self.now_ms, input);
+            self.carry_out(i, out);
+        }
     }
 
     pub fn crash(&mut self, i: usize) {
