@@ -39,6 +39,9 @@ enum DataMsg {
     },
 }
 
+/// (deliver at, sequence, to, from, message), ordered by time then sequence.
+type Delivery = (u64, u64, usize, usize, DataMsg);
+
 const SLICE_MS: u64 = 2;
 const PUSH_EVERY_SLICES: u64 = 2;
 
@@ -51,7 +54,7 @@ pub struct DataSim {
     pending: Vec<Vec<(u64, u64)>>,
     /// Per coordinator host: (epoch, replica -> highest matching clock).
     matched: Vec<(u64, BTreeMap<usize, u64>)>,
-    queue: BinaryHeap<Reverse<(u64, u64, usize, usize, DataMsg)>>,
+    queue: BinaryHeap<Reverse<Delivery>>,
     seq: u64,
     next_id: u64,
     slice: u64,
