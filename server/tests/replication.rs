@@ -123,7 +123,17 @@ async fn a_client_reads_its_own_writes_through_any_server() {
 
 #[tokio::test]
 async fn every_acknowledged_write_survives_a_coordinator_kill() {
+    acknowledged_writes_survive_a_coordinator_kill("whitepaper").await;
+}
+
+#[tokio::test]
+async fn every_acknowledged_write_survives_a_coordinator_kill_in_strict_mode() {
+    acknowledged_writes_survive_a_coordinator_kill("strict").await;
+}
+
+async fn acknowledged_writes_survive_a_coordinator_kill(mode: &str) {
     let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.extra_args = vec!["--mode".into(), mode.into()];
     cluster.start_all();
     let old = cluster.agreed(SETTLE).await;
     let stop_at = Instant::now() + Duration::from_millis(1_500);
