@@ -87,10 +87,45 @@ impl PasswordPool {
             .acquire()
             .await
             .expect("semaphore never closed");
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| Error::refused(ErrorCode::Internal, format!("hash task failed: {e}")))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        hashing_threads()
+            .lock()
+            .expect("hashing pool lock poisoned")
+            .send(Box::new(move || {
+                let _ = tx.send(work());
+            }))
+            .map_err(|_| Error::refused(ErrorCode::Internal, "the hashing threads are gone"))?;
+        rx.await
+            .map_err(|_| Error::refused(ErrorCode::Internal, "a hashing thread failed"))?
     }
+}
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// The process's hashing threads: a fixed few, so that argon2's 19 MiB per hash is allocated
+/// by the same threads again and again (a thread per job left each one's allocator arena
+/// holding its memory: over a gigabyte under a burst of password writes).
+fn hashing_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<HashJob>> {
+    static POOL: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<HashJob>>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for n in 0..PASSWORD_HASHES_CONCURRENT_MAX {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || loop {
+                    let job = rx.lock().expect("hashing queue lock poisoned").recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .expect("failed to start a hashing thread");
+        }
+        std::sync::Mutex::new(tx)
+    })
 }
 
 #[cfg(test)]
