@@ -249,14 +249,39 @@ impl Store {
         }
         let mut pipe = redis::pipe();
         for event in events {
-            let json = serde_json::to_string(event).expect("events serialise");
-            pipe.cmd("EVALSHA")
+            // The log keeps the event without its clock, which the script decides.
+            let json = serde_json::to_string(&Event {
+                clock: 0,
+                ..event.clone()
+            })
+            .expect("events serialise");
+            let call = pipe
+                .cmd("EVALSHA")
                 .arg(APPLY.get_hash())
                 .arg(0)
                 .arg(mode(event))
                 .arg(json)
                 .arg(REQUEST_ID_TTL_MS)
-                .arg(EVENT_LOG_MAX);
+                .arg(EVENT_LOG_MAX)
+                .arg(event.change.kind())
+                .arg(event.change.uuid().to_string())
+                .arg(event.request_id.to_string())
+                .arg(event.at_ms);
+            match &event.change {
+                Change::Create {
+                    login,
+                    real_name,
+                    client_addr,
+                    password_hash,
+                    ..
+                } => call
+                    .arg(login)
+                    .arg(real_name)
+                    .arg(client_addr)
+                    .arg(password_hash.as_deref().unwrap_or("")),
+                Change::Rename { old, new, .. } => call.arg(old).arg(new),
+                Change::Delete { login, .. } => call.arg(login),
+            };
         }
         let replies: Vec<Vec<String>> = match pipe.query_async(&mut self.conn.clone()).await {
             Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
@@ -417,8 +442,18 @@ fn apply_outcome(event: &Event, reply: &[String]) -> Result<Applied> {
     }
 }
 
-fn parse_logged(json: &str) -> Result<LoggedEvent> {
-    serde_json::from_str(json).map_err(|e| corrupt(format!("logged event {json:?}: {e}")))
+/// A log entry: `<clock>|<applied ms>|<event JSON without its clock>` (see apply.lua).
+fn parse_logged(entry: &str) -> Result<LoggedEvent> {
+    let bad = |why: &str| corrupt(format!("logged event {entry:?}: {why}"));
+    let mut parts = entry.splitn(3, '|');
+    let (Some(clock), Some(applied_ms), Some(json)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("not clock|applied|event"));
+    };
+    let mut event: Event = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
+    event.clock = clock.parse().map_err(|_| bad("bad clock"))?;
+    let applied_ms = applied_ms.parse().map_err(|_| bad("bad applied time"))?;
+    Ok(LoggedEvent { event, applied_ms })
 }
 
 fn login_of(change: &Change) -> &str {
