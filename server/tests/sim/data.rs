@@ -233,38 +233,14 @@ impl DataSim {
                 let diverged = |e: &Ev| log.get(e.clock as usize - 1).is_none_or(|own| own != e);
                 if let Some(p) = prev {
                     if applied < p.clock {
-                        return self.send(
-                            at,
-                            from,
-                            DataMsg::Reply {
-                                epoch,
-                                applied,
-                                diverged: false,
-                            },
-                        );
+                        return self.reply(at, from, epoch, applied, false);
                     }
                     if diverged(&p) {
-                        return self.send(
-                            at,
-                            from,
-                            DataMsg::Reply {
-                                epoch,
-                                applied,
-                                diverged: true,
-                            },
-                        );
+                        return self.reply(at, from, epoch, applied, true);
                     }
                 }
                 if events.iter().filter(|e| e.clock <= applied).any(diverged) {
-                    return self.send(
-                        at,
-                        from,
-                        DataMsg::Reply {
-                            epoch,
-                            applied,
-                            diverged: true,
-                        },
-                    );
+                    return self.reply(at, from, epoch, applied, true);
                 }
                 let mut log = log.clone();
                 for e in events.into_iter().filter(|e| e.clock > applied) {
@@ -277,15 +253,7 @@ impl DataSim {
                 if applied != self.logs[at].len() as u64 {
                     self.set_log(at, log);
                 }
-                self.send(
-                    at,
-                    from,
-                    DataMsg::Reply {
-                        epoch,
-                        applied,
-                        diverged: false,
-                    },
-                );
+                self.reply(at, from, epoch, applied, false);
             }
             DataMsg::Snapshot { epoch, log } => {
                 if !self.accept_epoch(at, epoch, view.epoch) {
@@ -293,15 +261,7 @@ impl DataSim {
                 }
                 let applied = log.len() as u64;
                 self.set_log(at, log);
-                self.send(
-                    at,
-                    from,
-                    DataMsg::Reply {
-                        epoch,
-                        applied,
-                        diverged: false,
-                    },
-                );
+                self.reply(at, from, epoch, applied, false);
             }
             DataMsg::Reply {
                 epoch,
@@ -323,6 +283,18 @@ impl DataSim {
                 }
             }
         }
+    }
+
+    fn reply(&mut self, at: usize, to: usize, epoch: u64, applied: u64, diverged: bool) {
+        self.send(
+            at,
+            to,
+            DataMsg::Reply {
+                epoch,
+                applied,
+                diverged,
+            },
+        );
     }
 
     /// Replicas refuse older epochs and pass newer ones to their core.
