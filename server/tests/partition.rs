@@ -214,9 +214,19 @@ fn partition_and_write(
         let c1 = c1.clone();
         std::thread::spawn(move || write_burst(&c1, old, "minority", 1_500))
     };
-    std::thread::sleep(Duration::from_millis(400));
-    let new = agreed(c2, &majority_nodes);
-    assert_ne!(new, old, "the majority side elected a successor");
+    // The majority side elects a successor (until then it may still name the old one).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let new = loop {
+        let named = agreed(c2, &majority_nodes);
+        if named != old {
+            break named;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the majority side never elected a successor"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let majority_acked = write_burst(c2, new, "majority", 1_000);
     let minority_acked = minority.join().unwrap();
     cluster.lab.heal().unwrap();
