@@ -71,7 +71,6 @@ async fn killing_the_coordinator_elects_another_and_it_does_not_take_over_on_ret
         .expect("writes work after failover");
 
     cluster.start(old);
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         cluster.agreed(SETTLE).await,
         new,
