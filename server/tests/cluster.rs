@@ -174,6 +174,19 @@ async fn any_server_takes_requests_and_a_client_fails_over_by_itself() {
     let followers: Vec<usize> = (0..3).filter(|i| *i != c).collect();
     let mut via_follower = cluster.client(&[followers[0]]);
     let uuid = via_follower.create("olga", "Olga", None).await.unwrap();
+    // Another session sees it once every node applied it (sequential consistency promises a
+    // session its own writes, not other sessions' at once).
+    let written = via_follower.session_clock();
+    let deadline = Instant::now() + SETTLE;
+    for i in 0..3 {
+        while cluster.status(i).await.map_or(0, |s| s.clock) < written {
+            assert!(
+                Instant::now() < deadline,
+                "node {i} never applied the write"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     let mut other = cluster.client(&[followers[1]]);
     assert_eq!(other.lookup("olga").await.unwrap().uuid, uuid);
 
