@@ -68,19 +68,4 @@ impl Host {
             .join()
             .map_err(|_| Error::Invalid("the function run in the host panicked".into()))?
     }
-
-    /// Processes running in this host.
-    pub fn pids(&self) -> Vec<i32> {
-        crate::cmd::run(
-            "list the host's processes",
-            "ip",
-            &["netns", "pids", &self.ns],
-        )
-        .map(|out| {
-            out.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-    }
 }

@@ -35,6 +35,27 @@ fn describe(name: &str, mut latencies_ms: Vec<f64>, elapsed: Duration) {
     );
 }
 
+/// One client creating unique logins (`<prefix><n>`) while `go_on()` says so; latencies in ms.
+async fn timed_creates(
+    mut client: Client,
+    prefix: String,
+    password: Option<&'static str>,
+    go_on: impl Fn() -> bool,
+) -> Vec<f64> {
+    let mut latencies = Vec::new();
+    let mut n = 0u64;
+    while go_on() {
+        let begun = Instant::now();
+        client
+            .create(&format!("{prefix}{n}"), "", password)
+            .await
+            .expect("create");
+        latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
+        n += 1;
+    }
+    latencies
+}
+
 /// `clients` clients creating unique logins (with `password`) for `duration`; latencies in ms.
 async fn load(
     cluster: &Cluster,
@@ -47,22 +68,11 @@ async fn load(
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..clients {
-        let mut client = cluster.client(&[coordinator]);
+        let client = cluster.client(&[coordinator]);
         let prefix = format!("{prefix}{t}-");
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = 0u64;
-            while started.elapsed() < duration {
-                let begun = Instant::now();
-                client
-                    .create(&format!("{prefix}{n}"), "", password)
-                    .await
-                    .expect("create");
-                latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
-                n += 1;
-            }
-            latencies
-        });
+        tasks.spawn(timed_creates(client, prefix, password, move || {
+            started.elapsed() < duration
+        }));
     }
     let latencies = tasks.join_all().await.into_iter().flatten().collect();
     (latencies, started.elapsed())
@@ -129,22 +139,11 @@ async fn main() {
     // One client keeps writing while the new node syncs.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let probe = {
-        let mut client = cluster.client(&[c]);
         let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let begun = Instant::now();
-                client
-                    .create(&format!("during{n}"), "", None)
-                    .await
-                    .expect("create");
-                latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
-                n += 1;
-            }
-            latencies
-        })
+        let client = cluster.client(&[c]);
+        tokio::spawn(timed_creates(client, "during".into(), None, move || {
+            !stop.load(Ordering::Relaxed)
+        }))
     };
     let took = loop {
         if cluster

@@ -3,7 +3,7 @@
 //! request handlers read. It decides nothing itself; [`crate::core::Node`] does.
 
 use crate::config::ClusterConfig;
-use crate::core::{Input, Message, Node, Output, Role, View};
+use crate::core::{Input, Message, Node, Output, View};
 use crate::error::{Error, Result};
 use crate::limits::{CLUSTER_COMMANDS_QUEUED_MAX, DATAGRAM_BYTES_MAX};
 use crate::store::Store;
@@ -46,17 +46,6 @@ impl ClusterHandle {
     /// Passes an event to the core (dropped if the queue is full: they are hints).
     pub fn notify(&self, input: Input) {
         let _ = self.commands.try_send(input);
-    }
-
-    /// Waits until the node has a role other than joining or candidate, or `timeout` passes.
-    pub async fn settled(&self, timeout: Duration) -> ClusterState {
-        let mut state = self.state.clone();
-        let wait = state.wait_for(|s| {
-            s.view.coordinator.is_some()
-                && matches!(s.view.role, Role::Coordinator | Role::Follower)
-        });
-        let _ = tokio::time::timeout(timeout, wait).await;
-        self.state()
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`cluster`]: the tokio shell running the core over UDP; [`forward`]: followers passing
 //!   requests to the coordinator.
 //! - [`writer`]: the coordinator's group commit; [`replication`]: pushing events (or full
-//!   snapshots) to replicas and counting their acks; [`replica`]: applying them in order.
+//!   snapshots) to replicas and counting their acks; [`replica`]: applying them in order;
+//!   [`recent`]: the latest events in memory for that hot path.
 //! - [`service`]: serving one request; [`server`]: the TCP front and lifecycle;
 //!   [`shared`]: what a node's parts share.
 //! - [`client`]: the client library `idclient` is built on; [`discovery`]: finding servers

@@ -3,7 +3,7 @@
 //! error reply (or, when the stream cannot be resynchronised, a closed connection) and never
 //! disturb other clients.
 
-use crate::cluster::{self, ClusterHandle};
+use crate::cluster;
 use crate::config::ServerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorCode, Result};
@@ -32,7 +32,6 @@ use uuid::Uuid;
 pub struct RunningServer {
     local_addr: SocketAddr,
     node_id: Uuid,
-    membership: ClusterHandle,
     stop: watch::Sender<bool>,
     accept_loop: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
@@ -79,7 +78,7 @@ impl RunningServer {
         let applied = store.clock().await?;
         let shared = Arc::new(Shared::new(
             store,
-            membership.clone(),
+            membership,
             node_id,
             config.cluster.clone(),
             config.replication,
@@ -96,7 +95,6 @@ impl RunningServer {
         Ok(RunningServer {
             local_addr,
             node_id,
-            membership,
             stop,
             accept_loop,
             shared,
@@ -111,11 +109,6 @@ impl RunningServer {
     /// This node's id (kept in its Redis across restarts).
     pub fn node_id(&self) -> Uuid {
         self.node_id
-    }
-
-    /// The cluster task's handle (role, rank, coordinator).
-    pub fn membership(&self) -> &ClusterHandle {
-        &self.membership
     }
 
     /// The pid of the `redis-server` this server started, if it started one.

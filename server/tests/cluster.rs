@@ -311,6 +311,16 @@ impl Drop for Netns {
     }
 }
 
+/// Cluster name and multicast settings shared by the servers and the client of the test.
+const MULTICAST: [&str; 6] = [
+    "--cluster",
+    "mc",
+    "--mcast",
+    "239.255.51.51:6100",
+    "--mcast-if",
+    "127.0.0.1",
+];
+
 #[test]
 fn multicast_discovery_and_election_in_a_namespace() {
     let Some(ns) = Netns::create() else { return };
@@ -324,14 +334,7 @@ fn multicast_discovery_and_election_in_a_namespace() {
                     "--numport",
                     &(6001 + i).to_string(),
                 ])
-                .args([
-                    "--cluster",
-                    "mc",
-                    "--mcast",
-                    "239.255.51.51:6100",
-                    "--mcast-if",
-                    "127.0.0.1",
-                ])
+                .args(MULTICAST)
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("n{i}")))
                 .stdout(Stdio::null())
@@ -344,14 +347,7 @@ fn multicast_discovery_and_election_in_a_namespace() {
     let result = loop {
         let out = ns
             .command(IDCLIENT)
-            .args([
-                "--cluster",
-                "mc",
-                "--mcast",
-                "239.255.51.51:6100",
-                "--mcast-if",
-                "127.0.0.1",
-            ])
+            .args(MULTICAST)
             .args(["--json", "--status"])
             .output()
             .unwrap();
