@@ -1,16 +1,35 @@
-//! `idlab`: the lab's command line. For now it reports what this machine offers the lab
-//! (`doctor`) and removes what killed runs left behind (`clean`); running scenario files comes
-//! with the scenario runner.
+//! `idlab`: the lab's command line (the dispatcher). It finds scenario files and the
+//! `idserver` binary, runs scenarios through the executor, hands events and results to the
+//! reporters, and maps the outcome to a documented exit status.
 
 use clap::{Parser, Subcommand};
+use harness::cluster::{LabCluster, NodeConfig};
+use harness::executor::{self, RunOptions, ScenarioResult, ScenarioVerdict};
+use harness::history::now_ms;
+use harness::report;
+use harness::scenario::{self, Discovery, Mode, Scenario};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// Exit status when the machine cannot host a lab (not root, no iptables or bridge netfilter).
+/// Every scenario passed (or the command succeeded).
+const EXIT_PASSED: u8 = 0;
+/// Some scenario failed.
+const EXIT_FAILED: u8 = 1;
+/// Nothing could be judged: a bad scenario file, no `idserver`, or a lab that cannot be set
+/// up (not root, no iptables or bridge netfilter).
 const EXIT_SETUP: u8 = 2;
 
+/// Where `idlab up` records its hosts for `idlab exec`.
+const UP_DIR: &str = "/run/idlab";
+
 /// Fault lab for idserver clusters in Linux network namespaces.
+///
+/// Exit status: 0 all passed, 1 some scenario failed, 2 setup error (bad scenario file,
+/// no idserver, the machine cannot host a lab).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, long_about = None)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -18,6 +37,54 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run scenario files (default: the `scenarios` directory) and report. Evidence goes to
+    /// `target/idlab/runs/<run-id>/` (one folder per scenario, plus report.json and junit.xml).
+    Run {
+        /// Scenario files or directories of `*.toml` files.
+        paths: Vec<PathBuf>,
+        /// Only scenarios whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Seed for every scenario (overrides the files' seeds); replays a run exactly as far
+        /// as the harness decides (loads, random fault schedules).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Also run the long tier (scenarios with `long = true`).
+        #[arg(long)]
+        long: bool,
+        /// Keep each node's data directory (Redis files) in the evidence.
+        #[arg(long)]
+        keep: bool,
+        /// The idserver binary (default: beside idlab, else on PATH).
+        #[arg(long)]
+        idserver: Option<PathBuf>,
+        /// Where run folders go.
+        #[arg(long, default_value = "target/idlab/runs")]
+        out: PathBuf,
+    },
+    /// Start a cluster to play with and print how to reach each host; Ctrl-C tears it down.
+    Up {
+        /// Nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// `whitepaper` or `strict`.
+        #[arg(long, default_value = "whitepaper")]
+        mode: String,
+        /// The idserver binary (default: beside idlab, else on PATH).
+        #[arg(long)]
+        idserver: Option<PathBuf>,
+    },
+    /// Run a command inside a host of the cluster `idlab up` started (n1, n2, …, client).
+    Exec {
+        /// The host.
+        host: String,
+        /// The pid of the `idlab up` to use, when several run.
+        #[arg(long)]
+        lab: Option<u32>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Report what this machine offers the lab (root, netem, iptables, nftables, bridge
     /// netfilter, a Docker engine) and how each fault kind will be emulated. Exit status 2 if a
     /// lab cannot run here.
@@ -32,30 +99,366 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Args::parse().command {
-        Command::Doctor { json } => {
-            let report = netns::capability::probe();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("the report serialises")
-                );
-            } else {
-                print!("{}", report.to_text());
-            }
-            if report.root && report.iptables && report.bridge_netfilter {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_SETUP)
-            }
-        }
+    let outcome = match Args::parse().command {
+        Command::Run {
+            paths,
+            filter,
+            seed,
+            long,
+            keep,
+            idserver,
+            out,
+        } => run(paths, filter, seed, long, keep, idserver, &out),
+        Command::Up {
+            nodes,
+            mode,
+            idserver,
+        } => up(nodes, &mode, idserver),
+        Command::Exec { host, lab, command } => exec(&host, lab, &command),
+        Command::Doctor { json } => doctor(json),
         Command::Clean => {
             let removed = netns::cleanup::remove_leftovers();
             for ns in &removed {
                 println!("removed {ns}");
             }
             println!("{} leftover namespace(s) removed", removed.len());
-            ExitCode::SUCCESS
+            Ok(EXIT_PASSED)
+        }
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("idlab: {message}");
+            ExitCode::from(EXIT_SETUP)
         }
     }
+}
+
+fn doctor(json: bool) -> Result<u8, String> {
+    let report = netns::capability::probe();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("the report serialises")
+        );
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if lab_possible(&report) {
+        EXIT_PASSED
+    } else {
+        EXIT_SETUP
+    })
+}
+
+fn lab_possible(report: &netns::Capabilities) -> bool {
+    report.root && report.iptables && report.bridge_netfilter
+}
+
+/// The idserver to run: `--idserver`, else beside this binary, else on PATH.
+fn find_idserver(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(path) = given {
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("failed to find idserver at {}", path.display()))
+        };
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("idserver")));
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("idserver"))
+            .find(|p| p.is_file())
+    });
+    beside
+        .filter(|p| p.is_file())
+        .or(on_path)
+        .ok_or_else(|| {
+            "failed to find idserver beside idlab or on PATH (build it with `cargo build --bins`, or pass --idserver)".into()
+        })
+}
+
+/// Scenario files named by `paths` (directories give their `*.toml`, sorted).
+fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    let defaults = [PathBuf::from("scenarios")];
+    let paths = if paths.is_empty() { &defaults[..] } else { paths };
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| format!("failed to read {}: {e}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(format!("failed to find {}", path.display()));
+        }
+    }
+    Ok(files)
+}
+
+fn interrupt_flag(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    runtime.spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        eprintln!("idlab: interrupted; tearing down after the current step");
+        set.store(true, Ordering::SeqCst);
+    });
+    flag
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    paths: Vec<PathBuf>,
+    filter: Option<String>,
+    seed: Option<u64>,
+    long: bool,
+    keep: bool,
+    idserver: Option<PathBuf>,
+    out: &Path,
+) -> Result<u8, String> {
+    let files = scenario_files(&paths)?;
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    let mut errors = Vec::new();
+    for file in &files {
+        match scenario::load(file) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(format!(
+            "{} scenario file(s) are invalid:\n{}",
+            errors.len(),
+            errors.join("\n")
+        ));
+    }
+    scenarios.retain(|s| {
+        (long || !s.long) && filter.as_ref().is_none_or(|f| s.name.contains(f.as_str()))
+    });
+    if scenarios.is_empty() {
+        return Err("no scenario to run (check the paths, --filter and --long)".into());
+    }
+    let idserver = find_idserver(idserver)?;
+    let capabilities = netns::capability::probe();
+    if !lab_possible(&capabilities) {
+        return Err(format!(
+            "this machine cannot host a lab:\n{}",
+            capabilities.to_text()
+        ));
+    }
+    let start_ms = now_ms();
+    let run_id = format!("{}-{}", start_ms / 1000, std::process::id());
+    let run_dir = out.join(&run_id);
+    std::fs::create_dir_all(&run_dir)
+        .map_err(|e| format!("failed to create {}: {e}", run_dir.display()))?;
+    let latest = out.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(&run_id, &latest);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start a runtime: {e}"))?;
+    let interrupted = interrupt_flag(&runtime);
+    println!(
+        "idlab: {} scenario(s), evidence in {}",
+        scenarios.len(),
+        run_dir.display()
+    );
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    for s in &scenarios {
+        if interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        let options = RunOptions {
+            idserver: idserver.clone(),
+            seed,
+            evidence: run_dir.join(&s.name),
+            interrupted: interrupted.clone(),
+            keep_data: keep,
+        };
+        let result = runtime.block_on(executor::run(s, &options, &|e| report::progress(&e)));
+        if let Err(e) = report::write_evidence(&result) {
+            eprintln!("idlab: failed to write the evidence of {}: {e}", s.name);
+        }
+        println!(
+            "  {} {} in {:.1} s{}",
+            match result.verdict {
+                ScenarioVerdict::Pass => "PASS",
+                ScenarioVerdict::Fail => "FAIL",
+                ScenarioVerdict::Error => "ERROR",
+            },
+            result.name,
+            result.duration_ms as f64 / 1000.0,
+            result
+                .reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+        results.push(result);
+    }
+    let run_report = report::RunReport::new(&run_id, start_ms, now_ms() - start_ms, &results);
+    report::write_run(&run_dir, &run_report)
+        .map_err(|e| format!("failed to write the run report: {e}"))?;
+    print!("{}", report::summary_table(&results));
+    println!(
+        "\n{} passed, {} failed, {} errors in {:.1} s; report: {}",
+        run_report.passed,
+        run_report.failed,
+        run_report.errors,
+        run_report.duration_ms as f64 / 1000.0,
+        run_dir.join("report.json").display()
+    );
+    Ok(if run_report.errors > 0 {
+        EXIT_SETUP
+    } else if run_report.failed > 0 || interrupted.load(Ordering::SeqCst) {
+        EXIT_FAILED
+    } else {
+        EXIT_PASSED
+    })
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UpHost {
+    name: String,
+    ns: String,
+    addr: String,
+}
+
+fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
+    let mode = match mode {
+        "whitepaper" => Mode::Whitepaper,
+        "strict" => Mode::Strict,
+        other => return Err(format!("unknown mode {other} (whitepaper or strict)")),
+    };
+    if nodes == 0 || nodes > harness::limits::NODES_MAX {
+        return Err(format!("--nodes must be 1 to {}", harness::limits::NODES_MAX));
+    }
+    let idserver = find_idserver(idserver)?;
+    let evidence = PathBuf::from(format!("target/idlab/up-{}", std::process::id()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start a runtime: {e}"))?;
+    let mut cluster = LabCluster::create(
+        NodeConfig {
+            idserver,
+            cluster: "idlab".into(),
+            mode,
+            min_acks: None,
+            discovery: Discovery::Peers,
+            nodes,
+            keep_data: false,
+        },
+        &evidence,
+    )
+    .map_err(|e| format!("failed to set up the lab: {e}"))?;
+    for i in 0..cluster.len() {
+        cluster.start(i).map_err(|e| e.to_string())?;
+    }
+    let mut hosts = Vec::new();
+    println!("{:<8} {:<22} {}", "host", "address", "namespace");
+    for i in 0..cluster.len() {
+        let host = cluster.host(i);
+        println!("{:<8} {:<22} {}", cluster.name(i), cluster.addr(i), host.ns());
+        hosts.push(UpHost {
+            name: cluster.name(i),
+            ns: host.ns().to_string(),
+            addr: cluster.addr(i).to_string(),
+        });
+    }
+    let client = cluster
+        .lab()
+        .host("client")
+        .map_err(|e| e.to_string())?
+        .clone();
+    println!("{:<8} {:<22} {}", "client", client.addr(), client.ns());
+    hosts.push(UpHost {
+        name: "client".into(),
+        ns: client.ns().to_string(),
+        addr: client.addr().to_string(),
+    });
+    let record = PathBuf::from(UP_DIR).join(format!("up-{}.json", std::process::id()));
+    let _ = std::fs::create_dir_all(UP_DIR);
+    std::fs::write(&record, serde_json::to_string(&hosts).expect("hosts serialise"))
+        .map_err(|e| format!("failed to write {}: {e}", record.display()))?;
+    println!(
+        "\nTry: idlab exec client -- idclient --server {} --status\nNode logs: {}/nodes/. Ctrl-C tears the cluster down.",
+        cluster.addr(0),
+        evidence.display()
+    );
+    runtime.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    });
+    let _ = std::fs::remove_file(&record);
+    drop(cluster);
+    println!("torn down");
+    Ok(EXIT_PASSED)
+}
+
+fn exec(host: &str, lab: Option<u32>, command: &[String]) -> Result<u8, String> {
+    let mut labs = Vec::new();
+    for entry in std::fs::read_dir(UP_DIR)
+        .map_err(|_| "no cluster is up (start one with `idlab up`)".to_string())?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("up-")
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        if alive && lab.is_none_or(|l| l == pid) {
+            labs.push((pid, entry.path()));
+        }
+    }
+    let (pid, path) = match labs.as_slice() {
+        [] => return Err("no cluster is up (start one with `idlab up`)".into()),
+        [one] => one.clone(),
+        many => {
+            let pids: Vec<String> = many.iter().map(|(p, _)| p.to_string()).collect();
+            return Err(format!(
+                "several clusters are up (idlab up pids {}): pick one with --lab PID",
+                pids.join(", ")
+            ));
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let hosts: Vec<UpHost> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let Some(target) = hosts.iter().find(|h| h.name == host) else {
+        let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        return Err(format!(
+            "the cluster of idlab up {pid} has no host {host} (hosts: {})",
+            names.join(", ")
+        ));
+    };
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", &target.ns])
+        .args(command)
+        .status()
+        .map_err(|e| format!("failed to run ip netns exec: {e}"))?;
+    Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
 }

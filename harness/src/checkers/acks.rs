@@ -1,0 +1,136 @@
+//! Replication acks: was each acknowledged write applied on enough nodes when the client got
+//! its answer, and how long after the answer did the last replica apply it (the whitepaper's
+//! inconsistency window)?
+
+use super::{describe, percentile, CheckInput, Finding, Verdict};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Earliest time each node was seen applying each request id.
+fn applied_at(input: &CheckInput) -> Vec<BTreeMap<Uuid, u64>> {
+    input
+        .seen
+        .iter()
+        .map(|seen| {
+            let mut first = BTreeMap::new();
+            for e in seen.values() {
+                let at = first.entry(e.event.request_id).or_insert(e.applied_ms);
+                *at = (*at).min(e.applied_ms);
+            }
+            first
+        })
+        .collect()
+}
+
+/// Every acknowledged write was applied on at least `min_nodes` nodes by its ack.
+pub fn acked_applied(input: &CheckInput, min_nodes: u32) -> Finding {
+    let applied = applied_at(input);
+    let mut details = Vec::new();
+    let mut counts = Vec::new();
+    for op in input.acked_writes() {
+        let rid = op.request_id.expect("acked writes have ids");
+        let on: Vec<&str> = applied
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.get(&rid).is_some_and(|t| *t <= op.complete_ms))
+            .map(|(i, _)| input.names[i].as_str())
+            .collect();
+        counts.push(on.len() as u64);
+        if (on.len() as u32) < min_nodes {
+            details.push(format!(
+                "{} acked at {} was applied on {} node(s) by then ({})",
+                describe(op),
+                input.rel(op.complete_ms),
+                on.len(),
+                on.join(", ")
+            ));
+        }
+    }
+    let mut finding = Finding::from_violations(details);
+    counts.sort_unstable();
+    finding
+        .figures
+        .insert("acked_writes".into(), counts.len() as f64);
+    finding
+        .figures
+        .insert("nodes_applied_at_ack_min".into(), counts.first().copied().unwrap_or(0) as f64);
+    if counts.is_empty() {
+        finding.verdict = Verdict::Unknown;
+        finding.details.push("no acknowledged write to judge".into());
+    }
+    finding
+}
+
+/// p99 of (last live node applied − ack) is at most `p99_ms_max`.
+pub fn window(input: &CheckInput, p99_ms_max: u64) -> Finding {
+    let applied = applied_at(input);
+    let live: Vec<usize> = (0..input.names.len())
+        .filter(|i| input.final_logs.contains_key(&input.names[*i]))
+        .collect();
+    let mut windows = Vec::new();
+    for op in input.acked_writes() {
+        let rid = op.request_id.expect("acked writes have ids");
+        let last = live
+            .iter()
+            .filter_map(|i| applied[*i].get(&rid))
+            .max()
+            .copied();
+        if let Some(last) = last {
+            windows.push(last.saturating_sub(op.complete_ms));
+        }
+    }
+    windows.sort_unstable();
+    let mut finding = Finding::from_violations(Vec::new());
+    if windows.is_empty() {
+        finding.verdict = Verdict::Unknown;
+        finding.details.push("no acknowledged write to judge".into());
+        return finding;
+    }
+    let p99 = percentile(&windows, 99.0);
+    for (name, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
+        finding
+            .figures
+            .insert(format!("window_{name}_ms"), percentile(&windows, p) as f64);
+    }
+    finding
+        .figures
+        .insert("writes_measured".into(), windows.len() as f64);
+    if p99 > p99_ms_max {
+        finding.verdict = Verdict::Invalid;
+        finding.details.push(format!(
+            "p99 window {p99} ms is above {p99_ms_max} ms (over {} writes)",
+            windows.len()
+        ));
+    }
+    finding
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::Verdict;
+    use crate::history::Outcome;
+    use crate::scenario::{CheckKind, OpKind};
+
+    #[test]
+    fn a_write_acked_before_a_replica_applied_it_is_found() {
+        let history = vec![op(1, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(1), Some(1))];
+        let n1 = vec![create(1, "a", 1, 1, 8)];
+        let late = vec![create(1, "a", 1, 1, 30)];
+        let f = check(CheckKind::AckedApplied(2), &history, &[("n1", n1.clone()), ("n2", late)]);
+        assert_eq!(f.verdict, Verdict::Invalid);
+        assert_eq!(f.details, vec!["create a acked at +10 ms was applied on 1 node(s) by then (n1)"]);
+        let f = check(CheckKind::AckedApplied(2), &history, &[("n1", n1.clone()), ("n2", n1)]);
+        assert_eq!(f.verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn the_window_is_measured_from_ack_to_the_last_replica() {
+        let history = vec![op(1, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(1), Some(1))];
+        let logs = [("n1", vec![create(1, "a", 1, 1, 8)]), ("n2", vec![create(1, "a", 1, 1, 70)])];
+        let f = check(CheckKind::Window(50), &history, &logs);
+        assert_eq!(f.verdict, Verdict::Invalid);
+        assert_eq!(f.figures["window_p99_ms"], 60.0);
+        assert_eq!(check(CheckKind::Window(60), &history, &logs).verdict, Verdict::Valid);
+    }
+}

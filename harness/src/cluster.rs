@@ -1,0 +1,567 @@
+//! A cluster in a lab: one host namespace per node running `idserver` (which starts its own
+//! `redis-server` in the same namespace), and a `client` host for the workload. Knows how to
+//! start, signal and query nodes; knows nothing of scenarios.
+
+use crate::error::{Error, Result};
+use crate::history::{now_ms, NodeView, Sample, SeenEvents};
+use crate::limits::{
+    EVENTS_PAGE, MCAST_GROUP, NODE_PORT, POLL_EVENTS_EVERY, POLL_STATUS_MS, PROBE_CONNECT_MS,
+    PROBE_REPLY_MS, STOP_WAIT_MS,
+};
+use crate::scenario::{Discovery, Mode};
+use idserver::client::{Client, ClientConfig};
+use idserver::event::LoggedEvent;
+use idserver::wire::StatusView;
+use netns::{Host, Lab};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How every node of the cluster is started.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The `idserver` binary.
+    pub idserver: PathBuf,
+    /// `--cluster`.
+    pub cluster: String,
+    /// `--mode`.
+    pub mode: Mode,
+    /// `--min-acks`, if not the server's default.
+    pub min_acks: Option<u32>,
+    /// Peers list or multicast.
+    pub discovery: Discovery,
+    /// How many nodes.
+    pub nodes: u32,
+    /// Keep each node's data directory in the evidence at teardown.
+    pub keep_data: bool,
+}
+
+/// Where a node's process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Never started.
+    New,
+    /// Running.
+    Running,
+    /// Stopped with SIGSTOP.
+    Paused,
+    /// Exited (killed, stopped, or on its own).
+    Down,
+}
+
+/// A tokio runtime whose threads live in one host's network namespace: sockets its tasks make
+/// belong to that host.
+pub struct HostRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HostRuntime {
+    /// Starts a runtime with `workers` threads inside `host`.
+    pub fn start(host: &Host, workers: usize) -> Result<HostRuntime> {
+        let path = format!("/run/netns/{}", host.ns());
+        let ns = std::fs::File::open(&path)
+            .map_err(|e| Error::Setup(format!("failed to open {path}: {e}")))?;
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("rt-{}", host.name()))
+            .spawn(move || {
+                let made = nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| format!("failed to enter the namespace: {e}"))
+                    .and_then(|()| {
+                        // Worker threads are spawned from this thread, so they inherit its
+                        // namespace.
+                        tokio::runtime::Builder::new_multi_thread()
+                            .worker_threads(workers)
+                            .enable_all()
+                            .build()
+                            .map_err(|e| format!("failed to build a runtime: {e}"))
+                    });
+                match made {
+                    Ok(runtime) => {
+                        let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                        let _ = stop_rx.recv();
+                        runtime.shutdown_timeout(Duration::from_millis(500));
+                    }
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| Error::Setup(format!("failed to start a thread: {e}")))?;
+        let handle = handle_rx
+            .recv()
+            .map_err(|_| Error::Setup("the runtime thread died".into()))?
+            .map_err(Error::Setup)?;
+        Ok(HostRuntime {
+            handle,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The runtime's handle (spawn work into the host with it).
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for HostRuntime {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Node {
+    host: Host,
+    runtime: HostRuntime,
+    child: Option<Child>,
+    state: NodeState,
+    data_dir: PathBuf,
+}
+
+/// A running lab with its nodes.
+pub struct LabCluster {
+    nodes: Vec<Node>,
+    client: HostRuntime,
+    config: NodeConfig,
+    data_root: PathBuf,
+    evidence: PathBuf,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    seen: Arc<Mutex<Vec<SeenEvents>>>,
+    pollers: Vec<tokio::task::JoinHandle<()>>,
+    // Dropped last: the namespaces go once every process and runtime in them is gone.
+    lab: Lab,
+}
+
+impl LabCluster {
+    /// Makes the lab (hosts `n1`..`nN` and `client`) and starts the status pollers; no node
+    /// runs yet. Node logs go to `evidence/nodes/`.
+    pub fn create(config: NodeConfig, evidence: &Path) -> Result<LabCluster> {
+        let mut lab = Lab::create()?;
+        let data_root = std::env::temp_dir().join(format!("idlab-{}", lab.id()));
+        std::fs::create_dir_all(evidence.join("nodes"))
+            .map_err(|e| Error::Setup(format!("failed to create {}: {e}", evidence.display())))?;
+        let mut nodes = Vec::new();
+        for i in 1..=config.nodes {
+            let host = lab.add_host(&format!("n{i}"))?;
+            let runtime = HostRuntime::start(&host, 1)?;
+            nodes.push(Node {
+                host,
+                runtime,
+                child: None,
+                state: NodeState::New,
+                data_dir: data_root.join(format!("n{i}")),
+            });
+        }
+        let client_host = lab.add_host("client")?;
+        let client = HostRuntime::start(&client_host, 2)?;
+        let count = nodes.len();
+        let mut cluster = LabCluster {
+            nodes,
+            client,
+            config,
+            data_root,
+            evidence: evidence.to_path_buf(),
+            samples: Arc::new(Mutex::new(Vec::new())),
+            seen: Arc::new(Mutex::new(vec![SeenEvents::new(); count])),
+            pollers: Vec::new(),
+            lab,
+        };
+        cluster.start_pollers();
+        Ok(cluster)
+    }
+
+    /// The lab (for faults).
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    /// How many nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`'s name (`n1` for 0).
+    pub fn name(&self, i: usize) -> String {
+        format!("n{}", i + 1)
+    }
+
+    /// Node `i`'s serving address.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from((self.nodes[i].host.addr(), NODE_PORT))
+    }
+
+    /// The node serving at `addr`, if any.
+    pub fn index_of(&self, addr: &str) -> Option<usize> {
+        (0..self.nodes.len()).find(|i| self.addr(*i).to_string() == addr)
+    }
+
+    /// The node's host.
+    pub fn host(&self, i: usize) -> &Host {
+        &self.nodes[i].host
+    }
+
+    /// The client host's name in the lab.
+    pub fn client_host_name(&self) -> &'static str {
+        "client"
+    }
+
+    /// The client host's runtime.
+    pub fn client(&self) -> &tokio::runtime::Handle {
+        self.client.handle()
+    }
+
+    /// The cluster name nodes run with.
+    pub fn cluster_name(&self) -> &str {
+        &self.config.cluster
+    }
+
+    /// Node `i`'s state, refreshed for nodes that exited on their own.
+    pub fn state(&mut self, i: usize) -> NodeState {
+        let node = &mut self.nodes[i];
+        if let Some(child) = &mut node.child {
+            if let Ok(Some(_)) = child.try_wait() {
+                node.child = None;
+                node.state = NodeState::Down;
+            }
+        }
+        node.state
+    }
+
+    /// Nodes that are running (not paused, not down).
+    pub fn live(&mut self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.state(*i) == NodeState::Running)
+            .collect()
+    }
+
+    /// The status samples so far.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().expect("samples lock").clone()
+    }
+
+    /// Events each node was seen to apply.
+    pub fn seen_events(&self) -> Vec<SeenEvents> {
+        self.seen.lock().expect("seen lock").clone()
+    }
+
+    /// Starts node `i` (first start or restart on its data).
+    pub fn start(&mut self, i: usize) -> Result<()> {
+        match self.state(i) {
+            NodeState::Running | NodeState::Paused => {
+                return Err(Error::Step(format!("{} is already running", self.name(i))))
+            }
+            NodeState::New | NodeState::Down => {}
+        }
+        let name = self.name(i);
+        let log_path = self.evidence.join("nodes").join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::Setup(format!("failed to open {}: {e}", log_path.display())))?;
+        let addr = self.nodes[i].host.addr().to_string();
+        let peers: Vec<String> = (0..self.nodes.len())
+            .map(|j| self.addr(j).to_string())
+            .collect();
+        let node = &self.nodes[i];
+        let mut cmd = node.host.command(&self.config.idserver);
+        cmd.args(["--listen", &addr, "--numport", &NODE_PORT.to_string()])
+            .args(["--cluster", &self.config.cluster])
+            .args(["--mode", self.config.mode.as_str()])
+            .arg("--data-dir")
+            .arg(&node.data_dir);
+        match self.config.discovery {
+            Discovery::Peers => {
+                cmd.args(["--peers", &peers.join(",")]);
+            }
+            Discovery::Multicast => {
+                cmd.args(["--mcast", MCAST_GROUP, "--mcast-if", &addr])
+                    .args(["--cluster-size", &self.nodes.len().to_string()]);
+            }
+        }
+        if let Some(k) = self.config.min_acks {
+            cmd.args(["--min-acks", &k.to_string()]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| {
+                Error::Setup(format!(
+                    "failed to start {}: {e}",
+                    self.config.idserver.display()
+                ))
+            })?;
+        let node = &mut self.nodes[i];
+        node.child = Some(child);
+        node.state = NodeState::Running;
+        Ok(())
+    }
+
+    fn pid(&self, i: usize) -> Result<Pid> {
+        self.nodes[i]
+            .child
+            .as_ref()
+            .map(|c| Pid::from_raw(c.id() as i32))
+            .ok_or_else(|| Error::Step(format!("{} is not running", self.name(i))))
+    }
+
+    /// SIGKILL to node `i`; its Redis dies with it.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        self.pid(i)?;
+        let node = &mut self.nodes[i];
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        node.state = NodeState::Down;
+        Ok(())
+    }
+
+    /// SIGSTOP to node `i`.
+    pub fn pause(&mut self, i: usize) -> Result<()> {
+        if self.state(i) != NodeState::Running {
+            return Err(Error::Step(format!("{} is not running", self.name(i))));
+        }
+        self.signal(i, Signal::SIGSTOP)?;
+        self.nodes[i].state = NodeState::Paused;
+        Ok(())
+    }
+
+    /// SIGCONT to node `i`.
+    pub fn resume(&mut self, i: usize) -> Result<()> {
+        if self.state(i) != NodeState::Paused {
+            return Err(Error::Step(format!("{} is not paused", self.name(i))));
+        }
+        self.signal(i, Signal::SIGCONT)?;
+        self.nodes[i].state = NodeState::Running;
+        Ok(())
+    }
+
+    fn signal(&self, i: usize, signal: Signal) -> Result<()> {
+        kill(self.pid(i)?, signal)
+            .map_err(|e| Error::Step(format!("failed to send {signal} to {}: {e}", self.name(i))))
+    }
+
+    /// SIGTERM to node `i`, waiting for it to exit (SIGKILL after a while).
+    pub fn stop(&mut self, i: usize) -> Result<()> {
+        if self.state(i) == NodeState::Paused {
+            self.signal(i, Signal::SIGCONT)?;
+        }
+        self.signal(i, Signal::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_millis(STOP_WAIT_MS);
+        let node = &mut self.nodes[i];
+        if let Some(mut child) = node.child.take() {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        node.state = NodeState::Down;
+        Ok(())
+    }
+
+    /// SIGKILL to node `i`'s Redis alone.
+    pub fn kill_redis(&mut self, i: usize) -> Result<()> {
+        let pid_file = self.nodes[i].data_dir.join("redis.pid");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::Step(format!("{} has no running Redis", self.name(i))))?;
+        kill(Pid::from_raw(pid), Signal::SIGKILL)
+            .map_err(|e| Error::Step(format!("failed to kill {}'s Redis: {e}", self.name(i))))
+    }
+
+    /// Node `i`'s status, asked from inside its own host (so partitions do not hide it).
+    pub async fn status(&self, i: usize) -> Option<StatusView> {
+        let mut client = probe_client(self.addr(i), &self.config.cluster);
+        self.nodes[i]
+            .runtime
+            .handle()
+            .spawn(async move { client.status().await.ok() })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Statuses of the given nodes, asked at once.
+    pub async fn statuses(&self, nodes: &[usize]) -> Vec<(usize, Option<StatusView>)> {
+        let asks: Vec<_> = nodes
+            .iter()
+            .map(|&i| {
+                let mut client = probe_client(self.addr(i), &self.config.cluster);
+                (
+                    i,
+                    self.nodes[i]
+                        .runtime
+                        .handle()
+                        .spawn(async move { client.status().await.ok() }),
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (i, ask) in asks {
+            out.push((i, ask.await.ok().flatten()));
+        }
+        out
+    }
+
+    /// Node `i`'s whole retained event log.
+    pub async fn events(&self, i: usize) -> Option<Vec<LoggedEvent>> {
+        let client = probe_client(self.addr(i), &self.config.cluster);
+        self.nodes[i]
+            .runtime
+            .handle()
+            .spawn(async move {
+                let mut client = client;
+                fetch_events(&mut client, 0).await
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn start_pollers(&mut self) {
+        for i in 0..self.nodes.len() {
+            let client = probe_client(self.addr(i), &self.config.cluster);
+            let samples = self.samples.clone();
+            let seen = self.seen.clone();
+            let poller = self.nodes[i]
+                .runtime
+                .handle()
+                .spawn(poll(i, client, samples, seen));
+            self.pollers.push(poller);
+        }
+    }
+
+    /// Stops everything and copies each Redis log into the evidence.
+    pub fn teardown(&mut self) {
+        for poller in self.pollers.drain(..) {
+            poller.abort();
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            node.state = NodeState::Down;
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let _ = std::fs::copy(
+                node.data_dir.join("redis.log"),
+                self.evidence
+                    .join("nodes")
+                    .join(format!("n{}-redis.log", i + 1)),
+            );
+            // Redis may still be writing for a moment after its parent died.
+            if let Ok(pid) = std::fs::read_to_string(node.data_dir.join("redis.pid")) {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        if self.config.keep_data && self.data_root.exists() {
+            let _ = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&self.data_root)
+                .arg(self.evidence.join("data"))
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_root);
+    }
+}
+
+impl Drop for LabCluster {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+fn probe_client(addr: SocketAddr, cluster: &str) -> Client {
+    Client::new(ClientConfig {
+        servers: vec![addr.to_string()],
+        cluster: cluster.to_string(),
+        connect_timeout_ms: PROBE_CONNECT_MS,
+        reply_timeout_ms: PROBE_REPLY_MS,
+        retry_for_ms: 0,
+    })
+}
+
+/// Every event after `since`, page by page.
+async fn fetch_events(client: &mut Client, since: u64) -> Option<Vec<LoggedEvent>> {
+    let mut all = Vec::new();
+    let mut after = since;
+    loop {
+        let page = client.events(after, EVENTS_PAGE).await.ok()?;
+        let full = page.len() as u32 == EVENTS_PAGE;
+        if let Some(last) = page.last() {
+            after = last.event.clock;
+        }
+        all.extend(page);
+        if !full {
+            return Some(all);
+        }
+    }
+}
+
+/// Samples node `i`'s status every [`POLL_STATUS_MS`] and collects the events it applies.
+async fn poll(
+    i: usize,
+    mut client: Client,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    seen: Arc<Mutex<Vec<SeenEvents>>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(POLL_STATUS_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round = 0u32;
+    let mut since = 0u64;
+    loop {
+        tick.tick().await;
+        let status = client.status().await.ok().map(NodeView::from);
+        let clock = status.as_ref().map(|s| s.clock);
+        samples.lock().expect("samples lock").push(Sample {
+            at_ms: now_ms(),
+            node: i,
+            status,
+        });
+        round += 1;
+        let Some(clock) = clock else { continue };
+        // A node that dropped a tail or lost its last writes starts again below its old clock.
+        since = since.min(clock);
+        if round % POLL_EVENTS_EVERY == 0 && clock > since {
+            if let Some(events) = fetch_events(&mut client, since).await {
+                if let Some(last) = events.last() {
+                    since = last.event.clock;
+                }
+                let mut seen = seen.lock().expect("seen lock");
+                for e in events {
+                    seen[i]
+                        .entry((e.event.clock, e.event.request_id))
+                        .or_insert(e);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Every bound the harness keeps, with why.
+
+/// Nodes in one scenario: host addresses and the timeline's lanes stay readable.
+pub const NODES_MAX: u32 = 9;
+/// Concurrent client sessions in one load: the client host shares two cores with the nodes.
+pub const LOAD_CLIENTS_MAX: u32 = 256;
+/// Port every node serves on (each node has its own address).
+pub const NODE_PORT: u16 = 5151;
+/// Multicast group of `discovery = "multicast"` scenarios (TTL 1, only on the lab interface).
+pub const MCAST_GROUP: &str = "239.255.51.51:5151";
+/// How often the status poller asks each node (the timeline's resolution).
+pub const POLL_STATUS_MS: u64 = 50;
+/// Every this many status polls the poller also collects new events.
+pub const POLL_EVENTS_EVERY: u32 = 2;
+/// Events fetched per request (keeps a reply frame well under the client's limit).
+pub const EVENTS_PAGE: u32 = 2_000;
+/// Connect timeout of the harness's status and event queries.
+pub const PROBE_CONNECT_MS: u64 = 200;
+/// Reply timeout of the harness's status and event queries (a paused node never answers).
+pub const PROBE_REPLY_MS: u64 = 500;
+/// How long a clean stop (SIGTERM) may take before SIGKILL.
+pub const STOP_WAIT_MS: u64 = 15_000;
+/// How long the recovery phase waits for the cluster to converge before the final checks.
+pub const RECOVER_WAIT_MS: u64 = 30_000;
+/// Per login, the linearizability search gives up (verdict unknown) above this many operations.
+pub const LINEARIZABLE_OPS_PER_KEY_MAX: usize = 400;
+/// Client reply timeout in workloads: a write waiting for acks can take an ack timeout.
+pub const CLIENT_REPLY_MS: u64 = 3_000;

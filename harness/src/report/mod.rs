@@ -1,0 +1,140 @@
+//! Reporters: they consume the executor's [`RunEvent`](crate::executor::RunEvent)s and
+//! [`ScenarioResult`]s and write the terminal progress and summary, `report.json`,
+//! `junit.xml`, and each scenario's evidence folder with its `timeline.html`.
+
+mod junit;
+mod terminal;
+mod timeline;
+
+use crate::executor::{ScenarioResult, ScenarioVerdict};
+use crate::checkers::percentile;
+use serde::Serialize;
+use std::path::Path;
+
+pub use junit::junit;
+pub use terminal::{progress, summary_table};
+pub use timeline::timeline;
+
+/// The whole run, as `report.json` holds it.
+#[derive(Debug, Serialize)]
+pub struct RunReport<'a> {
+    /// Run id (the folder's name).
+    pub run_id: &'a str,
+    /// Start, Unix ms.
+    pub start_ms: u64,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Counts.
+    pub passed: usize,
+    /// Counts.
+    pub failed: usize,
+    /// Counts.
+    pub errors: usize,
+    /// Every scenario.
+    pub scenarios: &'a [ScenarioResult],
+}
+
+impl<'a> RunReport<'a> {
+    /// Summarises `scenarios`.
+    pub fn new(run_id: &'a str, start_ms: u64, duration_ms: u64, scenarios: &'a [ScenarioResult]) -> Self {
+        let count = |v| scenarios.iter().filter(|s| s.verdict == v).count();
+        RunReport {
+            run_id,
+            start_ms,
+            duration_ms,
+            passed: count(ScenarioVerdict::Pass),
+            failed: count(ScenarioVerdict::Fail),
+            errors: count(ScenarioVerdict::Error),
+            scenarios,
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+fn jsonl<T: Serialize>(items: impl IntoIterator<Item = T>) -> String {
+    let mut out = String::new();
+    for item in items {
+        out.push_str(&serde_json::to_string(&item).expect("records serialise"));
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes one scenario's evidence into its folder: history, status samples, final logs,
+/// result and timeline.
+pub fn write_evidence(result: &ScenarioResult) -> std::io::Result<()> {
+    let dir = &result.evidence;
+    std::fs::create_dir_all(dir.join("events"))?;
+    write(&dir.join("history.jsonl"), &jsonl(&result.history))?;
+    write(&dir.join("status.jsonl"), &jsonl(&result.samples))?;
+    for (node, log) in &result.final_logs {
+        write(&dir.join("events").join(format!("{node}.jsonl")), &jsonl(log))?;
+    }
+    write(
+        &dir.join("result.json"),
+        &serde_json::to_string_pretty(result).expect("results serialise"),
+    )?;
+    write(&dir.join("timeline.html"), &timeline(result))
+}
+
+/// Writes `report.json` and `junit.xml` into the run folder.
+pub fn write_run(dir: &Path, report: &RunReport) -> std::io::Result<()> {
+    write(
+        &dir.join("report.json"),
+        &serde_json::to_string_pretty(report).expect("the report serialises"),
+    )?;
+    write(&dir.join("junit.xml"), &junit(report))
+}
+
+/// The figures worth a summary column: `name=value`, or `name p50/p99` for repeated ones.
+pub fn key_figures(result: &ScenarioResult) -> String {
+    const SHOWN: [&str; 6] = [
+        "lost_writes",
+        "window_p99_ms",
+        "acked_writes",
+        "recovery_ms",
+        "operations",
+        "events_checked",
+    ];
+    let mut parts = Vec::new();
+    let measured = result
+        .figures
+        .iter()
+        .filter(|(name, _)| name.ends_with("_ms") && !SHOWN.contains(&name.as_str()) && !name.starts_with("window_"));
+    for (name, values) in measured {
+        parts.push(figure(name, values));
+    }
+    for name in SHOWN {
+        if let Some(values) = result.figures.get(name) {
+            if parts.len() < 5 {
+                parts.push(figure(name, values));
+            }
+        }
+    }
+    parts.join(" ")
+}
+
+fn figure(name: &str, values: &[f64]) -> String {
+    if values.len() == 1 {
+        return format!("{name}={}", values[0]);
+    }
+    let mut sorted: Vec<u64> = values.iter().map(|v| *v as u64).collect();
+    sorted.sort_unstable();
+    format!(
+        "{name}(n={}) p50={} p99={}",
+        sorted.len(),
+        percentile(&sorted, 50.0),
+        percentile(&sorted, 99.0)
+    )
+}
+
+/// Escapes text for HTML and XML.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

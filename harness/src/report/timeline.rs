@@ -1,0 +1,220 @@
+//! A self-contained HTML timeline of one scenario: nodes as lanes coloured by role (with the
+//! epoch written where it changes), a client lane with every operation, fault windows shaded
+//! across the lanes they touch, then the steps and the verdicts. Inline SVG and CSS only.
+
+use super::escape;
+use crate::executor::ScenarioResult;
+use crate::history::{Outcome, Sample};
+use std::fmt::Write;
+
+const WIDTH_PX: f64 = 1400.0;
+const LABEL_PX: f64 = 70.0;
+const LANE_PX: f64 = 34.0;
+const OPS_SHOWN_MAX: usize = 20_000;
+
+fn role_colour(role: Option<&str>) -> &'static str {
+    match role {
+        Some("coordinator") => "#d9534f",
+        Some("follower") => "#5b8def",
+        Some("candidate") => "#f0ad4e",
+        Some("joining") => "#b0b7c3",
+        Some(_) => "#999999",
+        None => "#e6e6e6",
+    }
+}
+
+/// The scenario's timeline page.
+pub fn timeline(r: &ScenarioResult) -> String {
+    let start = r.start_ms;
+    let end = (r.start_ms + r.duration_ms.max(1)).max(
+        r.samples
+            .iter()
+            .map(|s| s.at_ms)
+            .chain(r.history.iter().map(|o| o.complete_ms))
+            .max()
+            .unwrap_or(start + 1),
+    );
+    let span = (end - start).max(1) as f64;
+    let x = |t: u64| LABEL_PX + (t.saturating_sub(start) as f64 / span) * (WIDTH_PX - LABEL_PX - 10.0);
+    let lanes = r.nodes.len();
+    let client_y = 30.0 + lanes as f64 * LANE_PX;
+    let height = client_y + LANE_PX + 30.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH_PX}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">"
+    );
+    // Fault windows first, under everything.
+    for f in &r.faults {
+        let (x0, x1) = (x(f.start_ms), x(f.end_ms.unwrap_or(end)).max(x(f.start_ms) + 2.0));
+        let (y0, h) = if f.nodes.is_empty() {
+            (20.0, client_y + LANE_PX - 20.0)
+        } else {
+            let lane = f.nodes[0] as f64;
+            (30.0 + lane * LANE_PX - 3.0, LANE_PX)
+        };
+        let _ = write!(
+            svg,
+            "<rect x=\"{x0:.1}\" y=\"{y0:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#000\" fill-opacity=\"0.12\"><title>{}</title></rect>\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#555\">{}</text>",
+            x1 - x0,
+            escape(&f.label),
+            x0 + 2.0,
+            y0 + 9.0,
+            escape(&f.label)
+        );
+    }
+    for (lane, name) in r.nodes.iter().enumerate() {
+        let y = 30.0 + lane as f64 * LANE_PX;
+        let _ = write!(svg, "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">{}</text>", y + 17.0, escape(name));
+        let samples: Vec<&Sample> = r.samples.iter().filter(|s| s.node == lane).collect();
+        let mut i = 0;
+        while i < samples.len() {
+            let key = |s: &Sample| s.status.as_ref().map(|v| (v.role.clone(), v.epoch));
+            let first = samples[i];
+            let mut j = i;
+            while j + 1 < samples.len() && key(samples[j + 1]) == key(first) {
+                j += 1;
+            }
+            let seg_end = samples.get(j + 1).map_or(samples[j].at_ms, |s| s.at_ms);
+            let role = first.status.as_ref().map(|v| v.role.as_str());
+            let (x0, x1) = (x(first.at_ms), x(seg_end));
+            let title = match &first.status {
+                Some(v) => format!(
+                    "{name}: {} epoch {} rank {} clock {} (+{} ms)",
+                    v.role,
+                    v.epoch,
+                    v.rank.map_or("-".into(), |r| r.to_string()),
+                    v.clock,
+                    first.at_ms - start
+                ),
+                None => format!("{name}: not answering (+{} ms)", first.at_ms - start),
+            };
+            let _ = write!(
+                svg,
+                "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{}</title></rect>",
+                y + 6.0,
+                (x1 - x0).max(1.0),
+                LANE_PX - 12.0,
+                role_colour(role),
+                escape(&title)
+            );
+            if let Some(v) = &first.status {
+                if x1 - x0 > 18.0 {
+                    let _ = write!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#fff\">e{}</text>", x0 + 2.0, y + 21.0, v.epoch);
+                }
+            }
+            i = j + 1;
+        }
+    }
+    let _ = write!(svg, "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">client</text>", client_y + 17.0);
+    for op in r.history.iter().take(OPS_SHOWN_MAX) {
+        let colour = match op.outcome {
+            Outcome::Ok => "#3c9a4a",
+            Outcome::Fail => "#e0a030",
+            Outcome::Timeout => "#c0392b",
+        };
+        let (x0, x1) = (x(op.invoke_ms), x(op.complete_ms));
+        let tall = if op.kind.is_write() { 0.0 } else { 10.0 };
+        let _ = write!(
+            svg,
+            "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" fill-opacity=\"0.7\"><title>{}</title></rect>",
+            client_y + 4.0 + tall,
+            (x1 - x0).max(1.0),
+            LANE_PX - 8.0 - tall,
+            escape(&format!(
+                "session {} {:?} {} {:?}{} +{}..+{} ms via {}",
+                op.session,
+                op.kind,
+                op.login,
+                op.outcome,
+                op.error.as_deref().map(|e| format!(" {e}")).unwrap_or_default(),
+                op.invoke_ms - start,
+                op.complete_ms - start,
+                op.server.as_deref().unwrap_or("-")
+            ))
+        );
+    }
+    // Seconds axis.
+    let axis_y = client_y + LANE_PX + 14.0;
+    let step_ms = [100u64, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000]
+        .into_iter()
+        .find(|s| span / (*s as f64) <= 16.0)
+        .unwrap_or(120_000);
+    let mut t = 0;
+    while t as f64 <= span {
+        let xt = x(start + t);
+        let _ = write!(
+            svg,
+            "<line x1=\"{xt:.1}\" x2=\"{xt:.1}\" y1=\"24\" y2=\"{:.1}\" stroke=\"#ccc\" stroke-width=\"0.5\"/><text x=\"{:.1}\" y=\"{axis_y:.1}\" fill=\"#666\">{:.1} s</text>",
+            axis_y - 10.0,
+            xt - 8.0,
+            t as f64 / 1000.0
+        );
+        t += step_ms;
+    }
+    svg.push_str("</svg>");
+
+    let mut steps = String::new();
+    for s in &r.steps {
+        let _ = write!(
+            steps,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>+{} ms</td><td>{} ms</td><td>{}</td><td>{}</td></tr>",
+            if s.ok { "ok" } else { "bad" },
+            s.number,
+            s.line,
+            s.start_ms.saturating_sub(start),
+            s.duration_ms,
+            escape(&s.summary),
+            escape(&s.note)
+        );
+    }
+    let mut checks = String::new();
+    for a in &r.assertions {
+        let details: Vec<String> = a.finding.details.iter().take(50).map(|d| escape(d)).collect();
+        let _ = write!(
+            checks,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{:?}</td><td>{:?}</td><td>{}</td></tr>",
+            if a.passed { "ok" } else { "bad" },
+            escape(&a.name),
+            a.line,
+            a.expect,
+            a.finding.verdict,
+            details.join("<br>")
+        );
+    }
+    let mut figures = String::new();
+    for (name, values) in &r.figures {
+        let shown: Vec<String> = values.iter().take(40).map(|v| v.to_string()).collect();
+        let _ = write!(figures, "<tr><td>{}</td><td>{}</td></tr>", escape(name), shown.join(", "));
+    }
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>idlab: {name}</title><style>\
+body{{font-family:sans-serif;margin:20px;color:#222}}table{{border-collapse:collapse;margin:10px 0}}\
+td,th{{border:1px solid #ddd;padding:3px 8px;font-size:13px;vertical-align:top}}tr.bad td{{background:#fbe3e3}}\
+tr.ok td:first-child{{border-left:4px solid #3c9a4a}}tr.bad td:first-child{{border-left:4px solid #c0392b}}\
+.legend span{{display:inline-block;padding:2px 8px;margin-right:6px;color:#fff;font-size:12px}}\
+</style></head><body><h1>{name}: {verdict:?}</h1><p>{description}</p>\
+<p>seed {seed} · {duration:.1} s · file {file}{reason}</p>\
+<div class=\"legend\"><span style=\"background:#d9534f\">coordinator</span><span style=\"background:#5b8def\">follower</span>\
+<span style=\"background:#f0ad4e\">candidate</span><span style=\"background:#b0b7c3\">joining</span>\
+<span style=\"background:#e6e6e6;color:#333\">not answering</span><span style=\"background:#3c9a4a\">op ok</span>\
+<span style=\"background:#e0a030\">op failed</span><span style=\"background:#c0392b\">op unknown</span>\
+<span style=\"background:#bbb\">fault window</span> (e<i>N</i>: epoch; hover for details)</div>\
+{svg}<h2>Assertions</h2><table><tr><th>assertion</th><th>line</th><th>expect</th><th>verdict</th><th>details</th></tr>{checks}</table>\
+<h2>Figures</h2><table>{figures}</table>\
+<h2>Steps</h2><table><tr><th>#</th><th>line</th><th>start</th><th>took</th><th>step</th><th>result</th></tr>{steps}</table>\
+</body></html>\n",
+        name = escape(&r.name),
+        verdict = r.verdict,
+        description = escape(&r.description),
+        seed = r.seed,
+        duration = r.duration_ms as f64 / 1000.0,
+        file = escape(&r.file),
+        reason = r
+            .reason
+            .as_ref()
+            .map(|x| format!(" · <b>{}</b>", escape(x)))
+            .unwrap_or_default(),
+    )
+}

@@ -1,0 +1,1332 @@
+//! Scenario files: the TOML format, parsed into checked [`Scenario`] values. Every mistake is
+//! reported as `file:line:col: message`; nothing here runs anything.
+//!
+//! The format is documented field by field in `scenarios/README.md`; the parser keeps to it:
+//! each `[[step]]` names its action in `do`, and a field that does not apply to that action is
+//! an error rather than silently ignored.
+
+use serde::Deserialize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+use crate::limits::{NODES_MAX, LOAD_CLIENTS_MAX};
+
+/// One scenario, checked.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Its name (the file's stem unless `name` is given).
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Nodes `n1`..`nN`.
+    pub nodes: u32,
+    /// `--mode` of every node.
+    pub mode: Mode,
+    /// `--min-acks` of every node (the server's default if absent).
+    pub min_acks: Option<u32>,
+    /// The seed pinned in the file (`--seed` overrides it).
+    pub seed: Option<u64>,
+    /// Part of the long tier (`idlab run --long`).
+    pub long: bool,
+    /// How nodes find each other.
+    pub discovery: Discovery,
+    /// Longest the scenario may run, in seconds.
+    pub timeout_s: u64,
+    /// Heal, resume and restart everything before the final checks.
+    pub recover: bool,
+    /// Link conditions every node's link starts with.
+    pub link: LinkSpec,
+    /// What happens, in order.
+    pub steps: Vec<Step>,
+    /// What must hold (or is expected not to) over the whole run.
+    pub checks: Vec<Check>,
+}
+
+/// The two replication modes of `idserver --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The whitepaper's rules.
+    Whitepaper,
+    /// Majority votes and acks.
+    Strict,
+}
+
+impl Mode {
+    /// As `idserver --mode` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Whitepaper => "whitepaper",
+            Mode::Strict => "strict",
+        }
+    }
+}
+
+/// How nodes find each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// Every node gets the list of all nodes (`--peers`).
+    Peers,
+    /// Multicast on the host's lab interface (`--mcast`, `--mcast-if`).
+    Multicast,
+}
+
+/// Link conditions for one direction or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LinkSpec {
+    /// One-way delay.
+    pub latency_ms: u32,
+    /// Uniform jitter around the delay.
+    pub jitter_ms: u32,
+    /// Packets dropped, in percent.
+    pub loss_pct: f64,
+    /// Bandwidth cap (0: none).
+    pub rate_mbit: u32,
+}
+
+/// Where in the file something was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub col: usize,
+}
+
+/// One step, with where it was written.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Where its `[[step]]` header is.
+    pub at: Location,
+    /// What it does.
+    pub action: Action,
+}
+
+/// A node named in a scenario, resolved when the step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// `n1`, `n2`, …
+    Node(u32),
+    /// Whichever node all live nodes name as coordinator.
+    Coordinator,
+    /// The live follower with the lowest rank.
+    Follower,
+    /// The live node holding this rank.
+    Rank(u32),
+    /// A node remembered by an earlier step's `label`.
+    Label(String),
+    /// The lab's client host (only in partitions).
+    Client,
+}
+
+/// One of the actions a step takes.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Start nodes (all by default), `stagger_ms` apart.
+    Start {
+        /// Which.
+        nodes: Vec<Selector>,
+        /// Pause between two starts.
+        stagger_ms: u64,
+    },
+    /// A process signal or lifecycle change to one node.
+    Node {
+        /// Which change.
+        change: NodeChange,
+        /// Which node.
+        node: Selector,
+        /// Remember the node under this name.
+        label: Option<String>,
+    },
+    /// Cut links.
+    Partition {
+        /// Who cannot reach whom.
+        shape: PartitionShape,
+        /// Drop packets or reject them.
+        reject: bool,
+    },
+    /// Undo every partition.
+    Heal,
+    /// Change link conditions of some nodes' links.
+    Link {
+        /// Which links (all nodes if empty).
+        nodes: Vec<Selector>,
+        /// New conditions (`None`: back to the scenario's defaults).
+        spec: Option<LinkSpec>,
+        /// Link down altogether.
+        down: bool,
+        /// Which direction.
+        direction: netns::Direction,
+    },
+    /// One client operation.
+    Op(OpSpec),
+    /// Concurrent clients issuing a mix of operations.
+    Load(LoadSpec),
+    /// Wait for background loads to finish.
+    AwaitLoad,
+    /// Sleep.
+    Wait {
+        /// How long.
+        ms: u64,
+    },
+    /// Wait for a condition; the scenario fails if it does not come in time.
+    Await {
+        /// The condition.
+        condition: Condition,
+        /// How long to wait.
+        timeout_ms: u64,
+        /// Record the time it took under this figure name.
+        measure: Option<String>,
+    },
+    /// A recorded assertion about the cluster now (or within `within_ms`).
+    Assert {
+        /// The condition.
+        condition: Condition,
+        /// How long it may take to come true.
+        within_ms: u64,
+        /// Whether it is expected to hold.
+        expect: Expect,
+    },
+    /// A seeded random schedule of faults.
+    RandomFaults(RandomSpec),
+    /// Run the steps from `first_step` (1-based) to this one again, `times` more times.
+    Repeat {
+        /// 0-based index of the first repeated step.
+        first: usize,
+        /// Extra runs.
+        times: u32,
+    },
+}
+
+/// Lifecycle changes of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeChange {
+    /// SIGKILL.
+    Kill,
+    /// SIGSTOP.
+    Pause,
+    /// SIGCONT.
+    Resume,
+    /// SIGTERM, waiting for the exit.
+    Stop,
+    /// Start again on the same data (after kill or stop).
+    Restart,
+    /// SIGKILL to the node's Redis alone.
+    KillRedis,
+}
+
+impl NodeChange {
+    /// The step's `do` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeChange::Kill => "kill",
+            NodeChange::Pause => "pause",
+            NodeChange::Resume => "resume",
+            NodeChange::Stop => "stop",
+            NodeChange::Restart => "restart",
+            NodeChange::KillRedis => "kill-redis",
+        }
+    }
+}
+
+/// Who a partition separates.
+#[derive(Debug, Clone)]
+pub enum PartitionShape {
+    /// One node from everyone.
+    Isolate(Selector),
+    /// Groups that reach only their own members.
+    Sides(Vec<Vec<Selector>>),
+    /// Packets from `from` to `to` are lost; the other way works.
+    OneWay {
+        /// Sender side.
+        from: Selector,
+        /// Receiver side.
+        to: Selector,
+    },
+}
+
+/// A client operation's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    /// New account.
+    Create,
+    /// Login to UUID.
+    Lookup,
+    /// Rename.
+    Modify,
+    /// Removal.
+    Delete,
+}
+
+impl OpKind {
+    /// Whether the operation writes.
+    pub fn is_write(self) -> bool {
+        self != OpKind::Lookup
+    }
+}
+
+/// One client operation.
+#[derive(Debug, Clone)]
+pub struct OpSpec {
+    /// Which.
+    pub kind: OpKind,
+    /// The login it is about.
+    pub login: String,
+    /// The new login of a modify.
+    pub new_login: Option<String>,
+    /// The password sent with it.
+    pub password: Option<String>,
+    /// The server to send it to first (all nodes otherwise).
+    pub via: Option<Selector>,
+    /// The outcome it must have.
+    pub expect: OpExpect,
+}
+
+/// The outcome a single operation must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpExpect {
+    /// Success.
+    Ok,
+    /// Any outcome (recorded in the history only).
+    Any,
+    /// This error code (as `idclient --json` names it, e.g. `not_found`).
+    Error(String),
+}
+
+/// Concurrent clients.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// Sessions.
+    pub clients: u32,
+    /// How long.
+    pub duration_ms: u64,
+    /// Relative weights of the operations.
+    pub mix: Mix,
+    /// Logins drawn from this many (0: every create uses a fresh login).
+    pub keys: u32,
+    /// Client i starts at node i (else all start at the discovery order).
+    pub spread: bool,
+    /// Run while later steps go on.
+    pub background: bool,
+    /// Pause between one session's operations.
+    pub think_ms: u64,
+}
+
+/// Weights of operations in a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mix {
+    /// Creates.
+    #[serde(default)]
+    pub create: u32,
+    /// Lookups.
+    #[serde(default)]
+    pub lookup: u32,
+    /// Renames.
+    #[serde(default)]
+    pub modify: u32,
+    /// Deletes.
+    #[serde(default)]
+    pub delete: u32,
+}
+
+/// Conditions for `await` and `assert`.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// Every live node names the same live coordinator.
+    Agreed,
+    /// Agreed, and the coordinator is this node.
+    Coordinator(Selector),
+    /// Agreed, and the coordinator is not this node.
+    NotCoordinator(Selector),
+    /// The node holds this rank.
+    Rank(Selector, u32),
+    /// The live nodes' ranks are exactly these.
+    Ranks(Vec<u32>),
+    /// The node's role is this (`follower`, `coordinator`, …).
+    Role(Selector, String),
+    /// This many live nodes call themselves coordinator.
+    Coordinators(u32),
+    /// Agreed, and every live node applied the same clock.
+    Converged,
+}
+
+/// Whether an assertion is expected to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    /// It must hold.
+    Hold,
+    /// It demonstrates a known window: it must be violated.
+    Violated,
+}
+
+/// A random fault schedule.
+#[derive(Debug, Clone)]
+pub struct RandomSpec {
+    /// Fault kinds drawn from.
+    pub kinds: Vec<FaultKind>,
+    /// Mean faults started per second.
+    pub rate_per_s: f64,
+    /// How long the schedule runs.
+    pub duration_ms: u64,
+    /// How long each fault lasts.
+    pub fault_ms: u64,
+}
+
+/// The kinds a random schedule draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Kill a node, restart it after the fault's time.
+    Kill,
+    /// Pause a node, resume it.
+    Pause,
+    /// Isolate a node, heal.
+    Partition,
+    /// 20% loss on a node's link.
+    Loss,
+    /// 30 ± 10 ms on a node's link.
+    Latency,
+    /// Kill a node's Redis.
+    KillRedis,
+}
+
+impl FaultKind {
+    /// As written in `kinds`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+            FaultKind::Loss => "loss",
+            FaultKind::Latency => "latency",
+            FaultKind::KillRedis => "kill-redis",
+        }
+    }
+}
+
+/// A final check over the run's history and logs.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Where it was written.
+    pub at: Location,
+    /// Which check.
+    pub kind: CheckKind,
+    /// Whether it must hold or is expected to be violated.
+    pub expect: Expect,
+}
+
+/// The checks `[[check]] that = …` names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// Every node's log is in strict (clock, rank) order with consecutive clocks.
+    EventOrder,
+    /// All live nodes' logs are identical after recovery.
+    LogsIdentical,
+    /// Every acknowledged write was applied on at least this many nodes when acknowledged.
+    AckedApplied(u32),
+    /// The p99 time from ack to the last replica applying it is at most this.
+    Window(u64),
+    /// No acknowledged write is missing from any live node's log after recovery.
+    NoLostWrites,
+    /// No UUID issued twice; no login bound to two UUIDs.
+    Unique,
+    /// Sequential consistency with read-your-writes and monotonic reads per session.
+    Sessions,
+    /// Writes and coordinator reads linearizable per login.
+    Linearizable,
+}
+
+impl CheckKind {
+    /// As written in `that`.
+    pub fn name(&self) -> String {
+        match self {
+            CheckKind::EventOrder => "event-order".into(),
+            CheckKind::LogsIdentical => "logs-identical".into(),
+            CheckKind::AckedApplied(k) => format!("acked-applied (min_nodes {k})"),
+            CheckKind::Window(ms) => format!("window (p99 <= {ms} ms)"),
+            CheckKind::NoLostWrites => "no-lost-writes".into(),
+            CheckKind::Unique => "unique".into(),
+            CheckKind::Sessions => "sessions".into(),
+            CheckKind::Linearizable => "linearizable".into(),
+        }
+    }
+}
+
+// ---- the raw file, as serde reads it ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Option<String>,
+    description: Option<String>,
+    nodes: Spanned<u32>,
+    mode: Option<Spanned<String>>,
+    min_acks: Option<u32>,
+    seed: Option<u64>,
+    long: Option<bool>,
+    discovery: Option<Spanned<String>>,
+    timeout_s: Option<u64>,
+    recover: Option<bool>,
+    link: Option<RawLink>,
+    #[serde(default)]
+    step: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    check: Vec<Spanned<RawCheck>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    latency_ms: Option<u32>,
+    jitter_ms: Option<u32>,
+    loss_pct: Option<Spanned<f64>>,
+    rate_mbit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    that: Spanned<String>,
+    expect: Option<Spanned<String>>,
+    min_nodes: Option<Spanned<u32>>,
+    p99_ms_max: Option<Spanned<u64>>,
+}
+
+/// Declares the step's optional fields once: the struct, and the list of those present.
+macro_rules! raw_step {
+    ($($field:ident : $ty:ty),* $(,)?) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawStep {
+            #[serde(rename = "do")]
+            action: Spanned<String>,
+            $($field: Option<Spanned<$ty>>,)*
+        }
+
+        impl RawStep {
+            /// The fields given besides `do`, with where they are.
+            fn present(&self) -> Vec<(&'static str, Range<usize>)> {
+                let mut given = Vec::new();
+                $(if let Some(v) = &self.$field {
+                    given.push((stringify!($field), v.span()));
+                })*
+                given
+            }
+        }
+    };
+}
+
+raw_step! {
+    node: String,
+    nodes: Vec<String>,
+    label: String,
+    stagger_ms: u64,
+    ms: u64,
+    isolate: String,
+    sides: Vec<Vec<String>>,
+    from: String,
+    to: String,
+    mode: String,
+    latency_ms: u32,
+    jitter_ms: u32,
+    loss_pct: f64,
+    rate_mbit: u32,
+    down: bool,
+    direction: String,
+    clear: bool,
+    op: String,
+    login: String,
+    new_login: String,
+    password: String,
+    via: String,
+    expect: String,
+    clients: u32,
+    duration_ms: u64,
+    mix: Mix,
+    keys: u32,
+    spread: bool,
+    background: bool,
+    think_ms: u64,
+    that: String,
+    rank: u32,
+    ranks: Vec<u32>,
+    role: String,
+    count: u32,
+    timeout_ms: u64,
+    within_ms: u64,
+    measure: String,
+    kinds: Vec<String>,
+    rate_per_s: f64,
+    fault_ms: u64,
+    times: u32,
+    first_step: u32,
+}
+
+/// Reads and checks a scenario file.
+pub fn load(path: &Path) -> Result<Scenario> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Setup(format!("failed to read {}: {e}", path.display())))?;
+    parse(path, &text)
+}
+
+/// Parses scenario text; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Scenario> {
+    let p = Parser { path, text };
+    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start);
+        p.error(at, e.message().trim_end())
+    })?;
+    p.scenario(raw)
+}
+
+struct Parser<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Parser<'_> {
+    fn location(&self, offset: usize) -> Location {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line,
+            col: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    fn error(&self, offset: usize, message: impl Into<String>) -> Error {
+        let at = self.location(offset);
+        Error::Scenario {
+            file: self.path.display().to_string(),
+            line: at.line,
+            col: at.col,
+            message: message.into(),
+        }
+    }
+
+    fn scenario(&self, raw: RawScenario) -> Result<Scenario> {
+        let nodes = *raw.nodes.get_ref();
+        if nodes == 0 || nodes > NODES_MAX {
+            return Err(self.error(
+                raw.nodes.span().start,
+                format!("nodes must be 1 to {NODES_MAX}, not {nodes}"),
+            ));
+        }
+        let mode = match &raw.mode {
+            None => Mode::Whitepaper,
+            Some(m) => match m.get_ref().as_str() {
+                "whitepaper" => Mode::Whitepaper,
+                "strict" => Mode::Strict,
+                other => {
+                    return Err(self.error(
+                        m.span().start,
+                        format!("unknown mode `{other}`, expected `whitepaper` or `strict`"),
+                    ))
+                }
+            },
+        };
+        let discovery = match &raw.discovery {
+            None => Discovery::Peers,
+            Some(d) => match d.get_ref().as_str() {
+                "peers" => Discovery::Peers,
+                "multicast" => Discovery::Multicast,
+                other => {
+                    return Err(self.error(
+                        d.span().start,
+                        format!("unknown discovery `{other}`, expected `peers` or `multicast`"),
+                    ))
+                }
+            },
+        };
+        let raw_link = raw.link.unwrap_or_default();
+        if let Some(loss) = &raw_link.loss_pct {
+            self.percent(loss)?;
+        }
+        let link = LinkSpec {
+            latency_ms: raw_link.latency_ms.unwrap_or(0),
+            jitter_ms: raw_link.jitter_ms.unwrap_or(0),
+            loss_pct: raw_link.loss_pct.map_or(0.0, |l| *l.get_ref()),
+            rate_mbit: raw_link.rate_mbit.unwrap_or(0),
+        };
+        let name = raw.name.unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .map_or("scenario".into(), |s| s.to_string_lossy().into_owned())
+        });
+        let mut labels = Vec::new();
+        let mut steps = Vec::new();
+        for (index, step) in raw.step.iter().enumerate() {
+            let at = self.location(step.span().start);
+            let action = self.action(step.get_ref(), nodes, index, &mut labels)?;
+            steps.push(Step { at, action });
+        }
+        let checks = raw
+            .check
+            .iter()
+            .map(|c| self.check(c))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Scenario {
+            name,
+            description: raw.description.unwrap_or_default(),
+            file: self.path.to_path_buf(),
+            nodes,
+            mode,
+            min_acks: raw.min_acks,
+            seed: raw.seed,
+            long: raw.long.unwrap_or(false),
+            discovery,
+            timeout_s: raw.timeout_s.unwrap_or(120),
+            recover: raw.recover.unwrap_or(true),
+            link,
+            steps,
+            checks,
+        })
+    }
+
+    fn percent(&self, value: &Spanned<f64>) -> Result<f64> {
+        let v = *value.get_ref();
+        if !(0.0..=100.0).contains(&v) {
+            return Err(self.error(
+                value.span().start,
+                format!("a percentage must be 0 to 100, not {v}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn check(&self, raw: &Spanned<RawCheck>) -> Result<Check> {
+        let c = raw.get_ref();
+        let at = self.location(raw.span().start);
+        let expect = self.expect(c.expect.as_ref())?;
+        let need = |field: Option<&Spanned<u64>>, name: &str| {
+            field
+                .map(|v| *v.get_ref())
+                .ok_or_else(|| self.error(c.that.span().start, format!("`window` needs `{name}`")))
+        };
+        let kind = match c.that.get_ref().as_str() {
+            "event-order" => CheckKind::EventOrder,
+            "logs-identical" => CheckKind::LogsIdentical,
+            "acked-applied" => CheckKind::AckedApplied(
+                c.min_nodes.as_ref().map_or(2, |v| *v.get_ref()),
+            ),
+            "window" => CheckKind::Window(need(c.p99_ms_max.as_ref(), "p99_ms_max")?),
+            "no-lost-writes" => CheckKind::NoLostWrites,
+            "unique" => CheckKind::Unique,
+            "sessions" => CheckKind::Sessions,
+            "linearizable" => CheckKind::Linearizable,
+            other => {
+                return Err(self.error(
+                    c.that.span().start,
+                    format!(
+                        "unknown check `{other}`, expected one of event-order, logs-identical, \
+                         acked-applied, window, no-lost-writes, unique, sessions, linearizable"
+                    ),
+                ))
+            }
+        };
+        let misplaced = match (&kind, &c.min_nodes, &c.p99_ms_max) {
+            (CheckKind::AckedApplied(_), _, Some(f)) => Some(("p99_ms_max", f.span())),
+            (CheckKind::Window(_), Some(f), _) => Some(("min_nodes", f.span())),
+            (CheckKind::AckedApplied(_) | CheckKind::Window(_), _, _) => None,
+            (_, Some(f), _) => Some(("min_nodes", f.span())),
+            (_, _, Some(f)) => Some(("p99_ms_max", f.span())),
+            _ => None,
+        };
+        if let Some((field, span)) = misplaced {
+            return Err(self.error(
+                span.start,
+                format!("field `{field}` does not apply to check `{}`", c.that.get_ref()),
+            ));
+        }
+        Ok(Check { at, kind, expect })
+    }
+
+    fn expect(&self, raw: Option<&Spanned<String>>) -> Result<Expect> {
+        match raw.map(|e| (e.get_ref().as_str(), e.span())) {
+            None | Some(("hold", _)) => Ok(Expect::Hold),
+            Some(("violated", _)) => Ok(Expect::Violated),
+            Some((other, span)) => Err(self.error(
+                span.start,
+                format!("unknown expectation `{other}`, expected `hold` or `violated`"),
+            )),
+        }
+    }
+
+    fn selector(&self, raw: &str, offset: usize, nodes: u32, labels: &[String]) -> Result<Selector> {
+        let parsed = match raw {
+            "coordinator" => Some(Selector::Coordinator),
+            "follower" => Some(Selector::Follower),
+            "client" => Some(Selector::Client),
+            _ => None,
+        };
+        if let Some(s) = parsed {
+            return Ok(s);
+        }
+        if let Some(rank) = raw.strip_prefix("rank:") {
+            return rank.parse().map(Selector::Rank).map_err(|_| {
+                self.error(offset, format!("`{raw}`: a rank is a number, as in `rank:2`"))
+            });
+        }
+        if let Some(label) = raw.strip_prefix('@') {
+            if labels.iter().any(|l| l == label) {
+                return Ok(Selector::Label(label.to_string()));
+            }
+            return Err(self.error(
+                offset,
+                format!("no earlier step has `label = \"{label}\"`"),
+            ));
+        }
+        if let Some(n) = raw.strip_prefix('n').and_then(|n| n.parse::<u32>().ok()) {
+            if (1..=nodes).contains(&n) {
+                return Ok(Selector::Node(n));
+            }
+        }
+        Err(self.error(
+            offset,
+            format!(
+                "unknown node `{raw}`: expected n1..n{nodes}, coordinator, follower, rank:N or @label"
+            ),
+        ))
+    }
+
+    fn node_selector(
+        &self,
+        raw: &Spanned<String>,
+        nodes: u32,
+        labels: &[String],
+    ) -> Result<Selector> {
+        let s = self.selector(raw.get_ref(), raw.span().start, nodes, labels)?;
+        if s == Selector::Client {
+            return Err(self.error(raw.span().start, "`client` is only allowed in partitions"));
+        }
+        Ok(s)
+    }
+
+    fn action(
+        &self,
+        s: &RawStep,
+        nodes: u32,
+        index: usize,
+        labels: &mut Vec<String>,
+    ) -> Result<Action> {
+        let name = s.action.get_ref().as_str();
+        let at = s.action.span().start;
+        let (allowed, action): (&[&str], _) = match name {
+            "start" => (&["nodes", "stagger_ms"], self.start(s, nodes, labels)?),
+            "kill" | "pause" | "resume" | "stop" | "restart" | "kill-redis" => {
+                let change = match name {
+                    "kill" => NodeChange::Kill,
+                    "pause" => NodeChange::Pause,
+                    "resume" => NodeChange::Resume,
+                    "stop" => NodeChange::Stop,
+                    "restart" => NodeChange::Restart,
+                    _ => NodeChange::KillRedis,
+                };
+                let node = self.required(&s.node, "node", name, at)?;
+                let node = self.node_selector(node, nodes, labels)?;
+                let label = s.label.as_ref().map(|l| l.get_ref().clone());
+                (&["node", "label"][..], Action::Node { change, node, label })
+            }
+            "partition" => (
+                &["isolate", "sides", "from", "to", "mode"][..],
+                self.partition(s, nodes, labels)?,
+            ),
+            "heal" => (&[][..], Action::Heal),
+            "link" => (
+                &[
+                    "nodes",
+                    "latency_ms",
+                    "jitter_ms",
+                    "loss_pct",
+                    "rate_mbit",
+                    "down",
+                    "direction",
+                    "clear",
+                ][..],
+                self.link(s, nodes, labels)?,
+            ),
+            "op" => (
+                &["op", "login", "new_login", "password", "via", "expect"][..],
+                self.op(s, nodes, labels)?,
+            ),
+            "load" => (
+                &[
+                    "clients",
+                    "duration_ms",
+                    "mix",
+                    "keys",
+                    "spread",
+                    "background",
+                    "think_ms",
+                ][..],
+                self.load(s)?,
+            ),
+            "await-load" => (&[][..], Action::AwaitLoad),
+            "wait" => (
+                &["ms"][..],
+                Action::Wait {
+                    ms: *self.required(&s.ms, "ms", name, at)?.get_ref(),
+                },
+            ),
+            "await" => {
+                let condition = self.condition(s, nodes, labels, at)?;
+                (
+                    &["that", "node", "rank", "ranks", "role", "count", "timeout_ms", "measure"][..],
+                    Action::Await {
+                        condition,
+                        timeout_ms: s.timeout_ms.as_ref().map_or(10_000, |t| *t.get_ref()),
+                        measure: s.measure.as_ref().map(|m| m.get_ref().clone()),
+                    },
+                )
+            }
+            "assert" => {
+                let condition = self.condition(s, nodes, labels, at)?;
+                (
+                    &["that", "node", "rank", "ranks", "role", "count", "within_ms", "expect"][..],
+                    Action::Assert {
+                        condition,
+                        within_ms: s.within_ms.as_ref().map_or(0, |t| *t.get_ref()),
+                        expect: self.expect(s.expect.as_ref())?,
+                    },
+                )
+            }
+            "random-faults" => (
+                &["kinds", "rate_per_s", "duration_ms", "fault_ms"][..],
+                self.random(s, at)?,
+            ),
+            "repeat" => {
+                let first = *self.required(&s.first_step, "first_step", name, at)?.get_ref();
+                if first == 0 || first as usize > index {
+                    return Err(self.error(
+                        s.first_step.as_ref().map_or(at, |f| f.span().start),
+                        format!("first_step must be 1 to {index} (an earlier step)"),
+                    ));
+                }
+                let times = *self.required(&s.times, "times", name, at)?.get_ref();
+                (
+                    &["first_step", "times"][..],
+                    Action::Repeat {
+                        first: first as usize - 1,
+                        times,
+                    },
+                )
+            }
+            other => {
+                return Err(self.error(
+                    at,
+                    format!(
+                        "unknown step `{other}`, expected one of start, kill, pause, resume, \
+                         stop, restart, kill-redis, partition, heal, link, op, load, await-load, \
+                         wait, await, assert, random-faults, repeat"
+                    ),
+                ))
+            }
+        };
+        for (field, span) in s.present() {
+            if !allowed.contains(&field) {
+                return Err(self.error(
+                    span.start,
+                    format!(
+                        "field `{field}` does not apply to `{name}` (it takes: {})",
+                        if allowed.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        if let Some(label) = &s.label {
+            labels.push(label.get_ref().clone());
+        }
+        Ok(action)
+    }
+
+    fn required<'s, T>(
+        &self,
+        field: &'s Option<Spanned<T>>,
+        name: &str,
+        action: &str,
+        at: usize,
+    ) -> Result<&'s Spanned<T>> {
+        field
+            .as_ref()
+            .ok_or_else(|| self.error(at, format!("`{action}` needs `{name}`")))
+    }
+
+    fn node_list(
+        &self,
+        raw: &Option<Spanned<Vec<String>>>,
+        nodes: u32,
+        labels: &[String],
+    ) -> Result<Vec<Selector>> {
+        match raw {
+            None => Ok(Vec::new()),
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|n| self.node_selector_at(n, list.span().start, nodes, labels))
+                .collect(),
+        }
+    }
+
+    fn node_selector_at(
+        &self,
+        raw: &str,
+        offset: usize,
+        nodes: u32,
+        labels: &[String],
+    ) -> Result<Selector> {
+        let s = self.selector(raw, offset, nodes, labels)?;
+        if s == Selector::Client {
+            return Err(self.error(offset, "`client` is only allowed in partitions"));
+        }
+        Ok(s)
+    }
+
+    fn start(&self, s: &RawStep, nodes: u32, labels: &[String]) -> Result<Action> {
+        let mut list = self.node_list(&s.nodes, nodes, labels)?;
+        if list.is_empty() {
+            list = (1..=nodes).map(Selector::Node).collect();
+        }
+        Ok(Action::Start {
+            nodes: list,
+            stagger_ms: s.stagger_ms.as_ref().map_or(0, |v| *v.get_ref()),
+        })
+    }
+
+    fn partition(&self, s: &RawStep, nodes: u32, labels: &[String]) -> Result<Action> {
+        let at = s.action.span().start;
+        let reject = match s.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("drop", _)) => false,
+            Some(("reject", _)) => true,
+            Some((other, span)) => {
+                return Err(self.error(
+                    span.start,
+                    format!("unknown partition mode `{other}`, expected `drop` or `reject`"),
+                ))
+            }
+        };
+        let sel = |v: &Spanned<String>| self.selector(v.get_ref(), v.span().start, nodes, labels);
+        let shape = match (&s.isolate, &s.sides, &s.from, &s.to) {
+            (Some(node), None, None, None) => PartitionShape::Isolate(self.node_selector(node, nodes, labels)?),
+            (None, Some(sides), None, None) => {
+                let groups = sides
+                    .get_ref()
+                    .iter()
+                    .map(|side| {
+                        side.iter()
+                            .map(|n| self.selector(n, sides.span().start, nodes, labels))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                if groups.len() < 2 {
+                    return Err(self.error(sides.span().start, "`sides` needs at least two groups"));
+                }
+                PartitionShape::Sides(groups)
+            }
+            (None, None, Some(from), Some(to)) => PartitionShape::OneWay {
+                from: sel(from)?,
+                to: sel(to)?,
+            },
+            _ => {
+                return Err(self.error(
+                    at,
+                    "`partition` needs exactly one of: `isolate`, `sides`, or `from` with `to`",
+                ))
+            }
+        };
+        Ok(Action::Partition { shape, reject })
+    }
+
+    fn link(&self, s: &RawStep, nodes: u32, labels: &[String]) -> Result<Action> {
+        let direction = match s.direction.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
+            None | Some(("both", _)) => netns::Direction::Both,
+            Some(("to-host", _)) => netns::Direction::ToHost,
+            Some(("from-host", _)) => netns::Direction::FromHost,
+            Some((other, span)) => {
+                return Err(self.error(
+                    span.start,
+                    format!("unknown direction `{other}`, expected both, to-host or from-host"),
+                ))
+            }
+        };
+        let clear = s.clear.as_ref().is_some_and(|c| *c.get_ref());
+        if let Some(loss) = &s.loss_pct {
+            self.percent(loss)?;
+        }
+        let spec = (!clear).then(|| LinkSpec {
+            latency_ms: s.latency_ms.as_ref().map_or(0, |v| *v.get_ref()),
+            jitter_ms: s.jitter_ms.as_ref().map_or(0, |v| *v.get_ref()),
+            loss_pct: s.loss_pct.as_ref().map_or(0.0, |v| *v.get_ref()),
+            rate_mbit: s.rate_mbit.as_ref().map_or(0, |v| *v.get_ref()),
+        });
+        Ok(Action::Link {
+            nodes: self.node_list(&s.nodes, nodes, labels)?,
+            spec,
+            down: s.down.as_ref().is_some_and(|d| *d.get_ref()),
+            direction,
+        })
+    }
+
+    fn op(&self, s: &RawStep, nodes: u32, labels: &[String]) -> Result<Action> {
+        let at = s.action.span().start;
+        let raw_kind = self.required(&s.op, "op", "op", at)?;
+        let kind = match raw_kind.get_ref().as_str() {
+            "create" => OpKind::Create,
+            "lookup" => OpKind::Lookup,
+            "modify" => OpKind::Modify,
+            "delete" => OpKind::Delete,
+            other => {
+                return Err(self.error(
+                    raw_kind.span().start,
+                    format!("unknown op `{other}`, expected create, lookup, modify or delete"),
+                ))
+            }
+        };
+        let login = self.required(&s.login, "login", "op", at)?.get_ref().clone();
+        if kind == OpKind::Modify && s.new_login.is_none() {
+            return Err(self.error(at, "`op = \"modify\"` needs `new_login`"));
+        }
+        let expect = match s.expect.as_ref().map(|e| e.get_ref().as_str()) {
+            None | Some("ok") => OpExpect::Ok,
+            Some("any") => OpExpect::Any,
+            Some(code) => {
+                let known = idserver::ErrorCode::ALL.iter().any(|c| c.as_str() == code);
+                if !known {
+                    let span = s.expect.as_ref().map_or(at, |e| e.span().start);
+                    return Err(self.error(
+                        span,
+                        format!("unknown expectation `{code}`, expected ok, any or an error code such as not_found"),
+                    ));
+                }
+                OpExpect::Error(code.to_string())
+            }
+        };
+        Ok(Action::Op(OpSpec {
+            kind,
+            login,
+            new_login: s.new_login.as_ref().map(|n| n.get_ref().clone()),
+            password: s.password.as_ref().map(|p| p.get_ref().clone()),
+            via: s
+                .via
+                .as_ref()
+                .map(|v| self.node_selector(v, nodes, labels))
+                .transpose()?,
+            expect,
+        }))
+    }
+
+    fn load(&self, s: &RawStep) -> Result<Action> {
+        let at = s.action.span().start;
+        let clients = self.required(&s.clients, "clients", "load", at)?;
+        if *clients.get_ref() == 0 || *clients.get_ref() > LOAD_CLIENTS_MAX {
+            return Err(self.error(
+                clients.span().start,
+                format!("clients must be 1 to {LOAD_CLIENTS_MAX}"),
+            ));
+        }
+        let mix = s.mix.as_ref().map_or(
+            Mix {
+                create: 1,
+                lookup: 0,
+                modify: 0,
+                delete: 0,
+            },
+            |m| *m.get_ref(),
+        );
+        if mix.create + mix.lookup + mix.modify + mix.delete == 0 {
+            let span = s.mix.as_ref().map_or(at, |m| m.span().start);
+            return Err(self.error(span, "the mix needs at least one non-zero weight"));
+        }
+        Ok(Action::Load(LoadSpec {
+            clients: *clients.get_ref(),
+            duration_ms: *self.required(&s.duration_ms, "duration_ms", "load", at)?.get_ref(),
+            mix,
+            keys: s.keys.as_ref().map_or(0, |k| *k.get_ref()),
+            spread: s.spread.as_ref().is_some_and(|v| *v.get_ref()),
+            background: s.background.as_ref().is_some_and(|v| *v.get_ref()),
+            think_ms: s.think_ms.as_ref().map_or(0, |v| *v.get_ref()),
+        }))
+    }
+
+    fn condition(&self, s: &RawStep, nodes: u32, labels: &[String], at: usize) -> Result<Condition> {
+        let that = self.required(&s.that, "that", s.action.get_ref(), at)?;
+        let node = || -> Result<Selector> {
+            let n = self.required(&s.node, "node", that.get_ref(), that.span().start)?;
+            self.node_selector(n, nodes, labels)
+        };
+        Ok(match that.get_ref().as_str() {
+            "agreed" => Condition::Agreed,
+            "converged" => Condition::Converged,
+            "coordinator" => Condition::Coordinator(node()?),
+            "not-coordinator" => Condition::NotCoordinator(node()?),
+            "rank" => Condition::Rank(
+                node()?,
+                *self.required(&s.rank, "rank", "rank", that.span().start)?.get_ref(),
+            ),
+            "ranks" => Condition::Ranks(
+                self.required(&s.ranks, "ranks", "ranks", that.span().start)?
+                    .get_ref()
+                    .clone(),
+            ),
+            "role" => {
+                let role = self.required(&s.role, "role", "role", that.span().start)?;
+                if !["joining", "follower", "candidate", "coordinator"].contains(&role.get_ref().as_str()) {
+                    return Err(self.error(
+                        role.span().start,
+                        "role must be joining, follower, candidate or coordinator",
+                    ));
+                }
+                Condition::Role(node()?, role.get_ref().clone())
+            }
+            "coordinators" => Condition::Coordinators(
+                *self.required(&s.count, "count", "coordinators", that.span().start)?.get_ref(),
+            ),
+            other => {
+                return Err(self.error(
+                    that.span().start,
+                    format!(
+                        "unknown condition `{other}`, expected one of agreed, converged, \
+                         coordinator, not-coordinator, rank, ranks, role, coordinators"
+                    ),
+                ))
+            }
+        })
+    }
+
+    fn random(&self, s: &RawStep, at: usize) -> Result<Action> {
+        let kinds = self.required(&s.kinds, "kinds", "random-faults", at)?;
+        let parsed = kinds
+            .get_ref()
+            .iter()
+            .map(|k| match k.as_str() {
+                "kill" => Ok(FaultKind::Kill),
+                "pause" => Ok(FaultKind::Pause),
+                "partition" => Ok(FaultKind::Partition),
+                "loss" => Ok(FaultKind::Loss),
+                "latency" => Ok(FaultKind::Latency),
+                "kill-redis" => Ok(FaultKind::KillRedis),
+                other => Err(self.error(
+                    kinds.span().start,
+                    format!("unknown fault kind `{other}`, expected kill, pause, partition, loss, latency or kill-redis"),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if parsed.is_empty() {
+            return Err(self.error(kinds.span().start, "`kinds` must name at least one kind"));
+        }
+        let rate = self.required(&s.rate_per_s, "rate_per_s", "random-faults", at)?;
+        if !(*rate.get_ref() > 0.0 && *rate.get_ref() <= 100.0) {
+            return Err(self.error(rate.span().start, "rate_per_s must be above 0 and at most 100"));
+        }
+        Ok(Action::RandomFaults(RandomSpec {
+            kinds: parsed,
+            rate_per_s: *rate.get_ref(),
+            duration_ms: *self
+                .required(&s.duration_ms, "duration_ms", "random-faults", at)?
+                .get_ref(),
+            fault_ms: s.fault_ms.as_ref().map_or(1_000, |v| *v.get_ref()),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(Path::new("s.toml"), text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_full_scenario_parses() {
+        let s = parse(
+            Path::new("scenarios/x.toml"),
+            r#"
+description = "d"
+nodes = 3
+mode = "strict"
+[link]
+latency_ms = 10
+[[step]]
+do = "start"
+[[step]]
+do = "await"
+that = "agreed"
+measure = "startup_ms"
+[[step]]
+do = "kill"
+node = "coordinator"
+label = "old"
+[[step]]
+do = "restart"
+node = "@old"
+[[step]]
+do = "partition"
+sides = [["n1", "client"], ["n2", "n3"]]
+mode = "reject"
+[[step]]
+do = "load"
+clients = 4
+duration_ms = 1000
+mix = { create = 3, lookup = 1 }
+[[check]]
+that = "no-lost-writes"
+expect = "violated"
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.name, "x");
+        assert_eq!(s.mode, Mode::Strict);
+        assert_eq!(s.link.latency_ms, 10);
+        assert_eq!(s.steps.len(), 6);
+        assert_eq!(s.steps[2].at, Location { line: 14, col: 1 });
+        assert!(matches!(
+            &s.steps[3].action,
+            Action::Node { node: Selector::Label(l), .. } if l == "old"
+        ));
+        assert_eq!(s.checks[0].expect, Expect::Violated);
+    }
+
+    #[test]
+    fn typos_are_reported_with_file_line_and_column() {
+        assert_eq!(
+            err("nodes = 3\n[[step]]\ndo = \"kil\"\n"),
+            "s.toml:3:6: unknown step `kil`, expected one of start, kill, pause, resume, stop, \
+             restart, kill-redis, partition, heal, link, op, load, await-load, wait, await, \
+             assert, random-faults, repeat"
+        );
+        assert!(err("nodes = 3\nnodez = 4\n").starts_with("s.toml:2:1: unknown field `nodez`"));
+        assert!(err("nodes = 3\n[[step]]\ndo = \"wait\"\nms = \"x\"\n")
+            .starts_with("s.toml:4:6: invalid type: string"));
+        assert_eq!(
+            err("nodes = 3\n[[step]]\ndo = \"kill\"\nnode = \"n4\"\n"),
+            "s.toml:4:8: unknown node `n4`: expected n1..n3, coordinator, follower, rank:N or @label"
+        );
+        assert_eq!(
+            err("nodes = 3\n[[step]]\ndo = \"kill\"\nnode = \"n1\"\nms = 3\n"),
+            "s.toml:5:6: field `ms` does not apply to `kill` (it takes: node, label)"
+        );
+        assert_eq!(
+            err("nodes = 3\n[[step]]\ndo = \"restart\"\nnode = \"@gone\"\n"),
+            "s.toml:4:8: no earlier step has `label = \"gone\"`"
+        );
+        assert_eq!(
+            err("nodes = 3\n[[check]]\nthat = \"windw\"\n").split(',').next().unwrap(),
+            "s.toml:3:8: unknown check `windw`"
+        );
+        assert_eq!(
+            err("nodes = 3\n[link]\nloss_pct = 120.0\n"),
+            "s.toml:3:12: a percentage must be 0 to 100, not 120"
+        );
+        assert_eq!(err("nodes = 0\n"), "s.toml:1:9: nodes must be 1 to 9, not 0");
+    }
+}
