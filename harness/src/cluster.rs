@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub discovery: Discovery,
     /// How many nodes.
     pub nodes: u32,
+    /// How many client hosts.
+    pub client_hosts: u32,
     /// Keep each node's data directory in the evidence at teardown.
     pub keep_data: bool,
 }
@@ -132,7 +134,7 @@ struct Node {
 /// A running lab with its nodes.
 pub struct LabCluster {
     nodes: Vec<Node>,
-    client: HostRuntime,
+    clients: Vec<HostRuntime>,
     config: NodeConfig,
     data_root: PathBuf,
     evidence: PathBuf,
@@ -163,12 +165,15 @@ impl LabCluster {
                 data_dir: data_root.join(format!("n{i}")),
             });
         }
-        let client_host = lab.add_host("client")?;
-        let client = HostRuntime::start(&client_host, 2)?;
+        let mut clients = Vec::new();
+        for c in 0..config.client_hosts.max(1) {
+            let host = lab.add_host(&client_host_name(c))?;
+            clients.push(HostRuntime::start(&host, 2)?);
+        }
         let count = nodes.len();
         let mut cluster = LabCluster {
             nodes,
-            client,
+            clients,
             config,
             data_root,
             evidence: evidence.to_path_buf(),
@@ -216,14 +221,9 @@ impl LabCluster {
         &self.nodes[i].host
     }
 
-    /// The client host's name in the lab.
-    pub fn client_host_name(&self) -> &'static str {
-        "client"
-    }
-
-    /// The client host's runtime.
-    pub fn client(&self) -> &tokio::runtime::Handle {
-        self.client.handle()
+    /// Client host `c`'s runtime (0: `client`).
+    pub fn client(&self, c: u32) -> &tokio::runtime::Handle {
+        self.clients[c as usize].handle()
     }
 
     /// The cluster name nodes run with.
@@ -496,6 +496,15 @@ impl LabCluster {
 impl Drop for LabCluster {
     fn drop(&mut self) {
         self.teardown();
+    }
+}
+
+/// The lab name of client host `c`: `client`, `client2`, …
+pub fn client_host_name(c: u32) -> String {
+    if c == 0 {
+        "client".into()
+    } else {
+        format!("client{}", c + 1)
     }
 }
 

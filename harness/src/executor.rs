@@ -196,6 +196,7 @@ pub async fn run(
         min_acks: scenario.min_acks,
         discovery: scenario.discovery,
         nodes: scenario.nodes,
+        client_hosts: scenario.client_hosts,
         keep_data: options.keep_data,
     };
     let cluster = match LabCluster::create(config, &options.evidence) {
@@ -272,8 +273,8 @@ struct Exec<'a> {
     history: History,
     loads: Vec<tokio::task::JoinHandle<u64>>,
     load_count: usize,
-    /// Sessions of single operations: 0 for discovery, 1+i for `via = nI`.
-    sessions: BTreeMap<u32, Session>,
+    /// Sessions of single operations by (client host, `via` node + 1 or 0 for discovery).
+    sessions: BTreeMap<(u32, u32), Session>,
     result: &'a mut ScenarioResult,
     interrupted: Arc<AtomicBool>,
     report: &'a (dyn Fn(RunEvent) + Sync),
@@ -420,7 +421,23 @@ impl Exec<'_> {
                 }
                 Ok(format!("{} {name}", change.as_str()))
             }
-            Action::Partition { shape, reject } => self.partition(shape, *reject).await,
+            Action::Partition {
+                shape,
+                reject,
+                label,
+            } => {
+                let note = self.partition(shape, *reject).await?;
+                if let (Some(label), PartitionShape::Isolate(sel)) = (label, shape) {
+                    let i = self.resolve(sel).await?;
+                    self.labels.insert(label.clone(), i);
+                }
+                Ok(note)
+            }
+            Action::Label { node, label } => {
+                let i = self.resolve(node).await?;
+                self.labels.insert(label.clone(), i);
+                Ok(format!("@{label} is {}", self.cluster.name(i)))
+            }
             Action::Heal => {
                 self.cluster.lab().heal()?;
                 self.close_faults_with("partition");
@@ -537,7 +554,7 @@ impl Exec<'_> {
                 .get(l)
                 .copied()
                 .ok_or_else(|| Error::Step(format!("no node is labelled {l}"))),
-            Selector::Client => Err(Error::Step("`client` is not a node".into())),
+            Selector::Client(_) => Err(Error::Step("a client host is not a node".into())),
             Selector::Coordinator | Selector::Follower | Selector::Rank(_) => {
                 // Right after a fault the roles may still be settling: look for a while.
                 for _ in 0..50 {
@@ -572,8 +589,8 @@ impl Exec<'_> {
 
     /// A lab host name for a selector (nodes or the client host).
     async fn host_name(&mut self, sel: &Selector) -> Result<String> {
-        if *sel == Selector::Client {
-            return Ok(self.cluster.client_host_name().to_string());
+        if let Selector::Client(c) = sel {
+            return Ok(crate::cluster::client_host_name(*c));
         }
         let i = self.resolve(sel).await?;
         Ok(self.cluster.name(i))
@@ -663,7 +680,7 @@ impl Exec<'_> {
 
     /// Server addresses, fastest first as discovery finds them (all nodes in order if it
     /// finds none).
-    async fn discovered(&self) -> Vec<String> {
+    async fn discovered(&self, from: u32) -> Vec<String> {
         let peers: Vec<_> = (0..self.cluster.len())
             .map(|i| self.cluster.addr(i))
             .collect();
@@ -671,7 +688,7 @@ impl Exec<'_> {
         let fallback: Vec<String> = peers.iter().map(|a| a.to_string()).collect();
         let found = self
             .cluster
-            .client()
+            .client(from)
             .spawn(async move {
                 let discovery = Discovery {
                     peers,
@@ -701,14 +718,14 @@ impl Exec<'_> {
             Some(sel) => Some(self.resolve(sel).await?),
             None => None,
         };
-        let key = via.map_or(0, |i| i as u32 + 1);
+        let key = (spec.from, via.map_or(0, |i| i as u32 + 1));
         if !self.sessions.contains_key(&key) {
             let servers = match via {
                 Some(i) => vec![self.cluster.addr(i).to_string()],
-                None => self.discovered().await,
+                None => self.discovered(spec.from).await,
             };
             let session = Session::new(
-                key,
+                key.0 * 10 + key.1,
                 servers,
                 self.cluster.cluster_name(),
                 self.history.clone(),
@@ -724,7 +741,7 @@ impl Exec<'_> {
         };
         let (session, record) = self
             .cluster
-            .client()
+            .client(spec.from)
             .spawn(async move {
                 let record = session.run(&op).await;
                 (session, record)
@@ -746,6 +763,16 @@ impl Exec<'_> {
             OpExpect::Ok => record.outcome == Outcome::Ok,
             OpExpect::Error(code) => record.error.as_deref() == Some(code.as_str()),
         };
+        if let Some(sel) = &spec.served_by {
+            let want = self.resolve(sel).await?;
+            let want_addr = self.cluster.addr(want).to_string();
+            if record.server.as_deref() != Some(want_addr.as_str()) {
+                return Err(Error::Step(format!(
+                    "expected {} to answer, got {shown}",
+                    self.cluster.name(want)
+                )));
+            }
+        }
         if met {
             Ok(shown)
         } else {
@@ -762,13 +789,20 @@ impl Exec<'_> {
     async fn load(&mut self, spec: &LoadSpec) -> Result<String> {
         let load = self.load_count;
         self.load_count += 1;
-        let all: Vec<String> = (0..self.cluster.len())
-            .map(|i| self.cluster.addr(i).to_string())
-            .collect();
-        let discovered = if spec.spread {
-            Vec::new()
+        let mut all: Vec<String> = Vec::new();
+        for sel in &spec.via {
+            let i = self.resolve(sel).await?;
+            all.push(self.cluster.addr(i).to_string());
+        }
+        if all.is_empty() {
+            all = (0..self.cluster.len())
+                .map(|i| self.cluster.addr(i).to_string())
+                .collect();
+        }
+        let discovered = if spec.spread || !spec.via.is_empty() {
+            all.clone()
         } else {
-            self.discovered().await
+            self.discovered(spec.from).await
         };
         let until = now_ms() + spec.duration_ms;
         let mut handles = Vec::new();
@@ -790,7 +824,7 @@ impl Exec<'_> {
             let generator = Generator::new(self.seed, load, c, spec.clone());
             handles.push(
                 self.cluster
-                    .client()
+                    .client(spec.from)
                     .spawn(run_session(session, generator, until)),
             );
         }
@@ -1125,7 +1159,7 @@ fn describe_selector(sel: &Selector) -> String {
         Selector::Follower => "follower".into(),
         Selector::Rank(r) => format!("rank:{r}"),
         Selector::Label(l) => format!("@{l}"),
-        Selector::Client => "client".into(),
+        Selector::Client(c) => crate::cluster::client_host_name(*c),
     }
 }
 
@@ -1163,7 +1197,7 @@ pub fn summarize(action: &Action) -> String {
         Action::Node { change, node, .. } => {
             format!("{} {}", change.as_str(), describe_selector(node))
         }
-        Action::Partition { shape, reject } => {
+        Action::Partition { shape, reject, .. } => {
             let what = match shape {
                 PartitionShape::Isolate(s) => format!("isolate {}", describe_selector(s)),
                 PartitionShape::Sides(sides) => sides
@@ -1226,6 +1260,7 @@ pub fn summarize(action: &Action) -> String {
             if l.background { " (background)" } else { "" }
         ),
         Action::AwaitLoad => "await load".into(),
+        Action::Label { node, label } => format!("label {} as @{label}", describe_selector(node)),
         Action::Wait { ms } => format!("wait {ms} ms"),
         Action::Await {
             condition,

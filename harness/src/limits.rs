@@ -26,3 +26,5 @@ pub const RECOVER_WAIT_MS: u64 = 30_000;
 pub const LINEARIZABLE_OPS_PER_KEY_MAX: usize = 400;
 /// Client reply timeout in workloads: a write waiting for acks can take an ack timeout.
 pub const CLIENT_REPLY_MS: u64 = 3_000;
+/// Client hosts in one scenario (each is a namespace with its own runtime).
+pub const CLIENT_HOSTS_MAX: u32 = 4;

@@ -363,6 +363,7 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
             min_acks: None,
             discovery: Discovery::Peers,
             nodes,
+            client_hosts: 1,
             keep_data: false,
         },
         &evidence,

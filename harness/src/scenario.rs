@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use crate::error::{Error, Result};
-use crate::limits::{NODES_MAX, LOAD_CLIENTS_MAX};
+use crate::limits::{CLIENT_HOSTS_MAX, LOAD_CLIENTS_MAX, NODES_MAX};
 
 /// One scenario, checked.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct Scenario {
     pub recover: bool,
     /// Link conditions every node's link starts with.
     pub link: LinkSpec,
+    /// Client hosts (`client`, `client2`, …) the workload runs from.
+    pub client_hosts: u32,
     /// What happens, in order.
     pub steps: Vec<Step>,
     /// What must hold (or is expected not to) over the whole run.
@@ -118,8 +120,8 @@ pub enum Selector {
     Rank(u32),
     /// A node remembered by an earlier step's `label`.
     Label(String),
-    /// The lab's client host (only in partitions).
-    Client,
+    /// A client host (0: `client`, 1: `client2`, …); only in partitions.
+    Client(u32),
 }
 
 /// One of the actions a step takes.
@@ -147,6 +149,8 @@ pub enum Action {
         shape: PartitionShape,
         /// Drop packets or reject them.
         reject: bool,
+        /// Remember the isolated node under this name.
+        label: Option<String>,
     },
     /// Undo every partition.
     Heal,
@@ -167,6 +171,13 @@ pub enum Action {
     Load(LoadSpec),
     /// Wait for background loads to finish.
     AwaitLoad,
+    /// Remember which node a selector names now.
+    Label {
+        /// Which node.
+        node: Selector,
+        /// The name to remember it by.
+        label: String,
+    },
     /// Sleep.
     Wait {
         /// How long.
@@ -280,10 +291,14 @@ pub struct OpSpec {
     pub new_login: Option<String>,
     /// The password sent with it.
     pub password: Option<String>,
-    /// The server to send it to first (all nodes otherwise).
+    /// The server to send it to (all nodes, fastest first, otherwise).
     pub via: Option<Selector>,
+    /// The client host it runs on (0: `client`).
+    pub from: u32,
     /// The outcome it must have.
     pub expect: OpExpect,
+    /// The server that must answer it.
+    pub served_by: Option<Selector>,
 }
 
 /// The outcome a single operation must have.
@@ -314,6 +329,10 @@ pub struct LoadSpec {
     pub background: bool,
     /// Pause between one session's operations.
     pub think_ms: u64,
+    /// The client host it runs on (0: `client`).
+    pub from: u32,
+    /// Servers every session may use (all nodes if empty).
+    pub via: Vec<Selector>,
 }
 
 /// Weights of operations in a load.
@@ -473,6 +492,7 @@ struct RawScenario {
     timeout_s: Option<u64>,
     recover: Option<bool>,
     link: Option<RawLink>,
+    client_hosts: Option<Spanned<u32>>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
     #[serde(default)]
@@ -545,6 +565,7 @@ raw_step! {
     password: String,
     via: String,
     expect: String,
+    served_by: String,
     clients: u32,
     duration_ms: u64,
     mix: Mix,
@@ -576,17 +597,31 @@ pub fn load(path: &Path) -> Result<Scenario> {
 
 /// Parses scenario text; `path` names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario> {
-    let p = Parser { path, text };
+    let mut p = Parser {
+        path,
+        text,
+        client_hosts: 1,
+    };
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let at = e.span().map_or(0, |s| s.start);
         p.error(at, e.message().trim_end())
     })?;
+    if let Some(c) = &raw.client_hosts {
+        if *c.get_ref() == 0 || *c.get_ref() > CLIENT_HOSTS_MAX {
+            return Err(p.error(
+                c.span().start,
+                format!("client_hosts must be 1 to {CLIENT_HOSTS_MAX}"),
+            ));
+        }
+        p.client_hosts = *c.get_ref();
+    }
     p.scenario(raw)
 }
 
 struct Parser<'a> {
     path: &'a Path,
     text: &'a str,
+    client_hosts: u32,
 }
 
 impl Parser<'_> {
@@ -684,6 +719,7 @@ impl Parser<'_> {
             timeout_s: raw.timeout_s.unwrap_or(120),
             recover: raw.recover.unwrap_or(true),
             link,
+            client_hosts: self.client_hosts,
             steps,
             checks,
         })
@@ -762,11 +798,20 @@ impl Parser<'_> {
         let parsed = match raw {
             "coordinator" => Some(Selector::Coordinator),
             "follower" => Some(Selector::Follower),
-            "client" => Some(Selector::Client),
+            "client" => Some(Selector::Client(0)),
             _ => None,
         };
         if let Some(s) = parsed {
             return Ok(s);
+        }
+        if let Some(n) = raw.strip_prefix("client").and_then(|n| n.parse::<u32>().ok()) {
+            if (2..=self.client_hosts).contains(&n) {
+                return Ok(Selector::Client(n - 1));
+            }
+            return Err(self.error(
+                offset,
+                format!("unknown client host `{raw}`: client_hosts is {}", self.client_hosts),
+            ));
         }
         if let Some(rank) = raw.strip_prefix("rank:") {
             return rank.parse().map(Selector::Rank).map_err(|_| {
@@ -801,11 +846,7 @@ impl Parser<'_> {
         nodes: u32,
         labels: &[String],
     ) -> Result<Selector> {
-        let s = self.selector(raw.get_ref(), raw.span().start, nodes, labels)?;
-        if s == Selector::Client {
-            return Err(self.error(raw.span().start, "`client` is only allowed in partitions"));
-        }
-        Ok(s)
+        self.node_selector_at(raw.get_ref(), raw.span().start, nodes, labels)
     }
 
     fn action(
@@ -834,7 +875,7 @@ impl Parser<'_> {
                 (&["node", "label"][..], Action::Node { change, node, label })
             }
             "partition" => (
-                &["isolate", "sides", "from", "to", "mode"][..],
+                &["isolate", "sides", "from", "to", "mode", "label"][..],
                 self.partition(s, nodes, labels)?,
             ),
             "heal" => (&[][..], Action::Heal),
@@ -852,7 +893,7 @@ impl Parser<'_> {
                 self.link(s, nodes, labels)?,
             ),
             "op" => (
-                &["op", "login", "new_login", "password", "via", "expect"][..],
+                &["op", "login", "new_login", "password", "via", "from", "expect", "served_by"][..],
                 self.op(s, nodes, labels)?,
             ),
             "load" => (
@@ -864,10 +905,23 @@ impl Parser<'_> {
                     "spread",
                     "background",
                     "think_ms",
+                    "from",
+                    "nodes",
                 ][..],
-                self.load(s)?,
+                self.load(s, nodes, labels)?,
             ),
             "await-load" => (&[][..], Action::AwaitLoad),
+            "label" => {
+                let node = self.required(&s.node, "node", name, at)?;
+                let label = self.required(&s.label, "label", name, at)?;
+                (
+                    &["node", "label"][..],
+                    Action::Label {
+                        node: self.node_selector(node, nodes, labels)?,
+                        label: label.get_ref().clone(),
+                    },
+                )
+            }
             "wait" => (
                 &["ms"][..],
                 Action::Wait {
@@ -985,8 +1039,8 @@ impl Parser<'_> {
         labels: &[String],
     ) -> Result<Selector> {
         let s = self.selector(raw, offset, nodes, labels)?;
-        if s == Selector::Client {
-            return Err(self.error(offset, "`client` is only allowed in partitions"));
+        if let Selector::Client(_) = s {
+            return Err(self.error(offset, "a client host is only allowed in partitions and `from`"));
         }
         Ok(s)
     }
@@ -1043,7 +1097,16 @@ impl Parser<'_> {
                 ))
             }
         };
-        Ok(Action::Partition { shape, reject })
+        let label = s.label.as_ref().map(|l| l.get_ref().clone());
+        if label.is_some() && !matches!(shape, PartitionShape::Isolate(_)) {
+            let span = s.label.as_ref().map_or(at, |l| l.span().start);
+            return Err(self.error(span, "`label` applies to `isolate` partitions only"));
+        }
+        Ok(Action::Partition {
+            shape,
+            reject,
+            label,
+        })
     }
 
     fn link(&self, s: &RawStep, nodes: u32, labels: &[String]) -> Result<Action> {
@@ -1120,11 +1183,29 @@ impl Parser<'_> {
                 .as_ref()
                 .map(|v| self.node_selector(v, nodes, labels))
                 .transpose()?,
+            from: self.client_host(&s.from)?,
             expect,
+            served_by: s
+                .served_by
+                .as_ref()
+                .map(|v| self.node_selector(v, nodes, labels))
+                .transpose()?,
         }))
     }
 
-    fn load(&self, s: &RawStep) -> Result<Action> {
+    /// The client host `from` names (`client` if absent).
+    fn client_host(&self, from: &Option<Spanned<String>>) -> Result<u32> {
+        let Some(from) = from else { return Ok(0) };
+        match self.selector(from.get_ref(), from.span().start, 0, &[]) {
+            Ok(Selector::Client(i)) => Ok(i),
+            _ => Err(self.error(
+                from.span().start,
+                format!("`from` names a client host: client or client2..client{}", self.client_hosts),
+            )),
+        }
+    }
+
+    fn load(&self, s: &RawStep, nodes: u32, labels: &[String]) -> Result<Action> {
         let at = s.action.span().start;
         let clients = self.required(&s.clients, "clients", "load", at)?;
         if *clients.get_ref() == 0 || *clients.get_ref() > LOAD_CLIENTS_MAX {
@@ -1154,6 +1235,8 @@ impl Parser<'_> {
             spread: s.spread.as_ref().is_some_and(|v| *v.get_ref()),
             background: s.background.as_ref().is_some_and(|v| *v.get_ref()),
             think_ms: s.think_ms.as_ref().map_or(0, |v| *v.get_ref()),
+            from: self.client_host(&s.from)?,
+            via: self.node_list(&s.nodes, nodes, labels)?,
         }))
     }
 
@@ -1288,7 +1371,7 @@ expect = "violated"
         assert_eq!(s.mode, Mode::Strict);
         assert_eq!(s.link.latency_ms, 10);
         assert_eq!(s.steps.len(), 6);
-        assert_eq!(s.steps[2].at, Location { line: 14, col: 1 });
+        assert_eq!(s.steps[2].at, Location { line: 13, col: 1 });
         assert!(matches!(
             &s.steps[3].action,
             Action::Node { node: Selector::Label(l), .. } if l == "old"

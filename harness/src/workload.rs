@@ -279,6 +279,8 @@ mod tests {
             spread: false,
             background: false,
             think_ms: 0,
+            from: 0,
+            via: Vec::new(),
         }
     }
 
