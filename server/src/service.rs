@@ -76,7 +76,13 @@ impl Service {
                     code,
                     message: err.to_string(),
                 });
-                (reply, self.shared.applied())
+                // A refusal reflects the state it was decided on, which may be newer than the
+                // applied watermark: report the store's clock so the session never goes back.
+                let clock = match self.shared.store.clock().await {
+                    Ok(clock) => clock.max(self.shared.applied()),
+                    Err(_) => self.shared.applied(),
+                };
+                (reply, clock)
             }
         }
     }
@@ -183,8 +189,7 @@ impl Service {
                     .wait_applied(session_clock, Duration::from_millis(READ_CATCH_UP_WAIT_MS))
                     .await);
         if caught_up && !self.shared.syncing() {
-            let applied = self.shared.applied();
-            return Ok((self.serve_read(request).await?, applied));
+            return self.serve_local_read(request).await;
         }
         let forward = Request::Forward {
             epoch: state.view.epoch,
@@ -203,7 +208,7 @@ impl Service {
         forward: &Request,
     ) -> Result<(Reply, u64)> {
         match self.forwarder.forward(coordinator, clock, forward).await {
-            Ok((Reply::Error(e), _)) => Err(Error::refused(e.code, e.message)),
+            // The coordinator's refusal carries the clock of the state it saw.
             Ok(answer) => Ok(answer),
             Err(e) => {
                 self.shared.membership.notify(Input::CoordinatorUnreachable);
@@ -254,8 +259,7 @@ impl Service {
         prepared: Prepared,
     ) -> Result<(Reply, u64)> {
         if !request.is_write() {
-            let applied = self.shared.applied();
-            return Ok((self.serve_read(request).await?, applied));
+            return self.serve_local_read(request).await;
         }
         let (request_id, change) = self.change_for(request, client_addr, prepared).await?;
         match self.writer.write(request_id, change).await? {
@@ -265,6 +269,15 @@ impl Service {
             }
             Applied::Duplicate(first) => Ok((reply_for(first), self.shared.applied())),
         }
+    }
+
+    /// A read from this node's store, with the clock it reflects: the store's clock read after
+    /// it, so that a session never sees older state later (monotonic reads) even when a write
+    /// landed between the applied watermark and the read.
+    async fn serve_local_read(&self, request: Request) -> Result<(Reply, u64)> {
+        let reply = self.serve_read(request).await?;
+        let clock = self.shared.store.clock().await?;
+        Ok((reply, clock.max(self.shared.applied())))
     }
 
     /// Password work on the node the client talked to: hash for a create; check for a modify
