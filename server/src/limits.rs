@@ -106,3 +106,6 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Events kept in memory for replication's hot path (about 0.5 KiB each).
 pub const RECENT_EVENTS_MAX: usize = 65_536;
+
+/// How often a node checks that its own Redis still runs (a dead one is restarted).
+pub const REDIS_SUPERVISE_MS: u64 = 50;

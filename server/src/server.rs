@@ -8,6 +8,7 @@ use crate::config::ServerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{
+    REDIS_SUPERVISE_MS,
     CLUSTER_NAME_BYTES_MAX, CONNECTIONS_MAX, REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX,
     SHUTDOWN_DRAIN_TIMEOUT_MS,
 };
@@ -89,6 +90,7 @@ impl RunningServer {
             },
             applied,
         ));
+        tokio::spawn(supervise_redis(shared.clone(), stopped.clone()));
         let service = Arc::new(Service::new(shared.clone(), advertised.to_string()));
         let accept_loop = tokio::spawn(accept_loop(listener, service, config.cluster, stopped));
         tracing::info!(%local_addr, %advertised, %node_id, redis = %url, "serving");
@@ -130,6 +132,32 @@ impl RunningServer {
         match redis {
             Some(redis) => redis.stop().await,
             None => Ok(()),
+        }
+    }
+}
+
+/// Restarts the node's own Redis when it dies under it: a node must not go on coordinating
+/// (or replicating) on a dead store. Writes fail with `internal` while it restarts.
+async fn supervise_redis(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(REDIS_SUPERVISE_MS));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        let mut child = shared.redis_child.lock().await;
+        let Some(redis) = child.as_mut() else { return };
+        match redis.revive_if_exited().await {
+            Ok(None) => {}
+            Ok(Some(status)) => tracing::error!(
+                %status,
+                pid = redis.pid(),
+                "own redis-server exited unexpectedly; restarted it on its append-only file"
+            ),
+            Err(e) => tracing::error!(error = %e, "own redis-server exited and failed to restart"),
         }
     }
 }

@@ -167,6 +167,17 @@ impl RedisChild {
         self.wait_ready().await
     }
 
+    /// If the child has exited (killed, crashed), starts it again on its own files (the
+    /// append-only file holds every write it acknowledged) and returns how it had exited.
+    pub async fn revive_if_exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) else {
+            return Ok(None);
+        };
+        self.child = None;
+        self.spawn(false).await?;
+        Ok(Some(status))
+    }
+
     /// The URL to reach it with.
     pub fn url(&self) -> String {
         format!("unix://{}", self.socket.display())
