@@ -554,14 +554,24 @@ impl Exec<'_> {
                 .get(l)
                 .copied()
                 .ok_or_else(|| Error::Step(format!("no node is labelled {l}"))),
-            Selector::Client(_) => Err(Error::Step("a client host is not a node".into())),
+            Selector::Client(_) | Selector::Others => {
+                Err(Error::Step(format!("{} is not a node", describe_selector(sel))))
+            }
             Selector::Coordinator | Selector::Follower | Selector::Rank(_) => {
                 // Right after a fault the roles may still be settling: look for a while.
                 for _ in 0..50 {
                     let live = self.cluster.live();
                     let statuses = self.cluster.statuses(&live).await;
                     let found = match sel {
-                        Selector::Coordinator => agreed_coordinator(&self.cluster, &statuses),
+                        Selector::Coordinator => agreed_coordinator(&self.cluster, &statuses)
+                            .or_else(|| {
+                                statuses
+                                    .iter()
+                                    .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+                                    .filter(|(_, s)| s.role == "coordinator")
+                                    .max_by_key(|(_, s)| s.epoch)
+                                    .map(|(i, _)| *i)
+                            }),
                         Selector::Follower => statuses
                             .iter()
                             .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
@@ -613,10 +623,20 @@ impl Exec<'_> {
                 let mut names = Vec::new();
                 for side in sides {
                     let mut group = Vec::new();
-                    for sel in side {
+                    for sel in side.iter().filter(|s| **s != Selector::Others) {
                         group.push(self.host_name(sel).await?);
                     }
                     names.push(group);
+                }
+                let named: Vec<String> = names.iter().flatten().cloned().collect();
+                let others: Vec<String> = (0..self.cluster.len())
+                    .map(|i| self.cluster.name(i))
+                    .filter(|n| !named.contains(n))
+                    .collect();
+                for (side, group) in sides.iter().zip(names.iter_mut()) {
+                    if side.contains(&Selector::Others) {
+                        group.extend(others.iter().cloned());
+                    }
                 }
                 self.cluster.lab().split(&names, mode)?;
                 let shown: Vec<String> = names.iter().map(|g| g.join(" ")).collect();
@@ -1160,6 +1180,7 @@ fn describe_selector(sel: &Selector) -> String {
         Selector::Rank(r) => format!("rank:{r}"),
         Selector::Label(l) => format!("@{l}"),
         Selector::Client(c) => crate::cluster::client_host_name(*c),
+        Selector::Others => "others".into(),
     }
 }
 

@@ -112,7 +112,8 @@ pub struct Step {
 pub enum Selector {
     /// `n1`, `n2`, …
     Node(u32),
-    /// Whichever node all live nodes name as coordinator.
+    /// Whichever node all live nodes name as coordinator (or, with several coordinators, the
+    /// one of the highest epoch).
     Coordinator,
     /// The live follower with the lowest rank.
     Follower,
@@ -122,6 +123,8 @@ pub enum Selector {
     Label(String),
     /// A client host (0: `client`, 1: `client2`, …); only in partitions.
     Client(u32),
+    /// Every node no other side names (only in `sides`).
+    Others,
 }
 
 /// One of the actions a step takes.
@@ -799,6 +802,7 @@ impl Parser<'_> {
             "coordinator" => Some(Selector::Coordinator),
             "follower" => Some(Selector::Follower),
             "client" => Some(Selector::Client(0)),
+            "others" => Some(Selector::Others),
             _ => None,
         };
         if let Some(s) = parsed {
@@ -1039,10 +1043,14 @@ impl Parser<'_> {
         labels: &[String],
     ) -> Result<Selector> {
         let s = self.selector(raw, offset, nodes, labels)?;
-        if let Selector::Client(_) = s {
-            return Err(self.error(offset, "a client host is only allowed in partitions and `from`"));
+        match s {
+            Selector::Client(_) => Err(self.error(
+                offset,
+                "a client host is only allowed in partitions and `from`",
+            )),
+            Selector::Others => Err(self.error(offset, "`others` is only allowed in `sides`")),
+            s => Ok(s),
         }
-        Ok(s)
     }
 
     fn start(&self, s: &RawStep, nodes: u32, labels: &[String]) -> Result<Action> {
@@ -1068,9 +1076,17 @@ impl Parser<'_> {
                 ))
             }
         };
-        let sel = |v: &Spanned<String>| self.selector(v.get_ref(), v.span().start, nodes, labels);
+        let sel = |v: &Spanned<String>| {
+            let s = self.selector(v.get_ref(), v.span().start, nodes, labels)?;
+            if s == Selector::Others {
+                return Err(self.error(v.span().start, "`others` is only allowed in `sides`"));
+            }
+            Ok(s)
+        };
         let shape = match (&s.isolate, &s.sides, &s.from, &s.to) {
-            (Some(node), None, None, None) => PartitionShape::Isolate(self.node_selector(node, nodes, labels)?),
+            (Some(node), None, None, None) => {
+                PartitionShape::Isolate(self.node_selector(node, nodes, labels)?)
+            }
             (None, Some(sides), None, None) => {
                 let groups = sides
                     .get_ref()
