@@ -23,7 +23,7 @@ pub const STOP_WAIT_MS: u64 = 15_000;
 /// How long the recovery phase waits for the cluster to converge before the final checks.
 pub const RECOVER_WAIT_MS: u64 = 30_000;
 /// Per login, the linearizability search gives up (verdict unknown) above this many operations.
-pub const LINEARIZABLE_OPS_PER_KEY_MAX: usize = 400;
+pub const LINEARIZABLE_OPS_PER_KEY_MAX: usize = 4_000;
 /// Client reply timeout in workloads: a write waiting for acks can take an ack timeout.
 pub const CLIENT_REPLY_MS: u64 = 3_000;
 /// Client hosts in one scenario (each is a namespace with its own runtime).

@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn a_long_valid_history_is_decided_quickly() {
         let mut ops = Vec::new();
-        for i in 0..120u64 {
+        for i in 0..400u64 {
             let t = i * 10;
             ops.push(k(KeyStep::Bind(u(i as u128)), t, t + 6));
             ops.push(k(KeyStep::ReadBound(u(i as u128)), t + 2, t + 7));
