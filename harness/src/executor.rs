@@ -554,9 +554,10 @@ impl Exec<'_> {
                 .get(l)
                 .copied()
                 .ok_or_else(|| Error::Step(format!("no node is labelled {l}"))),
-            Selector::Client(_) | Selector::Others => {
-                Err(Error::Step(format!("{} is not a node", describe_selector(sel))))
-            }
+            Selector::Client(_) | Selector::Others => Err(Error::Step(format!(
+                "{} is not a node",
+                describe_selector(sel)
+            ))),
             Selector::Coordinator | Selector::Follower | Selector::Rank(_) => {
                 // Right after a fault the roles may still be settling: look for a while.
                 for _ in 0..50 {
@@ -640,10 +641,7 @@ impl Exec<'_> {
                 }
                 self.cluster.lab().split(&names, mode)?;
                 let shown: Vec<String> = names.iter().map(|g| g.join(" ")).collect();
-                (
-                    format!("partition: [{}]", shown.join("] | [")),
-                    Vec::new(),
-                )
+                (format!("partition: [{}]", shown.join("] | [")), Vec::new())
             }
             PartitionShape::OneWay { from, to } => {
                 let (a, b) = (self.host_name(from).await?, self.host_name(to).await?);
@@ -710,10 +708,7 @@ impl Exec<'_> {
             .cluster
             .client(from)
             .spawn(async move {
-                let discovery = Discovery {
-                    peers,
-                    mcast: None,
-                };
+                let discovery = Discovery { peers, mcast: None };
                 discovery.run(&cluster).await.ok()
             })
             .await
@@ -856,7 +851,10 @@ impl Exec<'_> {
         for h in handles {
             sent += h.await.unwrap_or(0);
         }
-        Ok(format!("{sent} operations sent by {} clients", spec.clients))
+        Ok(format!(
+            "{sent} operations sent by {} clients",
+            spec.clients
+        ))
     }
 
     /// Polls until `condition` holds or `timeout_ms` passes (checks at least once); returns
@@ -982,7 +980,9 @@ impl Exec<'_> {
             f.end_ms.get_or_insert(now);
         }
         let started = now_ms();
-        let (held, state) = self.wait_for(&Condition::Converged, RECOVER_WAIT_MS).await?;
+        let (held, state) = self
+            .wait_for(&Condition::Converged, RECOVER_WAIT_MS)
+            .await?;
         if !held {
             return Err(Error::Step(format!(
                 "the cluster did not converge within {RECOVER_WAIT_MS} ms after recovery: {state}"
@@ -1016,8 +1016,7 @@ impl Exec<'_> {
             };
             samples
                 .iter()
-                .filter(|s| s.node == node && s.at_ms <= at_ms)
-                .last()
+                .rfind(|s| s.node == node && s.at_ms <= at_ms)
                 .and_then(|s| s.status.as_ref())
                 .is_some_and(|s| s.role == "coordinator")
         };
@@ -1107,7 +1106,12 @@ fn evaluate(
 ) -> (bool, String) {
     let state = describe_statuses(cluster, statuses);
     let agreed = agreed_coordinator(cluster, statuses);
-    let status_of = |i: usize| statuses.iter().find(|(j, _)| *j == i).and_then(|(_, s)| s.as_ref());
+    let status_of = |i: usize| {
+        statuses
+            .iter()
+            .find(|(j, _)| *j == i)
+            .and_then(|(_, s)| s.as_ref())
+    };
     let held = match condition {
         Resolved::Agreed => agreed.is_some(),
         Resolved::Converged => {
@@ -1226,11 +1230,9 @@ pub fn summarize(action: &Action) -> String {
                     .map(|s| format!("[{}]", list(s)))
                     .collect::<Vec<_>>()
                     .join(" | "),
-                PartitionShape::OneWay { from, to } => format!(
-                    "{} -/-> {}",
-                    describe_selector(from),
-                    describe_selector(to)
-                ),
+                PartitionShape::OneWay { from, to } => {
+                    format!("{} -/-> {}", describe_selector(from), describe_selector(to))
+                }
             };
             format!("partition {what}{}", if *reject { " (reject)" } else { "" })
         }
@@ -1287,7 +1289,10 @@ pub fn summarize(action: &Action) -> String {
             condition,
             timeout_ms,
             ..
-        } => format!("await {} (≤ {timeout_ms} ms)", describe_condition(condition)),
+        } => format!(
+            "await {} (≤ {timeout_ms} ms)",
+            describe_condition(condition)
+        ),
         Action::Assert {
             condition,
             within_ms,

@@ -184,7 +184,11 @@ fn find_idserver(given: Option<PathBuf>) -> Result<PathBuf, String> {
 fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     let defaults = [PathBuf::from("scenarios")];
-    let paths = if paths.is_empty() { &defaults[..] } else { paths };
+    let paths = if paths.is_empty() {
+        &defaults[..]
+    } else {
+        paths
+    };
     for path in paths {
         if path.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
@@ -346,7 +350,10 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
         other => return Err(format!("unknown mode {other} (whitepaper or strict)")),
     };
     if nodes == 0 || nodes > harness::limits::NODES_MAX {
-        return Err(format!("--nodes must be 1 to {}", harness::limits::NODES_MAX));
+        return Err(format!(
+            "--nodes must be 1 to {}",
+            harness::limits::NODES_MAX
+        ));
     }
     let idserver = find_idserver(idserver)?;
     let evidence = PathBuf::from(format!("target/idlab/up-{}", std::process::id()));
@@ -373,10 +380,15 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
         cluster.start(i).map_err(|e| e.to_string())?;
     }
     let mut hosts = Vec::new();
-    println!("{:<8} {:<22} {}", "host", "address", "namespace");
+    println!("{:<8} {:<22} namespace", "host", "address");
     for i in 0..cluster.len() {
         let host = cluster.host(i);
-        println!("{:<8} {:<22} {}", cluster.name(i), cluster.addr(i), host.ns());
+        println!(
+            "{:<8} {:<22} {}",
+            cluster.name(i),
+            cluster.addr(i),
+            host.ns()
+        );
         hosts.push(UpHost {
             name: cluster.name(i),
             ns: host.ns().to_string(),
@@ -396,8 +408,11 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
     });
     let record = PathBuf::from(UP_DIR).join(format!("up-{}.json", std::process::id()));
     let _ = std::fs::create_dir_all(UP_DIR);
-    std::fs::write(&record, serde_json::to_string(&hosts).expect("hosts serialise"))
-        .map_err(|e| format!("failed to write {}: {e}", record.display()))?;
+    std::fs::write(
+        &record,
+        serde_json::to_string(&hosts).expect("hosts serialise"),
+    )
+    .map_err(|e| format!("failed to write {}: {e}", record.display()))?;
     println!(
         "\nTry: idlab exec client -- idclient --server {} --status\nNode logs: {}/nodes/. Ctrl-C tears the cluster down.",
         cluster.addr(0),

@@ -751,9 +751,9 @@ impl Parser<'_> {
         let kind = match c.that.get_ref().as_str() {
             "event-order" => CheckKind::EventOrder,
             "logs-identical" => CheckKind::LogsIdentical,
-            "acked-applied" => CheckKind::AckedApplied(
-                c.min_nodes.as_ref().map_or(2, |v| *v.get_ref()),
-            ),
+            "acked-applied" => {
+                CheckKind::AckedApplied(c.min_nodes.as_ref().map_or(2, |v| *v.get_ref()))
+            }
             "window" => CheckKind::Window(need(c.p99_ms_max.as_ref(), "p99_ms_max")?),
             "no-lost-writes" => CheckKind::NoLostWrites,
             "unique" => CheckKind::Unique,
@@ -780,7 +780,10 @@ impl Parser<'_> {
         if let Some((field, span)) = misplaced {
             return Err(self.error(
                 span.start,
-                format!("field `{field}` does not apply to check `{}`", c.that.get_ref()),
+                format!(
+                    "field `{field}` does not apply to check `{}`",
+                    c.that.get_ref()
+                ),
             ));
         }
         Ok(Check { at, kind, expect })
@@ -797,7 +800,13 @@ impl Parser<'_> {
         }
     }
 
-    fn selector(&self, raw: &str, offset: usize, nodes: u32, labels: &[String]) -> Result<Selector> {
+    fn selector(
+        &self,
+        raw: &str,
+        offset: usize,
+        nodes: u32,
+        labels: &[String],
+    ) -> Result<Selector> {
         let parsed = match raw {
             "coordinator" => Some(Selector::Coordinator),
             "follower" => Some(Selector::Follower),
@@ -808,28 +817,34 @@ impl Parser<'_> {
         if let Some(s) = parsed {
             return Ok(s);
         }
-        if let Some(n) = raw.strip_prefix("client").and_then(|n| n.parse::<u32>().ok()) {
+        if let Some(n) = raw
+            .strip_prefix("client")
+            .and_then(|n| n.parse::<u32>().ok())
+        {
             if (2..=self.client_hosts).contains(&n) {
                 return Ok(Selector::Client(n - 1));
             }
             return Err(self.error(
                 offset,
-                format!("unknown client host `{raw}`: client_hosts is {}", self.client_hosts),
+                format!(
+                    "unknown client host `{raw}`: client_hosts is {}",
+                    self.client_hosts
+                ),
             ));
         }
         if let Some(rank) = raw.strip_prefix("rank:") {
             return rank.parse().map(Selector::Rank).map_err(|_| {
-                self.error(offset, format!("`{raw}`: a rank is a number, as in `rank:2`"))
+                self.error(
+                    offset,
+                    format!("`{raw}`: a rank is a number, as in `rank:2`"),
+                )
             });
         }
         if let Some(label) = raw.strip_prefix('@') {
             if labels.iter().any(|l| l == label) {
                 return Ok(Selector::Label(label.to_string()));
             }
-            return Err(self.error(
-                offset,
-                format!("no earlier step has `label = \"{label}\"`"),
-            ));
+            return Err(self.error(offset, format!("no earlier step has `label = \"{label}\"`")));
         }
         if let Some(n) = raw.strip_prefix('n').and_then(|n| n.parse::<u32>().ok()) {
             if (1..=nodes).contains(&n) {
@@ -876,7 +891,14 @@ impl Parser<'_> {
                 let node = self.required(&s.node, "node", name, at)?;
                 let node = self.node_selector(node, nodes, labels)?;
                 let label = s.label.as_ref().map(|l| l.get_ref().clone());
-                (&["node", "label"][..], Action::Node { change, node, label })
+                (
+                    &["node", "label"][..],
+                    Action::Node {
+                        change,
+                        node,
+                        label,
+                    },
+                )
             }
             "partition" => (
                 &["isolate", "sides", "from", "to", "mode", "label"][..],
@@ -897,7 +919,16 @@ impl Parser<'_> {
                 self.link(s, nodes, labels)?,
             ),
             "op" => (
-                &["op", "login", "new_login", "password", "via", "from", "expect", "served_by"][..],
+                &[
+                    "op",
+                    "login",
+                    "new_login",
+                    "password",
+                    "via",
+                    "from",
+                    "expect",
+                    "served_by",
+                ][..],
                 self.op(s, nodes, labels)?,
             ),
             "load" => (
@@ -935,7 +966,16 @@ impl Parser<'_> {
             "await" => {
                 let condition = self.condition(s, nodes, labels, at)?;
                 (
-                    &["that", "node", "rank", "ranks", "role", "count", "timeout_ms", "measure"][..],
+                    &[
+                        "that",
+                        "node",
+                        "rank",
+                        "ranks",
+                        "role",
+                        "count",
+                        "timeout_ms",
+                        "measure",
+                    ][..],
                     Action::Await {
                         condition,
                         timeout_ms: s.timeout_ms.as_ref().map_or(10_000, |t| *t.get_ref()),
@@ -946,7 +986,16 @@ impl Parser<'_> {
             "assert" => {
                 let condition = self.condition(s, nodes, labels, at)?;
                 (
-                    &["that", "node", "rank", "ranks", "role", "count", "within_ms", "expect"][..],
+                    &[
+                        "that",
+                        "node",
+                        "rank",
+                        "ranks",
+                        "role",
+                        "count",
+                        "within_ms",
+                        "expect",
+                    ][..],
                     Action::Assert {
                         condition,
                         within_ms: s.within_ms.as_ref().map_or(0, |t| *t.get_ref()),
@@ -959,7 +1008,9 @@ impl Parser<'_> {
                 self.random(s, at)?,
             ),
             "repeat" => {
-                let first = *self.required(&s.first_step, "first_step", name, at)?.get_ref();
+                let first = *self
+                    .required(&s.first_step, "first_step", name, at)?
+                    .get_ref();
                 if first == 0 || first as usize > index {
                     return Err(self.error(
                         s.first_step.as_ref().map_or(at, |f| f.span().start),
@@ -1126,7 +1177,11 @@ impl Parser<'_> {
     }
 
     fn link(&self, s: &RawStep, nodes: u32, labels: &[String]) -> Result<Action> {
-        let direction = match s.direction.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
+        let direction = match s
+            .direction
+            .as_ref()
+            .map(|d| (d.get_ref().as_str(), d.span()))
+        {
             None | Some(("both", _)) => netns::Direction::Both,
             Some(("to-host", _)) => netns::Direction::ToHost,
             Some(("from-host", _)) => netns::Direction::FromHost,
@@ -1170,7 +1225,10 @@ impl Parser<'_> {
                 ))
             }
         };
-        let login = self.required(&s.login, "login", "op", at)?.get_ref().clone();
+        let login = self
+            .required(&s.login, "login", "op", at)?
+            .get_ref()
+            .clone();
         if kind == OpKind::Modify && s.new_login.is_none() {
             return Err(self.error(at, "`op = \"modify\"` needs `new_login`"));
         }
@@ -1216,7 +1274,10 @@ impl Parser<'_> {
             Ok(Selector::Client(i)) => Ok(i),
             _ => Err(self.error(
                 from.span().start,
-                format!("`from` names a client host: client or client2..client{}", self.client_hosts),
+                format!(
+                    "`from` names a client host: client or client2..client{}",
+                    self.client_hosts
+                ),
             )),
         }
     }
@@ -1245,7 +1306,9 @@ impl Parser<'_> {
         }
         Ok(Action::Load(LoadSpec {
             clients: *clients.get_ref(),
-            duration_ms: *self.required(&s.duration_ms, "duration_ms", "load", at)?.get_ref(),
+            duration_ms: *self
+                .required(&s.duration_ms, "duration_ms", "load", at)?
+                .get_ref(),
             mix,
             keys: s.keys.as_ref().map_or(0, |k| *k.get_ref()),
             spread: s.spread.as_ref().is_some_and(|v| *v.get_ref()),
@@ -1256,7 +1319,13 @@ impl Parser<'_> {
         }))
     }
 
-    fn condition(&self, s: &RawStep, nodes: u32, labels: &[String], at: usize) -> Result<Condition> {
+    fn condition(
+        &self,
+        s: &RawStep,
+        nodes: u32,
+        labels: &[String],
+        at: usize,
+    ) -> Result<Condition> {
         let that = self.required(&s.that, "that", s.action.get_ref(), at)?;
         let node = || -> Result<Selector> {
             let n = self.required(&s.node, "node", that.get_ref(), that.span().start)?;
@@ -1269,7 +1338,9 @@ impl Parser<'_> {
             "not-coordinator" => Condition::NotCoordinator(node()?),
             "rank" => Condition::Rank(
                 node()?,
-                *self.required(&s.rank, "rank", "rank", that.span().start)?.get_ref(),
+                *self
+                    .required(&s.rank, "rank", "rank", that.span().start)?
+                    .get_ref(),
             ),
             "ranks" => Condition::Ranks(
                 self.required(&s.ranks, "ranks", "ranks", that.span().start)?
@@ -1278,7 +1349,9 @@ impl Parser<'_> {
             ),
             "role" => {
                 let role = self.required(&s.role, "role", "role", that.span().start)?;
-                if !["joining", "follower", "candidate", "coordinator"].contains(&role.get_ref().as_str()) {
+                if !["joining", "follower", "candidate", "coordinator"]
+                    .contains(&role.get_ref().as_str())
+                {
                     return Err(self.error(
                         role.span().start,
                         "role must be joining, follower, candidate or coordinator",
@@ -1287,7 +1360,9 @@ impl Parser<'_> {
                 Condition::Role(node()?, role.get_ref().clone())
             }
             "coordinators" => Condition::Coordinators(
-                *self.required(&s.count, "count", "coordinators", that.span().start)?.get_ref(),
+                *self
+                    .required(&s.count, "count", "coordinators", that.span().start)?
+                    .get_ref(),
             ),
             other => {
                 return Err(self.error(
@@ -1324,7 +1399,10 @@ impl Parser<'_> {
         }
         let rate = self.required(&s.rate_per_s, "rate_per_s", "random-faults", at)?;
         if !(*rate.get_ref() > 0.0 && *rate.get_ref() <= 100.0) {
-            return Err(self.error(rate.span().start, "rate_per_s must be above 0 and at most 100"));
+            return Err(self.error(
+                rate.span().start,
+                "rate_per_s must be above 0 and at most 100",
+            ));
         }
         Ok(Action::RandomFaults(RandomSpec {
             kinds: parsed,
@@ -1419,13 +1497,19 @@ expect = "violated"
             "s.toml:4:8: no earlier step has `label = \"gone\"`"
         );
         assert_eq!(
-            err("nodes = 3\n[[check]]\nthat = \"windw\"\n").split(',').next().unwrap(),
+            err("nodes = 3\n[[check]]\nthat = \"windw\"\n")
+                .split(',')
+                .next()
+                .unwrap(),
             "s.toml:3:8: unknown check `windw`"
         );
         assert_eq!(
             err("nodes = 3\n[link]\nloss_pct = 120.0\n"),
             "s.toml:3:12: a percentage must be 0 to 100, not 120"
         );
-        assert_eq!(err("nodes = 0\n"), "s.toml:1:9: nodes must be 1 to 9, not 0");
+        assert_eq!(
+            err("nodes = 0\n"),
+            "s.toml:1:9: nodes must be 1 to 9, not 0"
+        );
     }
 }

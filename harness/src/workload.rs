@@ -98,7 +98,11 @@ impl Session {
                 None,
                 Some(format!("unexpected reply {other:?}")),
             ),
-            Err(e) => (classify(e.code()), None, Some(e.code().as_str().to_string())),
+            Err(e) => (
+                classify(e.code()),
+                None,
+                Some(e.code().as_str().to_string()),
+            ),
         };
         let record = OpRecord {
             session: self.id,

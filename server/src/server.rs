@@ -8,9 +8,8 @@ use crate::config::ServerConfig;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{
-    REDIS_SUPERVISE_MS,
-    CLUSTER_NAME_BYTES_MAX, CONNECTIONS_MAX, REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX,
-    SHUTDOWN_DRAIN_TIMEOUT_MS,
+    CLUSTER_NAME_BYTES_MAX, CONNECTIONS_MAX, REDIS_SUPERVISE_MS, REPLY_FRAME_BYTES_MAX,
+    REQUEST_FRAME_BYTES_MAX, SHUTDOWN_DRAIN_TIMEOUT_MS,
 };
 use crate::service::Service;
 use crate::shared::{Shared, Storage};

@@ -51,12 +51,15 @@ pub fn acked_applied(input: &CheckInput, min_nodes: u32) -> Finding {
     finding
         .figures
         .insert("acked_writes".into(), counts.len() as f64);
-    finding
-        .figures
-        .insert("nodes_applied_at_ack_min".into(), counts.first().copied().unwrap_or(0) as f64);
+    finding.figures.insert(
+        "nodes_applied_at_ack_min".into(),
+        counts.first().copied().unwrap_or(0) as f64,
+    );
     if counts.is_empty() {
         finding.verdict = Verdict::Unknown;
-        finding.details.push("no acknowledged write to judge".into());
+        finding
+            .details
+            .push("no acknowledged write to judge".into());
     }
     finding
 }
@@ -83,7 +86,9 @@ pub fn window(input: &CheckInput, p99_ms_max: u64) -> Finding {
     let mut finding = Finding::from_violations(Vec::new());
     if windows.is_empty() {
         finding.verdict = Verdict::Unknown;
-        finding.details.push("no acknowledged write to judge".into());
+        finding
+            .details
+            .push("no acknowledged write to judge".into());
         return finding;
     }
     let p99 = percentile(&windows, 99.0);
@@ -114,23 +119,56 @@ mod tests {
 
     #[test]
     fn a_write_acked_before_a_replica_applied_it_is_found() {
-        let history = vec![op(1, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(1), Some(1))];
+        let history = vec![op(
+            1,
+            OpKind::Create,
+            "a",
+            (0, 10),
+            Outcome::Ok,
+            Some(1),
+            Some(1),
+        )];
         let n1 = vec![create(1, "a", 1, 1, 8)];
         let late = vec![create(1, "a", 1, 1, 30)];
-        let f = check(CheckKind::AckedApplied(2), &history, &[("n1", n1.clone()), ("n2", late)]);
+        let f = check(
+            CheckKind::AckedApplied(2),
+            &history,
+            &[("n1", n1.clone()), ("n2", late)],
+        );
         assert_eq!(f.verdict, Verdict::Invalid);
-        assert_eq!(f.details, vec!["create a acked at +10 ms was applied on 1 node(s) by then (n1)"]);
-        let f = check(CheckKind::AckedApplied(2), &history, &[("n1", n1.clone()), ("n2", n1)]);
+        assert_eq!(
+            f.details,
+            vec!["create a acked at +10 ms was applied on 1 node(s) by then (n1)"]
+        );
+        let f = check(
+            CheckKind::AckedApplied(2),
+            &history,
+            &[("n1", n1.clone()), ("n2", n1)],
+        );
         assert_eq!(f.verdict, Verdict::Valid);
     }
 
     #[test]
     fn the_window_is_measured_from_ack_to_the_last_replica() {
-        let history = vec![op(1, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(1), Some(1))];
-        let logs = [("n1", vec![create(1, "a", 1, 1, 8)]), ("n2", vec![create(1, "a", 1, 1, 70)])];
+        let history = vec![op(
+            1,
+            OpKind::Create,
+            "a",
+            (0, 10),
+            Outcome::Ok,
+            Some(1),
+            Some(1),
+        )];
+        let logs = [
+            ("n1", vec![create(1, "a", 1, 1, 8)]),
+            ("n2", vec![create(1, "a", 1, 1, 70)]),
+        ];
         let f = check(CheckKind::Window(50), &history, &logs);
         assert_eq!(f.verdict, Verdict::Invalid);
         assert_eq!(f.figures["window_p99_ms"], 60.0);
-        assert_eq!(check(CheckKind::Window(60), &history, &logs).verdict, Verdict::Valid);
+        assert_eq!(
+            check(CheckKind::Window(60), &history, &logs).verdict,
+            Verdict::Valid
+        );
     }
 }

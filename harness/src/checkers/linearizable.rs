@@ -155,9 +155,13 @@ pub fn linearizable<'a>(input: &CheckInput<'a>) -> Finding {
                     _ => {}
                 }
             }
-            (OpKind::Create, false, _) => push(&op.login, KeyStep::Bind(uuid.expect("ok has uuid"))),
+            (OpKind::Create, false, _) => {
+                push(&op.login, KeyStep::Bind(uuid.expect("ok has uuid")))
+            }
             (OpKind::Create, true, Some("login_exists")) => push(&op.login, KeyStep::ReadTaken),
-            (OpKind::Delete, false, _) => push(&op.login, KeyStep::Free(uuid.expect("ok has uuid"))),
+            (OpKind::Delete, false, _) => {
+                push(&op.login, KeyStep::Free(uuid.expect("ok has uuid")))
+            }
             (OpKind::Modify, false, _) => {
                 let u = uuid.expect("ok has uuid");
                 push(&op.login, KeyStep::Free(u));
@@ -201,7 +205,9 @@ pub fn linearizable<'a>(input: &CheckInput<'a>) -> Finding {
         ));
     }
     finding.figures.insert("logins".into(), keys.len() as f64);
-    finding.figures.insert("coordinator_reads".into(), reads as f64);
+    finding
+        .figures
+        .insert("coordinator_reads".into(), reads as f64);
     finding
 }
 
@@ -227,7 +233,10 @@ mod tests {
         // A read overlapping a create may see it or not.
         let ops = [k(KeyStep::Bind(u(1)), 0, 10), k(KeyStep::ReadFree, 5, 8)];
         assert_eq!(check_key(&ops), Some(true));
-        let ops = [k(KeyStep::Bind(u(1)), 0, 10), k(KeyStep::ReadBound(u(1)), 5, 8)];
+        let ops = [
+            k(KeyStep::Bind(u(1)), 0, 10),
+            k(KeyStep::ReadBound(u(1)), 5, 8),
+        ];
         assert_eq!(check_key(&ops), Some(true));
     }
 

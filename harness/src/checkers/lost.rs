@@ -129,12 +129,40 @@ mod tests {
     #[test]
     fn a_lost_acknowledged_write_is_listed() {
         let history = vec![
-            op(1, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(1), Some(1)),
-            op(1, OpKind::Create, "b", (11, 20), Outcome::Ok, Some(2), Some(2)),
-            op(1, OpKind::Create, "c", (21, 30), Outcome::Timeout, None, Some(3)),
+            op(
+                1,
+                OpKind::Create,
+                "a",
+                (0, 10),
+                Outcome::Ok,
+                Some(1),
+                Some(1),
+            ),
+            op(
+                1,
+                OpKind::Create,
+                "b",
+                (11, 20),
+                Outcome::Ok,
+                Some(2),
+                Some(2),
+            ),
+            op(
+                1,
+                OpKind::Create,
+                "c",
+                (21, 30),
+                Outcome::Timeout,
+                None,
+                Some(3),
+            ),
         ];
         let full = vec![create(1, "a", 1, 1, 5), create(2, "b", 2, 2, 15)];
-        let f = check(CheckKind::NoLostWrites, &history, &[("n1", full.clone()), ("n2", full.clone())]);
+        let f = check(
+            CheckKind::NoLostWrites,
+            &history,
+            &[("n1", full.clone()), ("n2", full.clone())],
+        );
         assert_eq!(f.verdict, Verdict::Valid);
         let f = check(
             CheckKind::NoLostWrites,
@@ -151,13 +179,42 @@ mod tests {
         let f = check(CheckKind::Unique, &[], &[("n1", log)]);
         assert_eq!(f.details.len(), 1, "{:?}", f.details);
         let log = vec![create(1, "a", 1, 1, 5), create(2, "b", 1, 2, 6)];
-        assert_eq!(check(CheckKind::Unique, &[], &[("n1", log)]).verdict, Verdict::Invalid);
-        let log = vec![create(1, "a", 1, 1, 5), delete(2, "a", 1, 2, 6), create(3, "a", 3, 3, 7)];
-        assert_eq!(check(CheckKind::Unique, &[], &[("n1", log)]).verdict, Verdict::Valid);
-        let told = vec![
-            op(1, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(1), Some(1)),
-            op(2, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(2), Some(2)),
+        assert_eq!(
+            check(CheckKind::Unique, &[], &[("n1", log)]).verdict,
+            Verdict::Invalid
+        );
+        let log = vec![
+            create(1, "a", 1, 1, 5),
+            delete(2, "a", 1, 2, 6),
+            create(3, "a", 3, 3, 7),
         ];
-        assert_eq!(check(CheckKind::Unique, &told, &[("n1", vec![])]).verdict, Verdict::Invalid);
+        assert_eq!(
+            check(CheckKind::Unique, &[], &[("n1", log)]).verdict,
+            Verdict::Valid
+        );
+        let told = vec![
+            op(
+                1,
+                OpKind::Create,
+                "a",
+                (0, 10),
+                Outcome::Ok,
+                Some(1),
+                Some(1),
+            ),
+            op(
+                2,
+                OpKind::Create,
+                "a",
+                (0, 10),
+                Outcome::Ok,
+                Some(2),
+                Some(2),
+            ),
+        ];
+        assert_eq!(
+            check(CheckKind::Unique, &told, &[("n1", vec![])]).verdict,
+            Verdict::Invalid
+        );
     }
 }

@@ -104,7 +104,9 @@ fn by_request(log: &[LoggedEvent]) -> BTreeMap<Uuid, &LoggedEvent> {
 fn effects(change: &Change) -> Vec<(&str, Option<Uuid>)> {
     match change {
         Change::Create { uuid, login, .. } => vec![(login.as_str(), Some(*uuid))],
-        Change::Rename { uuid, old, new } => vec![(old.as_str(), None), (new.as_str(), Some(*uuid))],
+        Change::Rename { uuid, old, new } => {
+            vec![(old.as_str(), None), (new.as_str(), Some(*uuid))]
+        }
         Change::Delete { login, .. } => vec![(login.as_str(), None)],
     }
 }
@@ -169,7 +171,13 @@ pub(crate) mod fixtures {
         }
     }
 
-    pub fn create(clock: u64, login: &str, uuid_n: u128, rid: u128, applied_ms: u64) -> LoggedEvent {
+    pub fn create(
+        clock: u64,
+        login: &str,
+        uuid_n: u128,
+        rid: u128,
+        applied_ms: u64,
+    ) -> LoggedEvent {
         LoggedEvent {
             event: Event {
                 clock,
@@ -189,7 +197,13 @@ pub(crate) mod fixtures {
         }
     }
 
-    pub fn delete(clock: u64, login: &str, uuid_n: u128, rid: u128, applied_ms: u64) -> LoggedEvent {
+    pub fn delete(
+        clock: u64,
+        login: &str,
+        uuid_n: u128,
+        rid: u128,
+        applied_ms: u64,
+    ) -> LoggedEvent {
         LoggedEvent {
             event: Event {
                 clock,
@@ -217,8 +231,10 @@ pub(crate) mod fixtures {
         history: &[OpRecord],
         logs: &[(&str, Vec<LoggedEvent>)],
     ) -> Finding {
-        let final_logs: BTreeMap<String, Vec<LoggedEvent>> =
-            logs.iter().map(|(n, l)| (n.to_string(), l.clone())).collect();
+        let final_logs: BTreeMap<String, Vec<LoggedEvent>> = logs
+            .iter()
+            .map(|(n, l)| (n.to_string(), l.clone()))
+            .collect();
         let seen: Vec<SeenEvents> = logs.iter().map(|(_, l)| seen_of(l)).collect();
         let names: Vec<String> = logs.iter().map(|(n, _)| n.to_string()).collect();
         let input = CheckInput {

@@ -40,8 +40,10 @@ pub fn logs_identical(input: &CheckInput) -> Finding {
             figures: Default::default(),
         };
     };
-    let by_clock: std::collections::BTreeMap<u64, _> =
-        reference.iter().map(|e| (e.event.clock, &e.event)).collect();
+    let by_clock: std::collections::BTreeMap<u64, _> = reference
+        .iter()
+        .map(|e| (e.event.clock, &e.event))
+        .collect();
     let last = reference.last().map_or(0, |e| e.event.clock);
     for (node, log) in input.final_logs {
         let their_last = log.last().map_or(0, |e| e.event.clock);
@@ -57,9 +59,7 @@ pub fn logs_identical(input: &CheckInput) -> Finding {
         }) {
             details.push(format!(
                 "{node} and {ref_node} differ at clock {} (epoch {} vs {})",
-                diff.event.clock,
-                diff.event.epoch,
-                by_clock[&diff.event.clock].epoch
+                diff.event.clock, diff.event.epoch, by_clock[&diff.event.clock].epoch
             ));
         }
     }
@@ -77,24 +77,42 @@ mod tests {
     #[test]
     fn a_gap_and_a_disorder_are_found() {
         let good = vec![create(1, "a", 1, 1, 5), create(2, "b", 2, 2, 6)];
-        assert_eq!(check(CheckKind::EventOrder, &[], &[("n1", good.clone())]).verdict, Verdict::Valid);
+        assert_eq!(
+            check(CheckKind::EventOrder, &[], &[("n1", good.clone())]).verdict,
+            Verdict::Valid
+        );
         let gap = vec![create(1, "a", 1, 1, 5), create(3, "b", 2, 2, 6)];
         let f = check(CheckKind::EventOrder, &[], &[("n1", gap)]);
         assert_eq!(f.details, vec!["n1: gap between clock 1 and clock 3"]);
         let back = vec![create(2, "a", 1, 1, 5), create(1, "b", 2, 2, 6)];
-        assert_eq!(check(CheckKind::EventOrder, &[], &[("n1", back)]).verdict, Verdict::Invalid);
+        assert_eq!(
+            check(CheckKind::EventOrder, &[], &[("n1", back)]).verdict,
+            Verdict::Invalid
+        );
     }
 
     #[test]
     fn differing_or_shorter_logs_are_found() {
         let a = vec![create(1, "a", 1, 1, 5), create(2, "b", 2, 2, 6)];
         let b = vec![create(1, "a", 1, 1, 5), create(2, "c", 3, 3, 6)];
-        let f = check(CheckKind::LogsIdentical, &[], &[("n1", a.clone()), ("n2", b)]);
+        let f = check(
+            CheckKind::LogsIdentical,
+            &[],
+            &[("n1", a.clone()), ("n2", b)],
+        );
         assert_eq!(f.verdict, Verdict::Invalid);
         let short = vec![create(1, "a", 1, 1, 5)];
-        let f = check(CheckKind::LogsIdentical, &[], &[("n1", a.clone()), ("n2", short)]);
+        let f = check(
+            CheckKind::LogsIdentical,
+            &[],
+            &[("n1", a.clone()), ("n2", short)],
+        );
         assert_eq!(f.details, vec!["n2 ends at clock 1, n1 at clock 2"]);
-        let f = check(CheckKind::LogsIdentical, &[], &[("n1", a.clone()), ("n2", a)]);
+        let f = check(
+            CheckKind::LogsIdentical,
+            &[],
+            &[("n1", a.clone()), ("n2", a)],
+        );
         assert_eq!(f.verdict, Verdict::Valid);
     }
 }

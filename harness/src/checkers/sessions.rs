@@ -150,7 +150,11 @@ mod tests {
             OpKind::Lookup,
             login,
             (t, t + 1),
-            if found.is_some() { Outcome::Ok } else { Outcome::Fail },
+            if found.is_some() {
+                Outcome::Ok
+            } else {
+                Outcome::Fail
+            },
             found,
             None,
         );
@@ -164,7 +168,15 @@ mod tests {
     fn reading_ones_own_write_and_other_sessions_stale_reads_are_fine() {
         let log = vec![create(1, "a", 1, 1, 5)];
         let history = vec![
-            op(1, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(1), Some(1)),
+            op(
+                1,
+                OpKind::Create,
+                "a",
+                (0, 10),
+                Outcome::Ok,
+                Some(1),
+                Some(1),
+            ),
             lookup(1, "a", 11, Some(1)),
             // Another session may still read the older state...
             lookup(2, "a", 12, None),
@@ -179,7 +191,15 @@ mod tests {
     fn a_session_missing_its_own_write_or_going_back_is_found() {
         let log = vec![create(1, "a", 1, 1, 5)];
         let history = vec![
-            op(1, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(1), Some(1)),
+            op(
+                1,
+                OpKind::Create,
+                "a",
+                (0, 10),
+                Outcome::Ok,
+                Some(1),
+                Some(1),
+            ),
             lookup(1, "a", 11, None),
         ];
         let f = check(CheckKind::Sessions, &history, &[("n1", log.clone())]);
@@ -191,7 +211,15 @@ mod tests {
 
     #[test]
     fn an_acknowledged_write_missing_from_the_order_is_found() {
-        let history = vec![op(1, OpKind::Create, "a", (0, 10), Outcome::Ok, Some(1), Some(1))];
+        let history = vec![op(
+            1,
+            OpKind::Create,
+            "a",
+            (0, 10),
+            Outcome::Ok,
+            Some(1),
+            Some(1),
+        )];
         let f = check(CheckKind::Sessions, &history, &[("n1", vec![])]);
         assert_eq!(f.verdict, Verdict::Invalid);
     }

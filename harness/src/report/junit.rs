@@ -44,10 +44,9 @@ pub fn junit(report: &RunReport) -> String {
                 escape(&reason),
                 escape(&body)
             )),
-            ScenarioVerdict::Error => out.push_str(&format!(
-                "      <error message=\"{}\"/>\n",
-                escape(&reason)
-            )),
+            ScenarioVerdict::Error => {
+                out.push_str(&format!("      <error message=\"{}\"/>\n", escape(&reason)))
+            }
         }
         out.push_str(&format!(
             "      <system-out>seed {} evidence {}</system-out>\n",

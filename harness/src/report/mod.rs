@@ -6,8 +6,8 @@ mod junit;
 mod terminal;
 mod timeline;
 
-use crate::executor::{ScenarioResult, ScenarioVerdict};
 use crate::checkers::percentile;
+use crate::executor::{ScenarioResult, ScenarioVerdict};
 use serde::Serialize;
 use std::path::Path;
 
@@ -36,7 +36,12 @@ pub struct RunReport<'a> {
 
 impl<'a> RunReport<'a> {
     /// Summarises `scenarios`.
-    pub fn new(run_id: &'a str, start_ms: u64, duration_ms: u64, scenarios: &'a [ScenarioResult]) -> Self {
+    pub fn new(
+        run_id: &'a str,
+        start_ms: u64,
+        duration_ms: u64,
+        scenarios: &'a [ScenarioResult],
+    ) -> Self {
         let count = |v| scenarios.iter().filter(|s| s.verdict == v).count();
         RunReport {
             run_id,
@@ -71,7 +76,10 @@ pub fn write_evidence(result: &ScenarioResult) -> std::io::Result<()> {
     write(&dir.join("history.jsonl"), &jsonl(&result.history))?;
     write(&dir.join("status.jsonl"), &jsonl(&result.samples))?;
     for (node, log) in &result.final_logs {
-        write(&dir.join("events").join(format!("{node}.jsonl")), &jsonl(log))?;
+        write(
+            &dir.join("events").join(format!("{node}.jsonl")),
+            &jsonl(log),
+        )?;
     }
     write(
         &dir.join("result.json"),
@@ -100,10 +108,9 @@ pub fn key_figures(result: &ScenarioResult) -> String {
         "events_checked",
     ];
     let mut parts = Vec::new();
-    let measured = result
-        .figures
-        .iter()
-        .filter(|(name, _)| name.ends_with("_ms") && !SHOWN.contains(&name.as_str()) && !name.starts_with("window_"));
+    let measured = result.figures.iter().filter(|(name, _)| {
+        name.ends_with("_ms") && !SHOWN.contains(&name.as_str()) && !name.starts_with("window_")
+    });
     for (name, values) in measured {
         parts.push(figure(name, values));
     }

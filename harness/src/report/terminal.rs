@@ -2,8 +2,8 @@
 //! at the end.
 
 use super::key_figures;
-use crate::executor::{RunEvent, ScenarioResult, ScenarioVerdict};
 use crate::checkers::Verdict;
+use crate::executor::{RunEvent, ScenarioResult, ScenarioVerdict};
 use crate::scenario::Expect;
 
 /// Prints one event.
@@ -60,7 +60,12 @@ fn truncate(text: &str, chars: usize) -> String {
 
 /// The summary table of a run.
 pub fn summary_table(results: &[ScenarioResult]) -> String {
-    let width = results.iter().map(|r| r.name.len()).max().unwrap_or(8).max(8);
+    let width = results
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     let mut out = format!(
         "\n{:<width$}  {:<7}  {:>20}  {:>8}  key figures\n",
         "scenario", "verdict", "seed", "time"

@@ -35,7 +35,8 @@ pub fn timeline(r: &ScenarioResult) -> String {
             .unwrap_or(start + 1),
     );
     let span = (end - start).max(1) as f64;
-    let x = |t: u64| LABEL_PX + (t.saturating_sub(start) as f64 / span) * (WIDTH_PX - LABEL_PX - 10.0);
+    let x =
+        |t: u64| LABEL_PX + (t.saturating_sub(start) as f64 / span) * (WIDTH_PX - LABEL_PX - 10.0);
     let lanes = r.nodes.len();
     let client_y = 30.0 + lanes as f64 * LANE_PX;
     let height = client_y + LANE_PX + 30.0;
@@ -46,7 +47,10 @@ pub fn timeline(r: &ScenarioResult) -> String {
     );
     // Fault windows first, under everything.
     for f in &r.faults {
-        let (x0, x1) = (x(f.start_ms), x(f.end_ms.unwrap_or(end)).max(x(f.start_ms) + 2.0));
+        let (x0, x1) = (
+            x(f.start_ms),
+            x(f.end_ms.unwrap_or(end)).max(x(f.start_ms) + 2.0),
+        );
         let (y0, h) = if f.nodes.is_empty() {
             (20.0, client_y + LANE_PX - 20.0)
         } else {
@@ -66,7 +70,12 @@ pub fn timeline(r: &ScenarioResult) -> String {
     }
     for (lane, name) in r.nodes.iter().enumerate() {
         let y = 30.0 + lane as f64 * LANE_PX;
-        let _ = write!(svg, "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">{}</text>", y + 17.0, escape(name));
+        let _ = write!(
+            svg,
+            "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">{}</text>",
+            y + 17.0,
+            escape(name)
+        );
         let samples: Vec<&Sample> = r.samples.iter().filter(|s| s.node == lane).collect();
         let mut i = 0;
         while i < samples.len() {
@@ -101,13 +110,23 @@ pub fn timeline(r: &ScenarioResult) -> String {
             );
             if let Some(v) = &first.status {
                 if x1 - x0 > 18.0 {
-                    let _ = write!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#fff\">e{}</text>", x0 + 2.0, y + 21.0, v.epoch);
+                    let _ = write!(
+                        svg,
+                        "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#fff\">e{}</text>",
+                        x0 + 2.0,
+                        y + 21.0,
+                        v.epoch
+                    );
                 }
             }
             i = j + 1;
         }
     }
-    let _ = write!(svg, "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">client</text>", client_y + 17.0);
+    let _ = write!(
+        svg,
+        "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">client</text>",
+        client_y + 17.0
+    );
     for op in r.history.iter().take(OPS_SHOWN_MAX) {
         let colour = match op.outcome {
             Outcome::Ok => "#3c9a4a",
@@ -171,7 +190,13 @@ pub fn timeline(r: &ScenarioResult) -> String {
     }
     let mut checks = String::new();
     for a in &r.assertions {
-        let details: Vec<String> = a.finding.details.iter().take(50).map(|d| escape(d)).collect();
+        let details: Vec<String> = a
+            .finding
+            .details
+            .iter()
+            .take(50)
+            .map(|d| escape(d))
+            .collect();
         let _ = write!(
             checks,
             "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{:?}</td><td>{:?}</td><td>{}</td></tr>",
@@ -186,7 +211,12 @@ pub fn timeline(r: &ScenarioResult) -> String {
     let mut figures = String::new();
     for (name, values) in &r.figures {
         let shown: Vec<String> = values.iter().take(40).map(|v| v.to_string()).collect();
-        let _ = write!(figures, "<tr><td>{}</td><td>{}</td></tr>", escape(name), shown.join(", "));
+        let _ = write!(
+            figures,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            escape(name),
+            shown.join(", ")
+        );
     }
     format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>idlab: {name}</title><style>\

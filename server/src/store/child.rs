@@ -170,7 +170,11 @@ impl RedisChild {
     /// If the child has exited (killed, crashed), starts it again on its own files (the
     /// append-only file holds every write it acknowledged) and returns how it had exited.
     pub async fn revive_if_exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
-        let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) else {
+        let Some(status) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        else {
             return Ok(None);
         };
         self.child = None;
