@@ -415,7 +415,7 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
     .map_err(|e| format!("failed to write {}: {e}", record.display()))?;
     println!(
         "\nTry: idlab exec client -- idclient --server {} --status\nNode logs: {}/nodes/. Ctrl-C tears the cluster down.",
-        cluster.addr(0),
+        cluster.host(0).addr(),
         evidence.display()
     );
     runtime.block_on(async {
