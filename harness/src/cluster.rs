@@ -337,21 +337,31 @@ impl LabCluster {
 
     /// SIGSTOP to node `i`.
     pub fn pause(&mut self, i: usize) -> Result<()> {
-        if self.state(i) != NodeState::Running {
-            return Err(Error::Step(format!("{} is not running", self.name(i))));
-        }
-        self.signal(i, Signal::SIGSTOP)?;
-        self.nodes[i].state = NodeState::Paused;
-        Ok(())
+        self.transition(i, NodeState::Running, Signal::SIGSTOP, NodeState::Paused)
     }
 
     /// SIGCONT to node `i`.
     pub fn resume(&mut self, i: usize) -> Result<()> {
-        if self.state(i) != NodeState::Paused {
-            return Err(Error::Step(format!("{} is not paused", self.name(i))));
+        self.transition(i, NodeState::Paused, Signal::SIGCONT, NodeState::Running)
+    }
+
+    /// Sends `signal` to node `i` if it is in state `from`; it is then in state `to`.
+    fn transition(
+        &mut self,
+        i: usize,
+        from: NodeState,
+        signal: Signal,
+        to: NodeState,
+    ) -> Result<()> {
+        if self.state(i) != from {
+            return Err(Error::Step(format!(
+                "{} is {:?}, not {from:?}",
+                self.name(i),
+                self.state(i)
+            )));
         }
-        self.signal(i, Signal::SIGCONT)?;
-        self.nodes[i].state = NodeState::Running;
+        self.signal(i, signal)?;
+        self.nodes[i].state = to;
         Ok(())
     }
 

@@ -658,29 +658,22 @@ impl Parser<'_> {
         }
         let mode = match &raw.mode {
             None => Mode::Whitepaper,
-            Some(m) => match m.get_ref().as_str() {
-                "whitepaper" => Mode::Whitepaper,
-                "strict" => Mode::Strict,
-                other => {
-                    return Err(self.error(
-                        m.span().start,
-                        format!("unknown mode `{other}`, expected `whitepaper` or `strict`"),
-                    ))
-                }
-            },
+            Some(m) => self.choice(
+                m,
+                "mode",
+                &[("whitepaper", Mode::Whitepaper), ("strict", Mode::Strict)],
+            )?,
         };
         let discovery = match &raw.discovery {
             None => Discovery::Peers,
-            Some(d) => match d.get_ref().as_str() {
-                "peers" => Discovery::Peers,
-                "multicast" => Discovery::Multicast,
-                other => {
-                    return Err(self.error(
-                        d.span().start,
-                        format!("unknown discovery `{other}`, expected `peers` or `multicast`"),
-                    ))
-                }
-            },
+            Some(d) => self.choice(
+                d,
+                "discovery",
+                &[
+                    ("peers", Discovery::Peers),
+                    ("multicast", Discovery::Multicast),
+                ],
+            )?,
         };
         let raw_link = raw.link.unwrap_or_default();
         if let Some(loss) = &raw_link.loss_pct {
@@ -726,6 +719,30 @@ impl Parser<'_> {
             steps,
             checks,
         })
+    }
+
+    /// The value `raw` names among `choices`, or an error listing them.
+    fn choice<T: Copy>(
+        &self,
+        raw: &Spanned<String>,
+        what: &str,
+        choices: &[(&str, T)],
+    ) -> Result<T> {
+        choices
+            .iter()
+            .find(|(name, _)| *name == raw.get_ref().as_str())
+            .map(|(_, value)| *value)
+            .ok_or_else(|| {
+                let names: Vec<String> = choices.iter().map(|(n, _)| format!("`{n}`")).collect();
+                self.error(
+                    raw.span().start,
+                    format!(
+                        "unknown {what} `{}`, expected {}",
+                        raw.get_ref(),
+                        names.join(" or ")
+                    ),
+                )
+            })
     }
 
     fn percent(&self, value: &Spanned<f64>) -> Result<f64> {

@@ -114,20 +114,11 @@ pub fn window(input: &CheckInput, p99_ms_max: u64) -> Finding {
 mod tests {
     use super::super::fixtures::*;
     use super::super::Verdict;
-    use crate::history::Outcome;
-    use crate::scenario::{CheckKind, OpKind};
+    use crate::scenario::CheckKind;
 
     #[test]
     fn a_write_acked_before_a_replica_applied_it_is_found() {
-        let history = vec![op(
-            1,
-            OpKind::Create,
-            "a",
-            (0, 10),
-            Outcome::Ok,
-            Some(1),
-            Some(1),
-        )];
+        let history = vec![acked_create(1, "a", (0, 10), 1)];
         let n1 = vec![create(1, "a", 1, 1, 8)];
         let late = vec![create(1, "a", 1, 1, 30)];
         let f = check(
@@ -150,15 +141,7 @@ mod tests {
 
     #[test]
     fn the_window_is_measured_from_ack_to_the_last_replica() {
-        let history = vec![op(
-            1,
-            OpKind::Create,
-            "a",
-            (0, 10),
-            Outcome::Ok,
-            Some(1),
-            Some(1),
-        )];
+        let history = vec![acked_create(1, "a", (0, 10), 1)];
         let logs = [
             ("n1", vec![create(1, "a", 1, 1, 8)]),
             ("n2", vec![create(1, "a", 1, 1, 70)]),

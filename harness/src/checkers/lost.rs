@@ -129,24 +129,8 @@ mod tests {
     #[test]
     fn a_lost_acknowledged_write_is_listed() {
         let history = vec![
-            op(
-                1,
-                OpKind::Create,
-                "a",
-                (0, 10),
-                Outcome::Ok,
-                Some(1),
-                Some(1),
-            ),
-            op(
-                1,
-                OpKind::Create,
-                "b",
-                (11, 20),
-                Outcome::Ok,
-                Some(2),
-                Some(2),
-            ),
+            acked_create(1, "a", (0, 10), 1),
+            acked_create(1, "b", (11, 20), 2),
             op(
                 1,
                 OpKind::Create,
@@ -193,24 +177,8 @@ mod tests {
             Verdict::Valid
         );
         let told = vec![
-            op(
-                1,
-                OpKind::Create,
-                "a",
-                (0, 10),
-                Outcome::Ok,
-                Some(1),
-                Some(1),
-            ),
-            op(
-                2,
-                OpKind::Create,
-                "a",
-                (0, 10),
-                Outcome::Ok,
-                Some(2),
-                Some(2),
-            ),
+            acked_create(1, "a", (0, 10), 1),
+            acked_create(2, "a", (0, 10), 2),
         ];
         assert_eq!(
             check(CheckKind::Unique, &told, &[("n1", vec![])]).verdict,

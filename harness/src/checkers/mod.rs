@@ -171,13 +171,7 @@ pub(crate) mod fixtures {
         }
     }
 
-    pub fn create(
-        clock: u64,
-        login: &str,
-        uuid_n: u128,
-        rid: u128,
-        applied_ms: u64,
-    ) -> LoggedEvent {
+    fn logged(clock: u64, rid: u128, applied_ms: u64, change: Change) -> LoggedEvent {
         LoggedEvent {
             event: Event {
                 clock,
@@ -185,16 +179,27 @@ pub(crate) mod fixtures {
                 origin_rank: 1,
                 request_id: uuid(rid),
                 at_ms: applied_ms,
-                change: Change::Create {
-                    uuid: uuid(uuid_n),
-                    login: login.into(),
-                    real_name: String::new(),
-                    client_addr: String::new(),
-                    password_hash: None,
-                },
+                change,
             },
             applied_ms,
         }
+    }
+
+    pub fn create(
+        clock: u64,
+        login: &str,
+        uuid_n: u128,
+        rid: u128,
+        applied_ms: u64,
+    ) -> LoggedEvent {
+        let change = Change::Create {
+            uuid: uuid(uuid_n),
+            login: login.into(),
+            real_name: String::new(),
+            client_addr: String::new(),
+            password_hash: None,
+        };
+        logged(clock, rid, applied_ms, change)
     }
 
     pub fn delete(
@@ -204,20 +209,24 @@ pub(crate) mod fixtures {
         rid: u128,
         applied_ms: u64,
     ) -> LoggedEvent {
-        LoggedEvent {
-            event: Event {
-                clock,
-                epoch: 1,
-                origin_rank: 1,
-                request_id: uuid(rid),
-                at_ms: applied_ms,
-                change: Change::Delete {
-                    uuid: uuid(uuid_n),
-                    login: login.into(),
-                },
-            },
-            applied_ms,
-        }
+        let change = Change::Delete {
+            uuid: uuid(uuid_n),
+            login: login.into(),
+        };
+        logged(clock, rid, applied_ms, change)
+    }
+
+    /// An acknowledged create of `login` whose UUID and request id are both `n`.
+    pub fn acked_create(session: u32, login: &str, times: (u64, u64), n: u128) -> OpRecord {
+        op(
+            session,
+            OpKind::Create,
+            login,
+            times,
+            Outcome::Ok,
+            Some(n),
+            Some(n),
+        )
     }
 
     pub fn seen_of(log: &[LoggedEvent]) -> SeenEvents {

@@ -168,15 +168,7 @@ mod tests {
     fn reading_ones_own_write_and_other_sessions_stale_reads_are_fine() {
         let log = vec![create(1, "a", 1, 1, 5)];
         let history = vec![
-            op(
-                1,
-                OpKind::Create,
-                "a",
-                (0, 10),
-                Outcome::Ok,
-                Some(1),
-                Some(1),
-            ),
+            acked_create(1, "a", (0, 10), 1),
             lookup(1, "a", 11, Some(1)),
             // Another session may still read the older state...
             lookup(2, "a", 12, None),
@@ -190,18 +182,7 @@ mod tests {
     #[test]
     fn a_session_missing_its_own_write_or_going_back_is_found() {
         let log = vec![create(1, "a", 1, 1, 5)];
-        let history = vec![
-            op(
-                1,
-                OpKind::Create,
-                "a",
-                (0, 10),
-                Outcome::Ok,
-                Some(1),
-                Some(1),
-            ),
-            lookup(1, "a", 11, None),
-        ];
+        let history = vec![acked_create(1, "a", (0, 10), 1), lookup(1, "a", 11, None)];
         let f = check(CheckKind::Sessions, &history, &[("n1", log.clone())]);
         assert_eq!(f.verdict, Verdict::Invalid);
         let history = vec![lookup(2, "a", 12, Some(1)), lookup(2, "a", 14, None)];
@@ -211,15 +192,7 @@ mod tests {
 
     #[test]
     fn an_acknowledged_write_missing_from_the_order_is_found() {
-        let history = vec![op(
-            1,
-            OpKind::Create,
-            "a",
-            (0, 10),
-            Outcome::Ok,
-            Some(1),
-            Some(1),
-        )];
+        let history = vec![acked_create(1, "a", (0, 10), 1)];
         let f = check(CheckKind::Sessions, &history, &[("n1", vec![])]);
         assert_eq!(f.verdict, Verdict::Invalid);
     }
