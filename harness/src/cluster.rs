@@ -452,6 +452,34 @@ impl LabCluster {
             .flatten()
     }
 
+    /// Collects the events node `i` applied since those already seen (before a kill, so that
+    /// what it applied in its last moments is not missed by the poller).
+    pub async fn collect_events(&self, i: usize) {
+        let since = self.seen.lock().expect("seen lock")[i]
+            .keys()
+            .next_back()
+            .map_or(0, |(clock, _)| *clock);
+        let client = probe_client(self.addr(i), &self.config.cluster);
+        let fetched = self.nodes[i]
+            .runtime
+            .handle()
+            .spawn(async move {
+                let mut client = client;
+                fetch_events(&mut client, since).await
+            })
+            .await
+            .ok()
+            .flatten();
+        if let Some(events) = fetched {
+            let mut seen = self.seen.lock().expect("seen lock");
+            for e in events {
+                seen[i]
+                    .entry((e.event.clock, e.event.request_id))
+                    .or_insert(e);
+            }
+        }
+    }
+
     fn start_pollers(&mut self) {
         for i in 0..self.nodes.len() {
             let client = probe_client(self.addr(i), &self.config.cluster);

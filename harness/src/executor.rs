@@ -4,6 +4,8 @@
 
 use crate::checkers::{self, CheckInput, Finding, Verdict};
 use crate::cluster::{LabCluster, NodeConfig, NodeState};
+use crate::conditions::{agreed_coordinator, evaluate, Resolved};
+use crate::describe::{describe_condition, describe_selector, summarize};
 use crate::error::{Error, Result};
 use crate::faults::{self, Planned};
 use crate::history::{now_ms, FaultWindow, OpRecord, Outcome, Sample};
@@ -15,7 +17,6 @@ use crate::scenario::{
 use crate::workload::{run_session, Generator, History, Op, Session};
 use idserver::discovery::Discovery;
 use idserver::event::LoggedEvent;
-use idserver::wire::StatusView;
 use netns::{Direction, PartitionMode};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -384,6 +385,9 @@ impl Exec<'_> {
             } => {
                 let i = self.resolve(node).await?;
                 let name = self.cluster.name(i);
+                if matches!(change, NodeChange::Kill | NodeChange::Stop) {
+                    self.cluster.collect_events(i).await;
+                }
                 match change {
                     NodeChange::Kill => {
                         self.cluster.kill(i)?;
@@ -900,6 +904,9 @@ impl Exec<'_> {
                 tokio::time::sleep(Duration::from_millis(at - now)).await;
             }
             if p.begin {
+                if p.kind == FaultKind::Kill {
+                    self.cluster.collect_events(p.node).await;
+                }
                 match self.begin_fault(p.kind, p.node) {
                     Ok(()) => {
                         applied += 1;
@@ -1064,259 +1071,5 @@ impl Exec<'_> {
             (self.report)(RunEvent::CheckFinished(r.clone()));
             self.result.assertions.push(r);
         }
-    }
-}
-
-/// A condition with its nodes resolved to indices.
-enum Resolved {
-    Agreed,
-    Converged,
-    Coordinator(usize),
-    NotCoordinator(usize),
-    Rank(usize, u32),
-    Ranks(Vec<u32>),
-    Role(usize, String),
-    Coordinators(u32),
-}
-
-/// The coordinator every answering live node names, if they agree and it says so itself.
-fn agreed_coordinator(
-    cluster: &LabCluster,
-    statuses: &[(usize, Option<StatusView>)],
-) -> Option<usize> {
-    let mut named = None;
-    for (_, s) in statuses {
-        let s = s.as_ref()?;
-        let c = s.coordinator_addr.as_ref()?;
-        match &named {
-            None => named = Some(c.clone()),
-            Some(n) if n == c => {}
-            Some(_) => return None,
-        }
-    }
-    let index = cluster.index_of(&named?)?;
-    let own = statuses.iter().find(|(i, _)| *i == index)?.1.as_ref()?;
-    (own.role == "coordinator").then_some(index)
-}
-
-fn evaluate(
-    cluster: &LabCluster,
-    condition: &Resolved,
-    statuses: &[(usize, Option<StatusView>)],
-) -> (bool, String) {
-    let state = describe_statuses(cluster, statuses);
-    let agreed = agreed_coordinator(cluster, statuses);
-    let status_of = |i: usize| {
-        statuses
-            .iter()
-            .find(|(j, _)| *j == i)
-            .and_then(|(_, s)| s.as_ref())
-    };
-    let held = match condition {
-        Resolved::Agreed => agreed.is_some(),
-        Resolved::Converged => {
-            agreed.is_some() && {
-                let clocks: Vec<u64> = statuses
-                    .iter()
-                    .filter_map(|(_, s)| s.as_ref().map(|s| s.clock))
-                    .collect();
-                clocks.windows(2).all(|w| w[0] == w[1])
-            }
-        }
-        Resolved::Coordinator(i) => agreed == Some(*i),
-        Resolved::NotCoordinator(i) => agreed.is_some_and(|a| a != *i),
-        Resolved::Rank(i, r) => status_of(*i).and_then(|s| s.rank) == Some(*r),
-        Resolved::Ranks(want) => {
-            let mut have: Vec<u32> = statuses
-                .iter()
-                .filter_map(|(_, s)| s.as_ref().and_then(|s| s.rank))
-                .collect();
-            let mut want = want.clone();
-            have.sort_unstable();
-            want.sort_unstable();
-            statuses.iter().all(|(_, s)| s.is_some()) && have == want
-        }
-        Resolved::Role(i, role) => status_of(*i).is_some_and(|s| &s.role == role),
-        Resolved::Coordinators(n) => {
-            statuses
-                .iter()
-                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.role == "coordinator"))
-                .count() as u32
-                == *n
-        }
-    };
-    (held, state)
-}
-
-/// `n1 coordinator r1 e3 c12, n2 follower r2 …` for notes and failures.
-fn describe_statuses(cluster: &LabCluster, statuses: &[(usize, Option<StatusView>)]) -> String {
-    let parts: Vec<String> = statuses
-        .iter()
-        .map(|(i, s)| match s {
-            None => format!("{} silent", cluster.name(*i)),
-            Some(s) => format!(
-                "{} {} rank {} epoch {} clock {}{}",
-                cluster.name(*i),
-                s.role,
-                s.rank.map_or("-".into(), |r| r.to_string()),
-                s.epoch,
-                s.clock,
-                s.coordinator_addr
-                    .as_deref()
-                    .and_then(|a| cluster.index_of(a))
-                    .map(|c| format!(" -> {}", cluster.name(c)))
-                    .unwrap_or_default()
-            ),
-        })
-        .collect();
-    if parts.is_empty() {
-        "no live node".into()
-    } else {
-        parts.join("; ")
-    }
-}
-
-fn describe_selector(sel: &Selector) -> String {
-    match sel {
-        Selector::Node(n) => format!("n{n}"),
-        Selector::Coordinator => "coordinator".into(),
-        Selector::Follower => "follower".into(),
-        Selector::Rank(r) => format!("rank:{r}"),
-        Selector::Label(l) => format!("@{l}"),
-        Selector::Client(c) => crate::cluster::client_host_name(*c),
-        Selector::Others => "others".into(),
-    }
-}
-
-fn describe_condition(c: &Condition) -> String {
-    match c {
-        Condition::Agreed => "agreed".into(),
-        Condition::Converged => "converged".into(),
-        Condition::Coordinator(s) => format!("coordinator is {}", describe_selector(s)),
-        Condition::NotCoordinator(s) => format!("coordinator is not {}", describe_selector(s)),
-        Condition::Rank(s, r) => format!("{} holds rank {r}", describe_selector(s)),
-        Condition::Ranks(r) => format!("ranks are {r:?}"),
-        Condition::Role(s, role) => format!("{} is {role}", describe_selector(s)),
-        Condition::Coordinators(n) => format!("{n} coordinator(s)"),
-    }
-}
-
-/// One line per step for progress and reports.
-pub fn summarize(action: &Action) -> String {
-    let list = |sels: &[Selector]| {
-        sels.iter()
-            .map(describe_selector)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    match action {
-        Action::Start { nodes, stagger_ms } => format!(
-            "start {}{}",
-            list(nodes),
-            if *stagger_ms > 0 {
-                format!(" ({stagger_ms} ms apart)")
-            } else {
-                String::new()
-            }
-        ),
-        Action::Node { change, node, .. } => {
-            format!("{} {}", change.as_str(), describe_selector(node))
-        }
-        Action::Partition { shape, reject, .. } => {
-            let what = match shape {
-                PartitionShape::Isolate(s) => format!("isolate {}", describe_selector(s)),
-                PartitionShape::Sides(sides) => sides
-                    .iter()
-                    .map(|s| format!("[{}]", list(s)))
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-                PartitionShape::OneWay { from, to } => {
-                    format!("{} -/-> {}", describe_selector(from), describe_selector(to))
-                }
-            };
-            format!("partition {what}{}", if *reject { " (reject)" } else { "" })
-        }
-        Action::Heal => "heal".into(),
-        Action::Link {
-            nodes, spec, down, ..
-        } => format!(
-            "link {}: {}",
-            if nodes.is_empty() {
-                "all".into()
-            } else {
-                list(nodes)
-            },
-            match (spec, down) {
-                (_, true) => "down".to_string(),
-                (None, _) => "defaults".to_string(),
-                (Some(s), _) => format!(
-                    "{} ms ± {} ms, {}% loss{}",
-                    s.latency_ms,
-                    s.jitter_ms,
-                    s.loss_pct,
-                    if s.rate_mbit > 0 {
-                        format!(", {} Mbit/s", s.rate_mbit)
-                    } else {
-                        String::new()
-                    }
-                ),
-            }
-        ),
-        Action::Op(op) => format!(
-            "{:?} {}{}{}",
-            op.kind,
-            op.login,
-            op.new_login
-                .as_ref()
-                .map(|n| format!(" -> {n}"))
-                .unwrap_or_default(),
-            op.via
-                .as_ref()
-                .map(|v| format!(" via {}", describe_selector(v)))
-                .unwrap_or_default()
-        )
-        .to_lowercase(),
-        Action::Load(l) => format!(
-            "load: {} clients for {} ms{}",
-            l.clients,
-            l.duration_ms,
-            if l.background { " (background)" } else { "" }
-        ),
-        Action::AwaitLoad => "await load".into(),
-        Action::Label { node, label } => format!("label {} as @{label}", describe_selector(node)),
-        Action::Wait { ms } => format!("wait {ms} ms"),
-        Action::Await {
-            condition,
-            timeout_ms,
-            ..
-        } => format!(
-            "await {} (≤ {timeout_ms} ms)",
-            describe_condition(condition)
-        ),
-        Action::Assert {
-            condition,
-            within_ms,
-            expect,
-        } => format!(
-            "assert {}{}{}",
-            describe_condition(condition),
-            if *within_ms > 0 {
-                format!(" within {within_ms} ms")
-            } else {
-                String::new()
-            },
-            if *expect == Expect::Violated {
-                " (expected violated)"
-            } else {
-                ""
-            }
-        ),
-        Action::RandomFaults(r) => format!(
-            "random faults {:?} at {}/s for {} ms",
-            r.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-            r.rate_per_s,
-            r.duration_ms
-        ),
-        Action::Repeat { first, times } => format!("repeat from step {} {times} times", first + 1),
     }
 }

@@ -7,6 +7,8 @@
 //!   node, a client host; start, signal, query.
 //! - [`faults`]: partitions, link conditions and the seeded random fault schedule.
 //! - [`workload`]: client sessions, single operations and generated loads.
+//! - [`conditions`]: `await` / `assert` conditions judged on node statuses; [`describe`]:
+//!   steps and conditions in words.
 //! - [`executor`]: runs one scenario's steps, recovers, collects logs, runs the checkers, and
 //!   emits typed [`executor::RunEvent`]s.
 //! - [`checkers`]: judges of the history and logs (order, acks, window, loss, uniqueness,
@@ -17,6 +19,8 @@
 
 pub mod checkers;
 pub mod cluster;
+pub mod conditions;
+pub mod describe;
 pub mod error;
 pub mod executor;
 pub mod faults;
