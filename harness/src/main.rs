@@ -25,11 +25,15 @@ const EXIT_SETUP: u8 = 2;
 const UP_DIR: &str = "/run/idlab";
 
 /// Fault lab for idserver clusters in Linux network namespaces.
-///
-/// Exit status: 0 all passed, 1 some scenario failed, 2 setup error (bad scenario file,
-/// no idserver, the machine cannot host a lab).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about = "Fault lab for idserver clusters in Linux network namespaces: runs scenario files \
+             against real clusters and judges the runs (needs root)",
+    after_help = "Exit status: 0 all scenarios passed (or the command succeeded), 1 some \
+                  scenario failed, 2 setup error (an invalid scenario file, no idserver, or a \
+                  machine that cannot host a lab).\n\nScenario format: scenarios/README.md"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
