@@ -85,6 +85,13 @@ pub fn summary_table(results: &[ScenarioResult]) -> String {
         ));
         if let Some(reason) = &r.reason {
             out.push_str(&format!("{:<width$}    └ {}\n", "", truncate(reason, 160)));
+            out.push_str(&format!(
+                "{:<width$}      replay: idlab run {} --seed {}; evidence: {}\n",
+                "",
+                r.file,
+                r.seed,
+                r.evidence.join("timeline.html").display()
+            ));
         }
     }
     out
