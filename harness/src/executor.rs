@@ -43,6 +43,8 @@ pub enum RunEvent {
         line: usize,
         /// What it does.
         summary: String,
+        /// Whether it is likely to take seconds (loads, long waits, random faults).
+        long: bool,
     },
     /// A step ended.
     StepFinished(StepRecord),
@@ -312,10 +314,17 @@ impl Exec<'_> {
             }
             number += 1;
             let summary = summarize(&step.action);
+            let long = match &step.action {
+                Action::Load(l) => !l.background && l.duration_ms >= 2_000,
+                Action::Wait { ms } => *ms >= 2_000,
+                Action::AwaitLoad | Action::RandomFaults(_) => true,
+                _ => false,
+            };
             (self.report)(RunEvent::StepStarted {
                 number,
                 line: step.at.line,
                 summary: summary.clone(),
+                long,
             });
             let start_ms = now_ms();
             let outcome = self.step(&step.action, step.at.line).await;

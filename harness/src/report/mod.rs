@@ -88,13 +88,51 @@ pub fn write_evidence(result: &ScenarioResult) -> std::io::Result<()> {
     write(&dir.join("timeline.html"), &timeline(result))
 }
 
-/// Writes `report.json` and `junit.xml` into the run folder.
+/// Writes `report.json`, `junit.xml` and `index.html` (the summary with a link to each
+/// scenario's timeline) into the run folder.
 pub fn write_run(dir: &Path, report: &RunReport) -> std::io::Result<()> {
     write(
         &dir.join("report.json"),
         &serde_json::to_string_pretty(report).expect("the report serialises"),
     )?;
-    write(&dir.join("junit.xml"), &junit(report))
+    write(&dir.join("junit.xml"), &junit(report))?;
+    write(&dir.join("index.html"), &index(report))
+}
+
+/// The run's summary as a page linking every scenario's timeline.
+fn index(report: &RunReport) -> String {
+    let mut rows = String::new();
+    for s in report.scenarios {
+        let folder = s
+            .evidence
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        rows.push_str(&format!(
+            "<tr class=\"{}\"><td><a href=\"{}/timeline.html\">{}</a></td><td>{:?}</td><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td></tr>",
+            if s.verdict == ScenarioVerdict::Pass { "ok" } else { "bad" },
+            escape(&folder),
+            escape(&s.name),
+            s.verdict,
+            s.seed,
+            s.duration_ms as f64 / 1000.0,
+            escape(&key_figures(s)),
+            escape(s.reason.as_deref().unwrap_or(""))
+        ));
+    }
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>idlab run {id}</title><style>\
+body{{font-family:sans-serif;margin:20px}}table{{border-collapse:collapse}}\
+td,th{{border:1px solid #ddd;padding:3px 8px;font-size:13px}}tr.bad td{{background:#fbe3e3}}\
+</style></head><body><h1>idlab run {id}</h1><p>{passed} passed, {failed} failed, {errors} errors in {secs:.1} s \
+· <a href=\"report.json\">report.json</a> · <a href=\"junit.xml\">junit.xml</a></p>\
+<table><tr><th>scenario</th><th>verdict</th><th>seed</th><th>time</th><th>key figures</th><th>reason</th></tr>{rows}</table></body></html>\n",
+        id = escape(report.run_id),
+        passed = report.passed,
+        failed = report.failed,
+        errors = report.errors,
+        secs = report.duration_ms as f64 / 1000.0,
+    )
 }
 
 /// The figures worth a summary column: `name=value`, or `name p50/p99` for repeated ones.

@@ -10,7 +10,17 @@ use crate::scenario::Expect;
 pub fn progress(event: &RunEvent) {
     match event {
         RunEvent::ScenarioStarted { name, seed } => println!("▶ {name} (seed {seed})"),
-        RunEvent::StepStarted { .. } => {}
+        // Steps that take a while say so when they begin.
+        RunEvent::StepStarted {
+            number,
+            line,
+            summary,
+            long,
+        } => {
+            if *long {
+                println!("  … step {number:>2} (line {line:>3}) {summary}");
+            }
+        }
         RunEvent::StepFinished(s) => println!(
             "  {} step {:>2} (line {:>3}) {:<44} {:>6} ms  {}",
             if s.ok { "·" } else { "✗" },
