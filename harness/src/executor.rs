@@ -157,6 +157,13 @@ pub struct RunOptions {
     pub keep_data: bool,
 }
 
+/// Returns once `flag` is set (checked every 50 ms).
+async fn wait_for_flag(flag: &AtomicBool) {
+    while !flag.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs `scenario`, reporting to `report`.
 pub async fn run(
     scenario: &Scenario,
@@ -327,7 +334,11 @@ impl Exec<'_> {
                 long,
             });
             let start_ms = now_ms();
-            let outcome = self.step(&step.action, step.at.line).await;
+            let interrupted = self.interrupted.clone();
+            let outcome = tokio::select! {
+                outcome = self.step(&step.action, step.at.line) => outcome,
+                () = wait_for_flag(&interrupted) => Err(Error::Step("interrupted".into())),
+            };
             let record = StepRecord {
                 number,
                 line: step.at.line,
