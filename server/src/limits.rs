@@ -85,6 +85,10 @@ pub const WRITE_BATCH_MAX: usize = 512;
 /// Events sent to a replica in one frame.
 pub const REPLICATE_BATCH_MAX: usize = 1024;
 
+/// Batches sent to a replica before its answer to the first comes back: over a slow link the
+/// next events leave at once instead of a round trip later.
+pub const REPLICATE_IN_FLIGHT_MAX: usize = 4;
+
 /// A replica this many events behind gets a full sync instead of the events.
 pub const FULL_SYNC_LAG_EVENTS: u64 = 20_000;
 

@@ -9,14 +9,14 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::forward::connect;
 use crate::limits::{
     ACK_TIMEOUT_MS, FORWARD_TIMEOUT_MS, FULL_SYNC_LAG_EVENTS, REPLICATE_BATCH_MAX,
-    REPLICATION_PROBE_MS, SNAPSHOT_CHUNK_BYTES,
+    REPLICATE_IN_FLIGHT_MAX, REPLICATION_PROBE_MS, REQUEST_FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::shared::Shared;
 use crate::store::fetch_rdb;
-use crate::wire::{ReplicaStatus, Reply, Request};
+use crate::wire::{decode, encode, Envelope, ReplicaStatus, Reply, Request};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -176,59 +176,152 @@ impl Link {
         loop {
             let (applied, status) = match next {
                 Next::Probe => self.replicate(conn, None, Vec::new()).await?,
-                Next::From(from) => {
-                    let last = self.shared.applied();
-                    if from > last + 1 {
-                        // The replica holds events this coordinator never made.
-                        next = Next::Snapshot;
-                        continue;
-                    }
-                    if last + 1 - from > FULL_SYNC_LAG_EVENTS {
-                        next = Next::Snapshot;
-                        continue;
-                    }
-                    if from > last {
-                        // Up to date: wait for new events, probing now and then.
-                        let wait = Duration::from_millis(REPLICATION_PROBE_MS);
-                        let _ = tokio::time::timeout(wait, applied_watch.changed()).await;
-                        if self.shared.applied() < from {
-                            next = Next::Probe;
-                        }
-                        continue;
-                    }
-                    let prev = match from - 1 {
-                        0 => None,
-                        clock => match self.shared.event_at(clock).await? {
-                            Some(event) => Some(event),
-                            None => {
-                                next = Next::Snapshot;
-                                continue;
-                            }
-                        },
-                    };
-                    let mut events = self.shared.events_from(from, REPLICATE_BATCH_MAX).await?;
-                    // Never past what the coordinator has acknowledged to itself as applied.
-                    events.retain(|e| e.clock <= last);
-                    if events.first().is_none_or(|e| e.clock != from) {
-                        // The log no longer reaches back that far.
-                        next = Next::Snapshot;
-                        continue;
-                    }
-                    self.replicate(conn, prev, events).await?
-                }
                 Next::Snapshot => self.send_snapshot(conn).await?,
-            };
-            next = match status {
-                ReplicaStatus::Ok => {
-                    self.replicator.record(self.node.node_id, applied);
-                    Next::From(applied + 1)
-                }
-                ReplicaStatus::Gap | ReplicaStatus::ChunkStored => Next::From(applied + 1),
-                ReplicaStatus::Diverged { at } => {
-                    tracing::warn!(replica = %self.node.addr, at, "replica diverged: sending a full snapshot");
-                    Next::Snapshot
+                Next::From(from) => {
+                    next = self.stream(conn, from, &mut applied_watch).await?;
+                    continue;
                 }
             };
+            next = self.after(applied, status);
+        }
+    }
+
+    /// What to do after the replica answered `status` at `applied`.
+    fn after(&self, applied: u64, status: ReplicaStatus) -> Next {
+        match status {
+            ReplicaStatus::Ok => {
+                self.replicator.record(self.node.node_id, applied);
+                Next::From(applied + 1)
+            }
+            ReplicaStatus::Gap | ReplicaStatus::ChunkStored => Next::From(applied + 1),
+            ReplicaStatus::Diverged { at } => {
+                tracing::warn!(replica = %self.node.addr, at, "replica diverged: sending a full snapshot");
+                Next::Snapshot
+            }
+        }
+    }
+
+    /// Sends events from `from` on as they are applied here, up to [`REPLICATE_IN_FLIGHT_MAX`]
+    /// batches ahead of the replica's answers (answers come back in order: a connection is
+    /// served one request at a time). Returns what to do when the stream stops: the replica
+    /// fell out of step, the log no longer reaches back, or the link went idle (a probe).
+    async fn stream(
+        &mut self,
+        conn: &mut Connection,
+        mut from: u64,
+        applied_watch: &mut watch::Receiver<u64>,
+    ) -> Result<Next> {
+        // (seq, last clock) of each batch sent and not answered yet.
+        let mut in_flight: VecDeque<(u64, u64)> = VecDeque::new();
+        let probe = Duration::from_millis(REPLICATION_PROBE_MS);
+        let answer_timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
+        loop {
+            while in_flight.len() < REPLICATE_IN_FLIGHT_MAX {
+                let last = self.shared.applied();
+                if from > last + 1 || last + 1 - from > FULL_SYNC_LAG_EVENTS {
+                    // The replica holds events this coordinator never made, or is too far
+                    // behind for events.
+                    return self.drain(conn, in_flight, Next::Snapshot).await;
+                }
+                if from > last {
+                    break;
+                }
+                let prev = match from - 1 {
+                    0 => None,
+                    clock => match self.shared.event_at(clock).await? {
+                        Some(event) => Some(event),
+                        None => return self.drain(conn, in_flight, Next::Snapshot).await,
+                    },
+                };
+                let mut events = self.shared.events_from(from, REPLICATE_BATCH_MAX).await?;
+                // Never past what the coordinator has acknowledged to itself as applied.
+                events.retain(|e| e.clock <= last);
+                let Some(sent_last) = events.last().map(|e| e.clock) else {
+                    return self.drain(conn, in_flight, Next::Snapshot).await;
+                };
+                if events[0].clock != from {
+                    // The log no longer reaches back that far.
+                    return self.drain(conn, in_flight, Next::Snapshot).await;
+                }
+                let request = Request::Replicate {
+                    epoch: self.epoch(),
+                    prev,
+                    events,
+                };
+                let seq = self.send(conn, &request).await?;
+                in_flight.push_back((seq, sent_last));
+                from = sent_last + 1;
+            }
+            let room = in_flight.len() < REPLICATE_IN_FLIGHT_MAX;
+            let waiting = !in_flight.is_empty();
+            tokio::select! {
+                answer = self.receive(conn), if waiting => {
+                    let (seq, applied, status) = answer?;
+                    let (expected, _) = in_flight.pop_front().expect("waiting for an answer");
+                    if seq != expected {
+                        return Err(Error::refused(
+                            ErrorCode::BadFrame,
+                            format!("replica answered request {seq}, expected {expected}"),
+                        ));
+                    }
+                    if status != ReplicaStatus::Ok {
+                        let next = self.after(applied, status);
+                        return self.drain(conn, in_flight, next).await;
+                    }
+                    self.after(applied, status);
+                }
+                _ = applied_watch.changed(), if room => {}
+                () = tokio::time::sleep(probe), if !waiting => return Ok(Next::Probe),
+                () = tokio::time::sleep(answer_timeout), if waiting => {
+                    return Err(Error::refused(
+                        ErrorCode::Unreachable,
+                        format!("replica {} did not answer in time", self.node.addr),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Reads (and ignores) the answers still due, then goes on with `next`.
+    async fn drain(
+        &mut self,
+        conn: &mut Connection,
+        in_flight: VecDeque<(u64, u64)>,
+        next: Next,
+    ) -> Result<Next> {
+        for _ in in_flight {
+            let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
+            tokio::time::timeout(timeout, self.receive(conn))
+                .await
+                .map_err(|_| {
+                    Error::refused(ErrorCode::Unreachable, "replica did not answer in time")
+                })??;
+        }
+        Ok(next)
+    }
+
+    /// Sends one peer request; returns its sequence number.
+    async fn send(&mut self, conn: &mut Connection, request: &Request) -> Result<u64> {
+        self.seq += 1;
+        let envelope = Envelope::new(&self.shared.cluster, self.seq, request);
+        let frame = encode(&envelope, REQUEST_FRAME_BYTES_MAX)?;
+        conn.write_frame(&frame).await?;
+        Ok(self.seq)
+    }
+
+    /// The next answer: (its sequence number, the replica's applied clock, status).
+    async fn receive(&self, conn: &mut Connection) -> Result<(u64, u64, ReplicaStatus)> {
+        let payload = conn.read_frame().await?.ok_or_else(|| {
+            Error::refused(ErrorCode::Unreachable, "replica closed the connection")
+        })?;
+        let envelope: Envelope<Reply> = decode(&payload)?;
+        match envelope.body {
+            Reply::Replicated { applied, status } => Ok((envelope.seq, applied, status)),
+            Reply::Error(e) => Err(Error::refused(e.code, e.message)),
+            other => Err(Error::refused(
+                ErrorCode::BadFrame,
+                format!("unexpected reply {other:?}"),
+            )),
         }
     }
 
