@@ -159,7 +159,7 @@ impl Service {
     async fn write(&self, request: Request, client_addr: &str) -> Result<(Reply, u64)> {
         let state = self.shared.membership.state();
         let Some(coordinator) = usable_coordinator(&state) else {
-            return Err(no_coordinator());
+            return Err(why_unusable(&state));
         };
         let prepared = self.prepare(&request).await?;
         if state.view.role == Role::Coordinator {
@@ -179,9 +179,11 @@ impl Service {
     /// (read-your-writes, monotonic reads); otherwise by the coordinator.
     async fn read(&self, request: Request, session_clock: u64) -> Result<(Reply, u64)> {
         let state = self.shared.membership.state();
-        let Some(coordinator) = usable_coordinator(&state) else {
+        let follows = matches!(state.view.role, Role::Coordinator | Role::Follower)
+            && state.view.coordinator.is_some();
+        if !follows {
             return Err(no_coordinator());
-        };
+        }
         let caught_up = state.view.role == Role::Coordinator
             || (!self.shared.syncing()
                 && self
@@ -191,6 +193,9 @@ impl Service {
         if caught_up && !self.shared.syncing() {
             return self.serve_local_read(request).await;
         }
+        let Some(coordinator) = usable_coordinator(&state) else {
+            return Err(why_unusable(&state));
+        };
         let forward = Request::Forward {
             epoch: state.view.epoch,
             client_addr: String::new(),
@@ -501,10 +506,23 @@ impl Service {
 }
 
 /// The coordinator to send writes (and reads this node cannot serve) to, if one is known.
+/// The coordinator to forward to, if this node follows one it can hear. A follower cut off
+/// from the coordinator's messages (a one-way cut) refuses as unavailable, so clients fail
+/// over to another server instead of waiting on answers that cannot arrive.
 fn usable_coordinator(state: &ClusterState) -> Option<std::net::SocketAddr> {
     match state.view.role {
-        Role::Coordinator | Role::Follower => state.view.coordinator.map(|c| c.addr),
-        Role::Joining | Role::Candidate => None,
+        Role::Coordinator => state.view.coordinator.map(|c| c.addr),
+        Role::Follower if state.view.hears_coordinator => state.view.coordinator.map(|c| c.addr),
+        Role::Follower | Role::Joining | Role::Candidate => None,
+    }
+}
+
+/// Why [`usable_coordinator`] gave none.
+fn why_unusable(state: &ClusterState) -> Error {
+    if state.view.role == Role::Follower && state.view.coordinator.is_some() {
+        unavailable("this node does not hear the coordinator right now: ask another server".into())
+    } else {
+        no_coordinator()
     }
 }
 

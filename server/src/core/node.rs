@@ -198,6 +198,7 @@ impl Node {
             epoch: self.epoch,
             clock: self.clock,
             coordinator: self.coordinator,
+            hears_coordinator: self.hears_coordinator(self.last_step_ms.unwrap_or(0)),
             members,
             elections_started: self.elections_started,
         }

@@ -142,6 +142,10 @@ pub struct View {
     pub clock: Clock,
     /// The coordinator it follows (itself if coordinator), if any.
     pub coordinator: Option<NodeRef>,
+    /// Whether it heard that coordinator directly within the suspicion timeout (always for the
+    /// coordinator itself): a follower that does not (a one-way cut) should not take requests
+    /// it can only forward into silence.
+    pub hears_coordinator: bool,
     /// Members it knows of, itself included, by rank.
     pub members: Vec<MemberView>,
     /// Elections this node started that went on to name a winner.
