@@ -294,7 +294,7 @@ fn run(
         let options = RunOptions {
             idserver: idserver.clone(),
             seed,
-            evidence: run_dir.join(&s.name),
+            evidence: evidence_dir(&run_dir, &s.name),
             interrupted: interrupted.clone(),
             keep_data: keep,
         };
@@ -338,6 +338,18 @@ fn run(
     } else {
         EXIT_PASSED
     })
+}
+
+/// The scenario's evidence folder in the run folder (`name`, or `name-2`… when two scenario
+/// files share a name).
+fn evidence_dir(run_dir: &Path, name: &str) -> PathBuf {
+    let mut dir = run_dir.join(name);
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = run_dir.join(format!("{name}-{n}"));
+    }
+    dir
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
