@@ -127,6 +127,7 @@ async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
                     replicator: replicator.clone(),
                     node,
                     seq: 0,
+                    synced_since_caught_up: false,
                 };
                 (node, tokio::spawn(link.run()))
             });
@@ -141,6 +142,8 @@ struct Link {
     replicator: Arc<Replicator>,
     node: NodeRef,
     seq: u64,
+    /// A snapshot was installed and the replica has not caught up since.
+    synced_since_caught_up: bool,
 }
 
 /// What to send a replica next.
@@ -176,7 +179,11 @@ impl Link {
         loop {
             let (applied, status) = match next {
                 Next::Probe => self.replicate(conn, None, Vec::new()).await?,
-                Next::Snapshot => self.send_snapshot(conn).await?,
+                Next::Snapshot => {
+                    let answer = self.send_snapshot(conn).await?;
+                    self.synced_since_caught_up = true;
+                    answer
+                }
                 Next::From(from) => {
                     next = self.stream(conn, from, &mut applied_watch).await?;
                     continue;
@@ -218,12 +225,18 @@ impl Link {
         loop {
             while in_flight.len() < REPLICATE_IN_FLIGHT_MAX {
                 let last = self.shared.applied();
-                if from > last + 1 || last + 1 - from > FULL_SYNC_LAG_EVENTS {
+                // A replica that just loaded a snapshot catches up by events however far the
+                // writes made meanwhile put it behind: another snapshot would only fall behind
+                // again under a steady write load.
+                let too_far = !self.synced_since_caught_up
+                    && (last + 1).saturating_sub(from) > FULL_SYNC_LAG_EVENTS;
+                if from > last + 1 || too_far {
                     // The replica holds events this coordinator never made, or is too far
                     // behind for events.
                     return self.drain(conn, in_flight, Next::Snapshot).await;
                 }
                 if from > last {
+                    self.synced_since_caught_up = false;
                     break;
                 }
                 let prev = match from - 1 {
