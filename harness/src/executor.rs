@@ -765,6 +765,7 @@ impl Exec<'_> {
             };
             let session = Session::new(
                 key.0 * 10 + key.1,
+                key.0,
                 servers,
                 self.cluster.cluster_name(),
                 self.history.clone(),
@@ -856,6 +857,7 @@ impl Exec<'_> {
             let id = 100 + (load as u32) * 1000 + c;
             let session = Session::new(
                 id,
+                spec.from,
                 servers,
                 self.cluster.cluster_name(),
                 self.history.clone(),
@@ -1056,14 +1058,44 @@ impl Exec<'_> {
             was_coordinator: &was_coordinator,
         };
         let mut results = Vec::new();
-        for Check { at, kind, expect } in &self.scenario.checks {
-            let finding = checkers::run(kind, &input);
+        for Check {
+            at,
+            kind,
+            expect,
+            from,
+        } in &self.scenario.checks
+        {
+            let scoped: Vec<OpRecord>;
+            let finding = match from {
+                None => checkers::run(kind, &input),
+                Some(host) => {
+                    scoped = history
+                        .iter()
+                        .filter(|o| o.host == *host)
+                        .cloned()
+                        .collect();
+                    checkers::run(
+                        kind,
+                        &CheckInput {
+                            history: &scoped,
+                            ..input
+                        },
+                    )
+                }
+            };
             let passed = match expect {
                 Expect::Hold => finding.verdict == Verdict::Valid,
                 Expect::Violated => finding.verdict == Verdict::Invalid,
             };
             results.push(AssertionResult {
-                name: kind.name(),
+                name: match from {
+                    None => kind.name(),
+                    Some(host) => format!(
+                        "{} (writes from {})",
+                        kind.name(),
+                        crate::cluster::client_host_name(*host)
+                    ),
+                },
                 line: at.line,
                 expect: *expect,
                 finding,

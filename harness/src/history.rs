@@ -26,6 +26,8 @@ pub enum Outcome {
 pub struct OpRecord {
     /// Client session.
     pub session: u32,
+    /// The client host it ran on (0: `client`, 1: `client2`, …).
+    pub host: u32,
     /// What it did.
     pub kind: OpKind,
     /// The login it is about.

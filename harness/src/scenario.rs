@@ -440,6 +440,8 @@ pub struct Check {
     pub kind: CheckKind,
     /// Whether it must hold or is expected to be violated.
     pub expect: Expect,
+    /// Judge only the operations of this client host.
+    pub from: Option<u32>,
 }
 
 /// The checks `[[check]] that = …` names.
@@ -516,6 +518,7 @@ struct RawLink {
 struct RawCheck {
     that: Spanned<String>,
     expect: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
     min_nodes: Option<Spanned<u32>>,
     p99_ms_max: Option<Spanned<u64>>,
 }
@@ -803,7 +806,16 @@ impl Parser<'_> {
                 ),
             ));
         }
-        Ok(Check { at, kind, expect })
+        let from = match &c.from {
+            None => None,
+            Some(_) => Some(self.client_host(&c.from)?),
+        };
+        Ok(Check {
+            at,
+            kind,
+            expect,
+            from,
+        })
     }
 
     fn expect(&self, raw: Option<&Spanned<String>>) -> Result<Expect> {

@@ -22,6 +22,7 @@ pub type History = Arc<Mutex<Vec<OpRecord>>>;
 /// One client session (one [`Client`], one session clock).
 pub struct Session {
     id: u32,
+    host: u32,
     client: Client,
     history: History,
 }
@@ -40,8 +41,14 @@ pub struct Op {
 }
 
 impl Session {
-    /// A session that tries `servers` in order.
-    pub fn new(id: u32, servers: Vec<String>, cluster: &str, history: History) -> Session {
+    /// A session on client host `host` that tries `servers` in order.
+    pub fn new(
+        id: u32,
+        host: u32,
+        servers: Vec<String>,
+        cluster: &str,
+        history: History,
+    ) -> Session {
         let client = Client::new(ClientConfig {
             servers,
             cluster: cluster.to_string(),
@@ -51,6 +58,7 @@ impl Session {
         });
         Session {
             id,
+            host,
             client,
             history,
         }
@@ -106,6 +114,7 @@ impl Session {
         };
         let record = OpRecord {
             session: self.id,
+            host: self.host,
             kind: op.kind,
             login: op.login.clone(),
             new_login: op.new_login.clone(),

@@ -157,6 +157,7 @@ pub(crate) mod fixtures {
     ) -> OpRecord {
         OpRecord {
             session,
+            host: 0,
             kind,
             login: login.into(),
             new_login: None,
