@@ -1,6 +1,6 @@
 //! One-line descriptions of steps, node names and conditions, for progress lines and reports.
 
-use crate::scenario::{Action, Condition, Expect, PartitionShape, Selector};
+use crate::scenario::{Action, Condition, Expect, LinkSpec, PartitionShape, Selector};
 
 /// A node selector as written in scenario files.
 pub fn describe_selector(sel: &Selector) -> String {
@@ -77,17 +77,7 @@ pub fn summarize(action: &Action) -> String {
             match (spec, down) {
                 (_, true) => "down".to_string(),
                 (None, _) => "defaults".to_string(),
-                (Some(s), _) => format!(
-                    "{} ms ± {} ms, {}% loss{}",
-                    s.latency_ms,
-                    s.jitter_ms,
-                    s.loss_pct,
-                    if s.rate_mbit > 0 {
-                        format!(", {} Mbit/s", s.rate_mbit)
-                    } else {
-                        String::new()
-                    }
-                ),
+                (Some(s), _) => describe_link(s),
             }
         ),
         Action::Op(op) => format!(
@@ -147,4 +137,19 @@ pub fn summarize(action: &Action) -> String {
         ),
         Action::Repeat { first, times } => format!("repeat from step {} {times} times", first + 1),
     }
+}
+
+/// Link conditions in words: `10 ms ± 2 ms, 5% loss, 80 Mbit/s`.
+pub fn describe_link(s: &LinkSpec) -> String {
+    format!(
+        "{} ms ± {} ms, {}% loss{}",
+        s.latency_ms,
+        s.jitter_ms,
+        s.loss_pct,
+        if s.rate_mbit > 0 {
+            format!(", {} Mbit/s", s.rate_mbit)
+        } else {
+            String::new()
+        }
+    )
 }

@@ -5,7 +5,7 @@
 use crate::checkers::{self, CheckInput, Finding, Verdict};
 use crate::cluster::{LabCluster, NodeConfig, NodeState};
 use crate::conditions::{agreed_coordinator, evaluate, Resolved};
-use crate::describe::{describe_condition, describe_selector, summarize};
+use crate::describe::{describe_condition, describe_link, describe_selector, summarize};
 use crate::error::{Error, Result};
 use crate::faults::{self, Planned};
 use crate::history::{now_ms, FaultWindow, OpRecord, Outcome, Sample};
@@ -701,15 +701,8 @@ impl Exec<'_> {
             if spec != self.scenario.link || down {
                 self.open_fault(
                     format!(
-                        "link {name}: {} ms ± {} ms, {}% loss{}{}",
-                        spec.latency_ms,
-                        spec.jitter_ms,
-                        spec.loss_pct,
-                        if spec.rate_mbit > 0 {
-                            format!(", {} Mbit/s", spec.rate_mbit)
-                        } else {
-                            String::new()
-                        },
+                        "link {name}: {}{}",
+                        describe_link(&spec),
                         if down { ", down" } else { "" }
                     ),
                     vec![i],
