@@ -1,5 +1,5 @@
 //! A self-contained HTML timeline of one scenario: nodes as lanes coloured by role (with the
-//! epoch written where it changes), a client lane with every operation, fault windows shaded
+//! epoch written where it changes), a lane per client host with every operation, fault windows shaded
 //! across the lanes they touch, then the steps and the verdicts. Inline SVG and CSS only.
 
 use super::escape;
@@ -39,7 +39,10 @@ pub fn timeline(r: &ScenarioResult) -> String {
         |t: u64| LABEL_PX + (t.saturating_sub(start) as f64 / span) * (WIDTH_PX - LABEL_PX - 10.0);
     let lanes = r.nodes.len();
     let client_y = 30.0 + lanes as f64 * LANE_PX;
-    let height = client_y + LANE_PX + 30.0;
+    // One lane per client host that ran operations.
+    let hosts = r.history.iter().map(|o| o.host + 1).max().unwrap_or(1) as f64;
+    let clients_px = hosts * LANE_PX;
+    let height = client_y + clients_px + 30.0;
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -52,7 +55,7 @@ pub fn timeline(r: &ScenarioResult) -> String {
             x(f.end_ms.unwrap_or(end)).max(x(f.start_ms) + 2.0),
         );
         let (y0, h) = if f.nodes.is_empty() {
-            (20.0, client_y + LANE_PX - 20.0)
+            (20.0, client_y + clients_px - 20.0)
         } else {
             let lane = f.nodes[0] as f64;
             (30.0 + lane * LANE_PX - 3.0, LANE_PX)
@@ -122,32 +125,48 @@ pub fn timeline(r: &ScenarioResult) -> String {
             i = j + 1;
         }
     }
-    let _ = write!(
-        svg,
-        "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">client</text>",
-        client_y + 17.0
-    );
+    for host in 0..hosts as u32 {
+        let _ = write!(
+            svg,
+            "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">{}</text>",
+            client_y + host as f64 * LANE_PX + 17.0,
+            crate::cluster::client_host_name(host)
+        );
+    }
+    // Acknowledged writes missing from the final history are drawn apart: the window shows.
+    let kept: std::collections::BTreeSet<uuid::Uuid> = r
+        .final_logs
+        .values()
+        .max_by_key(|log| log.len())
+        .map(|log| log.iter().map(|e| e.event.request_id).collect())
+        .unwrap_or_default();
     for op in r.history.iter().take(OPS_SHOWN_MAX) {
+        let lost = op.outcome == Outcome::Ok
+            && !r.final_logs.is_empty()
+            && op.request_id.is_some_and(|id| !kept.contains(&id));
         let colour = match op.outcome {
+            _ if lost => "#8e44ad",
             Outcome::Ok => "#3c9a4a",
             Outcome::Fail => "#e0a030",
             Outcome::Timeout => "#c0392b",
         };
         let (x0, x1) = (x(op.invoke_ms), x(op.complete_ms));
         let tall = if op.kind.is_write() { 0.0 } else { 10.0 };
+        let lane_y = client_y + op.host as f64 * LANE_PX;
         let _ = write!(
             svg,
             "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" fill-opacity=\"0.7\"><title>{}</title></rect>",
-            client_y + 4.0 + tall,
+            lane_y + 4.0 + tall,
             (x1 - x0).max(1.0),
             LANE_PX - 8.0 - tall,
             escape(&format!(
-                "session {} {:?} {} {:?}{} +{}..+{} ms via {}",
+                "session {} {:?} {} {:?}{}{} +{}..+{} ms via {}",
                 op.session,
                 op.kind,
                 op.login,
                 op.outcome,
                 op.error.as_deref().map(|e| format!(" {e}")).unwrap_or_default(),
+                if lost { ", then lost" } else { "" },
                 op.invoke_ms - start,
                 op.complete_ms - start,
                 op.server.as_deref().unwrap_or("-")
@@ -155,7 +174,7 @@ pub fn timeline(r: &ScenarioResult) -> String {
         );
     }
     // Seconds axis.
-    let axis_y = client_y + LANE_PX + 14.0;
+    let axis_y = client_y + clients_px + 14.0;
     let step_ms = [100u64, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000]
         .into_iter()
         .find(|s| span / (*s as f64) <= 16.0)
@@ -230,6 +249,7 @@ tr.ok td:first-child{{border-left:4px solid #3c9a4a}}tr.bad td:first-child{{bord
 <span style=\"background:#f0ad4e\">candidate</span><span style=\"background:#b0b7c3\">joining</span>\
 <span style=\"background:#e6e6e6;color:#333\">not answering</span><span style=\"background:#3c9a4a\">op ok</span>\
 <span style=\"background:#e0a030\">op failed</span><span style=\"background:#c0392b\">op unknown</span>\
+<span style=\"background:#8e44ad\">acked, then lost</span>\
 <span style=\"background:#bbb\">fault window</span> (e<i>N</i>: epoch; hover for details)</div>\
 {svg}<h2>Assertions</h2><table><tr><th>assertion</th><th>line</th><th>expect</th><th>verdict</th><th>details</th></tr>{checks}</table>\
 <h2>Figures</h2><table>{figures}</table>\
