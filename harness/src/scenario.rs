@@ -455,6 +455,8 @@ pub enum CheckKind {
     AckedApplied(u32),
     /// The p99 time from ack to the last replica applying it is at most this.
     Window(u64),
+    /// The p99 time clients waited for an answer (any outcome) is at most this.
+    Latency(u64),
     /// No acknowledged write is missing from any live node's log after recovery.
     NoLostWrites,
     /// No UUID issued twice; no login bound to two UUIDs.
@@ -473,6 +475,7 @@ impl CheckKind {
             CheckKind::LogsIdentical => "logs-identical".into(),
             CheckKind::AckedApplied(k) => format!("acked-applied (min_nodes {k})"),
             CheckKind::Window(ms) => format!("window (p99 <= {ms} ms)"),
+            CheckKind::Latency(ms) => format!("latency (p99 <= {ms} ms)"),
             CheckKind::NoLostWrites => "no-lost-writes".into(),
             CheckKind::Unique => "unique".into(),
             CheckKind::Sessions => "sessions".into(),
@@ -764,9 +767,12 @@ impl Parser<'_> {
         let at = self.location(raw.span().start);
         let expect = self.expect(c.expect.as_ref())?;
         let need = |field: Option<&Spanned<u64>>, name: &str| {
-            field
-                .map(|v| *v.get_ref())
-                .ok_or_else(|| self.error(c.that.span().start, format!("`window` needs `{name}`")))
+            field.map(|v| *v.get_ref()).ok_or_else(|| {
+                self.error(
+                    c.that.span().start,
+                    format!("`{}` needs `{name}`", c.that.get_ref()),
+                )
+            })
         };
         let kind = match c.that.get_ref().as_str() {
             "event-order" => CheckKind::EventOrder,
@@ -775,6 +781,7 @@ impl Parser<'_> {
                 CheckKind::AckedApplied(c.min_nodes.as_ref().map_or(2, |v| *v.get_ref()))
             }
             "window" => CheckKind::Window(need(c.p99_ms_max.as_ref(), "p99_ms_max")?),
+            "latency" => CheckKind::Latency(need(c.p99_ms_max.as_ref(), "p99_ms_max")?),
             "no-lost-writes" => CheckKind::NoLostWrites,
             "unique" => CheckKind::Unique,
             "sessions" => CheckKind::Sessions,
@@ -784,15 +791,20 @@ impl Parser<'_> {
                     c.that.span().start,
                     format!(
                         "unknown check `{other}`, expected one of event-order, logs-identical, \
-                         acked-applied, window, no-lost-writes, unique, sessions, linearizable"
+                         acked-applied, window, latency, no-lost-writes, unique, sessions, \
+                         linearizable"
                     ),
                 ))
             }
         };
         let misplaced = match (&kind, &c.min_nodes, &c.p99_ms_max) {
             (CheckKind::AckedApplied(_), _, Some(f)) => Some(("p99_ms_max", f.span())),
-            (CheckKind::Window(_), Some(f), _) => Some(("min_nodes", f.span())),
-            (CheckKind::AckedApplied(_) | CheckKind::Window(_), _, _) => None,
+            (CheckKind::Window(_) | CheckKind::Latency(_), Some(f), _) => {
+                Some(("min_nodes", f.span()))
+            }
+            (CheckKind::AckedApplied(_) | CheckKind::Window(_) | CheckKind::Latency(_), _, _) => {
+                None
+            }
             (_, Some(f), _) => Some(("min_nodes", f.span())),
             (_, _, Some(f)) => Some(("p99_ms_max", f.span())),
             _ => None,

@@ -96,7 +96,7 @@ impl Replicator {
 
 /// Keeps one task per member while coordinator; none otherwise.
 async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
-    let mut tasks: BTreeMap<NodeId, (NodeRef, JoinHandle<()>)> = BTreeMap::new();
+    let mut tasks: BTreeMap<NodeId, (NodeRef, u64, JoinHandle<()>)> = BTreeMap::new();
     loop {
         let view = shared.membership.state().view;
         let wanted: BTreeMap<NodeId, NodeRef> = if view.role == Role::Coordinator {
@@ -108,8 +108,11 @@ async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
         } else {
             BTreeMap::new()
         };
-        tasks.retain(|id, (node, task)| {
-            let keep = wanted.get(id).is_some_and(|w| w.addr == node.addr) && !task.is_finished();
+        // A link speaks for one epoch of this node's coordination: a new epoch gets new links.
+        tasks.retain(|id, (node, epoch, task)| {
+            let keep = wanted.get(id).is_some_and(|w| w.addr == node.addr)
+                && *epoch == view.epoch
+                && !task.is_finished();
             if !keep {
                 task.abort();
             }
@@ -126,10 +129,11 @@ async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
                     shared: shared.clone(),
                     replicator: replicator.clone(),
                     node,
+                    epoch: view.epoch,
                     seq: 0,
                     synced_since_caught_up: false,
                 };
-                (node, tokio::spawn(link.run()))
+                (node, view.epoch, tokio::spawn(link.run()))
             });
         }
         tokio::time::sleep(Duration::from_millis(MEMBERS_POLL_MS)).await;
@@ -141,6 +145,10 @@ struct Link {
     shared: Arc<Shared>,
     replicator: Arc<Replicator>,
     node: NodeRef,
+    /// The epoch this node coordinates in: every request says so, and the link stops when the
+    /// node no longer coordinates in it (a stale coordinator must not pass its events off as
+    /// the new epoch's).
+    epoch: u64,
     seq: u64,
     /// A snapshot was installed and the replica has not caught up since.
     synced_since_caught_up: bool,
@@ -167,6 +175,9 @@ impl Link {
                 }
             };
             if let Err(e) = self.serve(&mut conn).await {
+                if self.still_coordinating().is_err() {
+                    return;
+                }
                 tracing::debug!(replica = %self.node.addr, error = %e, "replication link failed");
                 tokio::time::sleep(Duration::from_millis(RECONNECT_PAUSE_MS)).await;
             }
@@ -315,6 +326,7 @@ impl Link {
 
     /// Sends one peer request; returns its sequence number.
     async fn send(&mut self, conn: &mut Connection, request: &Request) -> Result<u64> {
+        self.still_coordinating()?;
         self.seq += 1;
         let envelope = Envelope::new(&self.shared.cluster, self.seq, request);
         let frame = encode(&envelope, REQUEST_FRAME_BYTES_MAX)?;
@@ -385,7 +397,20 @@ impl Link {
 
     /// The epoch to send: the current one (replicas refuse older ones).
     fn epoch(&self) -> u64 {
-        self.shared.membership.state().view.epoch
+        self.epoch
+    }
+
+    /// Fails once this node no longer coordinates in the link's epoch.
+    fn still_coordinating(&self) -> Result<()> {
+        let view = self.shared.membership.state().view;
+        if view.role == Role::Coordinator && view.epoch == self.epoch {
+            Ok(())
+        } else {
+            Err(Error::refused(
+                ErrorCode::Unavailable,
+                format!("no longer the coordinator of epoch {}", self.epoch),
+            ))
+        }
     }
 
     async fn call(
@@ -394,6 +419,7 @@ impl Link {
         request: &Request,
         timeout_ms: u64,
     ) -> Result<(u64, ReplicaStatus)> {
+        self.still_coordinating()?;
         self.seq += 1;
         let timeout = Duration::from_millis(timeout_ms);
         let (reply, _) =

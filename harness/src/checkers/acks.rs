@@ -119,6 +119,46 @@ pub fn window(input: &CheckInput, p99_ms_max: u64) -> Finding {
     finding
 }
 
+/// p99 of how long clients waited for an answer (whatever it was) is at most `p99_ms_max`:
+/// availability as clients feel it, e.g. that a cut-off server turns them away quickly.
+pub fn latency(input: &CheckInput, p99_ms_max: u64) -> Finding {
+    let mut waits: Vec<u64> = input
+        .history
+        .iter()
+        .map(|op| op.complete_ms.saturating_sub(op.invoke_ms))
+        .collect();
+    waits.sort_unstable();
+    let mut finding = Finding::from_violations(Vec::new());
+    if waits.is_empty() {
+        finding.verdict = Verdict::Unknown;
+        finding.details.push("no operation to judge".into());
+        return finding;
+    }
+    for (name, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
+        finding
+            .figures
+            .insert(format!("latency_{name}_ms"), percentile(&waits, p) as f64);
+    }
+    let p99 = percentile(&waits, 99.0);
+    if p99 > p99_ms_max {
+        finding.verdict = Verdict::Invalid;
+        let slowest = input
+            .history
+            .iter()
+            .max_by_key(|op| op.complete_ms.saturating_sub(op.invoke_ms))
+            .expect("not empty");
+        finding.details.push(format!(
+            "p99 latency {p99} ms is above {p99_ms_max} ms (over {} operations; slowest: {} at {} took {} ms via {})",
+            waits.len(),
+            describe(slowest),
+            input.rel(slowest.invoke_ms),
+            slowest.complete_ms.saturating_sub(slowest.invoke_ms),
+            slowest.server.as_deref().unwrap_or("-")
+        ));
+    }
+    finding
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
@@ -146,6 +186,24 @@ mod tests {
             &[("n1", n1.clone()), ("n2", n1)],
         );
         assert_eq!(f.verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn slow_answers_fail_the_latency_check() {
+        let mut history: Vec<_> = (0..99)
+            .map(|i| acked_create(1, "a", (i * 10, i * 10 + 2), i as u128))
+            .collect();
+        history.push(acked_create(1, "b", (1000, 3000), 500));
+        let f = check(CheckKind::Latency(100), &history, &[("n1", vec![])]);
+        assert_eq!(
+            f.verdict,
+            Verdict::Valid,
+            "one slow answer in 100 is the p99 edge"
+        );
+        history.push(acked_create(1, "c", (4000, 6000), 501));
+        let f = check(CheckKind::Latency(100), &history, &[("n1", vec![])]);
+        assert_eq!(f.verdict, Verdict::Invalid);
+        assert_eq!(f.figures["latency_max_ms"], 2000.0);
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub fn run(kind: &CheckKind, input: &CheckInput) -> Finding {
         CheckKind::LogsIdentical => order::logs_identical(input),
         CheckKind::AckedApplied(k) => acks::acked_applied(input, *k),
         CheckKind::Window(ms) => acks::window(input, *ms),
+        CheckKind::Latency(ms) => acks::latency(input, *ms),
         CheckKind::NoLostWrites => lost::no_lost_writes(input),
         CheckKind::Unique => lost::unique(input),
         CheckKind::Sessions => sessions::sessions(input),
