@@ -137,10 +137,11 @@ td,th{{border:1px solid #ddd;padding:3px 8px;font-size:13px}}tr.bad td{{backgrou
 
 /// The figures worth a summary column: `name=value`, or `name p50/p99` for repeated ones.
 pub fn key_figures(result: &ScenarioResult) -> String {
-    const SHOWN: [&str; 7] = [
+    const SHOWN: [&str; 8] = [
         "lost_writes",
         "window_p99_ms",
         "replica_lag_p99_ms",
+        "latency_p99_ms",
         "acked_writes",
         "recovery_ms",
         "operations",
@@ -152,6 +153,7 @@ pub fn key_figures(result: &ScenarioResult) -> String {
             && !SHOWN.contains(&name.as_str())
             && !name.starts_with("window_")
             && !name.starts_with("replica_lag_")
+            && !name.starts_with("latency_")
     });
     for (name, values) in measured {
         parts.push(figure(name, values));
