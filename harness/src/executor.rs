@@ -21,9 +21,9 @@ use netns::{Direction, PartitionMode};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// What the executor tells reporters while it runs.
 #[derive(Debug, Clone)]
@@ -151,17 +151,10 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Where this scenario's evidence goes.
     pub evidence: PathBuf,
-    /// Set when the user interrupts the run.
-    pub interrupted: Arc<AtomicBool>,
+    /// Turns true when the user interrupts the run.
+    pub interrupted: watch::Receiver<bool>,
     /// Keep each node's data directory in the evidence.
     pub keep_data: bool,
-}
-
-/// Returns once `flag` is set (checked every 50 ms).
-async fn wait_for_flag(flag: &AtomicBool) {
-    while !flag.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Runs `scenario`, reporting to `report`.
@@ -286,7 +279,7 @@ struct Exec<'a> {
     /// Sessions of single operations by (client host, `via` node + 1 or 0 for discovery).
     sessions: BTreeMap<(u32, u32), Session>,
     result: &'a mut ScenarioResult,
-    interrupted: Arc<AtomicBool>,
+    interrupted: watch::Receiver<bool>,
     report: &'a (dyn Fn(RunEvent) + Sync),
 }
 
@@ -298,7 +291,7 @@ impl Exec<'_> {
         let mut repeats: BTreeMap<usize, u32> = BTreeMap::new();
         let mut number = 0;
         while pc < self.scenario.steps.len() {
-            if self.interrupted.load(Ordering::SeqCst) {
+            if *self.interrupted.borrow() {
                 return Err(Error::Step("interrupted".into()));
             }
             if now_ms() > deadline {
@@ -334,10 +327,10 @@ impl Exec<'_> {
                 long,
             });
             let start_ms = now_ms();
-            let interrupted = self.interrupted.clone();
+            let mut interrupted = self.interrupted.clone();
             let outcome = tokio::select! {
                 outcome = self.step(&step.action, step.at.line) => outcome,
-                () = wait_for_flag(&interrupted) => Err(Error::Step("interrupted".into())),
+                Ok(_) = interrupted.wait_for(|set| *set) => Err(Error::Step("interrupted".into())),
             };
             let record = StepRecord {
                 number,

@@ -10,8 +10,7 @@ use harness::report;
 use harness::scenario::{self, Discovery, Mode, Scenario};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Every scenario passed (or the command succeeded).
 const EXIT_PASSED: u8 = 0;
@@ -211,18 +210,30 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-fn interrupt_flag(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    runtime.spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+/// Returns when the user interrupts: SIGINT (Ctrl-C) or SIGTERM.
+async fn signalled() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
         }
-        eprintln!("idlab: interrupted; tearing down after the current step");
-        set.store(true, Ordering::SeqCst);
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+    }
+}
+
+/// A flag that turns true when the user interrupts the run.
+fn interrupt_flag(runtime: &tokio::runtime::Runtime) -> watch::Receiver<bool> {
+    let (set, flag) = watch::channel(false);
+    runtime.spawn(async move {
+        signalled().await;
+        eprintln!("idlab: interrupted; stopping the running step and tearing down");
+        let _ = set.send(true);
     });
     flag
 }
@@ -288,7 +299,7 @@ fn run(
     );
     let mut results: Vec<ScenarioResult> = Vec::new();
     for s in &scenarios {
-        if interrupted.load(Ordering::SeqCst) {
+        if *interrupted.borrow() {
             break;
         }
         let options = RunOptions {
@@ -333,7 +344,7 @@ fn run(
     );
     Ok(if run_report.errors > 0 {
         EXIT_SETUP
-    } else if run_report.failed > 0 || interrupted.load(Ordering::SeqCst) {
+    } else if run_report.failed > 0 || *interrupted.borrow() {
         EXIT_FAILED
     } else {
         EXIT_PASSED
@@ -434,14 +445,7 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
         cluster.host(0).addr(),
         evidence.display()
     );
-    runtime.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-    });
+    runtime.block_on(signalled());
     let _ = std::fs::remove_file(&record);
     drop(cluster);
     println!("torn down");

@@ -48,11 +48,25 @@ impl Replicator {
     /// Waits until enough replicas applied `clock`: in strict mode a majority with the
     /// coordinator (N/2 others); else `--min-acks` of them, or every other known member if
     /// there are fewer (none for a node alone).
-    pub async fn wait_acked(&self, shared: &Shared, clock: u64) -> Result<()> {
+    ///
+    /// Acks count only while this node still coordinates in `epoch`, the epoch the write was
+    /// made in: a coordinator replaced meanwhile (paused, then resumed) may still hear acks,
+    /// but they prove nothing, so it answers `unavailable` (a retry with the same request id
+    /// learns the write's outcome).
+    pub async fn wait_acked(&self, shared: &Shared, clock: u64, epoch: u64) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(ACK_TIMEOUT_MS);
         let mut acks = self.acks.subscribe();
         loop {
             let view = shared.membership.state().view;
+            if view.role != Role::Coordinator || view.epoch != epoch {
+                return Err(Error::refused(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "this node stopped coordinating (epoch {epoch}) before event {clock} was \
+                         acknowledged; retry with the same request id to learn its outcome"
+                    ),
+                ));
+            }
             let others: Vec<NodeId> = view
                 .members
                 .iter()

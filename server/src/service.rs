@@ -270,16 +270,9 @@ impl Service {
         let (request_id, change) = self.change_for(request, client_addr, prepared).await?;
         match self.writer.write(request_id, change).await? {
             Applied::Done(result, clock) => {
-                self.replicator.wait_acked(&self.shared, clock).await?;
-                // Acks gathered by a coordinator that has since been replaced prove nothing
-                // (a paused coordinator, resumed, may still hear them): no success then.
-                let view = self.shared.membership.state().view;
-                if view.role != Role::Coordinator || view.epoch != epoch {
-                    return Err(unavailable(format!(
-                        "this node stopped coordinating (epoch {epoch}) before the write was \
-                         acknowledged; retry with the same request id to learn its outcome"
-                    )));
-                }
+                self.replicator
+                    .wait_acked(&self.shared, clock, epoch)
+                    .await?;
                 Ok((reply_for(result), clock))
             }
             Applied::Duplicate(first) => Ok((reply_for(first), self.shared.applied())),
