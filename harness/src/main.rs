@@ -41,7 +41,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run scenario files (default: the `scenarios` directory) and report. Evidence goes to
-    /// `target/idlab/runs/<run-id>/` (one folder per scenario, plus report.json and junit.xml).
+    /// `target/idlab/runs/<run-id>/` (one folder per scenario with its timeline.html, plus index.html, report.json and junit.xml).
     Run {
         /// Scenario files or directories of `*.toml` files.
         paths: Vec<PathBuf>,
