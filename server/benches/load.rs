@@ -1,7 +1,9 @@
 //! Write throughput and latency of a real 3-node cluster on loopback (default timings,
 //! `--min-acks 1`), and the time of a full sync.
 //!
-//! `cargo bench --bench load [-- SYNC_ACCOUNTS]` (default 1,000,000; 0 skips phase 4). Phases:
+//! `cargo bench --bench load [-- SYNC_ACCOUNTS] [--only PHASE] [--seconds S]`: SYNC_ACCOUNTS
+//! defaults to 1,000,000 (0 skips phase 4); `--only one|many|password|sync` runs one phase;
+//! `--seconds` sets the length of phases 1 to 3 (default 3, 5 and 3 s). Phases:
 //! 1. one client, creates without a password, one at a time: latency p50/p99, creates/s;
 //! 2. 64 concurrent clients for 5 s: acked creates/s, latency p50/p99;
 //! 3. 8 clients creating with passwords (argon2id) for 3 s: creates/s;
@@ -102,20 +104,44 @@ async fn fill(cluster: &Cluster, coordinator: usize, total: u64) {
 
 #[tokio::main]
 async fn main() {
-    let sync_accounts: u64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let option = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let only = option("--only");
+    let seconds: Option<u64> = option("--seconds").map(|s| s.parse().expect("--seconds N"));
+    let phase = |name: &str, default_s: u64| {
+        let run = only.as_deref().is_none_or(|o| o == name);
+        (run, Duration::from_secs(seconds.unwrap_or(default_s)))
+    };
+    let positional = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--")));
+    let sync_accounts: u64 = match positional.map(|(_, a)| a.parse()).next() {
+        _ if !phase("sync", 0).0 => 0,
+        Some(n) => n.expect("SYNC_ACCOUNTS is a number"),
+        None => 1_000_000,
+    };
     let mut cluster = Cluster::new(IDSERVER, 3);
     cluster.start_all();
     let c = cluster.agreed(Duration::from_secs(10)).await;
 
-    let (lat, took) = load(&cluster, c, 1, Duration::from_secs(3), "one", None).await;
-    describe("1 client, creates", lat, took);
-    let (lat, took) = load(&cluster, c, 64, Duration::from_secs(5), "many", None).await;
-    describe("64 clients, creates", lat, took);
-    let (lat, took) = load(&cluster, c, 8, Duration::from_secs(3), "pw", Some("s3cret")).await;
-    describe("8 clients, creates with password", lat, took);
+    if let (true, length) = phase("one", 3) {
+        let (lat, took) = load(&cluster, c, 1, length, "one", None).await;
+        describe("1 client, creates", lat, took);
+    }
+    if let (true, length) = phase("many", 5) {
+        let (lat, took) = load(&cluster, c, 64, length, "many", None).await;
+        describe("64 clients, creates", lat, took);
+    }
+    if let (true, length) = phase("password", 3) {
+        let (lat, took) = load(&cluster, c, 8, length, "pw", Some("s3cret")).await;
+        describe("8 clients, creates with password", lat, took);
+    }
 
     if sync_accounts == 0 {
         return;

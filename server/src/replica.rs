@@ -7,7 +7,6 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, LoggedEvent};
 use crate::limits::REDIS_START_TIMEOUT_MS;
 use crate::shared::Shared;
-use crate::store::Applied;
 use crate::wire::{ReplicaStatus, Reply};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -57,28 +56,18 @@ impl Replica {
         if new.first().is_some_and(|e| e.clock != applied + 1) {
             return answer(ReplicaStatus::Gap);
         }
-        let mut now = applied;
-        let epoch_at = |clock: u64| new.iter().find(|e| e.clock == clock).map_or(0, |e| e.epoch);
-        let results = store.apply_replicated(&new).await?;
-        let done = results.iter().take_while(|r| r.is_ok()).count();
-        shared.recent.push(new[..done].iter().cloned());
-        for (event, result) in new.iter().zip(results) {
-            match result {
-                Ok(Applied::Done(_, clock)) => now = clock,
-                Ok(Applied::Duplicate(_)) => {
-                    unreachable!("replicas apply without request-id checks")
-                }
-                Err(e) => {
-                    tracing::warn!(clock = event.clock, error = %e, "a replicated event does not apply: histories diverged");
-                    shared.advance(now, epoch_at(now));
-                    return Ok(Reply::Replicated {
-                        applied: now,
-                        status: ReplicaStatus::Diverged { at: event.clock },
-                    });
-                }
-            }
+        let Some(last) = new.last() else {
+            return answer(ReplicaStatus::Ok);
+        };
+        let last_epoch = last.epoch;
+        if let Err(e) = store.apply_replicated(&new).await {
+            // The store's clock did not follow this node's applied clock: something else wrote.
+            tracing::error!(error = %e, "replicated events did not apply");
+            return Err(e);
         }
-        shared.advance(now, epoch_at(now));
+        let now = last.clock;
+        shared.recent.push(new);
+        shared.advance(now, last_epoch);
         Ok(Reply::Replicated {
             applied: now,
             status: ReplicaStatus::Ok,
@@ -215,6 +204,7 @@ async fn install(shared: &Shared, rdb: &[u8]) -> Result<u64> {
     let mut child = shared.redis_child.lock().await;
     shared.set_syncing(true);
     shared.recent.clear();
+    store.forget_clock().await;
     let installed = match child.as_mut() {
         Some(redis) => redis.restart_on_snapshot(rdb).await,
         None => replace_external(shared, rdb).await,
@@ -233,6 +223,7 @@ async fn install(shared: &Shared, rdb: &[u8]) -> Result<u64> {
     }
     .await;
     shared.set_syncing(false);
+    store.forget_clock().await;
     let clock = match result {
         Ok(clock) => clock,
         Err(e) => {

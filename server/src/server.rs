@@ -151,11 +151,15 @@ async fn supervise_redis(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>
         let Some(redis) = child.as_mut() else { return };
         match redis.revive_if_exited().await {
             Ok(None) => {}
-            Ok(Some(status)) => tracing::error!(
-                %status,
-                pid = redis.pid(),
-                "own redis-server exited unexpectedly; restarted it on its append-only file"
-            ),
+            Ok(Some(status)) => {
+                tracing::error!(
+                    %status,
+                    pid = redis.pid(),
+                    "own redis-server exited unexpectedly; restarted it on its append-only file"
+                );
+                // The next write reads the clock the append-only file brought back.
+                shared.store.forget_clock().await;
+            }
             Err(e) => tracing::error!(error = %e, "own redis-server exited and failed to restart"),
         }
     }

@@ -1,19 +1,21 @@
 //! The directory in one Redis: an account hash per UUID (`idlab:acct:<uuid>`), the index
 //! `idlab:by-login` (login -> uuid), the node's applied clock (`idlab:clock`), its identity
-//! (`idlab:meta`) and recent request results (`idlab:req:<id>`). Every write is one Lua script,
-//! so a crash never leaves a half-applied event.
+//! (`idlab:meta`), recent request results (hashes `idlab:requests:<period>`) and the bounded event log
+//! (`idlab:events`). Events are written in `MULTI`/`EXEC` transactions that also move the clock,
+//! so a crash never leaves a half-applied event; the node is its Redis's only writer.
 
 use crate::account::AccountView;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, Event, LoggedEvent};
 use crate::limits::{EVENT_LOG_MAX, REQUEST_ID_TTL_MS};
+use crate::service::now_ms;
 use redis::aio::ConnectionManager;
 use redis::Script;
-use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock};
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
-static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("apply.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("claim.lua")));
 static RAISE_EPOCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("raise_epoch.lua")));
@@ -24,6 +26,8 @@ const CLOCK: &str = "idlab:clock";
 const EPOCH: &str = "idlab:epoch";
 const EVENTS: &str = "idlab:events";
 const ACCOUNTS_PER_BATCH: usize = 1000;
+/// The event log is trimmed to EVENT_LOG_MAX whenever the clock crosses a multiple of this.
+const EVENT_LOG_TRIM_EVERY: u64 = 1024;
 
 /// An account with its password hash, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +62,9 @@ pub enum Applied {
 pub struct Store {
     conn: ConnectionManager,
     url: String,
+    /// Held while writing events, so this node's writes never interleave; holds the stored
+    /// clock as the last write left it (`None`: unknown, read it again).
+    writes: Arc<Mutex<Option<u64>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -71,12 +78,11 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store> {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client).await?;
-        let store = Store {
+        Ok(Store {
             conn,
             url: url.to_string(),
-        };
-        store.load_scripts().await?;
-        Ok(store)
+            writes: Arc::default(),
+        })
     }
 
     /// Waits until Redis answers again (after a restart), up to `timeout`.
@@ -227,82 +233,140 @@ impl Store {
     }
 
     /// Applies new events in order, each getting the next clock (their `clock` is ignored),
-    /// in one round trip. A request id seen before returns its first result instead; a failed
+    /// in two round trips: one reads what the events' preconditions need (the clock, the
+    /// logins they touch, their request ids), the other writes every event that passed in one
+    /// `MULTI`/`EXEC`. A request id seen before returns its first result instead; a failed
     /// precondition consumes no clock.
     pub async fn apply_new(&self, events: &[Event]) -> Result<Vec<Result<Applied>>> {
-        self.apply_batch(events, |_| "assign".to_string()).await
-    }
-
-    /// Applies replicated events, each of which must be the next in order; stops being useful
-    /// at the first failure (the rest then fail on their clock).
-    pub async fn apply_replicated(&self, events: &[Event]) -> Result<Vec<Result<Applied>>> {
-        self.apply_batch(events, |e| e.clock.to_string()).await
-    }
-
-    async fn apply_batch(
-        &self,
-        events: &[Event],
-        mode: impl Fn(&Event) -> String,
-    ) -> Result<Vec<Result<Applied>>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for event in events {
-            // The log keeps the event without its clock, which the script decides.
-            let json = serde_json::to_string(&Event {
-                clock: 0,
-                ..event.clone()
-            })
-            .expect("events serialise");
-            let call = pipe
-                .cmd("EVALSHA")
-                .arg(APPLY.get_hash())
-                .arg(0)
-                .arg(mode(event))
-                .arg(json)
-                .arg(REQUEST_ID_TTL_MS)
-                .arg(EVENT_LOG_MAX)
-                .arg(event.change.kind())
-                .arg(event.change.uuid().to_string())
-                .arg(event.request_id.to_string())
-                .arg(event.at_ms);
-            match &event.change {
-                Change::Create {
-                    login,
-                    real_name,
-                    client_addr,
-                    password_hash,
-                    ..
-                } => call
-                    .arg(login)
-                    .arg(real_name)
-                    .arg(client_addr)
-                    .arg(password_hash.as_deref().unwrap_or("")),
-                Change::Rename { old, new, .. } => call.arg(old).arg(new),
-                Change::Delete { login, .. } => call.arg(login),
-            };
+        let mut known = self.writes.lock().await;
+        let logins: Vec<&str> = events.iter().flat_map(|e| logins_of(&e.change)).collect();
+        let request_ids: Vec<String> = events.iter().map(|e| e.request_id.to_string()).collect();
+        let mut read = redis::pipe();
+        read.cmd("GET").arg(CLOCK);
+        read.cmd("HMGET").arg(BY_LOGIN).arg(&logins);
+        for bucket in request_buckets_around(now_ms()) {
+            read.cmd("HMGET").arg(bucket).arg(&request_ids);
         }
-        let replies: Vec<Vec<String>> = match pipe.query_async(&mut self.conn.clone()).await {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                self.load_scripts().await?;
-                pipe.query_async(&mut self.conn.clone()).await?
+        type Remembered = Vec<Option<String>>;
+        type Reads = (Option<u64>, Vec<Option<String>>, Remembered, Remembered, Remembered);
+        let (clock, owners, b0, b1, b2): Reads = self.query(&mut known, read).await?;
+        let buckets = [b0, b1, b2];
+        let remembered = (0..events.len()).map(|i| buckets.iter().find_map(|b| b[i].clone()));
+        let mut clock = clock.unwrap_or(0);
+        let first_clock = clock;
+        let mut index: HashMap<&str, Option<Uuid>> = HashMap::new();
+        for (login, owner) in logins.iter().zip(owners) {
+            let owner = owner
+                .map(|u| Uuid::parse_str(&u).map_err(|e| corrupt(format!("index {login:?}: {e}"))))
+                .transpose()?;
+            index.entry(login).or_insert(owner);
+        }
+        let mut first_results: HashMap<Uuid, WriteResult> = HashMap::new();
+        let mut batch = Batch::default();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for (event, remembered) in events.iter().zip(remembered) {
+            let earlier = match remembered {
+                Some(raw) => Some(parse_result(&raw)?),
+                None => first_results.get(&event.request_id).copied(),
+            };
+            if let Some(result) = earlier {
+                outcomes.push(Ok(Applied::Duplicate(result)));
+                continue;
             }
-            other => other?,
-        };
-        Ok(events
-            .iter()
-            .zip(replies)
-            .map(|(event, reply)| apply_outcome(event, &reply))
-            .collect())
+            if let Err(refusal) = check_and_track(&mut index, &event.change) {
+                outcomes.push(Err(refusal));
+                continue;
+            }
+            clock += 1;
+            let result = batch.add(event, clock);
+            first_results.insert(event.request_id, result);
+            outcomes.push(Ok(Applied::Done(result, clock)));
+        }
+        if clock > first_clock {
+            self.commit(&mut known, batch, first_clock, clock).await?;
+        }
+        *known = Some(clock);
+        Ok(outcomes)
     }
 
-    /// Makes sure Redis knows the scripts that are sent by hash in pipelines.
-    pub async fn load_scripts(&self) -> Result<()> {
-        APPLY
-            .prepare_invoke()
-            .load_async(&mut self.conn.clone())
-            .await?;
+    /// Applies replicated events, which must follow the stored clock without a gap, in one
+    /// `MULTI`/`EXEC` (one round trip). Their preconditions held on the coordinator that made
+    /// them; the caller has checked that the histories agree up to them.
+    pub async fn apply_replicated(&self, events: &[Event]) -> Result<u64> {
+        let mut known = self.writes.lock().await;
+        let stored = match *known {
+            Some(clock) => clock,
+            None => self.clock().await?,
+        };
+        let Some(last) = events.last() else {
+            return Ok(stored);
+        };
+        for (i, event) in events.iter().enumerate() {
+            if event.clock != stored + 1 + i as u64 {
+                return Err(corrupt(format!(
+                    "replicated event clock {} does not follow the stored clock {}",
+                    event.clock,
+                    stored + i as u64
+                )));
+            }
+        }
+        let mut batch = Batch::default();
+        for event in events {
+            batch.add(event, event.clock);
+        }
+        self.commit(&mut known, batch, stored, last.clock).await?;
+        *known = Some(last.clock);
+        Ok(last.clock)
+    }
+
+    /// Forgets the clock remembered from the last write (after the database was replaced):
+    /// the next replicated write reads it from Redis again.
+    pub async fn forget_clock(&self) {
+        *self.writes.lock().await = None;
+    }
+
+    /// Runs `pipe`; any failure makes the remembered clock unknown.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        known: &mut Option<u64>,
+        pipe: redis::Pipeline,
+    ) -> Result<T> {
+        let reply = pipe.query_async(&mut self.conn.clone()).await;
+        if reply.is_err() {
+            *known = None;
+        }
+        Ok(reply?)
+    }
+
+    /// Writes `batch` in one transaction that moves the clock from `from` to `to`, and checks
+    /// that nothing else moved it meanwhile (this node is its Redis's only writer).
+    async fn commit(
+        &self,
+        known: &mut Option<u64>,
+        batch: Batch<'_>,
+        from: u64,
+        to: u64,
+    ) -> Result<()> {
+        let mut write = batch.into_transaction();
+        write.cmd("SET").arg(CLOCK).arg(to).arg("GET");
+        if from / EVENT_LOG_TRIM_EVERY != to / EVENT_LOG_TRIM_EVERY {
+            write
+                .cmd("ZREMRANGEBYRANK")
+                .arg(EVENTS)
+                .arg(0)
+                .arg(-(EVENT_LOG_MAX as i64) - 1)
+                .ignore();
+        }
+        let (before,): (Option<u64>,) = self.query(known, write).await?;
+        if before.unwrap_or(0) != from {
+            *known = None;
+            return Err(corrupt(format!(
+                "the stored clock moved from {from} to {before:?} under this node's write"
+            )));
+        }
         Ok(())
     }
 
@@ -331,11 +395,17 @@ impl Store {
 
     /// The first result of the write with this request id, if it is still remembered.
     pub async fn request_result(&self, request_id: Uuid) -> Result<Option<WriteResult>> {
-        let result: Option<String> = redis::cmd("GET")
-            .arg(format!("idlab:req:{request_id}"))
-            .query_async(&mut self.conn.clone())
-            .await?;
-        result.as_deref().map(parse_result).transpose()
+        let mut read = redis::pipe();
+        for bucket in request_buckets_around(now_ms()) {
+            read.cmd("HGET").arg(bucket).arg(request_id.to_string());
+        }
+        let found: Vec<Option<String>> = read.query_async(&mut self.conn.clone()).await?;
+        found
+            .iter()
+            .flatten()
+            .next()
+            .map(|r| parse_result(r))
+            .transpose()
     }
 
     /// The account with this login name.
@@ -413,33 +483,209 @@ impl Store {
     }
 }
 
-fn apply_outcome(event: &Event, reply: &[String]) -> Result<Applied> {
-    match reply {
-        [tag, result, clock] if tag == "ok" => {
-            let clock = clock
-                .parse()
-                .map_err(|_| corrupt(format!("apply clock {clock:?}")))?;
-            Ok(Applied::Done(parse_result(result)?, clock))
-        }
-        [tag, result] if tag == "dup" => Ok(Applied::Duplicate(parse_result(result)?)),
-        [_, code] if code == "login_exists" => Err(Error::refused(
-            ErrorCode::LoginExists,
-            format!("login {:?} already exists", login_of(&event.change)),
-        )),
-        [_, code] if code == "new_name_taken" => Err(Error::refused(
-            ErrorCode::NewNameTaken,
-            format!("login {:?} is already taken", login_of(&event.change)),
-        )),
-        [_, code] if code == "not_found" => Err(Error::refused(
-            ErrorCode::NotFound,
-            format!("no account {}", event.change.uuid()),
-        )),
-        [_, code, current] if code == "clock" => Err(corrupt(format!(
-            "event clock {} does not follow the stored clock {current}",
-            event.clock
-        ))),
-        _ => Err(corrupt(format!("apply replied {reply:?}"))),
+/// The logins a change's preconditions read.
+fn logins_of(change: &Change) -> Vec<&str> {
+    match change {
+        Change::Create { login, .. } | Change::Delete { login, .. } => vec![login],
+        Change::Rename { old, new, .. } => vec![old, new],
     }
+}
+
+/// Checks a change's precondition against `index` (login -> owner, as the events before it
+/// in the batch left it) and records its effect there.
+fn check_and_track<'a>(
+    index: &mut HashMap<&'a str, Option<Uuid>>,
+    change: &'a Change,
+) -> Result<()> {
+    let owner =
+        |index: &HashMap<&str, Option<Uuid>>, login: &str| index.get(login).copied().flatten();
+    match change {
+        Change::Create { uuid, login, .. } => {
+            if owner(index, login).is_some() {
+                return Err(Error::refused(
+                    ErrorCode::LoginExists,
+                    format!("login {login:?} already exists"),
+                ));
+            }
+            index.insert(login, Some(*uuid));
+        }
+        Change::Rename { uuid, old, new } => {
+            if owner(index, old) != Some(*uuid) {
+                return Err(Error::refused(
+                    ErrorCode::NotFound,
+                    format!("no account {uuid}"),
+                ));
+            }
+            if owner(index, new).is_some() {
+                return Err(Error::refused(
+                    ErrorCode::NewNameTaken,
+                    format!("login {new:?} is already taken"),
+                ));
+            }
+            index.insert(old, None);
+            index.insert(new, Some(*uuid));
+        }
+        Change::Delete { uuid, login } => {
+            if owner(index, login) != Some(*uuid) {
+                return Err(Error::refused(
+                    ErrorCode::NotFound,
+                    format!("no account {uuid}"),
+                ));
+            }
+            index.insert(login, None);
+        }
+    }
+    Ok(())
+}
+
+/// The writes of a batch of events, merged so that each key is written once: one `HSET` and
+/// one `HDEL` of the login index, one write per account, one `HSET` per request-result bucket,
+/// one `ZADD` to the log. Only the batch's end state matters, since the transaction is atomic.
+#[derive(Default)]
+struct Batch<'a> {
+    /// login -> its owner after the batch (`None`: removed).
+    index: BTreeMap<&'a str, Option<Uuid>>,
+    /// account -> its fields to set after the batch (`None`: deleted).
+    accounts: BTreeMap<Uuid, Option<Vec<(&'static str, String)>>>,
+    /// request-result bucket -> (request id, result) pairs.
+    results: BTreeMap<u64, Vec<(String, String)>>,
+    /// (clock, log entry).
+    log: Vec<(u64, String)>,
+}
+
+impl<'a> Batch<'a> {
+    /// Adds `event` at `clock`; returns the result remembered for its request id.
+    fn add(&mut self, event: &'a Event, clock: u64) -> WriteResult {
+        let uuid = event.change.uuid();
+        let at = event.at_ms.to_string();
+        match &event.change {
+            Change::Create {
+                login,
+                real_name,
+                client_addr,
+                password_hash,
+                ..
+            } => {
+                self.index.insert(login, Some(uuid));
+                let mut fields = vec![
+                    ("login", login.clone()),
+                    ("real_name", real_name.clone()),
+                    ("client_addr", client_addr.clone()),
+                    ("created_ms", at.clone()),
+                    ("changed_ms", at),
+                ];
+                if let Some(hash) = password_hash {
+                    fields.push(("password_hash", hash.clone()));
+                }
+                self.accounts.insert(uuid, Some(fields));
+            }
+            Change::Rename { old, new, .. } => {
+                self.index.insert(old, None);
+                self.index.insert(new, Some(uuid));
+                let changed = [("login", new.clone()), ("changed_ms", at)];
+                // (An account deleted earlier in the batch could not have been renamed.)
+                if let Some(fields) = self
+                    .accounts
+                    .entry(uuid)
+                    .or_insert_with(|| Some(Vec::new()))
+                {
+                    fields.retain(|(name, _)| !changed.iter().any(|(c, _)| c == name));
+                    fields.extend(changed);
+                }
+            }
+            Change::Delete { login, .. } => {
+                self.index.insert(login, None);
+                self.accounts.insert(uuid, None);
+            }
+        }
+        let result = WriteResult {
+            kind: event.change.kind(),
+            uuid,
+        };
+        self.results
+            .entry(event.at_ms / REQUEST_ID_TTL_MS)
+            .or_default()
+            .push((
+                event.request_id.to_string(),
+                format!("{} {uuid}", result.kind),
+            ));
+        // The log keeps the event without its clock, which the entry's prefix carries.
+        let json = serde_json::to_string(&Event {
+            clock: 0,
+            ..event.clone()
+        })
+        .expect("events serialise");
+        self.log.push((clock, json));
+        result
+    }
+
+    /// The batch as a `MULTI`/`EXEC` pipeline whose commands' replies are ignored.
+    fn into_transaction(self) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let (set, removed): (Vec<_>, Vec<_>) =
+            self.index.into_iter().partition(|(_, o)| o.is_some());
+        if !removed.is_empty() {
+            let logins = removed.iter().map(|(login, _)| *login);
+            pipe.cmd("HDEL")
+                .arg(BY_LOGIN)
+                .arg(logins.collect::<Vec<_>>())
+                .ignore();
+        }
+        if !set.is_empty() {
+            let hset = pipe.cmd("HSET").arg(BY_LOGIN);
+            for (login, owner) in set {
+                hset.arg(login).arg(owner.expect("partitioned").to_string());
+            }
+            hset.ignore();
+        }
+        for (uuid, fields) in self.accounts {
+            let key = format!("idlab:acct:{uuid}");
+            match fields {
+                None => pipe.cmd("DEL").arg(key).ignore(),
+                Some(fields) => {
+                    let hset = pipe.cmd("HSET").arg(key);
+                    for (name, value) in fields {
+                        hset.arg(name).arg(value);
+                    }
+                    hset.ignore()
+                }
+            };
+        }
+        for (bucket, results) in self.results {
+            let key = request_bucket(bucket);
+            let hset = pipe.cmd("HSET").arg(&key);
+            for (id, result) in results {
+                hset.arg(id).arg(result);
+            }
+            hset.ignore();
+            // Kept REQUEST_ID_TTL_MS after the bucket's last moment: every result at least that long.
+            pipe.cmd("PEXPIREAT")
+                .arg(&key)
+                .arg((bucket + 2) * REQUEST_ID_TTL_MS)
+                .ignore();
+        }
+        let applied_ms = now_ms();
+        let zadd = pipe.cmd("ZADD").arg(EVENTS);
+        for (clock, json) in self.log {
+            zadd.arg(clock).arg(format!("{clock}|{applied_ms}|{json}"));
+        }
+        zadd.ignore();
+        pipe
+    }
+}
+
+/// The hash of request results made in the bucket-th REQUEST_ID_TTL_MS of Unix time (by the
+/// event's time, so that every node keeps the same buckets).
+fn request_bucket(bucket: u64) -> String {
+    format!("idlab:requests:{bucket}")
+}
+
+/// The buckets a result still kept at `now_ms` can be in (one more ahead, for a coordinator
+/// whose clock ran ahead of this node's).
+fn request_buckets_around(now_ms: u64) -> [String; 3] {
+    let bucket = now_ms / REQUEST_ID_TTL_MS;
+    [bucket.saturating_sub(1), bucket, bucket + 1].map(request_bucket)
 }
 
 /// A log entry: `<clock>|<applied ms>|<event JSON without its clock>` (see apply.lua).
@@ -454,13 +700,6 @@ fn parse_logged(entry: &str) -> Result<LoggedEvent> {
     event.clock = clock.parse().map_err(|_| bad("bad clock"))?;
     let applied_ms = applied_ms.parse().map_err(|_| bad("bad applied time"))?;
     Ok(LoggedEvent { event, applied_ms })
-}
-
-fn login_of(change: &Change) -> &str {
-    match change {
-        Change::Create { login, .. } | Change::Delete { login, .. } => login,
-        Change::Rename { new, .. } => new,
-    }
 }
 
 fn parse_result(raw: &str) -> Result<WriteResult> {
