@@ -8,15 +8,27 @@ use crate::event::{Event, LoggedEvent};
 use crate::limits::REDIS_START_TIMEOUT_MS;
 use crate::shared::Shared;
 use crate::wire::{ReplicaStatus, Reply};
+use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-/// A snapshot being received.
-#[derive(Debug, Default)]
+/// A snapshot being received, written to a file as its pieces arrive.
 struct Incoming {
-    total: u64,
-    sha256: Vec<u8>,
-    data: Vec<u8>,
+    path: PathBuf,
+    file: tokio::fs::File,
+    sha256: Sha256,
+    received: u64,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("path", &self.path)
+            .field("received", &self.received)
+            .finish()
+    }
 }
 
 /// One replica's apply side: one batch or snapshot at a time.
@@ -74,53 +86,83 @@ impl Replica {
         })
     }
 
-    /// Stores a snapshot piece; the last one is checked and installed.
-    #[allow(clippy::too_many_arguments)]
+    /// Stores a snapshot piece; the last one (the one with the checksum) is checked and
+    /// installed.
     pub async fn snapshot(
         &self,
         shared: &Shared,
         epoch: u64,
         offset: u64,
-        total: u64,
-        sha256: Vec<u8>,
-        data: Vec<u8>,
+        sha256: Option<ByteBuf>,
+        data: ByteBuf,
     ) -> Result<Reply> {
         check_epoch(shared, epoch)?;
         let mut incoming = self.incoming.lock().await;
         if offset == 0 {
+            if let Some(old) = incoming.take() {
+                discard(old).await;
+            }
+            let path = shared.scratch_dir.join("snapshot.incoming.rdb");
+            let file = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| Error::io(format!("failed to create {}", path.display()), e))?;
             *incoming = Some(Incoming {
-                total,
-                sha256: sha256.clone(),
-                data: Vec::with_capacity(total as usize),
+                path,
+                file,
+                sha256: Sha256::new(),
+                received: 0,
             });
         }
         let Some(snapshot) = incoming.as_mut() else {
             return Err(invalid("a snapshot piece arrived without its beginning"));
         };
-        if snapshot.total != total
-            || snapshot.sha256 != sha256
-            || snapshot.data.len() as u64 != offset
-        {
-            *incoming = None;
+        if snapshot.received != offset {
+            discard(incoming.take().expect("checked above")).await;
             return Err(invalid("a snapshot piece does not continue the snapshot"));
         }
-        snapshot.data.extend_from_slice(&data);
-        if (snapshot.data.len() as u64) < total {
+        if let Err(e) = snapshot.file.write_all(&data).await {
+            let path = snapshot.path.display().to_string();
+            discard(incoming.take().expect("checked above")).await;
+            return Err(Error::io(format!("failed to write {path}"), e));
+        }
+        snapshot.sha256.update(&data);
+        snapshot.received += data.len() as u64;
+        let Some(expected) = sha256 else {
             return Ok(Reply::Replicated {
                 applied: shared.applied(),
                 status: ReplicaStatus::ChunkStored,
             });
-        }
+        };
         let snapshot = incoming.take().expect("checked above");
-        if Sha256::digest(&snapshot.data).as_slice() != snapshot.sha256.as_slice() {
+        if snapshot.sha256.clone().finalize().as_slice() != expected.as_slice() {
+            discard(snapshot).await;
             return Err(invalid("the snapshot's checksum does not match"));
         }
-        let applied = install(shared, &snapshot.data).await?;
+        let Incoming {
+            path,
+            mut file,
+            received,
+            ..
+        } = snapshot;
+        let flushed = file.flush().await;
+        drop(file);
+        let installed = match flushed {
+            Ok(()) => install(shared, &path, received).await,
+            Err(e) => Err(Error::io(format!("failed to write {}", path.display()), e)),
+        };
+        let _ = tokio::fs::remove_file(&path).await;
         Ok(Reply::Replicated {
-            applied,
+            applied: installed?,
             status: ReplicaStatus::Ok,
         })
     }
+}
+
+/// Drops a partly received snapshot and its file.
+async fn discard(incoming: Incoming) {
+    let Incoming { path, file, .. } = incoming;
+    drop(file);
+    let _ = tokio::fs::remove_file(&path).await;
 }
 
 /// Refuses a coordinator of an older epoch; a newer one is news to the core.
@@ -148,7 +190,7 @@ async fn holds(shared: &Shared, event: &Event) -> Result<bool> {
 
 /// A full sync into an external Redis (`--redis`), which this node cannot restart: the snapshot
 /// is loaded by a scratch `redis-server`, copied into the spare database and swapped in.
-async fn replace_external(shared: &Shared, rdb: &[u8]) -> Result<()> {
+async fn replace_external(shared: &Shared, rdb: &Path) -> Result<()> {
     let dir = shared
         .scratch_dir
         .join(format!("sync-{}", shared.node_id.simple()));
@@ -198,7 +240,7 @@ fn invalid(message: &str) -> Error {
 
 /// Replaces this node's database with the snapshot, logs every own event the new history
 /// does not have (dropped: they diverged), and returns the snapshot's clock.
-async fn install(shared: &Shared, rdb: &[u8]) -> Result<u64> {
+async fn install(shared: &Shared, rdb: &Path, bytes: u64) -> Result<u64> {
     let store = &shared.store;
     let before = store.events_after(0, crate::limits::EVENT_LOG_MAX).await?;
     let mut child = shared.redis_child.lock().await;
@@ -245,7 +287,7 @@ async fn install(shared: &Shared, rdb: &[u8]) -> Result<u64> {
     tracing::info!(
         clock,
         dropped = dropped.len(),
-        bytes = rdb.len(),
+        bytes,
         "installed a full snapshot"
     );
     Ok(clock)

@@ -12,14 +12,14 @@ use crate::limits::{
     REPLICATE_IN_FLIGHT_MAX, REPLICATION_PROBE_MS, REQUEST_FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::shared::Shared;
-use crate::store::fetch_rdb;
+use crate::store::RdbStream;
 use crate::wire::{decode, encode, Envelope, ReplicaStatus, Reply, Request};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// How often the manager looks at the member list.
@@ -28,6 +28,8 @@ const MEMBERS_POLL_MS: u64 = 20;
 const RECONNECT_PAUSE_MS: u64 = 50;
 /// Time for one snapshot piece (they are large).
 const SNAPSHOT_PIECE_TIMEOUT_MS: u64 = 30_000;
+/// Snapshot pieces read from Redis ahead of the one being shipped.
+const SNAPSHOT_PIECES_AHEAD: usize = 4;
 
 /// Which clock each replica has acknowledged.
 #[derive(Debug)]
@@ -378,31 +380,59 @@ impl Link {
         self.call(conn, &request, FORWARD_TIMEOUT_MS).await
     }
 
+    /// Streams a fresh snapshot of this node's Redis to the replica piece by piece while
+    /// Redis is still writing it (a reader task keeps up to SNAPSHOT_PIECES_AHEAD pieces
+    /// ready); the last piece carries the SHA-256 of the whole.
     async fn send_snapshot(&mut self, conn: &mut Connection) -> Result<(u64, ReplicaStatus)> {
         let started = std::time::Instant::now();
-        let rdb = fetch_rdb(self.shared.store.url()).await?;
-        let sha256 = ByteBuf::from(Sha256::digest(&rdb).to_vec());
-        let total = rdb.len() as u64;
-        tracing::info!(replica = %self.node.addr, bytes = total, "sending a full snapshot");
-        let mut offset = 0usize;
+        let (pieces_tx, mut pieces) = mpsc::channel::<Result<Vec<u8>>>(SNAPSHOT_PIECES_AHEAD);
+        let url = self.shared.store.url().to_string();
+        let reader = tokio::spawn(async move {
+            let mut stream = match RdbStream::open(&url).await {
+                Ok(stream) => stream,
+                Err(e) => return drop(pieces_tx.send(Err(e)).await),
+            };
+            loop {
+                let piece = stream.next_piece(SNAPSHOT_CHUNK_BYTES).await.transpose();
+                let last = !matches!(piece, Some(Ok(_)));
+                if let Some(piece) = piece {
+                    if pieces_tx.send(piece).await.is_err() {
+                        return;
+                    }
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+        let _stop_reading = AbortOnDrop(reader);
+        tracing::info!(replica = %self.node.addr, "streaming a full snapshot");
+        let mut sha256 = Sha256::new();
+        let mut offset = 0u64;
+        let mut piece = pieces.recv().await.transpose()?.unwrap_or_default();
         let answer = loop {
-            let end = (offset + SNAPSHOT_CHUNK_BYTES).min(rdb.len());
+            let next = pieces.recv().await.transpose()?;
+            sha256.update(&piece);
+            let len = piece.len() as u64;
             let request = Request::Snapshot {
                 epoch: self.epoch(),
-                offset: offset as u64,
-                total,
-                sha256: sha256.clone(),
-                data: ByteBuf::from(rdb[offset..end].to_vec()),
+                offset,
+                sha256: next
+                    .is_none()
+                    .then(|| ByteBuf::from(sha256.clone().finalize().to_vec())),
+                data: ByteBuf::from(piece),
             };
             let answer = self.call(conn, &request, SNAPSHOT_PIECE_TIMEOUT_MS).await?;
-            offset = end;
-            if offset >= rdb.len() {
-                break answer;
+            offset += len;
+            match next {
+                Some(next) => piece = next,
+                None => break answer,
             }
         };
         tracing::info!(
             replica = %self.node.addr,
             applied = answer.0,
+            bytes = offset,
             ms = started.elapsed().as_millis() as u64,
             "full snapshot installed"
         );
@@ -446,5 +476,14 @@ impl Link {
                 format!("unexpected reply {other:?}"),
             )),
         }
+    }
+}
+
+/// Aborts a task when dropped (a link that fails mid-snapshot stops reading Redis's).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -118,20 +118,12 @@ impl Service {
             Request::Snapshot {
                 epoch,
                 offset,
-                total,
                 sha256,
                 data,
             } => {
                 let reply = self
                     .replica
-                    .snapshot(
-                        &self.shared,
-                        epoch,
-                        offset,
-                        total,
-                        sha256.into_vec(),
-                        data.into_vec(),
-                    )
+                    .snapshot(&self.shared, epoch, offset, sha256, data)
                     .await?;
                 Ok((reply, self.shared.applied()))
             }

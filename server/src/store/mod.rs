@@ -6,4 +6,4 @@ mod snapshot;
 
 pub use child::RedisChild;
 pub use redis_store::{Applied, Store, StoredAccount, WriteResult};
-pub use snapshot::fetch_rdb;
+pub use snapshot::RdbStream;

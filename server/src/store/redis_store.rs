@@ -251,7 +251,13 @@ impl Store {
             read.cmd("HMGET").arg(bucket).arg(&request_ids);
         }
         type Remembered = Vec<Option<String>>;
-        type Reads = (Option<u64>, Vec<Option<String>>, Remembered, Remembered, Remembered);
+        type Reads = (
+            Option<u64>,
+            Vec<Option<String>>,
+            Remembered,
+            Remembered,
+            Remembered,
+        );
         let (clock, owners, b0, b1, b2): Reads = self.query(&mut known, read).await?;
         let buckets = [b0, b1, b2];
         let remembered = (0..events.len()).map(|i| buckets.iter().find_map(|b| b[i].clone()));

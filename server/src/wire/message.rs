@@ -174,16 +174,15 @@ pub enum Request {
         /// Events in clock order (empty for a probe).
         events: Vec<Event>,
     },
-    /// A peer RPC: a piece of a full snapshot of the coordinator's database.
+    /// A peer RPC: a piece of a full snapshot of the coordinator's database, shipped while
+    /// the coordinator's Redis is still writing it (its size is known at the end).
     Snapshot {
         /// The coordinator's epoch.
         epoch: u64,
-        /// Where this piece goes.
+        /// Where this piece goes (0 starts a snapshot).
         offset: u64,
-        /// The snapshot's size.
-        total: u64,
-        /// SHA-256 of the whole snapshot.
-        sha256: ByteBuf,
+        /// On the last piece only: SHA-256 of the whole snapshot.
+        sha256: Option<ByteBuf>,
         /// The bytes.
         data: ByteBuf,
     },
