@@ -103,7 +103,11 @@ impl Replica {
                 discard(old).await;
             }
             let path = shared.scratch_dir.join("snapshot.incoming.rdb");
-            let file = tokio::fs::File::create(&path)
+            let create = async {
+                tokio::fs::create_dir_all(&shared.scratch_dir).await?;
+                tokio::fs::File::create(&path).await
+            };
+            let file = create
                 .await
                 .map_err(|e| Error::io(format!("failed to create {}", path.display()), e))?;
             *incoming = Some(Incoming {
@@ -146,6 +150,7 @@ impl Replica {
         } = snapshot;
         let flushed = file.flush().await;
         drop(file);
+        tracing::info!(bytes = received, "received a full snapshot; loading it");
         let installed = match flushed {
             Ok(()) => install(shared, &path, received).await,
             Err(e) => Err(Error::io(format!("failed to write {}", path.display()), e)),

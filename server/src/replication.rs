@@ -385,48 +385,71 @@ impl Link {
     /// ready); the last piece carries the SHA-256 of the whole.
     async fn send_snapshot(&mut self, conn: &mut Connection) -> Result<(u64, ReplicaStatus)> {
         let started = std::time::Instant::now();
-        let (pieces_tx, mut pieces) = mpsc::channel::<Result<Vec<u8>>>(SNAPSHOT_PIECES_AHEAD);
+        let (pieces_tx, mut pieces) = mpsc::channel::<Result<Piece>>(SNAPSHOT_PIECES_AHEAD);
         let url = self.shared.store.url().to_string();
         let reader = tokio::spawn(async move {
             let mut stream = match RdbStream::open(&url).await {
                 Ok(stream) => stream,
                 Err(e) => return drop(pieces_tx.send(Err(e)).await),
             };
+            // Hashed off the runtime: a piece takes milliseconds, which live writes must not
+            // wait for.
+            let mut sha256 = Sha256::new();
             loop {
-                let piece = stream.next_piece(SNAPSHOT_CHUNK_BYTES).await.transpose();
-                let last = !matches!(piece, Some(Ok(_)));
-                if let Some(piece) = piece {
-                    if pieces_tx.send(piece).await.is_err() {
-                        return;
+                let piece = match stream.next_piece(SNAPSHOT_CHUNK_BYTES).await {
+                    Ok(Some(piece)) => piece,
+                    Ok(None) => {
+                        let digest = sha256.finalize().to_vec();
+                        return drop(pieces_tx.send(Ok(Piece::End { sha256: digest })).await);
                     }
-                }
-                if last {
+                    Err(e) => return drop(pieces_tx.send(Err(e)).await),
+                };
+                let hashed = tokio::task::spawn_blocking(move || {
+                    sha256.update(&piece);
+                    (sha256, piece)
+                })
+                .await;
+                let Ok((hasher, piece)) = hashed else { return };
+                sha256 = hasher;
+                if pieces_tx.send(Ok(Piece::Data(piece))).await.is_err() {
                     return;
                 }
             }
         });
         let _stop_reading = AbortOnDrop(reader);
         tracing::info!(replica = %self.node.addr, "streaming a full snapshot");
-        let mut sha256 = Sha256::new();
+        // Each piece is shipped once the next is known, so the last carries the checksum.
         let mut offset = 0u64;
-        let mut piece = pieces.recv().await.transpose()?.unwrap_or_default();
+        let mut piece: Option<Vec<u8>> = None;
         let answer = loop {
-            let next = pieces.recv().await.transpose()?;
-            sha256.update(&piece);
-            let len = piece.len() as u64;
+            let (data, sha256) = match pieces.recv().await.transpose()? {
+                Some(Piece::Data(next)) => match piece.replace(next) {
+                    Some(data) => (data, None),
+                    None => continue,
+                },
+                Some(Piece::End { sha256 }) => (
+                    piece.take().unwrap_or_default(),
+                    Some(ByteBuf::from(sha256)),
+                ),
+                None => {
+                    return Err(Error::refused(
+                        ErrorCode::Internal,
+                        "the snapshot reader stopped before the end",
+                    ))
+                }
+            };
+            let last = sha256.is_some();
+            let len = data.len() as u64;
             let request = Request::Snapshot {
                 epoch: self.epoch(),
                 offset,
-                sha256: next
-                    .is_none()
-                    .then(|| ByteBuf::from(sha256.clone().finalize().to_vec())),
-                data: ByteBuf::from(piece),
+                sha256,
+                data: ByteBuf::from(data),
             };
             let answer = self.call(conn, &request, SNAPSHOT_PIECE_TIMEOUT_MS).await?;
             offset += len;
-            match next {
-                Some(next) => piece = next,
-                None => break answer,
+            if last {
+                break answer;
             }
         };
         tracing::info!(
@@ -477,6 +500,15 @@ impl Link {
             )),
         }
     }
+}
+
+/// What the snapshot reader hands the link.
+enum Piece {
+    Data(Vec<u8>),
+    /// After the last piece: the SHA-256 of the whole snapshot.
+    End {
+        sha256: Vec<u8>,
+    },
 }
 
 /// Aborts a task when dropped (a link that fails mid-snapshot stops reading Redis's).
