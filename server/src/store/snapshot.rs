@@ -1,6 +1,7 @@
 //! A full copy of a Redis database as an RDB, taken over Redis's own replication handshake
 //! (`SYNC`, as `redis-cli --rdb` does): Redis forks and streams a fresh snapshot over the
-//! connection, so the database is not blocked and its disk is not read. Works the same for a
+//! connection as the fork writes it (diskless), so the database is not blocked and its disk is
+//! neither written nor read. Works the same for a
 //! Redis in a container. The snapshot is read in pieces, so it can be shipped as it is made.
 
 use crate::error::{Error, Result};
@@ -115,6 +116,22 @@ impl RdbStream {
 async fn start(stream: Box<dyn AsyncReadWrite>) -> Result<RdbStream> {
     let fail = |e: std::io::Error| Error::io("failed to take a snapshot over SYNC", e);
     let mut reader = tokio::io::BufReader::new(stream);
+    // `capa eof`: this side takes a snapshot of unknown length, so Redis streams it from its
+    // fork without writing it to disk first; `rdb-only`: no command stream after it (Redis 7;
+    // an older one refuses it and sends the stream, which is never read).
+    for (command, required) in [
+        (&b"REPLCONF capa eof\r\n"[..], true),
+        (&b"REPLCONF rdb-only 1\r\n"[..], false),
+    ] {
+        reader.get_mut().write_all(command).await.map_err(fail)?;
+        let answer = read_line(&mut reader).await?;
+        if required && answer != "+OK" {
+            return Err(Error::RedisChild(format!(
+                "Redis refused {:?}: {answer}",
+                String::from_utf8_lossy(command).trim_end()
+            )));
+        }
+    }
     reader
         .get_mut()
         .write_all(b"SYNC\r\n")
