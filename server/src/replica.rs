@@ -7,6 +7,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, LoggedEvent};
 use crate::limits::REDIS_START_TIMEOUT_MS;
 use crate::shared::Shared;
+use crate::store::SnapshotFeed;
 use crate::wire::{ReplicaStatus, Reply};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
@@ -14,18 +15,31 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-/// A snapshot being received, written to a file as its pieces arrive.
+/// A snapshot being received.
 struct Incoming {
-    path: PathBuf,
-    file: tokio::fs::File,
+    sink: Sink,
     sha256: Sha256,
     received: u64,
+    /// This node's event log before the snapshot (to report what the snapshot drops).
+    before: Vec<LoggedEvent>,
+}
+
+/// Where the pieces of a snapshot go as they arrive.
+enum Sink {
+    /// Straight into the node's own Redis, which loads them as they come (see
+    /// [`SnapshotFeed`]); reads wait for the end.
+    Feed(SnapshotFeed),
+    /// Into a file, loaded at the end: for an external Redis (by a scratch Redis whose keys are
+    /// copied over), or if the feed could not start (by restarting the node's Redis on it).
+    File {
+        path: PathBuf,
+        file: tokio::fs::File,
+    },
 }
 
 impl std::fmt::Debug for Incoming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Incoming")
-            .field("path", &self.path)
             .field("received", &self.received)
             .finish()
     }
@@ -86,8 +100,8 @@ impl Replica {
         })
     }
 
-    /// Stores a snapshot piece; the last one (the one with the checksum) is checked and
-    /// installed.
+    /// Takes a snapshot piece; the last one (the one with the checksum) is checked and the
+    /// snapshot installed.
     pub async fn snapshot(
         &self,
         shared: &Shared,
@@ -100,34 +114,27 @@ impl Replica {
         let mut incoming = self.incoming.lock().await;
         if offset == 0 {
             if let Some(old) = incoming.take() {
-                discard(old).await;
+                discard(shared, old).await;
             }
-            let path = shared.scratch_dir.join("snapshot.incoming.rdb");
-            let create = async {
-                tokio::fs::create_dir_all(&shared.scratch_dir).await?;
-                tokio::fs::File::create(&path).await
-            };
-            let file = create
-                .await
-                .map_err(|e| Error::io(format!("failed to create {}", path.display()), e))?;
-            *incoming = Some(Incoming {
-                path,
-                file,
-                sha256: Sha256::new(),
-                received: 0,
-            });
+            *incoming = Some(begin(shared).await?);
         }
         let Some(snapshot) = incoming.as_mut() else {
             return Err(invalid("a snapshot piece arrived without its beginning"));
         };
         if snapshot.received != offset {
-            discard(incoming.take().expect("checked above")).await;
+            discard(shared, incoming.take().expect("checked above")).await;
             return Err(invalid("a snapshot piece does not continue the snapshot"));
         }
-        if let Err(e) = snapshot.file.write_all(&data).await {
-            let path = snapshot.path.display().to_string();
-            discard(incoming.take().expect("checked above")).await;
-            return Err(Error::io(format!("failed to write {path}"), e));
+        let passed = match &mut snapshot.sink {
+            Sink::Feed(feed) => feed.piece(&data).await,
+            Sink::File { path, file } => file
+                .write_all(&data)
+                .await
+                .map_err(|e| Error::io(format!("failed to write {}", path.display()), e)),
+        };
+        if let Err(e) = passed {
+            discard(shared, incoming.take().expect("checked above")).await;
+            return Err(e);
         }
         snapshot.sha256.update(&data);
         snapshot.received += data.len() as u64;
@@ -139,35 +146,76 @@ impl Replica {
         };
         let snapshot = incoming.take().expect("checked above");
         if snapshot.sha256.clone().finalize().as_slice() != expected.as_slice() {
-            discard(snapshot).await;
+            discard(shared, snapshot).await;
             return Err(invalid("the snapshot's checksum does not match"));
         }
-        let Incoming {
-            path,
-            mut file,
-            received,
-            ..
-        } = snapshot;
-        let flushed = file.flush().await;
-        drop(file);
-        tracing::info!(bytes = received, "received a full snapshot; loading it");
-        let installed = match flushed {
-            Ok(()) => install(shared, &path, received).await,
-            Err(e) => Err(Error::io(format!("failed to write {}", path.display()), e)),
-        };
-        let _ = tokio::fs::remove_file(&path).await;
+        tracing::info!(bytes = snapshot.received, "received a full snapshot");
         Ok(Reply::Replicated {
-            applied: installed?,
+            applied: install(shared, snapshot).await?,
             status: ReplicaStatus::Ok,
         })
     }
 }
 
-/// Drops a partly received snapshot and its file.
-async fn discard(incoming: Incoming) {
-    let Incoming { path, file, .. } = incoming;
-    drop(file);
-    let _ = tokio::fs::remove_file(&path).await;
+/// Starts receiving a snapshot: into the node's own Redis if it runs one (reads stop until the
+/// snapshot is installed or given up), else into a file.
+async fn begin(shared: &Shared) -> Result<Incoming> {
+    let before = shared
+        .store
+        .events_after(0, crate::limits::EVENT_LOG_MAX)
+        .await?;
+    let own_redis = shared.redis_child.lock().await.is_some();
+    let mut feed_failed = None;
+    if own_redis {
+        shared.set_syncing(true);
+        shared.recent.clear();
+        shared.store.forget_clock().await;
+        match SnapshotFeed::start(shared.store.url()).await {
+            Ok(feed) => {
+                return Ok(Incoming {
+                    sink: Sink::Feed(feed),
+                    sha256: Sha256::new(),
+                    received: 0,
+                    before,
+                })
+            }
+            Err(e) => feed_failed = Some(e),
+        }
+    }
+    if let Some(e) = feed_failed {
+        tracing::warn!(error = %e, "could not feed the snapshot to Redis as it comes; receiving it into a file");
+    }
+    let path = shared.scratch_dir.join("snapshot.incoming.rdb");
+    let create = async {
+        tokio::fs::create_dir_all(&shared.scratch_dir).await?;
+        tokio::fs::File::create(&path).await
+    };
+    let file = match create.await {
+        Ok(file) => file,
+        Err(e) => {
+            shared.set_syncing(false);
+            return Err(Error::io(format!("failed to create {}", path.display()), e));
+        }
+    };
+    Ok(Incoming {
+        sink: Sink::File { path, file },
+        sha256: Sha256::new(),
+        received: 0,
+        before,
+    })
+}
+
+/// Gives a partly received snapshot up: a fed Redis keeps its old data, a file is removed.
+async fn discard(shared: &Shared, incoming: Incoming) {
+    match incoming.sink {
+        Sink::Feed(feed) => feed.abandon().await,
+        Sink::File { path, file } => {
+            drop(file);
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
+    shared.store.forget_clock().await;
+    shared.set_syncing(false);
 }
 
 /// Refuses a coordinator of an older epoch; a newer one is news to the core.
@@ -243,18 +291,35 @@ fn invalid(message: &str) -> Error {
     Error::refused(ErrorCode::InvalidInput, message)
 }
 
-/// Replaces this node's database with the snapshot, logs every own event the new history
-/// does not have (dropped: they diverged), and returns the snapshot's clock.
-async fn install(shared: &Shared, rdb: &Path, bytes: u64) -> Result<u64> {
+/// Completes a received snapshot (lets the fed Redis finish loading, or loads the file), logs
+/// every own event the new history does not have (dropped: they diverged), and returns the
+/// snapshot's clock.
+async fn install(shared: &Shared, incoming: Incoming) -> Result<u64> {
     let store = &shared.store;
-    let before = store.events_after(0, crate::limits::EVENT_LOG_MAX).await?;
-    let mut child = shared.redis_child.lock().await;
+    let Incoming {
+        sink,
+        received: bytes,
+        before,
+        ..
+    } = incoming;
     shared.set_syncing(true);
     shared.recent.clear();
     store.forget_clock().await;
-    let installed = match child.as_mut() {
-        Some(redis) => redis.restart_on_snapshot(rdb).await,
-        None => replace_external(shared, rdb).await,
+    let installed = match sink {
+        Sink::Feed(feed) => feed.finish().await,
+        Sink::File { path, mut file } => {
+            let flushed = file.flush().await;
+            drop(file);
+            let loaded = match flushed {
+                Err(e) => Err(Error::io(format!("failed to write {}", path.display()), e)),
+                Ok(()) => match shared.redis_child.lock().await.as_mut() {
+                    Some(redis) => redis.restart_on_snapshot(&path).await,
+                    None => replace_external(shared, &path).await,
+                },
+            };
+            let _ = tokio::fs::remove_file(&path).await;
+            loaded
+        }
     };
     let result = async {
         installed?;

@@ -346,3 +346,70 @@ async fn a_node_on_an_external_redis_full_syncs_into_a_spare_database_and_swaps(
     cluster.kill(2);
     redis.stop().await.unwrap();
 }
+
+/// Sends `request` as a peer of the cluster over a fresh connection; returns the reply.
+async fn as_peer(cluster: &Cluster, i: usize, request: Request) -> Reply {
+    use idserver::wire::{decode, encode, Envelope};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(cluster.addr(i))
+        .await
+        .unwrap();
+    let frame = encode(&Envelope::new(&cluster.name, 1, request), 16 << 20).unwrap();
+    stream.write_all(&frame).await.unwrap();
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut payload).await.unwrap();
+    let reply: Envelope<Reply> = decode(&payload).unwrap();
+    reply.body
+}
+
+#[tokio::test]
+async fn a_snapshot_that_does_not_check_out_is_refused_and_changes_nothing() {
+    let mut cluster = Cluster::new(IDSERVER, 2);
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    let mut client = cluster.client(&[c]);
+    for n in 0..20 {
+        client.create(&format!("kept{n}"), "", None).await.unwrap();
+    }
+    let clock = converged(&cluster).await;
+    let follower = 1 - c;
+    let epoch = cluster.status(follower).await.unwrap().epoch;
+    let piece = |offset: u64, data: &[u8], sha256: Option<Vec<u8>>| Request::Snapshot {
+        epoch,
+        offset,
+        sha256: sha256.map(serde_bytes::ByteBuf::from),
+        data: serde_bytes::ByteBuf::from(data.to_vec()),
+    };
+    let refused = |reply: &Reply, what: &str| match reply {
+        Reply::Error(e) => assert!(e.message.contains(what), "{e:?}"),
+        other => panic!("expected a refusal about {what:?}, got {other:?}"),
+    };
+
+    // A piece that does not continue the snapshot.
+    let first = as_peer(&cluster, follower, piece(0, b"REDIS0010", None)).await;
+    assert!(matches!(first, Reply::Replicated { .. }), "{first:?}");
+    let gap = as_peer(&cluster, follower, piece(100, b"more", None)).await;
+    refused(&gap, "does not continue");
+    // A piece without its beginning (the gap dropped the snapshot).
+    let orphan = as_peer(&cluster, follower, piece(9, b"more", Some(vec![0; 32]))).await;
+    refused(&orphan, "without its beginning");
+    // A whole snapshot whose checksum is wrong.
+    as_peer(&cluster, follower, piece(0, b"REDIS0010", None)).await;
+    let wrong = as_peer(&cluster, follower, piece(9, b"garbage", Some(vec![0; 32]))).await;
+    refused(&wrong, "checksum");
+
+    // The follower still holds and serves everything, and follows on.
+    let status = cluster.status(follower).await.unwrap();
+    assert_eq!((status.clock, status.accounts), (clock, 20));
+    client.create("after", "", None).await.unwrap();
+    assert_eq!(converged(&cluster).await, clock + 1);
+    let found = cluster.client(&[follower]).lookup("kept7").await.unwrap();
+    assert_eq!(found.login, "kept7");
+    let leftover = std::fs::read_dir(cluster.dir.path().join(format!("node{follower}")))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().contains("incoming"));
+    assert!(!leftover, "a refused snapshot left its file behind");
+}

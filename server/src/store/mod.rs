@@ -1,9 +1,11 @@
 //! Storage: the node's own Redis, and the `redis-server` child the node may run for it.
 
 mod child;
+mod feed;
 mod redis_store;
 mod snapshot;
 
 pub use child::RedisChild;
+pub use feed::SnapshotFeed;
 pub use redis_store::{Applied, Store, StoredAccount, WriteResult};
 pub use snapshot::RdbStream;
