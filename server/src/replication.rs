@@ -12,14 +12,14 @@ use crate::limits::{
     REPLICATE_IN_FLIGHT_MAX, REPLICATION_PROBE_MS, REQUEST_FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::shared::Shared;
-use crate::store::RdbStream;
+use crate::store::{deprioritise_forks, RdbStream};
 use crate::wire::{decode, encode, Envelope, ReplicaStatus, Reply, Request};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// How often the manager looks at the member list.
@@ -31,10 +31,14 @@ const SNAPSHOT_PIECE_TIMEOUT_MS: u64 = 30_000;
 /// Snapshot pieces read from Redis ahead of the one being shipped.
 const SNAPSHOT_PIECES_AHEAD: usize = 4;
 
-/// Which clock each replica has acknowledged.
+/// Which clock each replica has acknowledged, and the writes waiting for acknowledgements.
 #[derive(Debug)]
 pub struct Replicator {
     acks: watch::Sender<BTreeMap<NodeId, u64>>,
+    /// Waiting writes by clock: each is woken once, when enough replicas passed its clock
+    /// (not on every ack, which under load would wake every waiting write thousands of times a
+    /// second).
+    waiters: std::sync::Mutex<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
 }
 
 impl Replicator {
@@ -42,6 +46,7 @@ impl Replicator {
     pub fn start(shared: Arc<Shared>) -> Arc<Replicator> {
         let replicator = Arc::new(Replicator {
             acks: watch::Sender::new(BTreeMap::new()),
+            waiters: std::sync::Mutex::default(),
         });
         tokio::spawn(manage(shared, replicator.clone()));
         replicator
@@ -56,11 +61,15 @@ impl Replicator {
     /// but they prove nothing, so it answers `unavailable` (a retry with the same request id
     /// learns the write's outcome).
     pub async fn wait_acked(&self, shared: &Shared, clock: u64, epoch: u64) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(ACK_TIMEOUT_MS);
-        let mut acks = self.acks.subscribe();
+        let deadline = tokio::time::sleep(Duration::from_millis(ACK_TIMEOUT_MS));
+        tokio::pin!(deadline);
         loop {
+            // Registered before looking, so an ack that lands in between still wakes it.
+            let (wake, woken) = oneshot::channel();
+            self.lock_waiters().entry(clock).or_default().push(wake);
             let view = shared.membership.state().view;
             if view.role != Role::Coordinator || view.epoch != epoch {
+                self.forget(clock, woken);
                 return Err(Error::refused(
                     ErrorCode::Unavailable,
                     format!(
@@ -69,31 +78,19 @@ impl Replicator {
                     ),
                 ));
             }
-            let others: Vec<NodeId> = view
-                .members
-                .iter()
-                .map(|m| m.node.node_id)
-                .filter(|id| *id != shared.node_id)
-                .collect();
-            let needed = match shared.replication.strict_cluster_size {
-                Some(n) => n / 2,
-                None => shared.replication.min_acks.min(others.len()),
-            };
-            let acked = {
-                let map = acks.borrow_and_update();
-                others
-                    .iter()
-                    .filter(|id| map.get(id).is_some_and(|a| *a >= clock))
-                    .count()
-            };
-            if acked >= needed {
+            let (acked_clock, needed) = self.quorum(shared, &view);
+            if acked_clock >= clock {
+                self.forget(clock, woken);
                 return Ok(());
             }
+            // Membership changes (a replica leaving lowers what is needed) are seen at the
+            // next tick.
             let tick = tokio::time::sleep(Duration::from_millis(MEMBERS_POLL_MS));
             tokio::select! {
-                _ = acks.changed() => {}
+                _ = woken => {}
                 _ = tick => {}
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut deadline => {
+                    let acked = self.acked_count(shared, &view, clock);
                     return Err(Error::refused(
                         ErrorCode::AckTimeout,
                         format!("event {clock} was applied here but only {acked} of {needed} replicas acknowledged it in {ACK_TIMEOUT_MS} ms"),
@@ -103,10 +100,73 @@ impl Replicator {
         }
     }
 
-    fn record(&self, node: NodeId, applied: u64) {
+    /// The highest clock enough other members acknowledged (u64::MAX if none are needed),
+    /// and how many are needed.
+    fn quorum(&self, shared: &Shared, view: &crate::core::View) -> (u64, usize) {
+        let others = view
+            .members
+            .iter()
+            .map(|m| m.node.node_id)
+            .filter(|id| *id != shared.node_id);
+        let acks = self.acks.borrow();
+        let mut clocks: Vec<u64> = others
+            .map(|id| acks.get(&id).copied().unwrap_or(0))
+            .collect();
+        let needed = match shared.replication.strict_cluster_size {
+            Some(n) => n / 2,
+            None => shared.replication.min_acks.min(clocks.len()),
+        };
+        clocks.sort_unstable_by(|a, b| b.cmp(a));
+        let acked = match needed {
+            0 => u64::MAX,
+            n => clocks.get(n - 1).copied().unwrap_or(0),
+        };
+        (acked, needed)
+    }
+
+    fn acked_count(&self, shared: &Shared, view: &crate::core::View, clock: u64) -> usize {
+        let acks = self.acks.borrow();
+        view.members
+            .iter()
+            .filter(|m| m.node.node_id != shared.node_id)
+            .filter(|m| acks.get(&m.node.node_id).is_some_and(|a| *a >= clock))
+            .count()
+    }
+
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<oneshot::Sender<()>>>> {
+        self.waiters.lock().expect("ack waiters lock poisoned")
+    }
+
+    /// Drops a waiter that stopped waiting (and any other gone waiter at that clock).
+    fn forget(&self, clock: u64, woken: oneshot::Receiver<()>) {
+        drop(woken);
+        let mut waiters = self.lock_waiters();
+        if let Some(at) = waiters.get_mut(&clock) {
+            at.retain(|wake| !wake.is_closed());
+            if at.is_empty() {
+                waiters.remove(&clock);
+            }
+        }
+    }
+
+    /// Records a replica's applied clock and wakes the writes it lets through.
+    fn record(&self, shared: &Shared, node: NodeId, applied: u64) {
         self.acks.send_modify(|acks| {
             acks.insert(node, applied);
         });
+        let view = shared.membership.state().view;
+        let (acked, _) = self.quorum(shared, &view);
+        let ready = {
+            let mut waiters = self.lock_waiters();
+            let later = match acked.checked_add(1) {
+                Some(after) => waiters.split_off(&after),
+                None => BTreeMap::new(),
+            };
+            std::mem::replace(&mut *waiters, later)
+        };
+        for wake in ready.into_values().flatten() {
+            let _ = wake.send(());
+        }
     }
 }
 
@@ -224,7 +284,8 @@ impl Link {
     fn after(&self, applied: u64, status: ReplicaStatus) -> Next {
         match status {
             ReplicaStatus::Ok => {
-                self.replicator.record(self.node.node_id, applied);
+                self.replicator
+                    .record(&self.shared, self.node.node_id, applied);
                 Next::From(applied + 1)
             }
             ReplicaStatus::Gap | ReplicaStatus::ChunkStored => Next::From(applied + 1),
@@ -387,11 +448,22 @@ impl Link {
         let started = std::time::Instant::now();
         let (pieces_tx, mut pieces) = mpsc::channel::<Result<Piece>>(SNAPSHOT_PIECES_AHEAD);
         let url = self.shared.store.url().to_string();
+        let redis_pid = self
+            .shared
+            .redis_child
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|redis| redis.pid());
         let reader = tokio::spawn(async move {
             let mut stream = match RdbStream::open(&url).await {
                 Ok(stream) => stream,
                 Err(e) => return drop(pieces_tx.send(Err(e)).await),
             };
+            // Redis has forked to write the snapshot: the fork yields to live writes.
+            if let Some(pid) = redis_pid {
+                deprioritise_forks(pid);
+            }
             // Hashed off the runtime: a piece takes milliseconds, which live writes must not
             // wait for.
             let mut sha256 = Sha256::new();
