@@ -10,7 +10,8 @@ pub struct LoggedEvent {
     /// The event.
     #[serde(flatten)]
     pub event: Event,
-    /// When this node applied it, milliseconds since the Unix epoch (Redis's clock).
+    /// When this node wrote it to its Redis, milliseconds since the Unix epoch (the node's
+    /// clock, read as the transaction is sent).
     pub applied_ms: u64,
 }
 
@@ -41,8 +42,8 @@ pub struct Event {
     pub change: Change,
 }
 
-/// The change an event makes, with every generated value filled in. Tagged by `kind` so that
-/// the store's Lua script reads it from JSON as `change.kind`.
+/// The change an event makes, with every generated value filled in. Tagged by `kind` (in the
+/// event log's JSON: `change.kind`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {

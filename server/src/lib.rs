@@ -6,7 +6,8 @@
 //! - [`event`]: writes as events carrying their results.
 //! - [`password`]: client-side SHA-512 digest, server-side argon2id in a bounded pool.
 //! - [`wire`]: frames and messages (no sockets); [`connection`]: frames over TCP.
-//! - [`store`]: the node's Redis (Lua scripts make each write atomic) and its `redis-server` child.
+//! - [`store`]: the node's Redis (MULTI/EXEC transactions make each batch of writes atomic),
+//!   its `redis-server` child and full-sync snapshots (streamed out, fed in).
 //! - [`cluster`]: the tokio shell running the core over UDP; [`forward`]: followers passing
 //!   requests to the coordinator.
 //! - [`writer`]: the coordinator's group commit; [`replication`]: pushing events (or full

@@ -12,7 +12,7 @@ use crate::limits::{
     REPLICATE_IN_FLIGHT_MAX, REPLICATION_PROBE_MS, REQUEST_FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::shared::Shared;
-use crate::store::{deprioritise_forks, RdbStream};
+use crate::store::RdbStream;
 use crate::wire::{decode, encode, Envelope, ReplicaStatus, Reply, Request};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
@@ -448,22 +448,11 @@ impl Link {
         let started = std::time::Instant::now();
         let (pieces_tx, mut pieces) = mpsc::channel::<Result<Piece>>(SNAPSHOT_PIECES_AHEAD);
         let url = self.shared.store.url().to_string();
-        let redis_pid = self
-            .shared
-            .redis_child
-            .lock()
-            .await
-            .as_ref()
-            .and_then(|redis| redis.pid());
         let reader = tokio::spawn(async move {
             let mut stream = match RdbStream::open(&url).await {
                 Ok(stream) => stream,
                 Err(e) => return drop(pieces_tx.send(Err(e)).await),
             };
-            // Redis has forked to write the snapshot: the fork yields to live writes.
-            if let Some(pid) = redis_pid {
-                deprioritise_forks(pid);
-            }
             // Hashed off the runtime: a piece takes milliseconds, which live writes must not
             // wait for.
             let mut sha256 = Sha256::new();

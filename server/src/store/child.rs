@@ -278,23 +278,6 @@ fn terminate(mut child: Child) -> Result<()> {
     }
 }
 
-/// Lowers the CPU priority of the processes `redis-server` `pid` has forked (a snapshot being
-/// written for a full sync) to nice SNAPSHOT_NICE, so that the node's live writes keep their
-/// latency while the fork works; the fork exits when done, so nothing needs restoring.
-pub fn deprioritise_forks(pid: u32) {
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
-    for child in children.unwrap_or_default().split_whitespace() {
-        let Ok(child) = child.parse::<u32>() else {
-            continue;
-        };
-        // SAFETY: setpriority takes plain integers and touches no memory of ours.
-        let _ = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, child, SNAPSHOT_NICE) };
-    }
-}
-
-/// Nice value of a Redis fork writing a snapshot.
-const SNAPSHOT_NICE: i32 = 10;
-
 /// Puts the snapshot file `rdb` in `data_dir` as the database Redis loads at start (moved if it
 /// is on the same file system, else copied), and removes an append-only file that would take
 /// precedence.

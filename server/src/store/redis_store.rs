@@ -694,7 +694,7 @@ fn request_buckets_around(now_ms: u64) -> [String; 3] {
     [bucket.saturating_sub(1), bucket, bucket + 1].map(request_bucket)
 }
 
-/// A log entry: `<clock>|<applied ms>|<event JSON without its clock>` (see apply.lua).
+/// A log entry: `<clock>|<applied ms>|<event JSON without its clock>` (see `Batch::add`).
 fn parse_logged(entry: &str) -> Result<LoggedEvent> {
     let bad = |why: &str| corrupt(format!("logged event {entry:?}: {why}"));
     let mut parts = entry.splitn(3, '|');
