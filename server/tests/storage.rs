@@ -105,3 +105,73 @@ async fn data_and_node_id_survive_a_clean_restart() {
     );
     server.shutdown().await.unwrap();
 }
+
+async fn redis_with(dir: &std::path::Path, keys: &[(&str, &str)]) -> RedisChild {
+    let redis = RedisChild::start(dir, "redis-server", "everysec")
+        .await
+        .unwrap();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for (key, value) in keys {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    redis
+}
+
+async fn keys_of(redis: &RedisChild) -> Vec<String> {
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Still (or again) a writable, standalone Redis.
+    let _: () = redis::cmd("SET")
+        .arg("written-after")
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn a_snapshot_is_fed_into_a_running_redis_and_a_cut_one_changes_nothing() {
+    use idserver::store::{RdbStream, SnapshotFeed};
+    let (source_dir, target_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = redis_with(source_dir.path(), &[("a", "1"), ("b", "2")]).await;
+    let target = redis_with(target_dir.path(), &[("old", "x")]).await;
+    let mut pieces = Vec::new();
+    let mut stream = RdbStream::open(&source.url()).await.unwrap();
+    while let Some(piece) = stream.next_piece(64).await.unwrap() {
+        pieces.push(piece);
+    }
+    assert!(pieces.len() > 1, "a small piece size splits the snapshot");
+
+    // Cut short: the target keeps what it had.
+    let mut feed = SnapshotFeed::start(&target.url()).await.unwrap();
+    feed.piece(&pieces[0]).await.unwrap();
+    feed.abandon().await;
+    assert_eq!(keys_of(&target).await, ["old", "written-after"]);
+
+    // Whole: the target holds the source's data, and only that.
+    let mut feed = SnapshotFeed::start(&target.url()).await.unwrap();
+    for piece in &pieces {
+        feed.piece(piece).await.unwrap();
+    }
+    feed.finish().await.unwrap();
+    assert_eq!(keys_of(&target).await, ["a", "b", "written-after"]);
+}

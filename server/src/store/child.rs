@@ -260,11 +260,19 @@ impl Drop for RedisChild {
 fn terminate(mut child: Child) -> Result<()> {
     let pid = Pid::from_raw(child.id() as i32);
     let _ = kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(STOP_TIMEOUT_MS);
+    let mut asked = started;
     loop {
         match child.try_wait() {
             Ok(Some(_)) => return Ok(()),
             Ok(None) if Instant::now() < deadline => {
+                // Redis refuses SIGTERM while it writes its first append-only file (after a
+                // full sync) and does not retry when done: ask again.
+                if asked.elapsed() >= Duration::from_millis(TERM_REPEAT_MS) {
+                    let _ = kill(pid, Signal::SIGTERM);
+                    asked = Instant::now();
+                }
                 std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS))
             }
             _ => {
@@ -277,6 +285,9 @@ fn terminate(mut child: Child) -> Result<()> {
         }
     }
 }
+
+/// How often a `redis-server` that has not stopped is sent SIGTERM again.
+const TERM_REPEAT_MS: u64 = 200;
 
 /// Puts the snapshot file `rdb` in `data_dir` as the database Redis loads at start (moved if it
 /// is on the same file system, else copied), and removes an append-only file that would take

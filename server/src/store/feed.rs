@@ -13,6 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Longest the Redis may take to connect and ask for the snapshot.
 const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Longest one connection to the feed may take to ask for the snapshot.
+const CONNECTION_HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
 /// Longest the Redis may take to finish loading once the snapshot has been passed on.
 const LOAD_TIMEOUT_MS: u64 = 120_000;
 /// How often the loading Redis is asked whether it is done.
@@ -49,10 +51,15 @@ impl SnapshotFeed {
         let mut control = redis::Client::open(url)?
             .get_multiplexed_async_connection()
             .await?;
+        // The loopback port is open to every local process: only the connection that knows
+        // this secret (our Redis, told it as its masterauth) gets the snapshot.
+        let secret = random_hex();
         let _: () = redis::cmd("CONFIG")
             .arg("SET")
             .arg("repl-diskless-load")
             .arg("swapdb")
+            .arg("masterauth")
+            .arg(&secret)
             .query_async(&mut control)
             .await?;
         let _: () = redis::cmd("REPLICAOF")
@@ -61,14 +68,24 @@ impl SnapshotFeed {
             .query_async(&mut control)
             .await?;
         let handshake = async {
-            let (stream, _) = listener
-                .accept()
-                .await
-                .map_err(|e| Error::io("the loading Redis did not connect", e))?;
-            let _ = stream.set_nodelay(true);
-            let mut stream = BufReader::new(stream);
-            let mark = handshake(&mut stream).await?;
-            Ok::<_, Error>((stream, mark))
+            loop {
+                let (stream, peer) = listener
+                    .accept()
+                    .await
+                    .map_err(|e| Error::io("the loading Redis did not connect", e))?;
+                let _ = stream.set_nodelay(true);
+                let mut stream = BufReader::new(stream);
+                let one = Duration::from_millis(CONNECTION_HANDSHAKE_TIMEOUT_MS);
+                match tokio::time::timeout(one, handshake(&mut stream, &secret)).await {
+                    Ok(Ok(mark)) => return Ok::<_, Error>((stream, mark)),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%peer, error = %e, "refused a connection to the snapshot feed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "a connection to the snapshot feed stayed silent")
+                    }
+                }
+            }
         };
         let timeout = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
         let outcome = match tokio::time::timeout(timeout, handshake).await {
@@ -136,11 +153,19 @@ impl SnapshotFeed {
     }
 }
 
-/// `REPLICAOF NO ONE`, logged if it fails (the Redis would stay a read-only replica).
+/// `REPLICAOF NO ONE` and forgets the feed's secret; logged if it fails (the Redis would stay
+/// a read-only replica).
 async fn stand_alone(control: &mut redis::aio::MultiplexedConnection) {
-    let done: redis::RedisResult<()> = redis::cmd("REPLICAOF")
+    let done: redis::RedisResult<()> = redis::pipe()
+        .cmd("REPLICAOF")
         .arg("NO")
         .arg("ONE")
+        .ignore()
+        .cmd("CONFIG")
+        .arg("SET")
+        .arg("masterauth")
+        .arg("")
+        .ignore()
         .query_async(control)
         .await;
     if let Err(e) = done {
@@ -148,34 +173,44 @@ async fn stand_alone(control: &mut redis::aio::MultiplexedConnection) {
     }
 }
 
-/// Answers a replica's handshake (`PING`, `AUTH`, `REPLCONF`, then `PSYNC` or `SYNC`) and
-/// starts a diskless full resynchronisation; returns the transfer's end marker.
-async fn handshake(stream: &mut BufReader<TcpStream>) -> Result<String> {
-    // 40 random hex digits, as Redis makes them.
-    let random_hex = || {
-        let two = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        two[..EOF_MARK_BYTES].to_string()
-    };
+/// 40 random hex digits (a replication id, an end marker or a secret, as Redis makes them).
+fn random_hex() -> String {
+    let two = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    two[..EOF_MARK_BYTES].to_string()
+}
+
+/// Answers a replica's handshake (`PING`, `AUTH` with `secret`, `REPLCONF`, then `PSYNC` or
+/// `SYNC`) and starts a diskless full resynchronisation; returns the transfer's end marker.
+async fn handshake(stream: &mut BufReader<TcpStream>, secret: &str) -> Result<String> {
     let mark = random_hex();
+    let mut authenticated = false;
     loop {
         let command = read_command(stream).await?;
         let name = command.first().map(|c| c.to_ascii_uppercase());
         let answer = match name.as_deref() {
             Some(b"PING") => "+PONG\r\n".to_string(),
-            Some(b"AUTH") | Some(b"REPLCONF") => "+OK\r\n".to_string(),
-            Some(b"PSYNC") | Some(b"SYNC") => {
-                let replication_id = random_hex();
-                format!("+FULLRESYNC {replication_id} 0\r\n$EOF:{mark}\r\n")
+            Some(b"AUTH") => {
+                // `AUTH <password>` or `AUTH <user> <password>`.
+                if command.last().map(Vec::as_slice) != Some(secret.as_bytes()) {
+                    return Err(Error::RedisChild("wrong secret".into()));
+                }
+                authenticated = true;
+                "+OK\r\n".to_string()
+            }
+            Some(b"REPLCONF") => "+OK\r\n".to_string(),
+            Some(b"PSYNC") | Some(b"SYNC") if authenticated => {
+                format!("+FULLRESYNC {} 0\r\n$EOF:{mark}\r\n", random_hex())
             }
             _ => {
                 return Err(Error::RedisChild(format!(
-                    "unexpected command from the loading Redis: {:?}",
+                    "unexpected command: {:?}",
                     command
                         .iter()
+                        .take(1)
                         .map(|c| String::from_utf8_lossy(c).into_owned())
                         .collect::<Vec<_>>()
                 )))
