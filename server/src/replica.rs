@@ -61,7 +61,16 @@ impl Replica {
         events: Vec<Event>,
     ) -> Result<Reply> {
         check_epoch(shared, epoch)?;
-        let _one_at_a_time = self.incoming.lock().await;
+        let mut incoming = self.incoming.lock().await;
+        // Events instead of the rest of a snapshot: that snapshot was given up (its link
+        // failed; a coordinator was replaced). Its Redis must stand alone again to take them.
+        if let Some(stale) = incoming.take() {
+            tracing::warn!(
+                received = stale.received,
+                "a snapshot stopped arriving; keeping the data from before it"
+            );
+            discard(shared, stale).await;
+        }
         let store = &shared.store;
         let applied = shared.applied();
         let answer = |status| Ok(Reply::Replicated { applied, status });

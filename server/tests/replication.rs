@@ -302,17 +302,8 @@ async fn a_node_on_an_external_redis_full_syncs_into_a_spare_database_and_swaps(
         .await
         .unwrap();
     let store = idserver::store::Store::connect(&redis.url()).await.unwrap();
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg("leftover")
-        .arg("x")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = common::redis_conn(&redis.url()).await;
+    common::redis_set(&redis.url(), "leftover", "x").await;
     cluster.start_with_args(2, "external", &["--redis".to_string(), redis.url()]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while cluster.status(2).await.map(|s| s.clock) != Some(clock) {
@@ -407,6 +398,13 @@ async fn a_snapshot_that_does_not_check_out_is_refused_and_changes_nothing() {
     assert_eq!(converged(&cluster).await, clock + 1);
     let found = cluster.client(&[follower]).lookup("kept7").await.unwrap();
     assert_eq!(found.login, "kept7");
+    // A snapshot that stops arriving: the events that come next replace it.
+    let started = as_peer(&cluster, follower, piece(0, b"REDIS0010", None)).await;
+    assert!(matches!(started, Reply::Replicated { .. }), "{started:?}");
+    client.create("after-stale", "", None).await.unwrap();
+    assert_eq!(converged(&cluster).await, clock + 2);
+    let status = cluster.status(follower).await.unwrap();
+    assert_eq!(status.accounts, 22);
     let leftover = std::fs::read_dir(cluster.dir.path().join(format!("node{follower}")))
         .unwrap()
         .filter_map(|e| e.ok())

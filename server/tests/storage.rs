@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{config, TestServer};
+use common::{config, redis_conn, redis_set, TestServer};
 use idserver::client::{Client, ClientConfig};
 use idserver::server::RunningServer;
 use idserver::store::RedisChild;
@@ -110,38 +110,18 @@ async fn redis_with(dir: &std::path::Path, keys: &[(&str, &str)]) -> RedisChild 
     let redis = RedisChild::start(dir, "redis-server", "everysec")
         .await
         .unwrap();
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     for (key, value) in keys {
-        let _: () = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        redis_set(&redis.url(), key, value).await;
     }
     redis
 }
 
 async fn keys_of(redis: &RedisChild) -> Vec<String> {
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     // Still (or again) a writable, standalone Redis.
-    let _: () = redis::cmd("SET")
-        .arg("written-after")
-        .arg("1")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis_set(&redis.url(), "written-after", "1").await;
     let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
-        .query_async(&mut conn)
+        .query_async(&mut redis_conn(&redis.url()).await)
         .await
         .unwrap();
     keys.sort();

@@ -56,3 +56,22 @@ pub fn config(dir: &Path, cluster: &str, redis_url: Option<String>) -> ServerCon
         ..ServerConfig::default()
     }
 }
+
+/// A plain connection to the Redis at `url`.
+pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// `SET key value` in the Redis at `url`.
+pub async fn redis_set(url: &str, key: &str, value: &str) {
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(&mut redis_conn(url).await)
+        .await
+        .unwrap();
+}
