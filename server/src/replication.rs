@@ -34,7 +34,7 @@ const SNAPSHOT_PIECES_AHEAD: usize = 4;
 /// Which clock each replica has acknowledged, and the writes waiting for acknowledgements.
 #[derive(Debug)]
 pub struct Replicator {
-    acks: watch::Sender<BTreeMap<NodeId, u64>>,
+    acks: std::sync::Mutex<BTreeMap<NodeId, u64>>,
     /// Waiting writes by clock: each is woken once, when enough replicas passed its clock
     /// (not on every ack, which under load would wake every waiting write thousands of times a
     /// second).
@@ -45,7 +45,7 @@ impl Replicator {
     /// Starts the task that keeps one replication task per member while this node coordinates.
     pub fn start(shared: Arc<Shared>) -> Arc<Replicator> {
         let replicator = Arc::new(Replicator {
-            acks: watch::Sender::new(BTreeMap::new()),
+            acks: std::sync::Mutex::default(),
             waiters: std::sync::Mutex::default(),
         });
         tokio::spawn(manage(shared, replicator.clone()));
@@ -108,7 +108,7 @@ impl Replicator {
             .iter()
             .map(|m| m.node.node_id)
             .filter(|id| *id != shared.node_id);
-        let acks = self.acks.borrow();
+        let acks = self.lock_acks();
         let mut clocks: Vec<u64> = others
             .map(|id| acks.get(&id).copied().unwrap_or(0))
             .collect();
@@ -125,12 +125,16 @@ impl Replicator {
     }
 
     fn acked_count(&self, shared: &Shared, view: &crate::core::View, clock: u64) -> usize {
-        let acks = self.acks.borrow();
+        let acks = self.lock_acks();
         view.members
             .iter()
             .filter(|m| m.node.node_id != shared.node_id)
             .filter(|m| acks.get(&m.node.node_id).is_some_and(|a| *a >= clock))
             .count()
+    }
+
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, u64>> {
+        self.acks.lock().expect("acks lock poisoned")
     }
 
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<oneshot::Sender<()>>>> {
@@ -151,9 +155,7 @@ impl Replicator {
 
     /// Records a replica's applied clock and wakes the writes it lets through.
     fn record(&self, shared: &Shared, node: NodeId, applied: u64) {
-        self.acks.send_modify(|acks| {
-            acks.insert(node, applied);
-        });
+        self.lock_acks().insert(node, applied);
         let view = shared.membership.state().view;
         let (acked, _) = self.quorum(shared, &view);
         let ready = {
@@ -194,11 +196,9 @@ async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
             }
             keep
         });
-        replicator.acks.send_if_modified(|acks| {
-            let before = acks.len();
-            acks.retain(|id, _| wanted.contains_key(id));
-            acks.len() != before
-        });
+        replicator
+            .lock_acks()
+            .retain(|id, _| wanted.contains_key(id));
         for (id, node) in wanted {
             tasks.entry(id).or_insert_with(|| {
                 let link = Link {
