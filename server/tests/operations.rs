@@ -66,6 +66,19 @@ async fn creating_a_taken_login_fails_and_keeps_the_first() {
     );
     let account = c.lookup("bob").await.unwrap();
     assert_eq!((account.uuid, account.real_name.as_str()), (first, "Bob"));
+    assert_eq!(
+        c.status().await.unwrap().clock,
+        1,
+        "a refusal takes no clock"
+    );
+    // Renames and deletes that find another owner are refused and write nothing either.
+    let other = c.create("zed", "", None).await.unwrap();
+    assert_eq!(
+        code(c.modify("bob", "zed", None).await),
+        ErrorCode::NewNameTaken
+    );
+    assert_eq!(c.lookup("zed").await.unwrap().uuid, other);
+    assert_eq!(c.status().await.unwrap().clock, 2);
 }
 
 #[tokio::test]

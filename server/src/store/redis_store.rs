@@ -20,12 +20,15 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("clai
 static RAISE_EPOCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("raise_epoch.lua")));
 static LOOKUP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lookup.lua")));
+static GUARDED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("guarded.lua")));
 
 const BY_LOGIN: &str = "idlab:by-login";
 const CLOCK: &str = "idlab:clock";
 const EPOCH: &str = "idlab:epoch";
 const EVENTS: &str = "idlab:events";
 const ACCOUNTS_PER_BATCH: usize = 1000;
+/// Largest batch first tried in one round trip, on assumptions (see [`Store::apply_new`]).
+const SPECULATE_EVENTS_MAX: usize = 2;
 /// The event log is trimmed to EVENT_LOG_MAX whenever the clock crosses a multiple of this.
 const EVENT_LOG_TRIM_EVERY: u64 = 1024;
 
@@ -232,16 +235,27 @@ impl Store {
         Ok(())
     }
 
-    /// Applies new events in order, each getting the next clock (their `clock` is ignored),
-    /// in two round trips: one reads what the events' preconditions need (the clock, the
-    /// logins they touch, their request ids), the other writes every event that passed in one
-    /// `MULTI`/`EXEC`. A request id seen before returns its first result instead; a failed
-    /// precondition consumes no clock.
+    /// Applies new events in order, each getting the next clock (their `clock` is ignored).
+    /// A request id seen before returns its first result instead; a failed precondition
+    /// consumes no clock.
+    ///
+    /// A batch of up to SPECULATE_EVENTS_MAX (a lone write, when the node is not busy) is
+    /// first tried in one round trip: decided here on the assumption that every write will
+    /// pass (its logins as the write needs them, its request id new) and sent with those
+    /// assumptions to a script that checks them and only then runs the batch's commands. If
+    /// an assumption is wrong, nothing is written and the batch takes the general path: one
+    /// round trip reads what the preconditions need (the clock, the logins, the request ids),
+    /// the batch is decided on what was read, and one `MULTI`/`EXEC` writes it.
     pub async fn apply_new(&self, events: &[Event]) -> Result<Vec<Result<Applied>>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let mut known = self.writes.lock().await;
+        if let (Some(clock), true) = (*known, events.len() <= SPECULATE_EVENTS_MAX) {
+            if let Some(outcomes) = self.apply_expecting(&mut known, clock, events).await? {
+                return Ok(outcomes);
+            }
+        }
         let logins: Vec<&str> = events.iter().flat_map(|e| logins_of(&e.change)).collect();
         let request_ids: Vec<&[u8]> = events
             .iter()
@@ -263,9 +277,11 @@ impl Store {
         );
         let (clock, owners, b0, b1, b2): Reads = self.query(&mut known, read).await?;
         let buckets = [b0, b1, b2];
-        let remembered = (0..events.len()).map(|i| buckets.iter().find_map(|b| b[i].clone()));
-        let mut clock = clock.unwrap_or(0);
-        let first_clock = clock;
+        let mut remembered = Vec::with_capacity(events.len());
+        for i in 0..events.len() {
+            let raw = buckets.iter().find_map(|b| b[i].as_deref());
+            remembered.push(raw.map(parse_result).transpose()?);
+        }
         let mut index: HashMap<&str, Option<Uuid>> = HashMap::new();
         for (login, owner) in logins.iter().zip(owners) {
             let owner = owner
@@ -273,32 +289,85 @@ impl Store {
                 .transpose()?;
             index.entry(login).or_insert(owner);
         }
-        let mut first_results: HashMap<Uuid, WriteResult> = HashMap::new();
-        let mut batch = Batch::default();
-        let mut outcomes = Vec::with_capacity(events.len());
-        for (event, remembered) in events.iter().zip(remembered) {
-            let earlier = match remembered {
-                Some(raw) => Some(parse_result(&raw)?),
-                None => first_results.get(&event.request_id).copied(),
-            };
-            if let Some(result) = earlier {
-                outcomes.push(Ok(Applied::Duplicate(result)));
-                continue;
-            }
-            if let Err(refusal) = check_and_track(&mut index, &event.change) {
-                outcomes.push(Err(refusal));
-                continue;
-            }
-            clock += 1;
-            let result = batch.add(event, clock);
-            first_results.insert(event.request_id, result);
-            outcomes.push(Ok(Applied::Done(result, clock)));
-        }
+        let first_clock = clock.unwrap_or(0);
+        let (batch, outcomes, clock) = decide(events, index, remembered, first_clock);
         if clock > first_clock {
             self.commit(&mut known, batch, first_clock, clock).await?;
         }
         *known = Some(clock);
         Ok(outcomes)
+    }
+
+    /// The one-round-trip try of [`Store::apply_new`]: `None` if an assumption did not hold
+    /// (then nothing was written).
+    async fn apply_expecting(
+        &self,
+        known: &mut Option<u64>,
+        clock: u64,
+        events: &[Event],
+    ) -> Result<Option<Vec<Result<Applied>>>> {
+        let mut checks: Vec<[Vec<u8>; 4]> = Vec::new();
+        let check = |op: &str, key: &str, field: &[u8], value: &[u8]| {
+            [op.into(), key.into(), field.to_vec(), value.to_vec()]
+        };
+        let stored = if clock == 0 {
+            String::new()
+        } else {
+            clock.to_string()
+        };
+        checks.push(check("get", CLOCK, b"", stored.as_bytes()));
+        let mut index: HashMap<&str, Option<Uuid>> = HashMap::new();
+        for event in events {
+            for (login, owner) in owners_needed(&event.change) {
+                if index.contains_key(login) {
+                    continue; // An earlier write in the batch decides this one's view.
+                }
+                index.insert(login, owner);
+                checks.push(match owner {
+                    None => check("hfree", BY_LOGIN, login.as_bytes(), b""),
+                    Some(uuid) => check(
+                        "heq",
+                        BY_LOGIN,
+                        login.as_bytes(),
+                        uuid.to_string().as_bytes(),
+                    ),
+                });
+            }
+            for bucket in request_buckets_around(now_ms()) {
+                checks.push(check("hfree", &bucket, event.request_id.as_bytes(), b""));
+            }
+        }
+        let unknown = vec![None; events.len()];
+        let (batch, outcomes, last) = decide(events, index, unknown, clock);
+        let mut script = GUARDED.prepare_invoke();
+        script.arg(checks.len());
+        for [op, key, field, value] in &checks {
+            script.arg(op).arg(key).arg(field).arg(value);
+        }
+        if last > clock {
+            for command in batch.into_commands(clock, last) {
+                let args: Vec<&[u8]> = command
+                    .args_iter()
+                    .filter_map(|arg| match arg {
+                        redis::Arg::Simple(bytes) => Some(bytes),
+                        redis::Arg::Cursor => None,
+                    })
+                    .collect();
+                script.arg(args.len()).arg(args);
+            }
+        }
+        let ran: redis::RedisResult<u8> = script.invoke_async(&mut self.conn.clone()).await;
+        match ran {
+            Ok(1) => {
+                *known = Some(last);
+                Ok(Some(outcomes))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => {
+                *known = None;
+                Err(e.into())
+            }
+        }
     }
 
     /// Applies replicated events, which must follow the stored clock without a gap, in one
@@ -359,15 +428,15 @@ impl Store {
         from: u64,
         to: u64,
     ) -> Result<()> {
-        let mut write = batch.into_transaction();
-        write.cmd("SET").arg(CLOCK).arg(to).arg("GET");
-        if from / EVENT_LOG_TRIM_EVERY != to / EVENT_LOG_TRIM_EVERY {
-            write
-                .cmd("ZREMRANGEBYRANK")
-                .arg(EVENTS)
-                .arg(0)
-                .arg(-(EVENT_LOG_MAX as i64) - 1)
-                .ignore();
+        let commands = batch.into_commands(from, to);
+        let mut write = redis::pipe();
+        write.atomic();
+        let last = commands.len() - 1;
+        for (i, command) in commands.into_iter().enumerate() {
+            write.add_command(command);
+            if i != last {
+                write.ignore();
+            }
         }
         let (before,): (Option<u64>,) = self.query(known, write).await?;
         if before.unwrap_or(0) != from {
@@ -489,6 +558,44 @@ impl Store {
             .arg(BY_LOGIN)
             .query_async(&mut self.conn.clone())
             .await?)
+    }
+}
+
+/// Decides a batch in order from what the store holds (`index`: login -> owner for every
+/// login the batch touches; `remembered`: each write's earlier result, if its request id was
+/// seen) starting at `clock`: returns the writes, each event's outcome and the last clock.
+fn decide<'a>(
+    events: &'a [Event],
+    mut index: HashMap<&'a str, Option<Uuid>>,
+    remembered: Vec<Option<WriteResult>>,
+    mut clock: u64,
+) -> (Batch<'a>, Vec<Result<Applied>>, u64) {
+    let mut first_results: HashMap<Uuid, WriteResult> = HashMap::new();
+    let mut batch = Batch::default();
+    let mut outcomes = Vec::with_capacity(events.len());
+    for (event, remembered) in events.iter().zip(remembered) {
+        if let Some(result) = remembered.or_else(|| first_results.get(&event.request_id).copied()) {
+            outcomes.push(Ok(Applied::Duplicate(result)));
+            continue;
+        }
+        if let Err(refusal) = check_and_track(&mut index, &event.change) {
+            outcomes.push(Err(refusal));
+            continue;
+        }
+        clock += 1;
+        let result = batch.add(event, clock);
+        first_results.insert(event.request_id, result);
+        outcomes.push(Ok(Applied::Done(result, clock)));
+    }
+    (batch, outcomes, clock)
+}
+
+/// What a change needs its logins' owners to be in order to apply.
+fn owners_needed(change: &Change) -> Vec<(&str, Option<Uuid>)> {
+    match change {
+        Change::Create { login, .. } => vec![(login, None)],
+        Change::Rename { uuid, old, new } => vec![(old, Some(*uuid)), (new, None)],
+        Change::Delete { uuid, login } => vec![(login, Some(*uuid))],
     }
 }
 
@@ -625,10 +732,10 @@ impl<'a> Batch<'a> {
         result
     }
 
-    /// The batch as a `MULTI`/`EXEC` pipeline whose commands' replies are ignored.
-    fn into_transaction(self) -> redis::Pipeline {
+    /// The batch's commands, moving the clock from `from` to `to`; the last one is
+    /// `SET idlab:clock <to> GET` (its reply, the clock before, proves no other writer).
+    fn into_commands(self, from: u64, to: u64) -> Vec<redis::Cmd> {
         let mut pipe = redis::pipe();
-        pipe.atomic();
         let (set, removed): (Vec<_>, Vec<_>) =
             self.index.into_iter().partition(|(_, o)| o.is_some());
         if !removed.is_empty() {
@@ -677,7 +784,15 @@ impl<'a> Batch<'a> {
             zadd.arg(clock).arg(format!("{clock}|{applied_ms}|{json}"));
         }
         zadd.ignore();
-        pipe
+        if from / EVENT_LOG_TRIM_EVERY != to / EVENT_LOG_TRIM_EVERY {
+            pipe.cmd("ZREMRANGEBYRANK")
+                .arg(EVENTS)
+                .arg(0)
+                .arg(-(EVENT_LOG_MAX as i64) - 1)
+                .ignore();
+        }
+        pipe.cmd("SET").arg(CLOCK).arg(to).arg("GET");
+        pipe.cmd_iter().cloned().collect()
     }
 }
 
