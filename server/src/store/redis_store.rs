@@ -1,8 +1,9 @@
 //! The directory in one Redis: an account hash per UUID (`idlab:acct:<uuid>`), the index
 //! `idlab:by-login` (login -> uuid), the node's applied clock (`idlab:clock`), its identity
-//! (`idlab:meta`), recent request results (hashes `idlab:requests:<period>`) and the bounded event log
-//! (`idlab:events`). Events are written in `MULTI`/`EXEC` transactions that also move the clock,
-//! so a crash never leaves a half-applied event; the node is its Redis's only writer.
+//! (`idlab:meta`), recent request results (hashes `idlab:requests:<period>`) and the bounded
+//! event log (`idlab:events`). Events are written in `MULTI`/`EXEC` transactions (or, for a lone
+//! write, a script that checks its preconditions first) that also move the clock, so a crash
+//! never leaves a half-applied event; the node is its Redis's only writer.
 
 use crate::account::AccountView;
 use crate::error::{Error, ErrorCode, Result};
