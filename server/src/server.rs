@@ -159,6 +159,20 @@ async fn supervise_redis(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>
                 );
                 // The next write reads the clock the append-only file brought back.
                 shared.store.forget_clock().await;
+                // Its files may hold less than was applied (killed while it rewrote its
+                // append-only file right after a full sync): the applied clock follows them.
+                if let Ok(clock) = shared.store.clock().await {
+                    if clock != shared.applied() {
+                        tracing::error!(
+                            clock,
+                            applied = shared.applied(),
+                            "own redis-server came back at another clock; following it"
+                        );
+                        shared.recent.clear();
+                        let epoch = crate::replica::last_epoch(&shared.store, clock).await;
+                        shared.reset_applied(clock, epoch);
+                    }
+                }
             }
             Err(e) => tracing::error!(error = %e, "own redis-server exited and failed to restart"),
         }

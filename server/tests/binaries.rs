@@ -131,7 +131,8 @@ fn each_signal_saves_and_a_restart_serves_the_same_data() {
 fn a_killed_servers_redis_dies_with_it_and_a_stale_one_is_cleaned_up() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
-    server.client(&["--create", "kim", "Kim"]);
+    let (status, created) = server.client(&["--create", "kim", "Kim"]);
+    assert_eq!(status, 0, "{created}");
     let redis = redis_pid(dir.path());
     server.stop(Signal::SIGKILL);
     assert!(
@@ -163,7 +164,8 @@ fn a_killed_servers_redis_dies_with_it_and_a_stale_one_is_cleaned_up() {
     let (status, found) = server.client(&["--lookup", "kim"]);
     assert_eq!(
         (status, found["account"]["login"].as_str()),
-        (0, Some("kim"))
+        (0, Some("kim")),
+        "{found}"
     );
 }
 
