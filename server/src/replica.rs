@@ -174,7 +174,6 @@ async fn begin(shared: &Shared) -> Result<Incoming> {
         .events_after(0, crate::limits::EVENT_LOG_MAX)
         .await?;
     let own_redis = shared.redis_child.lock().await.is_some();
-    let mut feed_failed = None;
     if own_redis {
         shared.set_syncing(true);
         shared.recent.clear();
@@ -188,11 +187,11 @@ async fn begin(shared: &Shared) -> Result<Incoming> {
                     before,
                 })
             }
-            Err(e) => feed_failed = Some(e),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not feed the snapshot to Redis as it comes; receiving it into a file"
+            ),
         }
-    }
-    if let Some(e) = feed_failed {
-        tracing::warn!(error = %e, "could not feed the snapshot to Redis as it comes; receiving it into a file");
     }
     let path = shared.scratch_dir.join("snapshot.incoming.rdb");
     let create = async {

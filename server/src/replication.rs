@@ -78,8 +78,8 @@ impl Replicator {
                     ),
                 ));
             }
-            let (acked_clock, needed) = self.quorum(shared, &view);
-            if acked_clock >= clock {
+            let (clocks, needed) = self.acks_of_others(shared, &view);
+            if quorum_clock(&clocks, needed) >= clock {
                 self.forget(clock, woken);
                 return Ok(());
             }
@@ -90,7 +90,7 @@ impl Replicator {
                 _ = woken => {}
                 _ = tick => {}
                 _ = &mut deadline => {
-                    let acked = self.acked_count(shared, &view, clock);
+                    let acked = clocks.iter().filter(|c| **c >= clock).count();
                     return Err(Error::refused(
                         ErrorCode::AckTimeout,
                         format!("event {clock} was applied here but only {acked} of {needed} replicas acknowledged it in {ACK_TIMEOUT_MS} ms"),
@@ -100,37 +100,22 @@ impl Replicator {
         }
     }
 
-    /// The highest clock enough other members acknowledged (u64::MAX if none are needed),
-    /// and how many are needed.
-    fn quorum(&self, shared: &Shared, view: &crate::core::View) -> (u64, usize) {
-        let others = view
+    /// The clocks the other members acknowledged, highest first, and how many of them a write
+    /// needs.
+    fn acks_of_others(&self, shared: &Shared, view: &crate::core::View) -> (Vec<u64>, usize) {
+        let acks = self.lock_acks();
+        let mut clocks: Vec<u64> = view
             .members
             .iter()
-            .map(|m| m.node.node_id)
-            .filter(|id| *id != shared.node_id);
-        let acks = self.lock_acks();
-        let mut clocks: Vec<u64> = others
-            .map(|id| acks.get(&id).copied().unwrap_or(0))
+            .filter(|m| m.node.node_id != shared.node_id)
+            .map(|m| acks.get(&m.node.node_id).copied().unwrap_or(0))
             .collect();
         let needed = match shared.replication.strict_cluster_size {
             Some(n) => n / 2,
             None => shared.replication.min_acks.min(clocks.len()),
         };
         clocks.sort_unstable_by(|a, b| b.cmp(a));
-        let acked = match needed {
-            0 => u64::MAX,
-            n => clocks.get(n - 1).copied().unwrap_or(0),
-        };
-        (acked, needed)
-    }
-
-    fn acked_count(&self, shared: &Shared, view: &crate::core::View, clock: u64) -> usize {
-        let acks = self.lock_acks();
-        view.members
-            .iter()
-            .filter(|m| m.node.node_id != shared.node_id)
-            .filter(|m| acks.get(&m.node.node_id).is_some_and(|a| *a >= clock))
-            .count()
+        (clocks, needed)
     }
 
     fn lock_acks(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, u64>> {
@@ -157,7 +142,8 @@ impl Replicator {
     fn record(&self, shared: &Shared, node: NodeId, applied: u64) {
         self.lock_acks().insert(node, applied);
         let view = shared.membership.state().view;
-        let (acked, _) = self.quorum(shared, &view);
+        let (clocks, needed) = self.acks_of_others(shared, &view);
+        let acked = quorum_clock(&clocks, needed);
         let ready = {
             let mut waiters = self.lock_waiters();
             let later = match acked.checked_add(1) {
@@ -169,6 +155,14 @@ impl Replicator {
         for wake in ready.into_values().flatten() {
             let _ = wake.send(());
         }
+    }
+}
+
+/// The highest clock `needed` of `clocks` (highest first) reached; u64::MAX if none are needed.
+fn quorum_clock(clocks: &[u64], needed: usize) -> u64 {
+    match needed {
+        0 => u64::MAX,
+        n => clocks.get(n - 1).copied().unwrap_or(0),
     }
 }
 

@@ -257,7 +257,11 @@ impl Store {
                 return Ok(outcomes);
             }
         }
-        let logins: Vec<&str> = events.iter().flat_map(|e| logins_of(&e.change)).collect();
+        let logins: Vec<&str> = events
+            .iter()
+            .flat_map(|e| owners_needed(&e.change))
+            .map(|(login, _)| login)
+            .collect();
         let request_ids: Vec<&[u8]> = events
             .iter()
             .map(|e| e.request_id.as_bytes().as_slice())
@@ -591,20 +595,12 @@ fn decide<'a>(
     (batch, outcomes, clock)
 }
 
-/// What a change needs its logins' owners to be in order to apply.
+/// The logins a change's precondition reads, with the owner each must have for it to apply.
 fn owners_needed(change: &Change) -> Vec<(&str, Option<Uuid>)> {
     match change {
         Change::Create { login, .. } => vec![(login, None)],
         Change::Rename { uuid, old, new } => vec![(old, Some(*uuid)), (new, None)],
         Change::Delete { uuid, login } => vec![(login, Some(*uuid))],
-    }
-}
-
-/// The logins a change's preconditions read.
-fn logins_of(change: &Change) -> Vec<&str> {
-    match change {
-        Change::Create { login, .. } | Change::Delete { login, .. } => vec![login],
-        Change::Rename { old, new, .. } => vec![old, new],
     }
 }
 
