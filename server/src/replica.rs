@@ -336,6 +336,8 @@ async fn install(shared: &Shared, incoming: Incoming) -> Result<u64> {
             .await?;
         // The snapshot carries the coordinator's identity and epoch; this node keeps its own.
         store.set_node_id(shared.node_id).await?;
+        // A coordinator of an older version sends the first layout.
+        store.upgrade_layout().await?;
         store
             .raise_epoch(shared.membership.state().view.epoch)
             .await?;

@@ -58,6 +58,7 @@ impl RunningServer {
             .expect("either a Redis URL or our own Redis");
         let store = Store::connect(&url).await?;
         let node_id = store.claim(&config.cluster, Uuid::new_v4()).await?;
+        store.upgrade_layout().await?;
         config.cluster_net.validate().map_err(Error::Config)?;
         let (listener, udp) = cluster::bind_pair(config.listen).await?;
         let local_addr = listener

@@ -5,8 +5,9 @@ mod common;
 use common::{config, redis_conn, redis_set, TestServer};
 use idserver::client::{Client, ClientConfig};
 use idserver::server::RunningServer;
-use idserver::store::RedisChild;
+use idserver::store::{RedisChild, Store, WriteResult};
 use idserver::{Error, ErrorCode};
+use uuid::Uuid;
 
 #[tokio::test]
 async fn an_external_redis_is_used_and_left_running() {
@@ -154,4 +155,103 @@ async fn a_snapshot_is_fed_into_a_running_redis_and_a_cut_one_changes_nothing() 
     }
     feed.finish().await.unwrap();
     assert_eq!(keys_of(&target).await, ["a", "b", "written-after"]);
+}
+
+#[tokio::test]
+async fn a_directory_in_the_first_layout_is_moved_and_served() {
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = RedisChild::start(redis_dir.path(), "redis-server", "everysec")
+        .await
+        .unwrap();
+    let url = redis.url();
+    let (ada, bob, request) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let period = idserver::service::now_ms() / 600_000;
+    let mut result = vec![b'c'];
+    result.extend_from_slice(ada.as_bytes());
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg("idlab:by-login")
+        .arg(&["ada", &ada.to_string(), "bob", &bob.to_string()])
+        .cmd("HSET")
+        .arg(format!("idlab:acct:{ada}"))
+        .arg(&[
+            "login",
+            "ada",
+            "real_name",
+            "Ada",
+            "client_addr",
+            "127.0.0.1:1",
+        ])
+        .arg(&[
+            "created_ms",
+            "1000",
+            "changed_ms",
+            "2000",
+            "password_hash",
+            "$argon2id$x",
+        ])
+        .cmd("HSET")
+        .arg(format!("idlab:acct:{bob}"))
+        .arg(&[
+            "login",
+            "bob",
+            "real_name",
+            "",
+            "client_addr",
+            "127.0.0.1:2",
+        ])
+        .arg(&["created_ms", "3000", "changed_ms", "3000"])
+        .cmd("SET")
+        .arg("idlab:clock")
+        .arg(3)
+        .cmd("HSET")
+        .arg(format!("idlab:requests:{period}"))
+        .arg(request.as_bytes())
+        .arg(result)
+        .query_async(&mut redis_conn(&url).await)
+        .await
+        .unwrap();
+
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.upgrade_layout().await.unwrap(), 2);
+    let found = store.lookup("ada").await.unwrap().expect("ada moved");
+    assert_eq!(
+        (
+            found.view.uuid,
+            found.view.real_name.as_str(),
+            found.view.created_ms
+        ),
+        (ada, "Ada", 1000)
+    );
+    assert_eq!(found.view.changed_ms, 2000);
+    assert_eq!(found.password_hash.as_deref(), Some("$argon2id$x"));
+    let found = store.reverse_lookup(bob).await.unwrap().expect("bob moved");
+    assert_eq!(
+        (found.view.login.as_str(), found.password_hash),
+        ("bob", None)
+    );
+    assert_eq!(store.count().await.unwrap(), 2);
+    assert_eq!(store.accounts().await.unwrap().len(), 2);
+    assert_eq!(
+        store.request_result(request).await.unwrap(),
+        Some(WriteResult {
+            kind: "create",
+            uuid: ada
+        })
+    );
+    assert_eq!(store.clock().await.unwrap(), 3, "the clock stays");
+    let old_left: u64 = redis::cmd("EXISTS")
+        .arg("idlab:by-login")
+        .arg(format!("idlab:acct:{ada}"))
+        .arg(format!("idlab:requests:{period}"))
+        .query_async(&mut redis_conn(&url).await)
+        .await
+        .unwrap();
+    assert_eq!(old_left, 0, "the first layout's keys are gone");
+    assert_eq!(
+        store.upgrade_layout().await.unwrap(),
+        0,
+        "nothing moves twice"
+    );
+    redis.stop().await.unwrap();
 }

@@ -18,6 +18,12 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Most entries a hash of the node's own Redis keeps packed (`hash-max-listpack-entries`).
+pub const HASH_PACKED_ENTRIES_MAX: usize = 512;
+/// Longest field or value a packed hash holds (`hash-max-listpack-value`): an account record
+/// with a password hash and a long real name still fits.
+pub const HASH_PACKED_VALUE_BYTES_MAX: usize = 1024;
+
 /// Longest unix socket path the kernel accepts (sun_path less its terminating NUL).
 const UNIX_SOCKET_PATH_BYTES_MAX: usize = 107;
 const POLL_INTERVAL_MS: u64 = 10;
@@ -148,6 +154,13 @@ impl RedisChild {
             // compressing them costs more CPU than the bytes it saves on a local disk or link.
             .arg("--rdbcompression")
             .arg("no")
+            // The directory's hashes (accounts, logins, request results; a few dozen to a
+            // few hundred short entries each) stay packed: cheaper to write and far cheaper
+            // to snapshot and load than hash tables.
+            .arg("--hash-max-listpack-entries")
+            .arg(HASH_PACKED_ENTRIES_MAX.to_string())
+            .arg("--hash-max-listpack-value")
+            .arg(HASH_PACKED_VALUE_BYTES_MAX.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -1,9 +1,10 @@
 -- One account by login name, read atomically (a rename cannot slip between the two reads).
--- ARGV: login. Returns {} or {uuid, field, value, ...}.
-local uuid = redis.call('HGET', 'idlab:by-login', ARGV[1])
+-- ARGV: the login's index hash, the login. Returns {} or {uuid bytes, fixed record, changing
+-- part} (see redis_store.rs for the layout).
+local uuid = redis.call('HGET', ARGV[1], ARGV[2])
 if not uuid then
   return {}
 end
-local fields = redis.call('HGETALL', 'idlab:acct:' .. uuid)
-table.insert(fields, 1, uuid)
-return fields
+local hash = 'idlab:acct:' .. string.format('%02x%02x', string.byte(uuid, 1, 2))
+local parts = redis.call('HMGET', hash, uuid, uuid .. 'l')
+return {uuid, parts[1], parts[2]}

@@ -1,9 +1,20 @@
-//! The directory in one Redis: an account hash per UUID (`idlab:acct:<uuid>`), the index
-//! `idlab:by-login` (login -> uuid), the node's applied clock (`idlab:clock`), its identity
-//! (`idlab:meta`), recent request results (hashes `idlab:requests:<period>`) and the bounded
-//! event log (`idlab:events`). Events are written in `MULTI`/`EXEC` transactions (or, for a lone
-//! write, a script that checks its preconditions first) that also move the clock, so a crash
-//! never leaves a half-applied event; the node is its Redis's only writer.
+//! The directory in one Redis, laid out so that a snapshot is mostly small packed hashes
+//! (Redis keeps a hash of up to `hash-max-listpack-entries` short fields as one blob, which a
+//! snapshot copies whole instead of entry by entry):
+//!
+//! - accounts in 65,536 hashes `idlab:acct:<first 2 UUID bytes, hex>`: field = the 16 UUID
+//!   bytes -> the record fixed at creation, field = UUID bytes + `l` -> the changing part
+//!   (changed time and login);
+//! - the login index in 65,536 hashes `idlab:login:<16 bits of the login's FNV-1a hash, hex>`:
+//!   login -> 16 UUID bytes; `idlab:count`, the number of accounts;
+//! - recent request results in hashes `idlab:requests:<period>:<first 12 bits of the request
+//!   id, hex>` (see [`request_key`]);
+//! - the node's applied clock (`idlab:clock`), epoch (`idlab:epoch`), identity (`idlab:meta`)
+//!   and the bounded event log (`idlab:events`).
+//!
+//! Events are written in `MULTI`/`EXEC` transactions (or, for a lone write, a script that
+//! checks its preconditions first) that also move the clock, so a crash never leaves a
+//! half-applied event; the node is its Redis's only writer.
 
 use crate::account::AccountView;
 use crate::error::{Error, ErrorCode, Result};
@@ -23,8 +34,14 @@ static RAISE_EPOCH: LazyLock<Script> =
 static LOOKUP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lookup.lua")));
 static GUARDED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("guarded.lua")));
 
-const BY_LOGIN: &str = "idlab:by-login";
 const CLOCK: &str = "idlab:clock";
+const COUNT: &str = "idlab:count";
+/// Prefix of the account hashes (see the module's documentation).
+const ACCOUNTS: &str = "idlab:acct:";
+/// Prefix of the login index's hashes.
+const LOGINS: &str = "idlab:login:";
+/// The one login index hash of the first storage layout (read only to upgrade it).
+const OLD_BY_LOGIN: &str = "idlab:by-login";
 const EPOCH: &str = "idlab:epoch";
 const EVENTS: &str = "idlab:events";
 const ACCOUNTS_PER_BATCH: usize = 1000;
@@ -197,6 +214,161 @@ impl Store {
         }
     }
 
+    /// Moves a directory kept in the first storage layout (a hash per account named by its
+    /// UUID text, one login index `idlab:by-login`, one request-result hash per period) into
+    /// this one, ACCOUNTS_PER_BATCH accounts per transaction: a stop in between loses nothing,
+    /// the rest moves at the next start. Returns how many accounts moved.
+    pub async fn upgrade_layout(&self) -> Result<u64> {
+        let old: bool = redis::cmd("EXISTS")
+            .arg(OLD_BY_LOGIN)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let moved = if old {
+            self.upgrade_accounts().await?
+        } else {
+            0
+        };
+        self.upgrade_request_results().await?;
+        if moved > 0 {
+            tracing::info!(
+                accounts = moved,
+                "moved the directory into the packed layout"
+            );
+        }
+        Ok(moved)
+    }
+
+    /// The accounts part of [`Store::upgrade_layout`].
+    async fn upgrade_accounts(&self) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        let mut moved = 0;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
+                .arg(OLD_BY_LOGIN)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(ACCOUNTS_PER_BATCH)
+                .query_async(&mut conn)
+                .await?;
+            let pairs: Vec<(&String, Uuid)> = flat
+                .chunks_exact(2)
+                .map(|pair| {
+                    let uuid = Uuid::parse_str(&pair[1])
+                        .map_err(|e| corrupt(format!("old index {:?}: {e}", pair[0])))?;
+                    Ok((&pair[0], uuid))
+                })
+                .collect::<Result<_>>()?;
+            let mut read = redis::pipe();
+            for (_, uuid) in &pairs {
+                read.cmd("HGETALL").arg(format!("{ACCOUNTS}{uuid}"));
+            }
+            let records: Vec<HashMap<String, String>> = read.query_async(&mut conn).await?;
+            let mut write = redis::pipe();
+            write.atomic();
+            let mut count = 0i64;
+            for ((login, uuid), mut fields) in pairs.into_iter().zip(records) {
+                let mut take = |name: &str| {
+                    fields
+                        .remove(name)
+                        .ok_or_else(|| corrupt(format!("old account {uuid} has no {name}")))
+                };
+                let (real_name, client_addr) = (take("real_name")?, take("client_addr")?);
+                let number = |value: String| {
+                    value
+                        .parse::<u64>()
+                        .map_err(|e| corrupt(format!("old account {uuid}: {e}")))
+                };
+                let created_ms = number(take("created_ms")?)?;
+                let changed_ms = number(take("changed_ms")?)?;
+                let hash = fields.remove("password_hash");
+                let fixed = encode_fixed(created_ms, &client_addr, &real_name, &hash);
+                write
+                    .cmd("HSET")
+                    .arg(login_key(login))
+                    .arg(login)
+                    .arg(uuid.as_bytes())
+                    .ignore();
+                write
+                    .cmd("HSET")
+                    .arg(account_key(&uuid))
+                    .arg(uuid.as_bytes())
+                    .arg(fixed)
+                    .arg(&changing_field(&uuid)[..])
+                    .arg(encode_changing(changed_ms, login))
+                    .ignore();
+                write.cmd("DEL").arg(format!("{ACCOUNTS}{uuid}")).ignore();
+                write.cmd("HDEL").arg(OLD_BY_LOGIN).arg(login).ignore();
+                count += 1;
+            }
+            write.cmd("INCRBY").arg(COUNT).arg(count).ignore();
+            let () = write.query_async(&mut conn).await?;
+            moved += count as u64;
+            cursor = next;
+            if cursor == 0 {
+                let left: u64 = redis::cmd("HLEN")
+                    .arg(OLD_BY_LOGIN)
+                    .query_async(&mut conn)
+                    .await?;
+                if left == 0 {
+                    return Ok(moved);
+                }
+            }
+        }
+    }
+
+    /// The request-results part of [`Store::upgrade_layout`].
+    async fn upgrade_request_results(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        // Request results: each old period's hash into the new ones, with its expiry.
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("idlab:requests:*")
+                .arg("COUNT")
+                .arg(ACCOUNTS_PER_BATCH)
+                .query_async(&mut conn)
+                .await?;
+            for key in keys {
+                let Some(Ok(period)) = key.strip_prefix("idlab:requests:").map(str::parse::<u64>)
+                else {
+                    continue; // Already in this layout.
+                };
+                let results: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await?;
+                let mut write = redis::pipe();
+                write.atomic();
+                for (id, result) in results {
+                    let Ok(id) = Uuid::from_slice(&id) else {
+                        continue;
+                    };
+                    let new_key = request_key(period, &id);
+                    write
+                        .cmd("HSET")
+                        .arg(&new_key)
+                        .arg(id.as_bytes())
+                        .arg(result)
+                        .ignore();
+                    write
+                        .cmd("PEXPIREAT")
+                        .arg(&new_key)
+                        .arg((period + 2) * REQUEST_ID_TTL_MS)
+                        .ignore();
+                }
+                write.cmd("DEL").arg(&key).ignore();
+                let () = write.query_async(&mut conn).await?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(());
+            }
+        }
+    }
+
     /// Overwrites the node id (after a snapshot brought in the coordinator's).
     pub async fn set_node_id(&self, node_id: Uuid) -> Result<()> {
         let _: () = redis::cmd("HSET")
@@ -262,37 +434,44 @@ impl Store {
             .flat_map(|e| owners_needed(&e.change))
             .map(|(login, _)| login)
             .collect();
-        let request_ids: Vec<&[u8]> = events
-            .iter()
-            .map(|e| e.request_id.as_bytes().as_slice())
-            .collect();
+        let now = now_ms();
         let mut read = redis::pipe();
         read.cmd("GET").arg(CLOCK);
-        read.cmd("HMGET").arg(BY_LOGIN).arg(&logins);
-        for bucket in request_buckets_around(now_ms()) {
-            read.cmd("HMGET").arg(bucket).arg(&request_ids);
+        for login in &logins {
+            read.cmd("HGET").arg(login_key(login)).arg(*login);
         }
-        type Remembered = Vec<Option<Vec<u8>>>;
-        type Reads = (
-            Option<u64>,
-            Vec<Option<String>>,
-            Remembered,
-            Remembered,
-            Remembered,
-        );
-        let (clock, owners, b0, b1, b2): Reads = self.query(&mut known, read).await?;
-        let buckets = [b0, b1, b2];
-        let mut remembered = Vec::with_capacity(events.len());
-        for i in 0..events.len() {
-            let raw = buckets.iter().find_map(|b| b[i].as_deref());
-            remembered.push(raw.map(parse_result).transpose()?);
+        for event in events {
+            for key in request_keys_around(now, &event.request_id) {
+                read.cmd("HGET").arg(key).arg(event.request_id.as_bytes());
+            }
         }
+        let replies: Vec<redis::Value> = self.query(&mut known, read).await?;
+        let (clock, rest) = replies
+            .split_first()
+            .ok_or_else(|| corrupt("no reply to a read".into()))?;
+        let clock: Option<u64> = redis::from_redis_value(clock)?;
+        if rest.len() != logins.len() + 3 * events.len() {
+            return Err(corrupt(format!("{} replies to a read", replies.len())));
+        }
+        let (owners, results) = rest.split_at(logins.len());
         let mut index: HashMap<&str, Option<Uuid>> = HashMap::new();
         for (login, owner) in logins.iter().zip(owners) {
+            let owner: Option<Vec<u8>> = redis::from_redis_value(owner)?;
             let owner = owner
-                .map(|u| Uuid::parse_str(&u).map_err(|e| corrupt(format!("index {login:?}: {e}"))))
+                .map(|u| Uuid::from_slice(&u).map_err(|e| corrupt(format!("index {login:?}: {e}"))))
                 .transpose()?;
             index.entry(login).or_insert(owner);
+        }
+        let mut remembered = Vec::with_capacity(events.len());
+        for found in results.chunks(3) {
+            let mut first = None;
+            for raw in found {
+                let raw: Option<Vec<u8>> = redis::from_redis_value(raw)?;
+                if let (None, Some(raw)) = (&first, raw) {
+                    first = Some(parse_result(&raw)?);
+                }
+            }
+            remembered.push(first);
         }
         let first_clock = clock.unwrap_or(0);
         let (batch, outcomes, clock) = decide(events, index, remembered, first_clock);
@@ -322,24 +501,21 @@ impl Store {
         };
         checks.push(check("get", CLOCK, b"", stored.as_bytes()));
         let mut index: HashMap<&str, Option<Uuid>> = HashMap::new();
+        let now = now_ms();
         for event in events {
             for (login, owner) in owners_needed(&event.change) {
                 if index.contains_key(login) {
                     continue; // An earlier write in the batch decides this one's view.
                 }
                 index.insert(login, owner);
+                let key = login_key(login);
                 checks.push(match owner {
-                    None => check("hfree", BY_LOGIN, login.as_bytes(), b""),
-                    Some(uuid) => check(
-                        "heq",
-                        BY_LOGIN,
-                        login.as_bytes(),
-                        uuid.to_string().as_bytes(),
-                    ),
+                    None => check("hfree", &key, login.as_bytes(), b""),
+                    Some(uuid) => check("heq", &key, login.as_bytes(), uuid.as_bytes()),
                 });
             }
-            for bucket in request_buckets_around(now_ms()) {
-                checks.push(check("hfree", &bucket, event.request_id.as_bytes(), b""));
+            for key in request_keys_around(now, &event.request_id) {
+                checks.push(check("hfree", &key, event.request_id.as_bytes(), b""));
             }
         }
         let unknown = vec![None; events.len()];
@@ -479,8 +655,8 @@ impl Store {
     /// The first result of the write with this request id, if it is still remembered.
     pub async fn request_result(&self, request_id: Uuid) -> Result<Option<WriteResult>> {
         let mut read = redis::pipe();
-        for bucket in request_buckets_around(now_ms()) {
-            read.cmd("HGET").arg(bucket).arg(request_id.as_bytes());
+        for key in request_keys_around(now_ms(), &request_id) {
+            read.cmd("HGET").arg(key).arg(request_id.as_bytes());
         }
         let found: Vec<Option<Vec<u8>>> = read.query_async(&mut self.conn.clone()).await?;
         found
@@ -493,76 +669,109 @@ impl Store {
 
     /// The account with this login name.
     pub async fn lookup(&self, login: &str) -> Result<Option<StoredAccount>> {
-        let reply: Vec<String> = LOOKUP
+        let reply: Vec<Option<Vec<u8>>> = LOOKUP
+            .arg(login_key(login))
             .arg(login)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let Some((uuid, fields)) = reply.split_first() else {
+        let [Some(uuid), fixed, changing] = reply.as_slice() else {
             return Ok(None);
         };
-        let uuid = Uuid::parse_str(uuid).map_err(|e| corrupt(format!("uuid {uuid:?}: {e}")))?;
-        let map = fields
-            .chunks(2)
-            .filter_map(|kv| Some((kv[0].clone(), kv.get(1)?.clone())))
-            .collect();
-        account_from_fields(uuid, map).map(Some)
+        let uuid = Uuid::from_slice(uuid).map_err(|e| corrupt(format!("index {login:?}: {e}")))?;
+        account_from(uuid, fixed.as_deref(), changing.as_deref()).map(Some)
     }
 
     /// The account with this UUID.
     pub async fn reverse_lookup(&self, uuid: Uuid) -> Result<Option<StoredAccount>> {
-        let map: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("idlab:acct:{uuid}"))
+        let (fixed, changing): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(account_key(&uuid))
+            .arg(uuid.as_bytes())
+            .arg(&changing_field(&uuid)[..])
             .query_async(&mut self.conn.clone())
             .await?;
-        if map.is_empty() {
+        if fixed.is_none() && changing.is_none() {
             return Ok(None);
         }
-        account_from_fields(uuid, map).map(Some)
+        account_from(uuid, fixed.as_deref(), changing.as_deref()).map(Some)
+    }
+
+    /// Every field of every hash whose name starts with `prefix`, hash by hash (`SCAN`, so a
+    /// small directory is read in a few round trips).
+    async fn hash_entries(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut conn = self.conn.clone();
+        let mut entries = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("COUNT")
+                .arg(ACCOUNTS_PER_BATCH)
+                .arg("TYPE")
+                .arg("hash")
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let mut read = redis::pipe();
+                for key in &keys {
+                    read.cmd("HGETALL").arg(key);
+                }
+                let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = read.query_async(&mut conn).await?;
+                entries.extend(hashes.into_iter().flatten());
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(entries);
+            }
+        }
     }
 
     /// Every login name with its UUID, sorted by login name.
     pub async fn logins(&self) -> Result<BTreeMap<String, Uuid>> {
-        let map: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(BY_LOGIN)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        map.into_iter()
+        self.hash_entries(LOGINS)
+            .await?
+            .into_iter()
             .map(|(login, uuid)| {
-                let uuid = Uuid::parse_str(&uuid)
+                let login =
+                    String::from_utf8(login).map_err(|e| corrupt(format!("index login: {e}")))?;
+                let uuid = Uuid::from_slice(&uuid)
                     .map_err(|e| corrupt(format!("index entry {login:?}: {e}")))?;
                 Ok((login, uuid))
             })
             .collect()
     }
 
-    /// Every account, sorted by login name, read in pipelined batches.
+    /// Every account, sorted by login name. (Read hash by hash: an account being renamed
+    /// meanwhile may be seen under either name.)
     pub async fn accounts(&self) -> Result<Vec<AccountView>> {
-        let logins = self.logins().await?;
-        let uuids: Vec<Uuid> = logins.into_values().collect();
-        let mut out = Vec::with_capacity(uuids.len());
-        for batch in uuids.chunks(ACCOUNTS_PER_BATCH) {
-            let mut pipe = redis::pipe();
-            for uuid in batch {
-                pipe.cmd("HGETALL").arg(format!("idlab:acct:{uuid}"));
-            }
-            let maps: Vec<BTreeMap<String, String>> =
-                pipe.query_async(&mut self.conn.clone()).await?;
-            for (uuid, map) in batch.iter().zip(maps) {
-                // Deleted between reading the index and reading the account.
-                if !map.is_empty() {
-                    out.push(account_from_fields(*uuid, map)?.view);
-                }
-            }
+        let mut parts: HashMap<Uuid, [Option<Vec<u8>>; 2]> = HashMap::new();
+        for (field, value) in self.hash_entries(ACCOUNTS).await? {
+            let (uuid, part) = match field.len() {
+                16 => (&field[..], 0),
+                17 => (&field[..16], 1),
+                _ => return Err(corrupt(format!("account field {field:?}"))),
+            };
+            let uuid = Uuid::from_slice(uuid).expect("16 bytes");
+            parts.entry(uuid).or_default()[part] = Some(value);
         }
+        let mut out = parts
+            .into_iter()
+            .map(|(uuid, [fixed, changing])| {
+                Ok(account_from(uuid, fixed.as_deref(), changing.as_deref())?.view)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.login.cmp(&b.login));
         Ok(out)
     }
 
     /// How many accounts are stored.
     pub async fn count(&self) -> Result<u64> {
-        Ok(redis::cmd("HLEN")
-            .arg(BY_LOGIN)
+        let count: Option<u64> = redis::cmd("GET")
+            .arg(COUNT)
             .query_async(&mut self.conn.clone())
-            .await?)
+            .await?;
+        Ok(count.unwrap_or(0))
     }
 }
 
@@ -651,26 +860,40 @@ fn check_and_track<'a>(
     Ok(())
 }
 
-/// The writes of a batch of events, merged so that each key is written once: one `HSET` and
-/// one `HDEL` of the login index, one write per account, one `HSET` per request-result bucket,
-/// one `ZADD` to the log. Only the batch's end state matters, since the transaction is atomic.
+/// The writes of a batch of events, merged so that each key is written once: per login-index
+/// hash one `HSET` and one `HDEL`, the same per account hash, one `HSET` per request-result
+/// hash, the account count moved once, one `ZADD` to the log. Only the batch's end state
+/// matters, since the transaction is atomic.
 #[derive(Default)]
 struct Batch<'a> {
     /// login -> its owner after the batch (`None`: removed).
     index: BTreeMap<&'a str, Option<Uuid>>,
-    /// account -> its fields to set after the batch (`None`: deleted).
-    accounts: BTreeMap<Uuid, Option<Vec<(&'static str, String)>>>,
-    /// request-result bucket -> (request id, result) pairs.
-    results: BTreeMap<u64, Vec<(Uuid, [u8; 17])>>,
+    /// account -> what to write of it (`None`: delete it).
+    accounts: BTreeMap<Uuid, Option<AccountWrite>>,
+    /// How many accounts the batch adds (deletions count down).
+    count_delta: i64,
+    /// request-result hash -> its period and (request id, result) pairs.
+    results: BTreeMap<String, PeriodResults>,
     /// (clock, log entry).
     log: Vec<(u64, String)>,
+}
+
+/// A request-result hash's period and its (request id, result) pairs.
+type PeriodResults = (u64, Vec<(Uuid, [u8; 17])>);
+
+/// The fields of an account to set.
+#[derive(Default)]
+struct AccountWrite {
+    /// The record fixed at creation (only for a new account).
+    fixed: Option<Vec<u8>>,
+    /// The changing part (changed time and login).
+    changing: Vec<u8>,
 }
 
 impl<'a> Batch<'a> {
     /// Adds `event` at `clock`; returns the result remembered for its request id.
     fn add(&mut self, event: &'a Event, clock: u64) -> WriteResult {
         let uuid = event.change.uuid();
-        let at = event.at_ms.to_string();
         match &event.change {
             Change::Create {
                 login,
@@ -680,34 +903,31 @@ impl<'a> Batch<'a> {
                 ..
             } => {
                 self.index.insert(login, Some(uuid));
-                let mut fields = vec![
-                    ("login", login.clone()),
-                    ("real_name", real_name.clone()),
-                    ("client_addr", client_addr.clone()),
-                    ("created_ms", at.clone()),
-                    ("changed_ms", at),
-                ];
-                if let Some(hash) = password_hash {
-                    fields.push(("password_hash", hash.clone()));
-                }
-                self.accounts.insert(uuid, Some(fields));
+                self.count_delta += 1;
+                let fixed = encode_fixed(event.at_ms, client_addr, real_name, password_hash);
+                self.accounts.insert(
+                    uuid,
+                    Some(AccountWrite {
+                        fixed: Some(fixed),
+                        changing: encode_changing(event.at_ms, login),
+                    }),
+                );
             }
             Change::Rename { old, new, .. } => {
                 self.index.insert(old, None);
                 self.index.insert(new, Some(uuid));
-                let changed = [("login", new.clone()), ("changed_ms", at)];
                 // (An account deleted earlier in the batch could not have been renamed.)
-                if let Some(fields) = self
+                let write = self
                     .accounts
                     .entry(uuid)
-                    .or_insert_with(|| Some(Vec::new()))
-                {
-                    fields.retain(|(name, _)| !changed.iter().any(|(c, _)| c == name));
-                    fields.extend(changed);
+                    .or_insert_with(|| Some(AccountWrite::default()));
+                if let Some(write) = write {
+                    write.changing = encode_changing(event.at_ms, new);
                 }
             }
             Change::Delete { login, .. } => {
                 self.index.insert(login, None);
+                self.count_delta -= 1;
                 self.accounts.insert(uuid, None);
             }
         }
@@ -715,9 +935,11 @@ impl<'a> Batch<'a> {
             kind: event.change.kind(),
             uuid,
         };
+        let period = event.at_ms / REQUEST_ID_TTL_MS;
         self.results
-            .entry(event.at_ms / REQUEST_ID_TTL_MS)
-            .or_default()
+            .entry(request_key(period, &event.request_id))
+            .or_insert_with(|| (period, Vec::new()))
+            .1
             .push((event.request_id, encode_result(result)));
         // The log keeps the event without its clock, which the entry's prefix carries.
         let json = serde_json::to_string(&Event {
@@ -733,46 +955,53 @@ impl<'a> Batch<'a> {
     /// `SET idlab:clock <to> GET` (its reply, the clock before, proves no other writer).
     fn into_commands(self, from: u64, to: u64) -> Vec<redis::Cmd> {
         let mut pipe = redis::pipe();
-        let (set, removed): (Vec<_>, Vec<_>) =
-            self.index.into_iter().partition(|(_, o)| o.is_some());
-        if !removed.is_empty() {
-            let logins = removed.iter().map(|(login, _)| *login);
-            pipe.cmd("HDEL")
-                .arg(BY_LOGIN)
-                .arg(logins.collect::<Vec<_>>())
-                .ignore();
-        }
-        if !set.is_empty() {
-            let hset = pipe.cmd("HSET").arg(BY_LOGIN);
-            for (login, owner) in set {
-                hset.arg(login).arg(owner.expect("partitioned").to_string());
+        // Per hash: the fields to set and the fields to remove.
+        type Fields = (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>);
+        let mut hashes: BTreeMap<String, Fields> = BTreeMap::new();
+        for (login, owner) in self.index {
+            let (set, removed) = hashes.entry(login_key(login)).or_default();
+            match owner {
+                Some(uuid) => set.push((login.as_bytes().to_vec(), uuid.as_bytes().to_vec())),
+                None => removed.push(login.as_bytes().to_vec()),
             }
-            hset.ignore();
         }
-        for (uuid, fields) in self.accounts {
-            let key = format!("idlab:acct:{uuid}");
-            match fields {
-                None => pipe.cmd("DEL").arg(key).ignore(),
-                Some(fields) => {
-                    let hset = pipe.cmd("HSET").arg(key);
-                    for (name, value) in fields {
-                        hset.arg(name).arg(value);
+        for (uuid, write) in self.accounts {
+            let (set, removed) = hashes.entry(account_key(&uuid)).or_default();
+            match write {
+                None => removed.extend([uuid.as_bytes().to_vec(), changing_field(&uuid).to_vec()]),
+                Some(AccountWrite { fixed, changing }) => {
+                    if let Some(fixed) = fixed {
+                        set.push((uuid.as_bytes().to_vec(), fixed));
                     }
-                    hset.ignore()
+                    set.push((changing_field(&uuid).to_vec(), changing));
                 }
-            };
+            }
         }
-        for (bucket, results) in self.results {
-            let key = request_bucket(bucket);
+        for (key, (set, removed)) in hashes {
+            if !removed.is_empty() {
+                pipe.cmd("HDEL").arg(&key).arg(removed).ignore();
+            }
+            if !set.is_empty() {
+                let hset = pipe.cmd("HSET").arg(&key);
+                for (field, value) in set {
+                    hset.arg(field).arg(value);
+                }
+                hset.ignore();
+            }
+        }
+        if self.count_delta != 0 {
+            pipe.cmd("INCRBY").arg(COUNT).arg(self.count_delta).ignore();
+        }
+        for (key, (period, results)) in self.results {
             let hset = pipe.cmd("HSET").arg(&key);
             for (id, result) in results {
                 hset.arg(id.as_bytes()).arg(&result[..]);
             }
             hset.ignore();
-            // Kept REQUEST_ID_TTL_MS after the bucket's last moment: every result at least that long.
+            // Kept REQUEST_ID_TTL_MS after the period's last moment: every result at least that long.
             pipe.cmd("PEXPIREAT")
                 .arg(&key)
-                .arg((bucket + 2) * REQUEST_ID_TTL_MS)
+                .arg((period + 2) * REQUEST_ID_TTL_MS)
                 .ignore();
         }
         let applied_ms = now_ms();
@@ -793,17 +1022,103 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// The hash of request results made in the bucket-th REQUEST_ID_TTL_MS of Unix time (by the
-/// event's time, so that every node keeps the same buckets).
-fn request_bucket(bucket: u64) -> String {
-    format!("idlab:requests:{bucket}")
+/// The hash holding the account `uuid`: by its first two bytes, which are random (version 4
+/// UUIDs), so 65,536 hashes share the accounts evenly.
+fn account_key(uuid: &Uuid) -> String {
+    let bytes = uuid.as_bytes();
+    format!("{ACCOUNTS}{:02x}{:02x}", bytes[0], bytes[1])
 }
 
-/// The buckets a result still kept at `now_ms` can be in (one more ahead, for a coordinator
-/// whose clock ran ahead of this node's).
-fn request_buckets_around(now_ms: u64) -> [String; 3] {
-    let bucket = now_ms / REQUEST_ID_TTL_MS;
-    [bucket.saturating_sub(1), bucket, bucket + 1].map(request_bucket)
+/// The field of an account's changing part: its UUID bytes and `l`.
+fn changing_field(uuid: &Uuid) -> [u8; 17] {
+    let mut field = [b'l'; 17];
+    field[..16].copy_from_slice(uuid.as_bytes());
+    field
+}
+
+/// The login-index hash holding `login`: by the low 16 bits of the 64-bit FNV-1a hash of its
+/// UTF-8 bytes (a fixed function: every node and every version finds the same hash).
+fn login_key(login: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in login.as_bytes() {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{LOGINS}{:04x}", hash & 0xffff)
+}
+
+/// The hash of request results made in the period-th REQUEST_ID_TTL_MS of Unix time (by the
+/// event's time, so that every node keeps the same hashes), one of 4,096 by the request id's
+/// first 12 bits.
+fn request_key(period: u64, request_id: &Uuid) -> String {
+    let bytes = request_id.as_bytes();
+    format!(
+        "idlab:requests:{period}:{:02x}{:x}",
+        bytes[0],
+        bytes[1] >> 4
+    )
+}
+
+/// The hashes a result of `request_id` still kept at `now_ms` can be in (one period more
+/// ahead, for a coordinator whose clock ran ahead of this node's).
+fn request_keys_around(now_ms: u64, request_id: &Uuid) -> [String; 3] {
+    let period = now_ms / REQUEST_ID_TTL_MS;
+    [period.saturating_sub(1), period, period + 1].map(|p| request_key(p, request_id))
+}
+
+/// The record fixed at an account's creation: CBOR of (created ms, client address, real
+/// name, password hash).
+fn encode_fixed(
+    created_ms: u64,
+    client_addr: &str,
+    real_name: &str,
+    password_hash: &Option<String>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + real_name.len());
+    ciborium::into_writer(
+        &(created_ms, client_addr, real_name, password_hash),
+        &mut out,
+    )
+    .expect("a record serialises into memory");
+    out
+}
+
+/// The changing part of an account: its changed time (8 bytes, little-endian) and login.
+fn encode_changing(changed_ms: u64, login: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + login.len());
+    out.extend_from_slice(&changed_ms.to_le_bytes());
+    out.extend_from_slice(login.as_bytes());
+    out
+}
+
+/// An account from its two stored fields (both must be there).
+fn account_from(
+    uuid: Uuid,
+    fixed: Option<&[u8]>,
+    changing: Option<&[u8]>,
+) -> Result<StoredAccount> {
+    let (Some(fixed), Some(changing)) = (fixed, changing) else {
+        return Err(corrupt(format!("account {uuid} lacks part of its record")));
+    };
+    type Fixed = (u64, String, String, Option<String>);
+    let (created_ms, client_addr, real_name, password_hash): Fixed =
+        ciborium::from_reader(fixed).map_err(|e| corrupt(format!("account {uuid} record: {e}")))?;
+    let (changed, login) = changing
+        .split_first_chunk::<8>()
+        .ok_or_else(|| corrupt(format!("account {uuid} changing part {changing:?}")))?;
+    let login = String::from_utf8(login.to_vec())
+        .map_err(|e| corrupt(format!("account {uuid} login: {e}")))?;
+    Ok(StoredAccount {
+        view: AccountView {
+            uuid,
+            login,
+            real_name,
+            client_addr,
+            created_ms,
+            changed_ms: u64::from_le_bytes(*changed),
+            has_password: password_hash.is_some(),
+        },
+        password_hash,
+    })
 }
 
 /// A log entry: `<clock>|<applied ms>|<event JSON without its clock>` (see `Batch::add`).
@@ -841,36 +1156,6 @@ fn parse_result(raw: &[u8]) -> Result<WriteResult> {
     };
     let uuid = Uuid::from_slice(uuid).map_err(|_| bad())?;
     Ok(WriteResult { kind, uuid })
-}
-
-fn account_from_fields(uuid: Uuid, mut map: BTreeMap<String, String>) -> Result<StoredAccount> {
-    let mut take = |field: &str| {
-        map.remove(field)
-            .ok_or_else(|| corrupt(format!("account {uuid} has no {field}")))
-    };
-    let number = |field: &str, value: String| {
-        value
-            .parse::<u64>()
-            .map_err(|e| corrupt(format!("account {uuid} {field} {value:?}: {e}")))
-    };
-    let login = take("login")?;
-    let real_name = take("real_name")?;
-    let client_addr = take("client_addr")?;
-    let created_ms = number("created_ms", take("created_ms")?)?;
-    let changed_ms = number("changed_ms", take("changed_ms")?)?;
-    let password_hash = map.remove("password_hash");
-    Ok(StoredAccount {
-        view: AccountView {
-            uuid,
-            login,
-            real_name,
-            client_addr,
-            created_ms,
-            changed_ms,
-            has_password: password_hash.is_some(),
-        },
-        password_hash,
-    })
 }
 
 fn corrupt(detail: String) -> Error {
