@@ -1,16 +1,18 @@
 //! Write throughput and latency of a real 3-node cluster on loopback (default timings,
 //! `--min-acks 1`), and the time of a full sync.
 //!
-//! `cargo bench --bench load [-- SYNC_ACCOUNTS] [--only PHASE] [--seconds S]`: SYNC_ACCOUNTS
-//! defaults to 1,000,000 (0 skips phase 4); `--only one|many|password|sync` runs one phase;
-//! `--seconds` sets the length of phases 1 to 3 (default 3, 5 and 3 s); `--same-priority`
-//! keeps the syncing node at normal priority (by default it runs at nice 10, standing in for a
-//! machine of its own). Phases:
+//! `cargo bench --bench load [-- SYNC_ACCOUNTS] [--only PHASE] [--seconds S] [--syncs N]`:
+//! SYNC_ACCOUNTS defaults to 1,000,000 (0 skips phase 4); `--only one|many|password|sync` runs
+//! one phase; `--seconds` sets the length of phases 1 to 3 (default 3, 5 and 3 s); `--syncs`
+//! how many full syncs phase 4 times (default 3, each into a fresh node; their medians are
+//! printed too); `--same-priority` keeps the syncing node at normal priority (by default it
+//! runs at nice 10, standing in for a machine of its own). Phases:
 //! 1. one client, creates without a password, one at a time: latency p50/p99, creates/s;
 //! 2. 64 concurrent clients for 5 s: acked creates/s, latency p50/p99;
 //! 3. 8 clients creating with passwords (argon2id) for 3 s: creates/s;
 //! 4. fill to SYNC_ACCOUNTS accounts, replace a follower by a fresh node and time its full
-//!    sync, while one client measures the coordinator's write latency before and during it.
+//!    sync, while one client measures the coordinator's write latency before and during it;
+//!    repeated `--syncs` times.
 
 #[path = "../tests/common/cluster.rs"]
 mod cluster;
@@ -142,6 +144,7 @@ async fn main() {
     let only = option("--only");
     let nice_new_node = !args.iter().any(|a| a == "--same-priority");
     let seconds: Option<u64> = option("--seconds").map(|s| s.parse().expect("--seconds N"));
+    let syncs: usize = option("--syncs").map_or(3, |s| s.parse().expect("--syncs N"));
     let phase = |name: &str, default_s: u64| {
         let run = only.as_deref().is_none_or(|o| o == name);
         (run, Duration::from_secs(seconds.unwrap_or(default_s)))
@@ -184,13 +187,80 @@ async fn main() {
         filled.elapsed().as_secs_f64()
     );
 
-    let (before, _) = load(&cluster, c, 1, Duration::from_secs(2), "before", None).await;
     let follower = (0..3).find(|i| *i != c).unwrap();
+    let mut results = Vec::new();
+    for round in 0..syncs {
+        results.push(sync_once(&mut cluster, c, follower, round, nice_new_node).await);
+        println!(
+            "full sync of {sync_accounts} accounts: {}",
+            results.last().unwrap()
+        );
+    }
+    if syncs > 1 {
+        let mut times: Vec<f64> = results.iter().map(|r| r.seconds).collect();
+        let mut ratios: Vec<f64> = results.iter().map(SyncResult::p99_ratio).collect();
+        times.sort_by(f64::total_cmp);
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "median of {syncs} full syncs: {:.2} s, write p99 during/before {:.1}x",
+            percentile(&times, 0.5),
+            percentile(&ratios, 0.5)
+        );
+    }
+}
+
+/// One full sync's time and the coordinator's write latencies before and during it.
+struct SyncResult {
+    seconds: f64,
+    /// Sorted latencies (ms).
+    before: Vec<f64>,
+    during: Vec<f64>,
+}
+
+impl SyncResult {
+    fn p99_ratio(&self) -> f64 {
+        percentile(&self.during, 0.99) / percentile(&self.before, 0.99)
+    }
+}
+
+impl std::fmt::Display for SyncResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} s (node start to caught up); coordinator write latency p50/p99: before sync \
+             {:.3}/{:.3} ms, during sync {:.3}/{:.3} ms ({} writes)",
+            self.seconds,
+            percentile(&self.before, 0.5),
+            percentile(&self.before, 0.99),
+            percentile(&self.during, 0.5),
+            percentile(&self.during, 0.99),
+            self.during.len()
+        )
+    }
+}
+
+/// Replaces `follower` by a fresh node and times its full sync while one client writes.
+async fn sync_once(
+    cluster: &mut Cluster,
+    c: usize,
+    follower: usize,
+    round: usize,
+    nice_new_node: bool,
+) -> SyncResult {
+    let (before, _) = load(
+        cluster,
+        c,
+        1,
+        Duration::from_secs(2),
+        &format!("before{round}-"),
+        None,
+    )
+    .await;
     cluster.kill(follower);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let target = cluster.status(c).await.unwrap().clock;
     let sync_started = Instant::now();
-    cluster.start_with_data(follower, "fresh");
+    cluster.start_with_data(follower, &format!("fresh{round}"));
     // The new node stands in for a machine of its own: at nice 10 (its Redis too, once
     // started) it does not take these two cores from the coordinator being measured.
     let fresh_pid = cluster.nodes[follower].as_ref().map(|child| child.id());
@@ -206,9 +276,12 @@ async fn main() {
     let probe = {
         let stop = stop.clone();
         let client = cluster.client(&[c]);
-        tokio::spawn(timed_creates(client, "during".into(), None, move || {
-            !stop.load(Ordering::Relaxed)
-        }))
+        tokio::spawn(timed_creates(
+            client,
+            format!("during{round}-"),
+            None,
+            move || !stop.load(Ordering::Relaxed),
+        ))
     };
     let took = loop {
         if cluster
@@ -225,16 +298,9 @@ async fn main() {
     let mut before = before;
     before.sort_by(f64::total_cmp);
     during.sort_by(f64::total_cmp);
-    println!(
-        "full sync of {sync_accounts} accounts: {:.2} s (node start to caught up)",
-        took.as_secs_f64()
-    );
-    println!(
-        "coordinator write latency p50/p99: before sync {:.3}/{:.3} ms, during sync {:.3}/{:.3} ms ({} writes)",
-        percentile(&before, 0.5),
-        percentile(&before, 0.99),
-        percentile(&during, 0.5),
-        percentile(&during, 0.99),
-        during.len()
-    );
+    SyncResult {
+        seconds: took.as_secs_f64(),
+        before,
+        during,
+    }
 }
