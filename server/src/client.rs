@@ -312,11 +312,32 @@ pub(crate) async fn exchange(
     request: &Request,
     reply_timeout: Duration,
 ) -> Result<(Reply, u64)> {
+    let frame = request_frame(cluster, seq, clock, request)?;
+    exchange_frame(conn, seq, &frame, reply_timeout).await
+}
+
+/// The frame of request number `seq` carrying the session clock `clock`.
+pub(crate) fn request_frame(
+    cluster: &str,
+    seq: u64,
+    clock: u64,
+    request: &Request,
+) -> Result<Vec<u8>> {
     let mut envelope = Envelope::new(cluster, seq, request);
     envelope.clock = clock;
-    let frame = encode(&envelope, REQUEST_FRAME_BYTES_MAX)?;
+    Ok(encode(&envelope, REQUEST_FRAME_BYTES_MAX)?)
+}
+
+/// Sends request number `seq`, already framed, on `conn`; returns the reply and the clock it
+/// reflects.
+pub(crate) async fn exchange_frame(
+    conn: &mut Connection,
+    seq: u64,
+    frame: &[u8],
+    reply_timeout: Duration,
+) -> Result<(Reply, u64)> {
     let exchange = async {
-        conn.write_frame(&frame).await?;
+        conn.write_frame(frame).await?;
         conn.read_frame().await
     };
     let payload = tokio::time::timeout(reply_timeout, exchange)

@@ -2,10 +2,10 @@
 //! only moves bytes.
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::limits::FRAME_PREFIX_BYTES;
+use crate::limits::{FRAME_PREFIX_BYTES, IO_SLICE_BYTES};
 use crate::wire::{frame_len, FrameError};
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One peer's stream with its read buffer.
@@ -56,8 +56,8 @@ impl Connection {
                 self.buffer.advance(total);
                 return Ok(Some(payload));
             }
-            let read = self
-                .stream
+            let read = (&mut self.stream)
+                .take(IO_SLICE_BYTES as u64)
                 .read_buf(&mut self.buffer)
                 .await
                 .map_err(|e| Error::io("failed to read from connection", e))?;
@@ -76,9 +76,19 @@ impl Connection {
 
     /// Writes one whole frame (prefix included).
     pub async fn write_frame(&mut self, frame: &[u8]) -> Result<()> {
-        self.stream
-            .write_all(frame)
+        write_in_slices(&mut self.stream, frame)
             .await
             .map_err(|e| Error::io("failed to write to connection", e))
     }
+}
+
+/// Writes `data` at most IO_SLICE_BYTES per system call.
+pub async fn write_in_slices<W: AsyncWrite + Unpin>(
+    to: &mut W,
+    data: &[u8],
+) -> std::io::Result<()> {
+    for slice in data.chunks(IO_SLICE_BYTES) {
+        to.write_all(slice).await?;
+    }
+    Ok(())
 }

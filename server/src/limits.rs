@@ -105,6 +105,12 @@ pub const READ_CATCH_UP_WAIT_MS: u64 = 100;
 /// How long the coordinator's link to a replica stays idle before it probes the replica.
 pub const REPLICATION_PROBE_MS: u64 = 100;
 
+/// Most bytes one system call reads or writes of bulk data (snapshot pieces): the kernel
+/// copies them without giving the core up (this kernel never preempts a system call), so a
+/// call of megabytes would hold a core for a millisecond or more, however low the caller's
+/// priority, and delay the live writes waiting for it.
+pub const IO_SLICE_BYTES: usize = 64 * 1024;
+
 /// Largest piece of a snapshot in one frame during a full sync.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 

@@ -2,6 +2,7 @@
 //! after checking that the histories agree up to them, and install full snapshots. Reports
 //! gaps and divergence instead of guessing.
 
+use crate::connection::write_in_slices;
 use crate::core::Input;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, LoggedEvent};
@@ -136,8 +137,7 @@ impl Replica {
         }
         let passed = match &mut snapshot.sink {
             Sink::Feed(feed) => feed.piece(&data).await,
-            Sink::File { path, file } => file
-                .write_all(&data)
+            Sink::File { path, file } => write_in_slices(file, &data)
                 .await
                 .map_err(|e| Error::io(format!("failed to write {}", path.display()), e)),
         };

@@ -2,7 +2,7 @@
 //! when it is too far behind or its history diverged, a full snapshot), and the replicas'
 //! acknowledgements decide when a write may be answered.
 
-use crate::client::exchange;
+use crate::client::{exchange, exchange_frame, request_frame};
 use crate::connection::Connection;
 use crate::core::{NodeId, NodeRef, Role};
 use crate::error::{Error, ErrorCode, Result};
@@ -261,7 +261,7 @@ impl Link {
             let (applied, status) = match next {
                 Next::Probe => self.replicate(conn, None, Vec::new()).await?,
                 Next::Snapshot => {
-                    let answer = self.send_snapshot(conn).await?;
+                    let answer = self.send_snapshot().await?;
                     self.synced_since_caught_up = true;
                     answer
                 }
@@ -436,81 +436,31 @@ impl Link {
     }
 
     /// Streams a fresh snapshot of this node's Redis to the replica piece by piece while
-    /// Redis is still writing it (a reader task keeps up to SNAPSHOT_PIECES_AHEAD pieces
-    /// ready); the last piece carries the SHA-256 of the whole.
-    async fn send_snapshot(&mut self, conn: &mut Connection) -> Result<(u64, ReplicaStatus)> {
+    /// Redis is still writing it; the last piece carries the SHA-256 of the whole. All of it
+    /// (reading, hashing, framing, sending) runs on a thread of its own at idle priority, over
+    /// a connection of its own (see [`SnapshotSender`]); this link waits for the answer.
+    async fn send_snapshot(&mut self) -> Result<(u64, ReplicaStatus)> {
         let started = std::time::Instant::now();
-        let (pieces_tx, mut pieces) = mpsc::channel::<Result<Piece>>(SNAPSHOT_PIECES_AHEAD);
-        let url = self.shared.store.url().to_string();
-        let reader = tokio::spawn(async move {
-            let mut stream = match RdbStream::open(&url).await {
-                Ok(stream) => stream,
-                Err(e) => return drop(pieces_tx.send(Err(e)).await),
-            };
-            // Hashed off the runtime: a piece takes milliseconds, which live writes must not
-            // wait for.
-            let mut sha256 = Sha256::new();
-            loop {
-                let piece = match stream.next_piece(SNAPSHOT_CHUNK_BYTES).await {
-                    Ok(Some(piece)) => piece,
-                    Ok(None) => {
-                        let digest = sha256.finalize().to_vec();
-                        return drop(pieces_tx.send(Ok(Piece::End { sha256: digest })).await);
-                    }
-                    Err(e) => return drop(pieces_tx.send(Err(e)).await),
-                };
-                let hashed = tokio::task::spawn_blocking(move || {
-                    sha256.update(&piece);
-                    (sha256, piece)
-                })
-                .await;
-                let Ok((hasher, piece)) = hashed else { return };
-                sha256 = hasher;
-                if pieces_tx.send(Ok(Piece::Data(piece))).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let _stop_reading = AbortOnDrop(reader);
-        tracing::info!(replica = %self.node.addr, "streaming a full snapshot");
-        // Each piece is shipped once the next is known, so the last carries the checksum.
-        let mut offset = 0u64;
-        let mut piece: Option<Vec<u8>> = None;
-        let answer = loop {
-            let (data, sha256) = match pieces.recv().await.transpose()? {
-                Some(Piece::Data(next)) => match piece.replace(next) {
-                    Some(data) => (data, None),
-                    None => continue,
-                },
-                Some(Piece::End { sha256 }) => (
-                    piece.take().unwrap_or_default(),
-                    Some(ByteBuf::from(sha256)),
-                ),
-                None => {
-                    return Err(Error::refused(
-                        ErrorCode::Internal,
-                        "the snapshot reader stopped before the end",
-                    ))
-                }
-            };
-            let last = sha256.is_some();
-            let len = data.len() as u64;
-            let request = Request::Snapshot {
-                epoch: self.epoch(),
-                offset,
-                sha256,
-                data: ByteBuf::from(data),
-            };
-            let answer = self.call(conn, &request, SNAPSHOT_PIECE_TIMEOUT_MS).await?;
-            offset += len;
-            if last {
-                break answer;
-            }
+        let (done_tx, done) = oneshot::channel();
+        let sender = SnapshotSender {
+            shared: self.shared.clone(),
+            epoch: self.epoch(),
+            to: self.node.addr,
         };
+        std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let _ = done_tx.send(sender.run());
+            })
+            .map_err(|e| Error::io("failed to start the snapshot thread", e))?;
+        tracing::info!(replica = %self.node.addr, "streaming a full snapshot");
+        let (answer, bytes) = done
+            .await
+            .map_err(|_| Error::refused(ErrorCode::Internal, "the snapshot thread stopped"))??;
         tracing::info!(
             replica = %self.node.addr,
             applied = answer.0,
-            bytes = offset,
+            bytes,
             ms = started.elapsed().as_millis() as u64,
             "full snapshot installed"
         );
@@ -524,15 +474,7 @@ impl Link {
 
     /// Fails once this node no longer coordinates in the link's epoch.
     fn still_coordinating(&self) -> Result<()> {
-        let view = self.shared.membership.state().view;
-        if view.role == Role::Coordinator && view.epoch == self.epoch {
-            Ok(())
-        } else {
-            Err(Error::refused(
-                ErrorCode::Unavailable,
-                format!("no longer the coordinator of epoch {}", self.epoch),
-            ))
-        }
+        coordinating_in(&self.shared, self.epoch)
     }
 
     async fn call(
@@ -546,27 +488,160 @@ impl Link {
         let timeout = Duration::from_millis(timeout_ms);
         let (reply, _) =
             exchange(conn, &self.shared.cluster, self.seq, 0, request, timeout).await?;
-        match reply {
-            Reply::Replicated { applied, status } => Ok((applied, status)),
-            Reply::Error(e) => Err(Error::refused(e.code, e.message)),
-            other => Err(Error::refused(
-                ErrorCode::BadFrame,
-                format!("unexpected reply {other:?}"),
-            )),
+        replicated(reply)
+    }
+}
+
+/// Fails unless this node coordinates in `epoch`.
+fn coordinating_in(shared: &Shared, epoch: u64) -> Result<()> {
+    let view = shared.membership.state().view;
+    if view.role == Role::Coordinator && view.epoch == epoch {
+        Ok(())
+    } else {
+        Err(Error::refused(
+            ErrorCode::Unavailable,
+            format!("no longer the coordinator of epoch {epoch}"),
+        ))
+    }
+}
+
+/// A replica's answer to a replication request: its applied clock and status.
+fn replicated(reply: Reply) -> Result<(u64, ReplicaStatus)> {
+    match reply {
+        Reply::Replicated { applied, status } => Ok((applied, status)),
+        Reply::Error(e) => Err(Error::refused(e.code, e.message)),
+        other => Err(Error::refused(
+            ErrorCode::BadFrame,
+            format!("unexpected reply {other:?}"),
+        )),
+    }
+}
+
+/// One snapshot piece, framed as the request it travels in.
+struct SnapshotFrame {
+    seq: u64,
+    bytes: Vec<u8>,
+    /// Snapshot bytes it carries.
+    data_bytes: u64,
+    /// The last piece (it carries the checksum).
+    last: bool,
+}
+
+/// Sends a full snapshot to a replica from a thread of its own at idle priority
+/// (`SCHED_IDLE`), over a connection of its own: reading Redis's snapshot, hashing it, framing
+/// it and sending it copies every byte several times, which must not delay the writes this
+/// node serves meanwhile.
+struct SnapshotSender {
+    shared: Arc<Shared>,
+    epoch: u64,
+    to: std::net::SocketAddr,
+}
+
+impl SnapshotSender {
+    /// The thread's body: the replica's answer to the last piece and the bytes sent.
+    fn run(self) -> Result<((u64, ReplicaStatus), u64)> {
+        let param = nix::libc::sched_param { sched_priority: 0 };
+        // SAFETY: a pointer to a live sched_param; pid 0 is the calling thread.
+        unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_IDLE, &param) };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("failed to start the snapshot thread's runtime", e))?
+            .block_on(self.send())
+    }
+
+    /// Frames are made up to SNAPSHOT_PIECES_AHEAD ahead while earlier ones are sent.
+    async fn send(self) -> Result<((u64, ReplicaStatus), u64)> {
+        let mut conn = connect(self.to).await?;
+        let (frames_tx, mut frames) = mpsc::channel(SNAPSHOT_PIECES_AHEAD);
+        let maker = tokio::spawn(make_snapshot_frames(
+            self.shared.clone(),
+            self.epoch,
+            frames_tx,
+        ));
+        let _stop_making = AbortOnDrop(maker);
+        let mut bytes = 0;
+        loop {
+            let Some(frame) = frames.recv().await.transpose()? else {
+                return Err(Error::refused(
+                    ErrorCode::Internal,
+                    "the snapshot reader stopped before the end",
+                ));
+            };
+            coordinating_in(&self.shared, self.epoch)?;
+            let timeout = Duration::from_millis(SNAPSHOT_PIECE_TIMEOUT_MS);
+            let (reply, _) = exchange_frame(&mut conn, frame.seq, &frame.bytes, timeout).await?;
+            let answer = replicated(reply)?;
+            bytes += frame.data_bytes;
+            if frame.last {
+                return Ok((answer, bytes));
+            }
         }
     }
 }
 
-/// What the snapshot reader hands the link.
-enum Piece {
-    Data(Vec<u8>),
-    /// After the last piece: the SHA-256 of the whole snapshot.
-    End {
-        sha256: Vec<u8>,
-    },
+/// Reads a fresh snapshot of this node's Redis and frames it piece by piece into `frames`
+/// (requests numbered from 1), the last carrying the SHA-256 of the whole.
+async fn make_snapshot_frames(
+    shared: Arc<Shared>,
+    epoch: u64,
+    frames: mpsc::Sender<Result<SnapshotFrame>>,
+) {
+    let made = async {
+        let mut stream = RdbStream::open(shared.store.url()).await?;
+        // Redis forked to write it: the fork yields to live writes too (not waiting for the
+        // next supervision round).
+        if let Some(redis) = shared.redis_child.lock().await.as_ref() {
+            redis.idle_background_work();
+        }
+        let mut sha256 = Sha256::new();
+        let (mut seq, mut offset) = (1, 0u64);
+        // Each piece is sent once the next is known, so the last carries the checksum.
+        let mut held: Option<Vec<u8>> = None;
+        loop {
+            let next = stream.next_piece(SNAPSHOT_CHUNK_BYTES).await?;
+            if let Some(next) = &next {
+                sha256.update(next);
+            }
+            let last = next.is_none();
+            let data = match (held.take(), next) {
+                (Some(data), next) => {
+                    held = next;
+                    data
+                }
+                (None, Some(next)) => {
+                    held = Some(next);
+                    continue;
+                }
+                (None, None) => Vec::new(),
+            };
+            let data_bytes = data.len() as u64;
+            let request = Request::Snapshot {
+                epoch,
+                offset,
+                sha256: last.then(|| ByteBuf::from(sha256.clone().finalize().to_vec())),
+                data: ByteBuf::from(data),
+            };
+            let bytes = request_frame(&shared.cluster, seq, 0, &request)?;
+            let frame = SnapshotFrame {
+                seq,
+                bytes,
+                data_bytes,
+                last,
+            };
+            if frames.send(Ok(frame)).await.is_err() || last {
+                return Ok(());
+            }
+            offset += data_bytes;
+            seq += 1;
+        }
+    };
+    if let Err(e) = made.await {
+        let _ = frames.send(Err(e)).await;
+    }
 }
 
-/// Aborts a task when dropped (a link that fails mid-snapshot stops reading Redis's).
+/// Aborts a task when dropped (a failed send stops reading Redis's snapshot).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -150,6 +150,7 @@ async fn supervise_redis(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>
         }
         let mut child = shared.redis_child.lock().await;
         let Some(redis) = child.as_mut() else { return };
+        redis.idle_background_work();
         match redis.revive_if_exited().await {
             Ok(None) => {}
             Ok(Some(status)) => {

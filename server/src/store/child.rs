@@ -18,6 +18,23 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// The process ids of `pid`'s child processes (of all its threads).
+fn child_processes(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// Most entries a hash of the node's own Redis keeps packed (`hash-max-listpack-entries`).
 pub const HASH_PACKED_ENTRIES_MAX: usize = 512;
 /// Longest field or value a packed hash holds (`hash-max-listpack-value`): an account record
@@ -210,6 +227,22 @@ impl RedisChild {
     /// The child's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Puts Redis's background processes (the fork that writes a snapshot for a full sync or
+    /// rewrites the append-only file) at idle priority (`SCHED_IDLE`): they use the CPU only
+    /// when nothing else wants it, so the node's live writes keep their latency while one
+    /// runs. Returns how many it found.
+    pub fn idle_background_work(&self) -> usize {
+        let Some(pid) = self.pid() else { return 0 };
+        let forks = child_processes(pid);
+        for fork in &forks {
+            let param = nix::libc::sched_param { sched_priority: 0 };
+            // SAFETY: plain integers and a pointer to a live sched_param. A fork that has just
+            // exited fails with ESRCH, which is fine.
+            unsafe { nix::libc::sched_setscheduler(*fork as i32, nix::libc::SCHED_IDLE, &param) };
+        }
+        forks.len()
     }
 
     async fn wait_ready(&mut self) -> Result<()> {

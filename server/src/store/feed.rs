@@ -6,6 +6,7 @@
 //! snapshot cut short (or refused for its checksum) leaves the old data in place. Once loaded,
 //! `REPLICAOF NO ONE` makes the Redis stand alone again.
 
+use crate::connection::write_in_slices;
 use crate::error::{Error, Result};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -109,9 +110,7 @@ impl SnapshotFeed {
 
     /// Passes the next piece on (waits while Redis is busy loading the previous ones).
     pub async fn piece(&mut self, data: &[u8]) -> Result<()> {
-        self.stream
-            .get_mut()
-            .write_all(data)
+        write_in_slices(self.stream.get_mut(), data)
             .await
             .map_err(|e| Error::io("failed to pass a snapshot piece to Redis", e))
     }

@@ -5,6 +5,7 @@
 //! Redis in a container. The snapshot is read in pieces, so it can be shipped as it is made.
 
 use crate::error::{Error, Result};
+use crate::limits::IO_SLICE_BYTES;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -89,7 +90,7 @@ impl RdbStream {
                 Ok(Some(piece))
             }
             End::Mark(mark) => {
-                let mut chunk = vec![0u8; 256 * 1024];
+                let mut chunk = vec![0u8; IO_SLICE_BYTES];
                 while self.held.len() < max + EOF_MARK_BYTES {
                     if self.held.ends_with(mark) {
                         self.held.truncate(self.held.len() - EOF_MARK_BYTES);
