@@ -105,6 +105,11 @@ pub const READ_CATCH_UP_WAIT_MS: u64 = 100;
 /// How long the coordinator's link to a replica stays idle before it probes the replica.
 pub const REPLICATION_PROBE_MS: u64 = 100;
 
+/// Longest a replica waits, after loading a full snapshot, for its own Redis to write it into
+/// its append-only file before it takes events again (well under the 30 s the coordinator
+/// waits for the answer to the snapshot's last piece).
+pub const SNAPSHOT_PERSIST_WAIT_MS: u64 = 20_000;
+
 /// Most bytes one system call reads or writes of bulk data (snapshot pieces): the kernel
 /// copies them without giving the core up (this kernel never preempts a system call), so a
 /// call of megabytes would hold a core for a millisecond or more, however low the caller's

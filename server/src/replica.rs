@@ -6,7 +6,7 @@ use crate::connection::write_in_slices;
 use crate::core::Input;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, LoggedEvent};
-use crate::limits::REDIS_START_TIMEOUT_MS;
+use crate::limits::{REDIS_START_TIMEOUT_MS, SNAPSHOT_PERSIST_WAIT_MS};
 use crate::shared::Shared;
 use crate::store::SnapshotFeed;
 use crate::wire::{ReplicaStatus, Reply};
@@ -334,6 +334,19 @@ async fn install(shared: &Shared, incoming: Incoming) -> Result<u64> {
         store
             .wait_ready(std::time::Duration::from_millis(REDIS_START_TIMEOUT_MS))
             .await?;
+        // Not installed before its own Redis has it in its append-only file: a restart in
+        // between would bring back the data from before the sync and lose what this node
+        // acknowledged after it.
+        if shared.redis_child.lock().await.is_some() {
+            let waited = std::time::Duration::from_millis(SNAPSHOT_PERSIST_WAIT_MS);
+            if !store.wait_persisted(waited).await? {
+                tracing::warn!(
+                    waited_ms = SNAPSHOT_PERSIST_WAIT_MS,
+                    "own redis-server is still writing the snapshot into its append-only file; \
+                     installing it anyway (a restart before that ends brings older data back)"
+                );
+            }
+        }
         // The snapshot carries the coordinator's identity and epoch; this node keeps its own.
         store.set_node_id(shared.node_id).await?;
         // A coordinator of an older version sends the first layout.

@@ -491,7 +491,12 @@ impl Service {
             epoch: view.epoch,
             coordinator_rank: view.coordinator.and_then(|c| c.rank),
             coordinator_addr: view.coordinator.map(|c| c.addr.to_string()),
-            clock: self.shared.store.clock().await?,
+            // A snapshot being installed counts once it is (its Redis may hold it earlier).
+            clock: if self.shared.syncing() {
+                self.shared.applied()
+            } else {
+                self.shared.store.clock().await?
+            },
             accounts: self.shared.store.count().await?,
             members,
             elections_started: view.elections_started,

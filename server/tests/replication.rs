@@ -258,14 +258,48 @@ async fn a_late_node_full_syncs_100k_accounts_and_serves_them() {
         uuid
     );
 
+    // Its Redis killed right after the sync comes back (restarted by the node on its
+    // append-only file) with the snapshot and what followed: the sync counted as done only
+    // once that file held it.
+    let late_dir = cluster.dir.path().join("late");
+    let pid_file = late_dir.join("redis.pid");
+    let read_pid = || -> i32 {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let killed = read_pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(killed),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let url = format!("unix://{}", late_dir.join("redis.sock").display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not restart its Redis"
+        );
+        if std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() != killed.to_string()) {
+            if let Ok(store) = idserver::store::Store::connect(&url).await {
+                if let Ok(clock) = store.clock().await {
+                    break clock;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(
+        stored > clock,
+        "the restarted Redis came back at clock {stored}, before the sync's {clock} and the write after it"
+    );
+
     // Killed right after the sync (its Redis may still be writing its first append-only
     // file, when Redis ignores SIGTERM), the node still takes its Redis with it.
-    let pid_file = cluster.dir.path().join("late").join("redis.pid");
-    let redis: i32 = std::fs::read_to_string(pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let redis = read_pid();
     cluster.kill(2);
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::fs::read(format!("/proc/{redis}/cmdline")).is_ok_and(|c| !c.is_empty()) {

@@ -120,6 +120,35 @@ impl Store {
         }
     }
 
+    /// Waits up to `timeout` until Redis's append-only file holds all its data: no rewrite
+    /// running or pending, the last one not failed (or the file off). Returns whether it does.
+    /// After a full sync Redis rebuilds the file from the loaded data, and until that is done
+    /// a restart would bring the data from before the sync back.
+    pub async fn wait_persisted(&self, timeout: std::time::Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut self.conn.clone())
+                .await?;
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                    .map(str::trim)
+            };
+            let busy = field("aof_rewrite_in_progress") == Some("1")
+                || field("aof_rewrite_scheduled") == Some("1")
+                || field("aof_last_bgrewrite_status") == Some("err");
+            if field("aof_enabled") != Some("1") || !busy {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Replaces this database with the one at `source_url` without stopping this Redis: copies
     /// every key (DUMP / RESTORE, with its TTL) into the next database (the spare), swaps the two
     /// (`SWAPDB`, atomic: readers never see a half-copied database) and empties the spare.

@@ -244,7 +244,8 @@ pub struct StatusView {
     pub coordinator_rank: Option<u32>,
     /// The coordinator's address, if one is known.
     pub coordinator_addr: Option<String>,
-    /// Highest event clock applied.
+    /// Highest event clock applied (during a full sync, the one before it until the snapshot
+    /// is installed).
     pub clock: u64,
     /// Accounts stored.
     pub accounts: u64,
