@@ -19,6 +19,7 @@ mod cluster;
 
 use cluster::Cluster;
 use idserver::client::Client;
+use idserver::store::child_processes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,24 +115,6 @@ fn has_children(pid: u32) -> bool {
 /// Whether the Redis of node process `pid` has a fork at work (a snapshot or a rewrite).
 fn redis_is_forked(pid: u32) -> bool {
     child_processes(pid).into_iter().any(has_children)
-}
-
-/// The process ids of `pid`'s child processes.
-fn child_processes(pid: u32) -> Vec<u32> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten();
-    tasks
-        .flatten()
-        .flat_map(|task| {
-            let children =
-                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            children
-                .split_whitespace()
-                .filter_map(|c| c.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
 }
 
 /// Puts process `pid`, its threads and its child processes at idle priority (`SCHED_IDLE`).

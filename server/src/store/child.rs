@@ -19,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The process ids of `pid`'s child processes (of all its threads).
-fn child_processes(pid: u32) -> Vec<u32> {
+pub fn child_processes(pid: u32) -> Vec<u32> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
     tasks
         .into_iter()
