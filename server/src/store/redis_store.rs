@@ -252,12 +252,13 @@ impl Store {
             .arg(OLD_BY_LOGIN)
             .query_async(&mut self.conn.clone())
             .await?;
-        let moved = if old {
-            self.upgrade_accounts().await?
-        } else {
-            0
-        };
+        if !old {
+            return Ok(0);
+        }
+        // Request results first: while the old login index exists, a stop in between leaves
+        // this upgrade to be run again at the next start.
         self.upgrade_request_results().await?;
+        let moved = self.upgrade_accounts().await?;
         if moved > 0 {
             tracing::info!(
                 accounts = moved,
