@@ -19,7 +19,7 @@ mod cluster;
 
 use cluster::Cluster;
 use idserver::client::Client;
-use idserver::store::child_processes;
+use idserver::store::{child_processes, idle_priority};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,10 +123,9 @@ fn idle_with_children(pid: u32) {
         .into_iter()
         .flatten();
     for task in tasks.flatten() {
-        let tid: i32 = task.file_name().to_string_lossy().parse().unwrap_or(0);
-        let param = nix::libc::sched_param { sched_priority: 0 };
-        // SAFETY: a pointer to a live sched_param.
-        unsafe { nix::libc::sched_setscheduler(tid, nix::libc::SCHED_IDLE, &param) };
+        if let Ok(tid) = task.file_name().to_string_lossy().parse() {
+            idle_priority(tid);
+        }
     }
     for child in child_processes(pid) {
         idle_with_children(child);

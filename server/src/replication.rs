@@ -12,7 +12,7 @@ use crate::limits::{
     REPLICATE_IN_FLIGHT_MAX, REPLICATION_PROBE_MS, REQUEST_FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::shared::Shared;
-use crate::store::RdbStream;
+use crate::store::{idle_priority, RdbStream};
 use crate::wire::{decode, encode, Envelope, ReplicaStatus, Reply, Request};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
@@ -450,7 +450,8 @@ impl Link {
         std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
-                let _ = done_tx.send(sender.run());
+                let sent = sender.run(&done_tx);
+                let _ = done_tx.send(sent);
             })
             .map_err(|e| Error::io("failed to start the snapshot thread", e))?;
         tracing::info!(replica = %self.node.addr, "streaming a full snapshot");
@@ -527,6 +528,9 @@ struct SnapshotFrame {
     last: bool,
 }
 
+/// Where the snapshot thread reports the replica's answer to the last piece and the bytes sent.
+type SnapshotDone = oneshot::Sender<Result<((u64, ReplicaStatus), u64)>>;
+
 /// Sends a full snapshot to a replica from a thread of its own at idle priority
 /// (`SCHED_IDLE`), over a connection of its own: reading Redis's snapshot, hashing it, framing
 /// it and sending it copies every byte several times, which must not delay the writes this
@@ -538,20 +542,19 @@ struct SnapshotSender {
 }
 
 impl SnapshotSender {
-    /// The thread's body: the replica's answer to the last piece and the bytes sent.
-    fn run(self) -> Result<((u64, ReplicaStatus), u64)> {
-        let param = nix::libc::sched_param { sched_priority: 0 };
-        // SAFETY: a pointer to a live sched_param; pid 0 is the calling thread.
-        unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_IDLE, &param) };
+    /// The thread's body: the replica's answer to the last piece and the bytes sent, for
+    /// `done` (once the link no longer waits for it, sending stops).
+    fn run(self, done: &SnapshotDone) -> Result<((u64, ReplicaStatus), u64)> {
+        idle_priority(0);
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::io("failed to start the snapshot thread's runtime", e))?
-            .block_on(self.send())
+            .block_on(self.send(done))
     }
 
     /// Frames are made up to SNAPSHOT_PIECES_AHEAD ahead while earlier ones are sent.
-    async fn send(self) -> Result<((u64, ReplicaStatus), u64)> {
+    async fn send(self, done: &SnapshotDone) -> Result<((u64, ReplicaStatus), u64)> {
         let mut conn = connect(self.to).await?;
         let (frames_tx, mut frames) = mpsc::channel(SNAPSHOT_PIECES_AHEAD);
         let maker = tokio::spawn(make_snapshot_frames(
@@ -569,6 +572,12 @@ impl SnapshotSender {
                 ));
             };
             coordinating_in(&self.shared, self.epoch)?;
+            if done.is_closed() {
+                return Err(Error::refused(
+                    ErrorCode::Unavailable,
+                    "the replication link stopped",
+                ));
+            }
             let timeout = Duration::from_millis(SNAPSHOT_PIECE_TIMEOUT_MS);
             let (reply, _) = exchange_frame(&mut conn, frame.seq, &frame.bytes, timeout).await?;
             let answer = replicated(reply)?;

@@ -35,6 +35,14 @@ pub fn child_processes(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Puts thread or process `tid` (0: the calling thread) at idle priority (`SCHED_IDLE`): it
+/// runs only when nothing else wants the core. One that has just exited is left alone.
+pub fn idle_priority(tid: i32) {
+    let param = nix::libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain integers and a pointer to a live sched_param.
+    unsafe { nix::libc::sched_setscheduler(tid, nix::libc::SCHED_IDLE, &param) };
+}
+
 /// Most entries a hash of the node's own Redis keeps packed (`hash-max-listpack-entries`).
 pub const HASH_PACKED_ENTRIES_MAX: usize = 512;
 /// Longest field or value a packed hash holds (`hash-max-listpack-value`): an account record
@@ -232,17 +240,13 @@ impl RedisChild {
     /// Puts Redis's background processes (the fork that writes a snapshot for a full sync or
     /// rewrites the append-only file) at idle priority (`SCHED_IDLE`): they use the CPU only
     /// when nothing else wants it, so the node's live writes keep their latency while one
-    /// runs. Returns how many it found.
-    pub fn idle_background_work(&self) -> usize {
-        let Some(pid) = self.pid() else { return 0 };
-        let forks = child_processes(pid);
-        for fork in &forks {
-            let param = nix::libc::sched_param { sched_priority: 0 };
-            // SAFETY: plain integers and a pointer to a live sched_param. A fork that has just
-            // exited fails with ESRCH, which is fine.
-            unsafe { nix::libc::sched_setscheduler(*fork as i32, nix::libc::SCHED_IDLE, &param) };
+    /// runs.
+    pub fn idle_background_work(&self) {
+        if let Some(pid) = self.pid() {
+            for fork in child_processes(pid) {
+                idle_priority(fork as i32);
+            }
         }
-        forks.len()
     }
 
     async fn wait_ready(&mut self) -> Result<()> {

@@ -5,7 +5,7 @@ mod feed;
 mod redis_store;
 mod snapshot;
 
-pub use child::{child_processes, RedisChild};
+pub use child::{child_processes, idle_priority, RedisChild};
 pub use feed::SnapshotFeed;
 pub use redis_store::{Applied, Store, StoredAccount, WriteResult};
 pub use snapshot::RdbStream;

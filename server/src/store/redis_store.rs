@@ -40,6 +40,10 @@ const COUNT: &str = "idlab:count";
 const ACCOUNTS: &str = "idlab:acct:";
 /// Prefix of the login index's hashes.
 const LOGINS: &str = "idlab:login:";
+/// Prefix of the request-result hashes.
+const REQUESTS: &str = "idlab:requests:";
+/// How many periods' hashes a request id is looked up in (see [`request_keys_around`]).
+const PERIODS_AROUND: usize = 3;
 /// The one login index hash of the first storage layout (read only to upgrade it).
 const OLD_BY_LOGIN: &str = "idlab:by-login";
 const EPOCH: &str = "idlab:epoch";
@@ -356,14 +360,13 @@ impl Store {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg("idlab:requests:*")
+                .arg(format!("{REQUESTS}*"))
                 .arg("COUNT")
                 .arg(ACCOUNTS_PER_BATCH)
                 .query_async(&mut conn)
                 .await?;
             for key in keys {
-                let Some(Ok(period)) = key.strip_prefix("idlab:requests:").map(str::parse::<u64>)
-                else {
+                let Some(Ok(period)) = key.strip_prefix(REQUESTS).map(str::parse::<u64>) else {
                     continue; // Already in this layout.
                 };
                 let results: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
@@ -386,7 +389,7 @@ impl Store {
                     write
                         .cmd("PEXPIREAT")
                         .arg(&new_key)
-                        .arg((period + 2) * REQUEST_ID_TTL_MS)
+                        .arg(request_expiry_ms(period))
                         .ignore();
                 }
                 write.cmd("DEL").arg(&key).ignore();
@@ -480,7 +483,7 @@ impl Store {
             .split_first()
             .ok_or_else(|| corrupt("no reply to a read".into()))?;
         let clock: Option<u64> = redis::from_redis_value(clock)?;
-        if rest.len() != logins.len() + 3 * events.len() {
+        if rest.len() != logins.len() + PERIODS_AROUND * events.len() {
             return Err(corrupt(format!("{} replies to a read", replies.len())));
         }
         let (owners, results) = rest.split_at(logins.len());
@@ -493,7 +496,7 @@ impl Store {
             index.entry(login).or_insert(owner);
         }
         let mut remembered = Vec::with_capacity(events.len());
-        for found in results.chunks(3) {
+        for found in results.chunks(PERIODS_AROUND) {
             let mut first = None;
             for raw in found {
                 let raw: Option<Vec<u8>> = redis::from_redis_value(raw)?;
@@ -1028,10 +1031,9 @@ impl<'a> Batch<'a> {
                 hset.arg(id.as_bytes()).arg(&result[..]);
             }
             hset.ignore();
-            // Kept REQUEST_ID_TTL_MS after the period's last moment: every result at least that long.
             pipe.cmd("PEXPIREAT")
                 .arg(&key)
-                .arg((period + 2) * REQUEST_ID_TTL_MS)
+                .arg(request_expiry_ms(period))
                 .ignore();
         }
         let applied_ms = now_ms();
@@ -1081,16 +1083,18 @@ fn login_key(login: &str) -> String {
 /// first 12 bits.
 fn request_key(period: u64, request_id: &Uuid) -> String {
     let bytes = request_id.as_bytes();
-    format!(
-        "idlab:requests:{period}:{:02x}{:x}",
-        bytes[0],
-        bytes[1] >> 4
-    )
+    format!("{REQUESTS}{period}:{:02x}{:x}", bytes[0], bytes[1] >> 4)
+}
+
+/// When the request-result hashes of `period` expire: REQUEST_ID_TTL_MS after its last
+/// moment, so that every result is kept at least that long.
+fn request_expiry_ms(period: u64) -> u64 {
+    (period + 2) * REQUEST_ID_TTL_MS
 }
 
 /// The hashes a result of `request_id` still kept at `now_ms` can be in (one period more
 /// ahead, for a coordinator whose clock ran ahead of this node's).
-fn request_keys_around(now_ms: u64, request_id: &Uuid) -> [String; 3] {
+fn request_keys_around(now_ms: u64, request_id: &Uuid) -> [String; PERIODS_AROUND] {
     let period = now_ms / REQUEST_ID_TTL_MS;
     [period.saturating_sub(1), period, period + 1].map(|p| request_key(p, request_id))
 }
