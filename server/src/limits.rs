@@ -110,6 +110,14 @@ pub const REPLICATION_PROBE_MS: u64 = 100;
 /// waits for the answer to the snapshot's last piece).
 pub const SNAPSHOT_PERSIST_WAIT_MS: u64 = 20_000;
 
+/// Longest a replica waits for the next piece of a snapshot before giving it up. A Redis fed
+/// a snapshot as it arrives is blocked reading it until the next piece (or the end) comes,
+/// so a sender that went silent must not keep it so for long.
+pub const SNAPSHOT_STALL_MS: u64 = 5_000;
+
+/// How often a replica checks a snapshot being received for a stall or a replaced sender.
+pub const SNAPSHOT_WATCH_MS: u64 = 50;
+
 /// Most bytes one system call reads or writes of bulk data (snapshot pieces): the kernel
 /// copies them without giving the core up (this kernel never preempts a system call), so a
 /// call of megabytes would hold a core for a millisecond or more, however low the caller's

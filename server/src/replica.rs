@@ -4,20 +4,32 @@
 
 use crate::connection::write_in_slices;
 use crate::core::Input;
+use crate::core::Role;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, LoggedEvent};
-use crate::limits::{REDIS_START_TIMEOUT_MS, SNAPSHOT_PERSIST_WAIT_MS};
+use crate::limits::{
+    REDIS_START_TIMEOUT_MS, SNAPSHOT_PERSIST_WAIT_MS, SNAPSHOT_STALL_MS, SNAPSHOT_WATCH_MS,
+};
 use crate::shared::Shared;
 use crate::store::SnapshotFeed;
 use crate::wire::{ReplicaStatus, Reply};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 /// A snapshot being received.
 struct Incoming {
+    /// Tells this snapshot from a later one (for its watchdog).
+    id: u64,
+    /// The epoch of the coordinator sending it.
+    epoch: u64,
+    /// When its last piece arrived.
+    last_piece: Instant,
     sink: Sink,
     sha256: Sha256,
     received: u64,
@@ -49,7 +61,8 @@ impl std::fmt::Debug for Incoming {
 /// One replica's apply side: one batch or snapshot at a time.
 #[derive(Debug, Default)]
 pub struct Replica {
-    incoming: Mutex<Option<Incoming>>,
+    incoming: Arc<Mutex<Option<Incoming>>>,
+    snapshots: AtomicU64,
 }
 
 impl Replica {
@@ -68,6 +81,7 @@ impl Replica {
         if let Some(stale) = incoming.take() {
             tracing::warn!(
                 received = stale.received,
+                why = "events came instead",
                 "a snapshot stopped arriving; keeping the data from before it"
             );
             discard(shared, stale).await;
@@ -114,7 +128,7 @@ impl Replica {
     /// snapshot installed.
     pub async fn snapshot(
         &self,
-        shared: &Shared,
+        shared: &Arc<Shared>,
         epoch: u64,
         offset: u64,
         sha256: Option<ByteBuf>,
@@ -126,7 +140,9 @@ impl Replica {
             if let Some(old) = incoming.take() {
                 discard(shared, old).await;
             }
-            *incoming = Some(begin(shared).await?);
+            let id = self.snapshots.fetch_add(1, Ordering::Relaxed);
+            *incoming = Some(begin(shared, id, epoch).await?);
+            tokio::spawn(watch_snapshot(self.incoming.clone(), shared.clone(), id));
         }
         let Some(snapshot) = incoming.as_mut() else {
             return Err(invalid("a snapshot piece arrived without its beginning"));
@@ -147,6 +163,7 @@ impl Replica {
         }
         snapshot.sha256.update(&data);
         snapshot.received += data.len() as u64;
+        snapshot.last_piece = Instant::now();
         let Some(expected) = sha256 else {
             return Ok(Reply::Replicated {
                 applied: shared.applied(),
@@ -166,9 +183,47 @@ impl Replica {
     }
 }
 
-/// Starts receiving a snapshot: into the node's own Redis if it runs one (reads stop until the
-/// snapshot is installed or given up), else into a file.
-async fn begin(shared: &Shared) -> Result<Incoming> {
+/// Gives snapshot `id` up if its pieces stop coming for [`SNAPSHOT_STALL_MS`] or its sender
+/// stops being this node's coordinator (this node stands for election, or hears of a later
+/// epoch); ends once the snapshot is installed or given up otherwise. Without it, a sender
+/// that dies mid-snapshot would leave the node's Redis blocked reading the rest (and with it
+/// everything on this node that asks Redis, elections included) until another snapshot or
+/// batch of events arrives, which may be never.
+async fn watch_snapshot(incoming: Arc<Mutex<Option<Incoming>>>, shared: Arc<Shared>, id: u64) {
+    let stall = Duration::from_millis(SNAPSHOT_STALL_MS);
+    loop {
+        tokio::time::sleep(Duration::from_millis(SNAPSHOT_WATCH_MS)).await;
+        // Held while a piece is passed on or the snapshot installed: look again later.
+        let Ok(mut guard) = incoming.try_lock() else {
+            continue;
+        };
+        let Some(current) = guard.as_ref().filter(|current| current.id == id) else {
+            return;
+        };
+        let view = shared.membership.state().view;
+        let why = if matches!(view.role, Role::Candidate | Role::Coordinator) {
+            "this node stands for election"
+        } else if view.epoch > current.epoch {
+            "a coordinator of a later epoch is known"
+        } else if current.last_piece.elapsed() > stall {
+            "no piece arrived in time"
+        } else {
+            continue;
+        };
+        let stale = guard.take().expect("checked above");
+        tracing::warn!(
+            received = stale.received,
+            why,
+            "a snapshot stopped arriving; keeping the data from before it"
+        );
+        discard(&shared, stale).await;
+        return;
+    }
+}
+
+/// Starts receiving snapshot `id` from the coordinator of `epoch`: into the node's own Redis if
+/// it runs one (reads stop until the snapshot is installed or given up), else into a file.
+async fn begin(shared: &Shared, id: u64, epoch: u64) -> Result<Incoming> {
     let before = shared
         .store
         .events_after(0, crate::limits::EVENT_LOG_MAX)
@@ -181,6 +236,9 @@ async fn begin(shared: &Shared) -> Result<Incoming> {
         match SnapshotFeed::start(shared.store.url()).await {
             Ok(feed) => {
                 return Ok(Incoming {
+                    id,
+                    epoch,
+                    last_piece: Instant::now(),
                     sink: Sink::Feed(feed),
                     sha256: Sha256::new(),
                     received: 0,
@@ -206,6 +264,9 @@ async fn begin(shared: &Shared) -> Result<Incoming> {
         }
     };
     Ok(Incoming {
+        id,
+        epoch,
+        last_piece: Instant::now(),
         sink: Sink::File { path, file },
         sha256: Sha256::new(),
         received: 0,

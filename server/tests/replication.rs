@@ -445,3 +445,43 @@ async fn a_snapshot_that_does_not_check_out_is_refused_and_changes_nothing() {
         .any(|e| e.file_name().to_string_lossy().contains("incoming"));
     assert!(!leftover, "a refused snapshot left its file behind");
 }
+
+/// A coordinator that dies in the middle of sending a snapshot: the replica's Redis, blocked
+/// reading the rest of it, is let go as soon as the replica stands for election, so the
+/// replica takes over with the data it had. (Before, the replica hung on its own Redis, in
+/// elections and status alike, until Redis's own 60 s replication timeout.)
+#[tokio::test]
+async fn a_snapshot_cut_by_its_senders_death_is_given_up() {
+    let mut cluster = Cluster::new(IDSERVER, 2);
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    let mut client = cluster.client(&[c]);
+    for n in 0..20 {
+        client.create(&format!("kept{n}"), "", None).await.unwrap();
+    }
+    let clock = converged(&cluster).await;
+    let follower = 1 - c;
+    let epoch = cluster.status(follower).await.unwrap().epoch;
+    // The coordinator dies; the beginning of a snapshot, as it would have sent it, arrives at
+    // the follower before the follower notices, and nothing more.
+    cluster.kill(c);
+    let started = as_peer(
+        &cluster,
+        follower,
+        Request::Snapshot {
+            epoch,
+            offset: 0,
+            sha256: None,
+            data: serde_bytes::ByteBuf::from(b"REDIS0010".to_vec()),
+        },
+    )
+    .await;
+    assert!(matches!(started, Reply::Replicated { .. }), "{started:?}");
+
+    assert_eq!(cluster.agreed(SETTLE).await, follower);
+    let status = cluster.status(follower).await.unwrap();
+    assert!(status.epoch > epoch, "{status:?}");
+    assert_eq!((status.clock, status.accounts), (clock, 20));
+    let found = cluster.client(&[follower]).lookup("kept7").await.unwrap();
+    assert_eq!(found.login, "kept7");
+}

@@ -61,6 +61,10 @@ impl SnapshotFeed {
             .arg("swapdb")
             .arg("masterauth")
             .arg(&secret)
+            // Writes (the node's epoch) that reach it in the moment between a cut snapshot and
+            // `REPLICAOF NO ONE` go to the old data it keeps instead of failing.
+            .arg("replica-read-only")
+            .arg("no")
             .query_async(&mut control)
             .await?;
         let _: () = redis::cmd("REPLICAOF")
