@@ -20,6 +20,10 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(data_dir: &Path) -> ServerProcess {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, args: &[&str]) -> ServerProcess {
         let mut child = Command::new(IDSERVER)
             .args([
                 "--numport",
@@ -31,6 +35,7 @@ impl ServerProcess {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -130,7 +135,9 @@ fn each_signal_saves_and_a_restart_serves_the_same_data() {
 #[test]
 fn a_killed_servers_redis_dies_with_it_and_a_stale_one_is_cleaned_up() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(dir.path());
+    // The write must be in the file before the kill: with `everysec`, a Redis whose earlier
+    // fsync is slow (other tests write to the same disk) holds it back for up to 2 s.
+    let server = ServerProcess::start_with(dir.path(), &["--appendfsync", "always"]);
     let (status, created) = server.client(&["--create", "kim", "Kim"]);
     assert_eq!(status, 0, "{created}");
     let redis = redis_pid(dir.path());
