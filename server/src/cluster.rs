@@ -79,7 +79,16 @@ pub async fn bind_pair(listen: SocketAddr) -> Result<(tokio::net::TcpListener, U
     ))
 }
 
-/// Starts the cluster task for this node; it stops when `stop` turns true.
+/// What the cluster task watches besides the network.
+#[derive(Debug)]
+pub struct Watches {
+    /// Whether the node's Redis answers: the task keeps still while it does not.
+    pub store_answers: watch::Receiver<bool>,
+    /// Turns true when the node stops, and the task with it.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Starts the cluster task for this node.
 pub async fn start(
     config: &ClusterConfig,
     cluster: &str,
@@ -87,8 +96,12 @@ pub async fn start(
     addr: SocketAddr,
     udp: UdpSocket,
     store: Store,
-    mut stop: watch::Receiver<bool>,
+    watches: Watches,
 ) -> Result<ClusterHandle> {
+    let Watches {
+        mut store_answers,
+        mut stop,
+    } = watches;
     config.validate().map_err(Error::Config)?;
     let mcast = match (config.mcast, config.mcast_if) {
         (Some(group), Some(iface)) => Some(Multicast::open(&udp, group, iface)?),
@@ -131,6 +144,19 @@ pub async fn start(
         let udp = shell.udp.clone();
         let mcast_socket = shell.mcast.as_ref().map(|m| m.recv.clone());
         loop {
+            // A node whose Redis does not answer keeps still, as a paused process would: it
+            // cannot persist an epoch or apply an event, so it must neither coordinate nor
+            // vote. Datagrams wait in the socket meanwhile.
+            if !*store_answers.borrow_and_update() {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    answers = store_answers.wait_for(|answers| *answers) => {
+                        if answers.is_err() {
+                            break; // The node is shutting down.
+                        }
+                    }
+                }
+            }
             let deadline = node
                 .poll_timeout()
                 .map(|at| started + Duration::from_millis(at.saturating_sub(1)));

@@ -115,6 +115,15 @@ pub const SNAPSHOT_PERSIST_WAIT_MS: u64 = 20_000;
 /// so a sender that went silent must not keep it so for long.
 pub const SNAPSHOT_STALL_MS: u64 = 5_000;
 
+/// How often a node asks its Redis whether it answers (see [`STORE_HANG_MS`]).
+pub const STORE_PROBE_MS: u64 = 100;
+
+/// Longest the node's Redis may go without answering (hung, not dead: stopped, swapping, a
+/// stalled disk) before the node keeps still in the cluster, so that its peers elect another
+/// coordinator, and refuses requests, until it answers again. Well above Redis's own pauses
+/// (a fork for a snapshot of gigabytes takes tens of milliseconds).
+pub const STORE_HANG_MS: u64 = 1_000;
+
 /// How often a replica checks a snapshot being received for a stall or a replaced sender.
 pub const SNAPSHOT_WATCH_MS: u64 = 50;
 

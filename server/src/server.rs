@@ -9,7 +9,7 @@ use crate::connection::Connection;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{
     CLUSTER_NAME_BYTES_MAX, CONNECTIONS_MAX, REDIS_SUPERVISE_MS, REPLY_FRAME_BYTES_MAX,
-    REQUEST_FRAME_BYTES_MAX, SHUTDOWN_DRAIN_TIMEOUT_MS,
+    REQUEST_FRAME_BYTES_MAX, SHUTDOWN_DRAIN_TIMEOUT_MS, STORE_HANG_MS, STORE_PROBE_MS,
 };
 use crate::service::Service;
 use crate::shared::{Shared, Storage};
@@ -66,6 +66,7 @@ impl RunningServer {
             .map_err(|e| Error::io("failed to read the listening address", e))?;
         let advertised = SocketAddr::new(advertised_ip(&config), local_addr.port());
         let (stop, stopped) = watch::channel(false);
+        let (answers, store_answers) = watch::channel(true);
         let membership = cluster::start(
             &config.cluster_net,
             &config.cluster,
@@ -73,7 +74,10 @@ impl RunningServer {
             advertised,
             udp,
             store.clone(),
-            stopped.clone(),
+            cluster::Watches {
+                store_answers,
+                stop: stopped.clone(),
+            },
         )
         .await?;
         let applied = store.clock().await?;
@@ -87,10 +91,12 @@ impl RunningServer {
                 redis_child: redis,
                 redis_bin: config.redis_bin.clone(),
                 scratch_dir: config.data_dir.clone(),
+                answers,
             },
             applied,
         ));
         tokio::spawn(supervise_redis(shared.clone(), stopped.clone()));
+        tokio::spawn(watch_store(shared.clone(), stopped.clone()));
         let service = Arc::new(Service::new(shared.clone(), advertised.to_string()));
         let accept_loop = tokio::spawn(accept_loop(listener, service, config.cluster, stopped));
         tracing::info!(%local_addr, %advertised, %node_id, redis = %url, "serving");
@@ -177,6 +183,62 @@ async fn supervise_redis(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>
                 }
             }
             Err(e) => tracing::error!(error = %e, "own redis-server exited and failed to restart"),
+        }
+    }
+}
+
+/// Watches whether the node's Redis answers, over a connection of its own (so it never waits
+/// behind this node's writes). One that has not answered for [`STORE_HANG_MS`] (hung, not
+/// dead: stopped, swapping, on a stalled disk; or dead and not coming back) makes the node
+/// keep still in the cluster, so that its peers elect another coordinator, and refuse
+/// requests, so that clients go elsewhere, until it answers again. Not while a snapshot is
+/// fed in: Redis is then busy with it by design.
+async fn watch_store(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let client = match redis::Client::open(shared.store.url()) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the node's Redis");
+            return;
+        }
+    };
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut last_answer = tokio::time::Instant::now();
+    let hang = Duration::from_millis(STORE_HANG_MS);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(STORE_PROBE_MS)) => {}
+            _ = stopped.changed() => return,
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        if shared.syncing() {
+            last_answer = tokio::time::Instant::now();
+        } else {
+            let ping = async {
+                if conn.is_none() {
+                    conn = Some(client.get_multiplexed_async_connection().await?);
+                }
+                let conn = conn.as_mut().expect("connected above");
+                redis::cmd("PING").query_async::<String>(conn).await
+            };
+            match tokio::time::timeout(hang, ping).await {
+                Ok(Ok(_)) => last_answer = tokio::time::Instant::now(),
+                Ok(Err(_)) => conn = None,
+                Err(_) => {}
+            }
+        }
+        let answers = last_answer.elapsed() < hang;
+        if shared.set_store_answers(answers) {
+            if answers {
+                tracing::warn!("own Redis answers again; this node takes part again");
+            } else {
+                tracing::error!(
+                    silent_ms = last_answer.elapsed().as_millis() as u64,
+                    "own Redis does not answer: this node keeps still in the cluster and refuses \
+                     requests until it does"
+                );
+            }
         }
     }
 }

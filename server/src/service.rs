@@ -77,10 +77,14 @@ impl Service {
                     message: err.to_string(),
                 });
                 // A refusal reflects the state it was decided on, which may be newer than the
-                // applied watermark: report the store's clock so the session never goes back.
-                let clock = match self.shared.store.clock().await {
-                    Ok(clock) => clock.max(self.shared.applied()),
-                    Err(_) => self.shared.applied(),
+                // applied watermark: report the store's clock so the session never goes back
+                // (if the store answers: else the refusal is that it does not).
+                let clock = match self.shared.store_answers() {
+                    true => match self.shared.store.clock().await {
+                        Ok(clock) => clock.max(self.shared.applied()),
+                        Err(_) => self.shared.applied(),
+                    },
+                    false => self.shared.applied(),
                 };
                 (reply, clock)
             }
@@ -93,6 +97,12 @@ impl Service {
         client_addr: &str,
         session_clock: u64,
     ) -> Result<(Reply, u64)> {
+        if !self.shared.store_answers() {
+            return Err(Error::refused(
+                ErrorCode::Unavailable,
+                "this node's Redis does not answer",
+            ));
+        }
         let here = self.shared.applied();
         match request {
             Request::Status => Ok((self.status().await?, here)),

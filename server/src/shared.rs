@@ -41,6 +41,9 @@ pub struct Storage {
     pub redis_bin: String,
     /// A directory for scratch files.
     pub scratch_dir: std::path::PathBuf,
+    /// Whether the node's Redis answers (see [`crate::limits::STORE_HANG_MS`]); the cluster
+    /// task holds a receiver of it.
+    pub answers: watch::Sender<bool>,
 }
 
 /// The node's shared state.
@@ -66,6 +69,7 @@ pub struct Shared {
     pub recent: RecentEvents,
     applied: watch::Sender<u64>,
     syncing: AtomicBool,
+    store_answers: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -91,6 +95,7 @@ impl Shared {
             recent: RecentEvents::default(),
             applied: watch::Sender::new(applied),
             syncing: AtomicBool::new(false),
+            store_answers: storage.answers,
         }
     }
 
@@ -150,6 +155,20 @@ impl Shared {
         tokio::time::timeout(timeout, applied.wait_for(|a| *a >= clock))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether the node's Redis answers (see [`crate::limits::STORE_HANG_MS`]).
+    pub fn store_answers(&self) -> bool {
+        *self.store_answers.borrow()
+    }
+
+    /// Notes whether the node's Redis answers; returns whether that changed.
+    pub fn set_store_answers(&self, answers: bool) -> bool {
+        self.store_answers.send_if_modified(|current| {
+            let changed = *current != answers;
+            *current = answers;
+            changed
+        })
     }
 
     /// Whether a snapshot is being installed (reads must not be served from it).

@@ -485,3 +485,87 @@ async fn a_snapshot_cut_by_its_senders_death_is_given_up() {
     let found = cluster.client(&[follower]).lookup("kept7").await.unwrap();
     assert_eq!(found.login, "kept7");
 }
+
+/// The coordinator's Redis hangs (stopped, not dead): the node keeps still and refuses
+/// requests, the others elect one of themselves and take the writes; once its Redis answers
+/// again, the node follows the new coordinator and catches up.
+#[tokio::test]
+async fn a_coordinator_whose_redis_hangs_gives_way_and_comes_back_as_a_follower() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    let mut client = cluster.client(&[0, 1, 2]);
+    for n in 0..10 {
+        client
+            .create(&format!("before{n}"), "", None)
+            .await
+            .unwrap();
+    }
+    let epoch = cluster.status(c).await.unwrap().epoch;
+    let pid_file = cluster
+        .dir
+        .path()
+        .join(format!("node{c}"))
+        .join("redis.pid");
+    let redis = Pid::from_raw(
+        std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    kill(redis, Signal::SIGSTOP).unwrap();
+    struct Resume(Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = kill(self.0, Signal::SIGCONT);
+        }
+    }
+    let resume = Resume(redis);
+
+    // The other two agree on a coordinator of a later epoch among themselves.
+    let others: Vec<usize> = (0..3).filter(|i| *i != c).collect();
+    let deadline = Instant::now() + SETTLE;
+    let successor = loop {
+        let mut named = BTreeSet::new();
+        for i in &others {
+            let status = cluster.status(*i).await;
+            named.insert(status.and_then(|s| (s.epoch > epoch).then_some(s.coordinator_addr)?));
+        }
+        let agreed = match (named.len(), named.first()) {
+            (1, Some(Some(addr))) => others
+                .iter()
+                .copied()
+                .find(|i| cluster.addr(*i).to_string() == *addr),
+            _ => None,
+        };
+        if let Some(successor) = agreed {
+            break successor;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no successor: {:#?}",
+            cluster.statuses().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The hung node refuses (so clients go elsewhere) and writes go on.
+    assert!(cluster.status(c).await.is_none());
+    for n in 0..10 {
+        client
+            .create(&format!("during{n}"), "", None)
+            .await
+            .unwrap();
+    }
+
+    drop(resume);
+    assert_eq!(cluster.agreed(SETTLE).await, successor);
+    let clock = converged(&cluster).await;
+    let status = cluster.status(c).await.unwrap();
+    assert_eq!((status.role.as_str(), status.clock), ("follower", clock));
+    assert_eq!(status.accounts, 20);
+    let found = cluster.client(&[c]).lookup("during9").await.unwrap();
+    assert_eq!(found.login, "during9");
+}
