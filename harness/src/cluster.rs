@@ -129,6 +129,8 @@ struct Node {
     child: Option<Child>,
     state: NodeState,
     data_dir: PathBuf,
+    /// The pid of the node's Redis while it is stopped (SIGSTOP) by `pause-redis`.
+    redis_paused: Option<i32>,
 }
 
 /// A running lab with its nodes.
@@ -162,6 +164,7 @@ impl LabCluster {
                 runtime,
                 child: None,
                 state: NodeState::New,
+                redis_paused: None,
                 data_dir: data_root.join(format!("n{i}")),
             });
         }
@@ -238,6 +241,7 @@ impl LabCluster {
             if let Ok(Some(_)) = child.try_wait() {
                 node.child = None;
                 node.state = NodeState::Down;
+                node.redis_paused = None; // It died with the node.
             }
         }
         node.state
@@ -246,7 +250,7 @@ impl LabCluster {
     /// Nodes that are running (not paused, not down).
     pub fn live(&mut self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|i| self.state(*i) == NodeState::Running)
+            .filter(|i| self.state(*i) == NodeState::Running && !self.redis_paused(*i))
             .collect()
     }
 
@@ -332,6 +336,7 @@ impl LabCluster {
             let _ = child.wait();
         }
         node.state = NodeState::Down;
+        node.redis_paused = None; // It died with the node.
         Ok(())
     }
 
@@ -389,18 +394,61 @@ impl LabCluster {
             let _ = child.wait();
         }
         node.state = NodeState::Down;
+        node.redis_paused = None; // It died with the node.
         Ok(())
     }
 
     /// SIGKILL to node `i`'s Redis alone.
     pub fn kill_redis(&mut self, i: usize) -> Result<()> {
+        let pid = self.redis_pid(i)?;
+        self.nodes[i].redis_paused = None;
+        self.signal_redis(i, pid, Signal::SIGKILL)
+    }
+
+    /// SIGSTOP to node `i`'s Redis alone: it hangs (the node itself runs on).
+    pub fn pause_redis(&mut self, i: usize) -> Result<()> {
+        if self.nodes[i].redis_paused.is_some() {
+            return Err(Error::Step(format!(
+                "{}'s Redis is already paused",
+                self.name(i)
+            )));
+        }
+        let pid = self.redis_pid(i)?;
+        self.signal_redis(i, pid, Signal::SIGSTOP)?;
+        self.nodes[i].redis_paused = Some(pid);
+        Ok(())
+    }
+
+    /// SIGCONT to node `i`'s Redis paused by [`LabCluster::pause_redis`].
+    pub fn resume_redis(&mut self, i: usize) -> Result<()> {
+        let pid = self.nodes[i]
+            .redis_paused
+            .take()
+            .ok_or_else(|| Error::Step(format!("{}'s Redis is not paused", self.name(i))))?;
+        self.signal_redis(i, pid, Signal::SIGCONT)
+    }
+
+    /// Whether node `i`'s Redis is paused.
+    pub fn redis_paused(&self, i: usize) -> bool {
+        self.nodes[i].redis_paused.is_some()
+    }
+
+    /// The pid of node `i`'s Redis (from its pid file).
+    fn redis_pid(&self, i: usize) -> Result<i32> {
         let pid_file = self.nodes[i].data_dir.join("redis.pid");
-        let pid: i32 = std::fs::read_to_string(&pid_file)
+        std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| Error::Step(format!("{} has no running Redis", self.name(i))))?;
-        kill(Pid::from_raw(pid), Signal::SIGKILL)
-            .map_err(|e| Error::Step(format!("failed to kill {}'s Redis: {e}", self.name(i))))
+            .ok_or_else(|| Error::Step(format!("{} has no running Redis", self.name(i))))
+    }
+
+    fn signal_redis(&self, i: usize, pid: i32, signal: Signal) -> Result<()> {
+        kill(Pid::from_raw(pid), signal).map_err(|e| {
+            Error::Step(format!(
+                "failed to send {signal} to {}'s Redis: {e}",
+                self.name(i)
+            ))
+        })
     }
 
     /// Node `i`'s status, asked from inside its own host (so partitions do not hide it).
@@ -505,6 +553,7 @@ impl LabCluster {
                 let _ = child.wait();
             }
             node.state = NodeState::Down;
+            node.redis_paused = None; // It died with the node.
         }
         for (i, node) in self.nodes.iter().enumerate() {
             let _ = std::fs::copy(

@@ -432,6 +432,14 @@ impl Exec<'_> {
                             end_ms: Some(at + 50),
                         });
                     }
+                    NodeChange::PauseRedis => {
+                        self.cluster.pause_redis(i)?;
+                        self.open_fault(format!("pause-redis {name}"), vec![i]);
+                    }
+                    NodeChange::ResumeRedis => {
+                        self.cluster.resume_redis(i)?;
+                        self.close_fault(i, "pause-redis");
+                    }
                 }
                 if let Some(label) = label {
                     self.labels.insert(label.clone(), i);
@@ -938,6 +946,7 @@ impl Exec<'_> {
             FaultKind::Kill => self.cluster.kill(i)?,
             FaultKind::Pause => self.cluster.pause(i)?,
             FaultKind::KillRedis => self.cluster.kill_redis(i)?,
+            FaultKind::PauseRedis => self.cluster.pause_redis(i)?,
             FaultKind::Partition => self.cluster.lab().isolate(&name, PartitionMode::Drop)?,
             FaultKind::Loss => {
                 let spec = LinkSpec {
@@ -966,6 +975,7 @@ impl Exec<'_> {
             FaultKind::Kill => self.cluster.start(i)?,
             FaultKind::Pause => self.cluster.resume(i)?,
             FaultKind::KillRedis => {}
+            FaultKind::PauseRedis => self.cluster.resume_redis(i)?,
             FaultKind::Partition => self.cluster.lab().heal()?,
             FaultKind::Loss | FaultKind::Latency => self.cluster.lab().set_link(
                 &name,
@@ -984,6 +994,9 @@ impl Exec<'_> {
         self.cluster.lab().clear_links()?;
         self.apply_default_links()?;
         for i in 0..self.cluster.len() {
+            if self.cluster.redis_paused(i) {
+                self.cluster.resume_redis(i)?;
+            }
             match self.cluster.state(i) {
                 NodeState::Paused => self.cluster.resume(i)?,
                 NodeState::Down => self.cluster.start(i)?,

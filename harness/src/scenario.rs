@@ -230,6 +230,10 @@ pub enum NodeChange {
     Restart,
     /// SIGKILL to the node's Redis alone.
     KillRedis,
+    /// SIGSTOP to the node's Redis alone (it hangs; the node runs on).
+    PauseRedis,
+    /// SIGCONT to the node's Redis.
+    ResumeRedis,
 }
 
 impl NodeChange {
@@ -242,6 +246,8 @@ impl NodeChange {
             NodeChange::Stop => "stop",
             NodeChange::Restart => "restart",
             NodeChange::KillRedis => "kill-redis",
+            NodeChange::PauseRedis => "pause-redis",
+            NodeChange::ResumeRedis => "resume-redis",
         }
     }
 }
@@ -415,6 +421,8 @@ pub enum FaultKind {
     Latency,
     /// Kill a node's Redis.
     KillRedis,
+    /// Pause a node's Redis (SIGSTOP), resume it.
+    PauseRedis,
 }
 
 impl FaultKind {
@@ -427,6 +435,7 @@ impl FaultKind {
             FaultKind::Loss => "loss",
             FaultKind::Latency => "latency",
             FaultKind::KillRedis => "kill-redis",
+            FaultKind::PauseRedis => "pause-redis",
         }
     }
 }
@@ -920,13 +929,16 @@ impl Parser<'_> {
         let at = s.action.span().start;
         let (allowed, action): (&[&str], _) = match name {
             "start" => (&["nodes", "stagger_ms"], self.start(s, nodes, labels)?),
-            "kill" | "pause" | "resume" | "stop" | "restart" | "kill-redis" => {
+            "kill" | "pause" | "resume" | "stop" | "restart" | "kill-redis" | "pause-redis"
+            | "resume-redis" => {
                 let change = match name {
                     "kill" => NodeChange::Kill,
                     "pause" => NodeChange::Pause,
                     "resume" => NodeChange::Resume,
                     "stop" => NodeChange::Stop,
                     "restart" => NodeChange::Restart,
+                    "pause-redis" => NodeChange::PauseRedis,
+                    "resume-redis" => NodeChange::ResumeRedis,
                     _ => NodeChange::KillRedis,
                 };
                 let node = self.required(&s.node, "node", name, at)?;
@@ -1072,8 +1084,8 @@ impl Parser<'_> {
                     at,
                     format!(
                         "unknown step `{other}`, expected one of start, kill, pause, resume, \
-                         stop, restart, kill-redis, partition, heal, link, op, load, await-load, \
-                         wait, await, assert, random-faults, repeat"
+                         stop, restart, kill-redis, pause-redis, resume-redis, partition, heal, \
+                         link, op, load, await-load, wait, await, assert, random-faults, repeat"
                     ),
                 ))
             }
@@ -1429,9 +1441,10 @@ impl Parser<'_> {
                 "loss" => Ok(FaultKind::Loss),
                 "latency" => Ok(FaultKind::Latency),
                 "kill-redis" => Ok(FaultKind::KillRedis),
+                "pause-redis" => Ok(FaultKind::PauseRedis),
                 other => Err(self.error(
                     kinds.span().start,
-                    format!("unknown fault kind `{other}`, expected kill, pause, partition, loss, latency or kill-redis"),
+                    format!("unknown fault kind `{other}`, expected kill, pause, partition, loss, latency, kill-redis or pause-redis"),
                 )),
             })
             .collect::<Result<Vec<_>>>()?;
@@ -1519,8 +1532,8 @@ expect = "violated"
         assert_eq!(
             err("nodes = 3\n[[step]]\ndo = \"kil\"\n"),
             "s.toml:3:6: unknown step `kil`, expected one of start, kill, pause, resume, stop, \
-             restart, kill-redis, partition, heal, link, op, load, await-load, wait, await, \
-             assert, random-faults, repeat"
+             restart, kill-redis, pause-redis, resume-redis, partition, heal, link, op, load, \
+             await-load, wait, await, assert, random-faults, repeat"
         );
         assert!(err("nodes = 3\nnodez = 4\n").starts_with("s.toml:2:1: unknown field `nodez`"));
         assert!(err("nodes = 3\n[[step]]\ndo = \"wait\"\nms = \"x\"\n")
