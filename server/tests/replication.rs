@@ -389,8 +389,9 @@ async fn as_peer(cluster: &Cluster, i: usize, request: Request) -> Reply {
     reply.body
 }
 
-#[tokio::test]
-async fn a_snapshot_that_does_not_check_out_is_refused_and_changes_nothing() {
+/// Two nodes that hold accounts kept0 to kept19: the cluster, the coordinator's and the
+/// follower's index, the clock and the follower's epoch.
+async fn two_nodes_keeping_20() -> (Cluster, usize, usize, u64, u64) {
     let mut cluster = Cluster::new(IDSERVER, 2);
     cluster.start_all();
     let c = cluster.agreed(SETTLE).await;
@@ -401,6 +402,13 @@ async fn a_snapshot_that_does_not_check_out_is_refused_and_changes_nothing() {
     let clock = converged(&cluster).await;
     let follower = 1 - c;
     let epoch = cluster.status(follower).await.unwrap().epoch;
+    (cluster, c, follower, clock, epoch)
+}
+
+#[tokio::test]
+async fn a_snapshot_that_does_not_check_out_is_refused_and_changes_nothing() {
+    let (cluster, c, follower, clock, epoch) = two_nodes_keeping_20().await;
+    let mut client = cluster.client(&[c]);
     let piece = |offset: u64, data: &[u8], sha256: Option<Vec<u8>>| Request::Snapshot {
         epoch,
         offset,
@@ -452,16 +460,7 @@ async fn a_snapshot_that_does_not_check_out_is_refused_and_changes_nothing() {
 /// elections and status alike, until Redis's own 60 s replication timeout.)
 #[tokio::test]
 async fn a_snapshot_cut_by_its_senders_death_is_given_up() {
-    let mut cluster = Cluster::new(IDSERVER, 2);
-    cluster.start_all();
-    let c = cluster.agreed(SETTLE).await;
-    let mut client = cluster.client(&[c]);
-    for n in 0..20 {
-        client.create(&format!("kept{n}"), "", None).await.unwrap();
-    }
-    let clock = converged(&cluster).await;
-    let follower = 1 - c;
-    let epoch = cluster.status(follower).await.unwrap().epoch;
+    let (mut cluster, c, follower, clock, epoch) = two_nodes_keeping_20().await;
     // The coordinator dies; the beginning of a snapshot, as it would have sent it, arrives at
     // the follower before the follower notices, and nothing more.
     cluster.kill(c);
