@@ -184,13 +184,15 @@ impl Replica {
 }
 
 /// Gives snapshot `id` up if its pieces stop coming for [`SNAPSHOT_STALL_MS`] or its sender
-/// stops being this node's coordinator (this node stands for election, or hears of a later
-/// epoch); ends once the snapshot is installed or given up otherwise. Without it, a sender
+/// stops being this node's coordinator (this node has stood for election for two checks in a
+/// row, so not for a false alarm the coordinator answers at once; or it coordinates; or it
+/// hears of a later epoch); ends once the snapshot is installed or given up otherwise. Without it, a sender
 /// that dies mid-snapshot would leave the node's Redis blocked reading the rest (and with it
 /// everything on this node that asks Redis, elections included) until another snapshot or
 /// batch of events arrives, which may be never.
 async fn watch_snapshot(incoming: Arc<Mutex<Option<Incoming>>>, shared: Arc<Shared>, id: u64) {
     let stall = Duration::from_millis(SNAPSHOT_STALL_MS);
+    let mut candidate_checks = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(SNAPSHOT_WATCH_MS)).await;
         // Held while a piece is passed on or the snapshot installed: look again later.
@@ -201,8 +203,14 @@ async fn watch_snapshot(incoming: Arc<Mutex<Option<Incoming>>>, shared: Arc<Shar
             return;
         };
         let view = shared.membership.state().view;
-        let why = if matches!(view.role, Role::Candidate | Role::Coordinator) {
+        candidate_checks = match view.role {
+            Role::Candidate => candidate_checks + 1,
+            _ => 0,
+        };
+        let why = if candidate_checks >= 2 {
             "this node stands for election"
+        } else if view.role == Role::Coordinator {
+            "this node coordinates"
         } else if view.epoch > current.epoch {
             "a coordinator of a later epoch is known"
         } else if current.last_piece.elapsed() > stall {
