@@ -247,7 +247,7 @@ impl LabCluster {
         node.state
     }
 
-    /// Nodes that are running (not paused, not down).
+    /// Nodes that are running (not paused, not down, their Redis not paused).
     pub fn live(&mut self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|i| self.state(*i) == NodeState::Running && !self.redis_paused(*i))

@@ -79,12 +79,15 @@ impl Service {
                 // A refusal reflects the state it was decided on, which may be newer than the
                 // applied watermark: report the store's clock so the session never goes back
                 // (if the store answers: else the refusal is that it does not).
-                let clock = match self.shared.store_answers() {
-                    true => match self.shared.store.clock().await {
-                        Ok(clock) => clock.max(self.shared.applied()),
-                        Err(_) => self.shared.applied(),
-                    },
-                    false => self.shared.applied(),
+                let applied = self.shared.applied();
+                let clock = if self.shared.store_answers() {
+                    self.shared
+                        .store
+                        .clock()
+                        .await
+                        .map_or(applied, |clock| clock.max(applied))
+                } else {
+                    applied
                 };
                 (reply, clock)
             }

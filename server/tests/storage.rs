@@ -165,7 +165,7 @@ async fn a_directory_in_the_first_layout_is_moved_and_served() {
         .unwrap();
     let url = redis.url();
     let (ada, bob, request) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let period = idserver::service::now_ms() / 600_000;
+    let period = idserver::service::now_ms() / idserver::limits::REQUEST_ID_TTL_MS;
     let mut result = vec![b'c'];
     result.extend_from_slice(ada.as_bytes());
     let _: () = redis::pipe()

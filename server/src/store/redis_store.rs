@@ -355,51 +355,37 @@ impl Store {
     async fn upgrade_request_results(&self) -> Result<()> {
         let mut conn = self.conn.clone();
         // Request results: each old period's hash into the new ones, with its expiry.
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{REQUESTS}*"))
-                .arg("COUNT")
-                .arg(ACCOUNTS_PER_BATCH)
+        for key in self.hash_keys(REQUESTS).await? {
+            let Some(Ok(period)) = key.strip_prefix(REQUESTS).map(str::parse::<u64>) else {
+                continue; // Already in this layout.
+            };
+            let results: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+                .arg(&key)
                 .query_async(&mut conn)
                 .await?;
-            for key in keys {
-                let Some(Ok(period)) = key.strip_prefix(REQUESTS).map(str::parse::<u64>) else {
-                    continue; // Already in this layout.
+            let mut write = redis::pipe();
+            write.atomic();
+            for (id, result) in results {
+                let Ok(id) = Uuid::from_slice(&id) else {
+                    continue;
                 };
-                let results: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await?;
-                let mut write = redis::pipe();
-                write.atomic();
-                for (id, result) in results {
-                    let Ok(id) = Uuid::from_slice(&id) else {
-                        continue;
-                    };
-                    let new_key = request_key(period, &id);
-                    write
-                        .cmd("HSET")
-                        .arg(&new_key)
-                        .arg(id.as_bytes())
-                        .arg(result)
-                        .ignore();
-                    write
-                        .cmd("PEXPIREAT")
-                        .arg(&new_key)
-                        .arg(request_expiry_ms(period))
-                        .ignore();
-                }
-                write.cmd("DEL").arg(&key).ignore();
-                let () = write.query_async(&mut conn).await?;
+                let new_key = request_key(period, &id);
+                write
+                    .cmd("HSET")
+                    .arg(&new_key)
+                    .arg(id.as_bytes())
+                    .arg(result)
+                    .ignore();
+                write
+                    .cmd("PEXPIREAT")
+                    .arg(&new_key)
+                    .arg(request_expiry_ms(period))
+                    .ignore();
             }
-            cursor = next;
-            if cursor == 0 {
-                return Ok(());
-            }
+            write.cmd("DEL").arg(&key).ignore();
+            let () = write.query_async(&mut conn).await?;
         }
+        Ok(())
     }
 
     /// Overwrites the node id (after a snapshot brought in the coordinator's).
@@ -728,14 +714,13 @@ impl Store {
         account_from(uuid, fixed.as_deref(), changing.as_deref()).map(Some)
     }
 
-    /// Every field of every hash whose name starts with `prefix`, hash by hash (`SCAN`, so a
-    /// small directory is read in a few round trips).
-    async fn hash_entries(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// The name of every hash that starts with `prefix` (`SCAN`, a page at a time).
+    async fn hash_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let mut conn = self.conn.clone();
-        let mut entries = Vec::new();
+        let mut keys = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(format!("{prefix}*"))
@@ -745,19 +730,28 @@ impl Store {
                 .arg("hash")
                 .query_async(&mut conn)
                 .await?;
-            if !keys.is_empty() {
-                let mut read = redis::pipe();
-                for key in &keys {
-                    read.cmd("HGETALL").arg(key);
-                }
-                let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = read.query_async(&mut conn).await?;
-                entries.extend(hashes.into_iter().flatten());
-            }
+            keys.extend(page);
             cursor = next;
             if cursor == 0 {
-                return Ok(entries);
+                return Ok(keys);
             }
         }
+    }
+
+    /// Every field of every hash whose name starts with `prefix`, read ACCOUNTS_PER_BATCH
+    /// hashes per round trip.
+    async fn hash_entries(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut conn = self.conn.clone();
+        let mut entries = Vec::new();
+        for keys in self.hash_keys(prefix).await?.chunks(ACCOUNTS_PER_BATCH) {
+            let mut read = redis::pipe();
+            for key in keys {
+                read.cmd("HGETALL").arg(key);
+            }
+            let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = read.query_async(&mut conn).await?;
+            entries.extend(hashes.into_iter().flatten());
+        }
+        Ok(entries)
     }
 
     /// Every login name with its UUID, sorted by login name.
