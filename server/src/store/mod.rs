@@ -2,6 +2,7 @@
 
 mod child;
 mod feed;
+mod log_entry;
 mod redis_store;
 mod snapshot;
 

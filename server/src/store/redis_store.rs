@@ -10,12 +10,13 @@
 //! - recent request results in hashes `idlab:requests:<period>:<first 12 bits of the request
 //!   id, hex>` (see [`request_key`]);
 //! - the node's applied clock (`idlab:clock`), epoch (`idlab:epoch`), identity (`idlab:meta`)
-//!   and the bounded event log (`idlab:events`).
+//!   and the bounded event log (`idlab:events`, packed entries: see [`super::log_entry`]).
 //!
 //! Events are written in `MULTI`/`EXEC` transactions (or, for a lone write, a script that
 //! checks its preconditions first) that also move the clock, so a crash never leaves a
 //! half-applied event; the node is its Redis's only writer.
 
+use super::log_entry;
 use crate::account::AccountView;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, Event, LoggedEvent};
@@ -650,7 +651,7 @@ impl Store {
 
     /// Up to `limit` logged events with a clock above `after`, in clock order.
     pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>> {
-        let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        let raw: Vec<Vec<u8>> = redis::cmd("ZRANGEBYSCORE")
             .arg(EVENTS)
             .arg(format!("({after}"))
             .arg("+inf")
@@ -659,7 +660,16 @@ impl Store {
             .arg(limit)
             .query_async(&mut self.conn.clone())
             .await?;
-        raw.iter().map(|json| parse_logged(json)).collect()
+        raw.iter()
+            .map(|entry| {
+                log_entry::decode(entry).map_err(|why| {
+                    corrupt(format!(
+                        "logged event {:?}: {why}",
+                        String::from_utf8_lossy(entry)
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// The logged event with this clock, if the log still holds it.
@@ -901,8 +911,8 @@ struct Batch<'a> {
     count_delta: i64,
     /// request-result hash -> its period and (request id, result) pairs.
     results: BTreeMap<String, PeriodResults>,
-    /// (clock, log entry).
-    log: Vec<(u64, String)>,
+    /// (clock, event) to log.
+    log: Vec<(u64, &'a Event)>,
 }
 
 /// A request-result hash's period and its (request id, result) pairs.
@@ -968,13 +978,7 @@ impl<'a> Batch<'a> {
             .or_insert_with(|| (period, Vec::new()))
             .1
             .push((event.request_id, encode_result(result)));
-        // The log keeps the event without its clock, which the entry's prefix carries.
-        let json = serde_json::to_string(&Event {
-            clock: 0,
-            ..event.clone()
-        })
-        .expect("events serialise");
-        self.log.push((clock, json));
+        self.log.push((clock, event));
         result
     }
 
@@ -1032,8 +1036,9 @@ impl<'a> Batch<'a> {
         }
         let applied_ms = now_ms();
         let zadd = pipe.cmd("ZADD").arg(EVENTS);
-        for (clock, json) in self.log {
-            zadd.arg(clock).arg(format!("{clock}|{applied_ms}|{json}"));
+        for (clock, event) in self.log {
+            zadd.arg(clock)
+                .arg(log_entry::encode(event, clock, applied_ms));
         }
         zadd.ignore();
         if from / EVENT_LOG_TRIM_EVERY != to / EVENT_LOG_TRIM_EVERY {
@@ -1147,20 +1152,6 @@ fn account_from(
         },
         password_hash,
     })
-}
-
-/// A log entry: `<clock>|<applied ms>|<event JSON without its clock>` (see `Batch::add`).
-fn parse_logged(entry: &str) -> Result<LoggedEvent> {
-    let bad = |why: &str| corrupt(format!("logged event {entry:?}: {why}"));
-    let mut parts = entry.splitn(3, '|');
-    let (Some(clock), Some(applied_ms), Some(json)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("not clock|applied|event"));
-    };
-    let mut event: Event = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
-    event.clock = clock.parse().map_err(|_| bad("bad clock"))?;
-    let applied_ms = applied_ms.parse().map_err(|_| bad("bad applied time"))?;
-    Ok(LoggedEvent { event, applied_ms })
 }
 
 /// A request's result as remembered: its kind's initial and the account's 16 UUID bytes (the
