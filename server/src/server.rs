@@ -348,8 +348,17 @@ async fn serve_connection(
 /// The request in `payload` with its seq and session clock, or the error reply (with the seq
 /// to echo) if it is not one we can serve.
 fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, u64, Request), Box<(u64, Reply)>> {
-    let head: EnvelopeHead = decode(payload)
-        .map_err(|e| Box::new((0, bad_frame(&format!("unreadable envelope: {e}")))))?;
+    // One pass over the frame when it reads as a request (a replication batch is most of a
+    // replica's input); only one that does not is read again for its head, to tell a version or
+    // cluster mismatch from a bad frame.
+    let (head, envelope) = match decode::<Envelope<Request>>(payload) {
+        Ok(envelope) => (envelope.head(), Ok(envelope)),
+        Err(e) => {
+            let head: EnvelopeHead = decode(payload)
+                .map_err(|e| Box::new((0, bad_frame(&format!("unreadable envelope: {e}")))))?;
+            (head, Err(e))
+        }
+    };
     if !head.version_compatible() {
         return Err(Box::new((
             head.seq,
@@ -374,7 +383,7 @@ fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, u64, Request), B
             ),
         )));
     }
-    let envelope: Envelope<Request> = decode(payload)
+    let envelope = envelope
         .map_err(|e| Box::new((head.seq, bad_frame(&format!("unreadable request: {e}")))))?;
     Ok((envelope.seq, envelope.clock, envelope.body))
 }

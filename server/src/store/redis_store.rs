@@ -546,7 +546,7 @@ impl Store {
             script.arg(op).arg(key).arg(field).arg(value);
         }
         if last > clock {
-            for command in batch.into_commands(clock, last) {
+            for command in batch.into_commands(clock, last).cmd_iter() {
                 let args: Vec<&[u8]> = command
                     .args_iter()
                     .filter_map(|arg| match arg {
@@ -629,16 +629,8 @@ impl Store {
         from: u64,
         to: u64,
     ) -> Result<()> {
-        let commands = batch.into_commands(from, to);
-        let mut write = redis::pipe();
+        let mut write = batch.into_commands(from, to);
         write.atomic();
-        let last = commands.len() - 1;
-        for (i, command) in commands.into_iter().enumerate() {
-            write.add_command(command);
-            if i != last {
-                write.ignore();
-            }
-        }
         let (before,): (Option<u64>,) = self.query(known, write).await?;
         if before.unwrap_or(0) != from {
             *known = None;
@@ -983,9 +975,9 @@ impl<'a> Batch<'a> {
     }
 
     /// The batch's commands, moving the clock from `from` to `to`; the last one is
-    /// `SET idlab:clock <to> GET` (its reply, the clock before, proves no other writer).
-    fn into_commands(self, from: u64, to: u64) -> Vec<redis::Cmd> {
-        let mut pipe = redis::pipe();
+    /// `SET idlab:clock <to> GET` (its reply, the clock before, proves no other writer), the
+    /// only one whose reply is not ignored.
+    fn into_commands(self, from: u64, to: u64) -> redis::Pipeline {
         // Per hash: the fields to set and the fields to remove.
         type Fields = (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>);
         let mut hashes: BTreeMap<String, Fields> = BTreeMap::new();
@@ -1008,39 +1000,58 @@ impl<'a> Batch<'a> {
                 }
             }
         }
+        // Commands are made with room for all their arguments: a batch has hundreds, and
+        // growing each one's buffers argument by argument cost more than writing them.
+        let mut pipe =
+            redis::Pipeline::with_capacity(2 * hashes.len() + 2 * self.results.len() + 4);
         for (key, (set, removed)) in hashes {
             if !removed.is_empty() {
-                pipe.cmd("HDEL").arg(&key).arg(removed).ignore();
+                let bytes = removed.iter().map(Vec::len).sum::<usize>();
+                let mut hdel = sized("HDEL", 2 + removed.len(), key.len() + bytes);
+                hdel.arg(&key).arg(removed);
+                pipe.add_command(hdel).ignore();
             }
             if !set.is_empty() {
-                let hset = pipe.cmd("HSET").arg(&key);
+                let bytes = set.iter().map(|(f, v)| f.len() + v.len()).sum::<usize>();
+                let mut hset = sized("HSET", 2 + 2 * set.len(), key.len() + bytes);
+                hset.arg(&key);
                 for (field, value) in set {
                     hset.arg(field).arg(value);
                 }
-                hset.ignore();
+                pipe.add_command(hset).ignore();
             }
         }
         if self.count_delta != 0 {
             pipe.cmd("INCRBY").arg(COUNT).arg(self.count_delta).ignore();
         }
         for (key, (period, results)) in self.results {
-            let hset = pipe.cmd("HSET").arg(&key);
+            let mut hset = sized(
+                "HSET",
+                2 + 2 * results.len(),
+                key.len() + 33 * results.len(),
+            );
+            hset.arg(&key);
             for (id, result) in results {
                 hset.arg(id.as_bytes()).arg(&result[..]);
             }
-            hset.ignore();
-            pipe.cmd("PEXPIREAT")
-                .arg(&key)
-                .arg(request_expiry_ms(period))
-                .ignore();
+            pipe.add_command(hset).ignore();
+            let mut expire = sized("PEXPIREAT", 3, key.len() + 20);
+            expire.arg(&key).arg(request_expiry_ms(period));
+            pipe.add_command(expire).ignore();
         }
         let applied_ms = now_ms();
-        let zadd = pipe.cmd("ZADD").arg(EVENTS);
-        for (clock, event) in self.log {
-            zadd.arg(clock)
-                .arg(log_entry::encode(event, clock, applied_ms));
+        let entries: Vec<(u64, Vec<u8>)> = self
+            .log
+            .into_iter()
+            .map(|(clock, event)| (clock, log_entry::encode(event, clock, applied_ms)))
+            .collect();
+        let bytes = entries.iter().map(|(_, e)| 20 + e.len()).sum::<usize>();
+        let mut zadd = sized("ZADD", 2 + 2 * entries.len(), EVENTS.len() + bytes);
+        zadd.arg(EVENTS);
+        for (clock, entry) in entries {
+            zadd.arg(clock).arg(entry);
         }
-        zadd.ignore();
+        pipe.add_command(zadd).ignore();
         if from / EVENT_LOG_TRIM_EVERY != to / EVENT_LOG_TRIM_EVERY {
             pipe.cmd("ZREMRANGEBYRANK")
                 .arg(EVENTS)
@@ -1049,8 +1060,16 @@ impl<'a> Batch<'a> {
                 .ignore();
         }
         pipe.cmd("SET").arg(CLOCK).arg(to).arg("GET");
-        pipe.cmd_iter().cloned().collect()
+        pipe
     }
+}
+
+/// An empty command `name` with room for `args` arguments (its name included) of `bytes`
+/// bytes in all besides the name.
+fn sized(name: &str, args: usize, bytes: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(args, name.len() + bytes);
+    cmd.arg(name);
+    cmd
 }
 
 /// The hash holding the account `uuid`: by its first two bytes, which are random (version 4
