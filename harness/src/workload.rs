@@ -94,7 +94,12 @@ impl Session {
             },
         };
         let invoke_ms = now_ms();
-        let result = self.client.call(request).await;
+        // A write's request id was made just above: its first attempt may say so.
+        let result = if request_id.is_some() {
+            self.client.call_new(request).await
+        } else {
+            self.client.call(request).await
+        };
         let complete_ms = now_ms();
         let (outcome, uuid, error) = match result {
             Ok(Reply::Created { uuid })

@@ -102,10 +102,22 @@ impl Client {
     /// the whole list for a while when every server is unavailable or unreachable. A write
     /// keeps its request id throughout, so it is applied at most once.
     pub async fn call(&mut self, request: Request) -> Result<Reply> {
+        self.call_marked(request, false).await
+    }
+
+    /// As [`Client::call`], for a write whose request id the caller has just made and never
+    /// sent: its first attempt says so, which spares the coordinator looking for an earlier
+    /// result; every later attempt (failover, retry) is an ordinary retry. Passing a request
+    /// id sent before here may apply the write twice.
+    pub async fn call_new(&mut self, request: Request) -> Result<Reply> {
+        self.call_marked(request, true).await
+    }
+
+    async fn call_marked(&mut self, request: Request, mut fresh: bool) -> Result<Reply> {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config.retry_for_ms);
         loop {
-            match self.call_each(&request).await {
+            match self.call_each(&request, &mut fresh).await {
                 Err(err) if err.code().is_retryable() && err.code() != ErrorCode::AckTimeout => {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(err);
@@ -118,7 +130,8 @@ impl Client {
     }
 
     /// One pass over the servers.
-    async fn call_each(&mut self, request: &Request) -> Result<Reply> {
+    /// `fresh`: whether the request id was never sent; cleared by the first attempt.
+    async fn call_each(&mut self, request: &Request, fresh: &mut bool) -> Result<Reply> {
         let count = self.config.servers.len();
         if count == 0 {
             return Err(Error::refused(
@@ -131,7 +144,8 @@ impl Client {
         let mut unavailable = None;
         for step in 0..count {
             let index = (first + step) % count;
-            match self.call_one(index, request).await {
+            let attempt = self.call_one(index, request, std::mem::take(fresh)).await;
+            match attempt {
                 Ok(Reply::Error(err)) if err.code == ErrorCode::Unavailable => {
                     unavailable = Some(Error::refused(err.code, err.message));
                 }
@@ -151,7 +165,7 @@ impl Client {
         }))
     }
 
-    async fn call_one(&mut self, index: usize, request: &Request) -> Result<Reply> {
+    async fn call_one(&mut self, index: usize, request: &Request, fresh: bool) -> Result<Reply> {
         if self.bound.as_ref().is_none_or(|(i, _)| *i != index) {
             let addr = &self.config.servers[index];
             let conn =
@@ -168,6 +182,7 @@ impl Client {
             self.seq,
             self.session_clock,
             request,
+            fresh,
             reply_timeout,
         )
         .await?;
@@ -193,7 +208,7 @@ impl Client {
             password: password.map(digest),
             request_id: Uuid::new_v4(),
         };
-        match self.call(request).await? {
+        match self.call_new(request).await? {
             Reply::Created { uuid } => Ok(uuid),
             other => Err(unexpected(&other)),
         }
@@ -227,7 +242,7 @@ impl Client {
             password: password.map(digest),
             request_id: Uuid::new_v4(),
         };
-        match self.call(request).await? {
+        match self.call_new(request).await? {
             Reply::Modified { uuid } => Ok(uuid),
             other => Err(unexpected(&other)),
         }
@@ -240,7 +255,7 @@ impl Client {
             password: password.map(digest),
             request_id: Uuid::new_v4(),
         };
-        match self.call(request).await? {
+        match self.call_new(request).await? {
             Reply::Deleted { uuid } => Ok(uuid),
             other => Err(unexpected(&other)),
         }
@@ -310,21 +325,25 @@ pub(crate) async fn exchange(
     seq: u64,
     clock: u64,
     request: &Request,
+    fresh: bool,
     reply_timeout: Duration,
 ) -> Result<(Reply, u64)> {
-    let frame = request_frame(cluster, seq, clock, request)?;
+    let frame = request_frame(cluster, seq, clock, request, fresh)?;
     exchange_frame(conn, seq, &frame, reply_timeout).await
 }
 
-/// The frame of request number `seq` carrying the session clock `clock`.
+/// The frame of request number `seq` carrying the session clock `clock` (and, for a write,
+/// whether its request id is sent for the first time: see [`Envelope::fresh`]).
 pub(crate) fn request_frame(
     cluster: &str,
     seq: u64,
     clock: u64,
     request: &Request,
+    fresh: bool,
 ) -> Result<Vec<u8>> {
     let mut envelope = Envelope::new(cluster, seq, request);
     envelope.clock = clock;
+    envelope.fresh = fresh;
     Ok(encode(&envelope, REQUEST_FRAME_BYTES_MAX)?)
 }
 

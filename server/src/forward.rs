@@ -32,13 +32,15 @@ impl Forwarder {
         }
     }
 
-    /// Sends `request` (with the client's session clock) to the coordinator at `to` and
-    /// returns its reply and clock; errors mean the coordinator did not answer.
+    /// Sends `request` (with the client's session clock, and for a write whether the client
+    /// sent its request id for the first time) to the coordinator at `to` and returns its
+    /// reply and clock; errors mean the coordinator did not answer. Never sent twice.
     pub async fn forward(
         &self,
         to: SocketAddr,
         clock: u64,
         request: &Request,
+        fresh: bool,
     ) -> Result<(Reply, u64)> {
         let mut conn = match self.take_idle(to) {
             Some(conn) => conn,
@@ -46,7 +48,16 @@ impl Forwarder {
         };
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
-        let reply = exchange(&mut conn, &self.cluster, seq, clock, request, timeout).await?;
+        let reply = exchange(
+            &mut conn,
+            &self.cluster,
+            seq,
+            clock,
+            request,
+            fresh,
+            timeout,
+        )
+        .await?;
         self.put_idle(to, conn);
         Ok(reply)
     }

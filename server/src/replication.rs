@@ -487,8 +487,16 @@ impl Link {
         self.still_coordinating()?;
         self.seq += 1;
         let timeout = Duration::from_millis(timeout_ms);
-        let (reply, _) =
-            exchange(conn, &self.shared.cluster, self.seq, 0, request, timeout).await?;
+        let (reply, _) = exchange(
+            conn,
+            &self.shared.cluster,
+            self.seq,
+            0,
+            request,
+            false,
+            timeout,
+        )
+        .await?;
         replicated(reply)
     }
 }
@@ -631,7 +639,7 @@ async fn make_snapshot_frames(
                 sha256: last.then(|| ByteBuf::from(sha256.clone().finalize().to_vec())),
                 data: ByteBuf::from(data),
             };
-            let bytes = request_frame(&shared.cluster, seq, 0, &request)?;
+            let bytes = request_frame(&shared.cluster, seq, 0, &request, false)?;
             let frame = SnapshotFrame {
                 seq,
                 bytes,

@@ -328,8 +328,8 @@ async fn serve_connection(
             }
         };
         let (seq, clock, reply) = match parse_request(&payload, cluster) {
-            Ok((seq, clock, request)) => {
-                let (reply, clock) = service.handle(request, &client_addr, clock).await;
+            Ok((seq, clock, fresh, request)) => {
+                let (reply, clock) = service.handle(request, &client_addr, clock, fresh).await;
                 (seq, clock, reply)
             }
             Err(refused) => {
@@ -347,7 +347,11 @@ async fn serve_connection(
 /// can serve.
 /// The request in `payload` with its seq and session clock, or the error reply (with the seq
 /// to echo) if it is not one we can serve.
-fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, u64, Request), Box<(u64, Reply)>> {
+/// A request frame's sequence number, session clock, fresh mark (see [`Envelope::fresh`]) and
+/// request; or the refusal to send back.
+type Parsed = (u64, u64, bool, Request);
+
+fn parse_request(payload: &[u8], cluster: &str) -> Result<Parsed, Box<(u64, Reply)>> {
     // One pass over the frame when it reads as a request (a replication batch is most of a
     // replica's input); only one that does not is read again for its head, to tell a version or
     // cluster mismatch from a bad frame.
@@ -385,7 +389,7 @@ fn parse_request(payload: &[u8], cluster: &str) -> Result<(u64, u64, Request), B
     }
     let envelope = envelope
         .map_err(|e| Box::new((head.seq, bad_frame(&format!("unreadable request: {e}")))))?;
-    Ok((envelope.seq, envelope.clock, envelope.body))
+    Ok((envelope.seq, envelope.clock, envelope.fresh, envelope.body))
 }
 
 fn refusal(code: ErrorCode, message: String) -> Reply {

@@ -64,8 +64,9 @@ impl Service {
         request: Request,
         client_addr: &str,
         session_clock: u64,
+        fresh: bool,
     ) -> (Reply, u64) {
-        match self.serve(request, client_addr, session_clock).await {
+        match self.serve(request, client_addr, session_clock, fresh).await {
             Ok(answer) => answer,
             Err(err) => {
                 let code = err.code();
@@ -99,6 +100,7 @@ impl Service {
         request: Request,
         client_addr: &str,
         session_clock: u64,
+        fresh: bool,
     ) -> Result<(Reply, u64)> {
         if !self.shared.store_answers() {
             return Err(Error::refused(
@@ -152,23 +154,31 @@ impl Service {
                     password_hash,
                     verified_uuid,
                 };
-                self.serve_coordinated(*request, &client_addr, prepared)
+                self.serve_coordinated(*request, &client_addr, prepared, fresh)
                     .await
             }
-            request if request.is_write() => self.write(request, client_addr).await,
+            request if request.is_write() => self.write(request, client_addr, fresh).await,
             request => self.read(request, session_clock).await,
         }
     }
 
     /// A write: password work here, then applied by the coordinator (us, or forwarded).
-    async fn write(&self, request: Request, client_addr: &str) -> Result<(Reply, u64)> {
+    /// `fresh`: the client sent the request id for the first time (see [`crate::wire::Envelope::fresh`]).
+    async fn write(
+        &self,
+        request: Request,
+        client_addr: &str,
+        fresh: bool,
+    ) -> Result<(Reply, u64)> {
         let state = self.shared.membership.state();
         let Some(coordinator) = usable_coordinator(&state) else {
             return Err(why_unusable(&state));
         };
         let prepared = self.prepare(&request).await?;
         if state.view.role == Role::Coordinator {
-            return self.serve_coordinated(request, client_addr, prepared).await;
+            return self
+                .serve_coordinated(request, client_addr, prepared, fresh)
+                .await;
         }
         let forward = Request::Forward {
             epoch: state.view.epoch,
@@ -177,7 +187,7 @@ impl Service {
             password_hash: prepared.password_hash,
             verified_uuid: prepared.verified_uuid,
         };
-        self.forward(coordinator, 0, &forward).await
+        self.forward(coordinator, 0, &forward, fresh).await
     }
 
     /// A read: served here once this node has applied what the client's session has seen
@@ -208,7 +218,8 @@ impl Service {
             password_hash: None,
             verified_uuid: None,
         };
-        self.forward(coordinator, session_clock, &forward).await
+        self.forward(coordinator, session_clock, &forward, false)
+            .await
     }
 
     async fn forward(
@@ -216,8 +227,13 @@ impl Service {
         coordinator: std::net::SocketAddr,
         clock: u64,
         forward: &Request,
+        fresh: bool,
     ) -> Result<(Reply, u64)> {
-        match self.forwarder.forward(coordinator, clock, forward).await {
+        match self
+            .forwarder
+            .forward(coordinator, clock, forward, fresh)
+            .await
+        {
             // The coordinator's refusal carries the clock of the state it saw.
             Ok(answer) => Ok(answer),
             Err(e) => {
@@ -267,13 +283,14 @@ impl Service {
         request: Request,
         client_addr: &str,
         prepared: Prepared,
+        fresh: bool,
     ) -> Result<(Reply, u64)> {
         if !request.is_write() {
             return self.serve_local_read(request).await;
         }
         let epoch = self.shared.membership.state().view.epoch;
         let (request_id, change) = self.change_for(request, client_addr, prepared).await?;
-        match self.writer.write(request_id, change).await? {
+        match self.writer.write(request_id, change, fresh).await? {
             Applied::Done(result, clock) => {
                 self.replicator
                     .wait_acked(&self.shared, clock, epoch)

@@ -15,6 +15,8 @@ use uuid::Uuid;
 struct Job {
     request_id: Uuid,
     change: Change,
+    /// The request id was never sent before (see [`crate::wire::Envelope::fresh`]).
+    fresh: bool,
     reply: oneshot::Sender<Result<Applied>>,
 }
 
@@ -40,12 +42,14 @@ impl Writer {
         Writer { jobs }
     }
 
-    /// Applies `change` as a new event (on the coordinator only).
-    pub async fn write(&self, request_id: Uuid, change: Change) -> Result<Applied> {
+    /// Applies `change` as a new event (on the coordinator only); `fresh`: its request id was
+    /// never sent before, so no earlier result is looked for.
+    pub async fn write(&self, request_id: Uuid, change: Change, fresh: bool) -> Result<Applied> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request_id,
             change,
+            fresh,
             reply,
         };
         self.jobs
@@ -83,7 +87,8 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
                 change: job.change.clone(),
             })
             .collect();
-        match shared.store.apply_new(&events).await {
+        let fresh: Vec<bool> = jobs.iter().map(|job| job.fresh).collect();
+        match shared.store.apply_new(&events, &fresh).await {
             Ok(results) => {
                 let last = results
                     .iter()

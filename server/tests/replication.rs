@@ -209,6 +209,74 @@ async fn a_retry_after_failover_gets_the_first_result() {
     }
 }
 
+/// How many field lookups (`HGET`, `HEXISTS`) the Redis of node `i` has served.
+async fn field_lookups(cluster: &Cluster, i: usize) -> u64 {
+    let sock = cluster
+        .dir
+        .path()
+        .join(format!("node{i}"))
+        .join("redis.sock");
+    let client = redis::Client::open(format!("unix://{}", sock.display())).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    ["cmdstat_hget:calls=", "cmdstat_hexists:calls="]
+        .iter()
+        .filter_map(|name| {
+            let at = stats.find(name)? + name.len();
+            stats[at..].split(',').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_write_sent_fresh_is_not_looked_up_and_every_later_attempt_is() {
+    let mut cluster = Cluster::new(IDSERVER, 1);
+    cluster.start_all();
+    let node = cluster.agreed(SETTLE).await;
+    let create = Request::Create {
+        login: "fresh".into(),
+        real_name: String::new(),
+        password: None,
+        request_id: Uuid::new_v4(),
+    };
+    let mut client = cluster.client(&[node]);
+    let before = field_lookups(&cluster, node).await;
+    let Reply::Created { uuid } = client.call_new(create.clone()).await.unwrap() else {
+        panic!("not created")
+    };
+    let after_fresh = field_lookups(&cluster, node).await;
+    assert_eq!(after_fresh - before, 1, "only the login was looked up");
+
+    // The same request again, as a retry: its first result, found by its request id.
+    assert_eq!(
+        client.call(create.clone()).await.unwrap(),
+        Reply::Created { uuid }
+    );
+    let after_retry = field_lookups(&cluster, node).await;
+    assert!(after_retry - after_fresh > 1, "the retry was not looked up");
+
+    // A client whose first server does not answer: its attempt at the next one is a retry
+    // (the first may have reached a server), so it finds the first result as well.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let mut failing_over = Client::new(idserver::client::ClientConfig {
+        servers: vec![dead_addr, cluster.addr(node).to_string()],
+        cluster: cluster.name.clone(),
+        ..Default::default()
+    });
+    assert_eq!(
+        failing_over.call_new(create).await.unwrap(),
+        Reply::Created { uuid }
+    );
+    assert!(field_lookups(&cluster, node).await - after_retry > 1);
+    assert_eq!(cluster.status(node).await.unwrap().clock, 1, "created once");
+}
+
 #[tokio::test]
 async fn a_late_node_full_syncs_100k_accounts_and_serves_them() {
     const ACCOUNTS: usize = 100_000;

@@ -429,7 +429,8 @@ impl Store {
     }
 
     /// Applies new events in order, each getting the next clock (their `clock` is ignored).
-    /// A request id seen before returns its first result instead; a failed precondition
+    /// A request id seen before returns its first result instead (not looked for when the
+    /// event's `fresh` flag says its id was never sent before); a failed precondition
     /// consumes no clock.
     ///
     /// A batch of up to SPECULATE_EVENTS_MAX (a lone write, when the node is not busy) is
@@ -439,13 +440,21 @@ impl Store {
     /// an assumption is wrong, nothing is written and the batch takes the general path: one
     /// round trip reads what the preconditions need (the clock, the logins, the request ids),
     /// the batch is decided on what was read, and one `MULTI`/`EXEC` writes it.
-    pub async fn apply_new(&self, events: &[Event]) -> Result<Vec<Result<Applied>>> {
+    pub async fn apply_new(
+        &self,
+        events: &[Event],
+        fresh: &[bool],
+    ) -> Result<Vec<Result<Applied>>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        assert_eq!(events.len(), fresh.len(), "one fresh flag per event");
         let mut known = self.writes.lock().await;
         if let (Some(clock), true) = (*known, events.len() <= SPECULATE_EVENTS_MAX) {
-            if let Some(outcomes) = self.apply_expecting(&mut known, clock, events).await? {
+            if let Some(outcomes) = self
+                .apply_expecting(&mut known, clock, events, fresh)
+                .await?
+            {
                 return Ok(outcomes);
             }
         }
@@ -460,7 +469,9 @@ impl Store {
         for login in &logins {
             read.cmd("HGET").arg(login_key(login)).arg(*login);
         }
-        for event in events {
+        // Only the ids that may have been sent before are looked for.
+        let looked_for = events.iter().zip(fresh).filter(|(_, fresh)| !**fresh);
+        for (event, _) in looked_for.clone() {
             for key in request_keys_around(now, &event.request_id) {
                 read.cmd("HGET").arg(key).arg(event.request_id.as_bytes());
             }
@@ -470,7 +481,7 @@ impl Store {
             .split_first()
             .ok_or_else(|| corrupt("no reply to a read".into()))?;
         let clock: Option<u64> = redis::from_redis_value(clock)?;
-        if rest.len() != logins.len() + PERIODS_AROUND * events.len() {
+        if rest.len() != logins.len() + PERIODS_AROUND * looked_for.count() {
             return Err(corrupt(format!("{} replies to a read", replies.len())));
         }
         let (owners, results) = rest.split_at(logins.len());
@@ -483,9 +494,15 @@ impl Store {
             index.entry(login).or_insert(owner);
         }
         let mut remembered = Vec::with_capacity(events.len());
-        for found in results.chunks(PERIODS_AROUND) {
+        let mut found = results.chunks(PERIODS_AROUND);
+        for fresh in fresh {
             let mut first = None;
-            for raw in found {
+            let raws = if *fresh {
+                &[][..]
+            } else {
+                found.next().unwrap_or_default()
+            };
+            for raw in raws {
                 let raw: Option<Vec<u8>> = redis::from_redis_value(raw)?;
                 if let (None, Some(raw)) = (&first, raw) {
                     first = Some(parse_result(&raw)?);
@@ -509,6 +526,7 @@ impl Store {
         known: &mut Option<u64>,
         clock: u64,
         events: &[Event],
+        fresh: &[bool],
     ) -> Result<Option<Vec<Result<Applied>>>> {
         let mut checks: Vec<[Vec<u8>; 4]> = Vec::new();
         let check = |op: &str, key: &str, field: &[u8], value: &[u8]| {
@@ -522,7 +540,7 @@ impl Store {
         checks.push(check("get", CLOCK, b"", stored.as_bytes()));
         let mut index: HashMap<&str, Option<Uuid>> = HashMap::new();
         let now = now_ms();
-        for event in events {
+        for (event, fresh) in events.iter().zip(fresh) {
             for (login, owner) in owners_needed(&event.change) {
                 if index.contains_key(login) {
                     continue; // An earlier write in the batch decides this one's view.
@@ -534,8 +552,10 @@ impl Store {
                     Some(uuid) => check("heq", &key, login.as_bytes(), uuid.as_bytes()),
                 });
             }
-            for key in request_keys_around(now, &event.request_id) {
-                checks.push(check("hfree", &key, event.request_id.as_bytes(), b""));
+            if !fresh {
+                for key in request_keys_around(now, &event.request_id) {
+                    checks.push(check("hfree", &key, event.request_id.as_bytes(), b""));
+                }
             }
         }
         let unknown = vec![None; events.len()];

@@ -34,6 +34,12 @@ pub struct Envelope<B> {
     /// reflects (the event's for a write, the node's applied clock for a read).
     #[serde(default)]
     pub clock: u64,
+    /// In a write request: the sender vouches that the write's request id was never sent
+    /// before (the client library's first attempt of a write it made the id for), so no
+    /// earlier result can exist and the coordinator does not look for one. Left out (false)
+    /// on every retry and whenever the sender cannot tell.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh: bool,
     /// The request or reply.
     pub body: B,
 }
@@ -73,6 +79,7 @@ impl<B> Envelope<B> {
             seq,
             auth: None,
             clock: 0,
+            fresh: false,
             body,
         }
     }
