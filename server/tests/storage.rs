@@ -255,3 +255,92 @@ async fn a_directory_in_the_first_layout_is_moved_and_served() {
     );
     redis.stop().await.unwrap();
 }
+
+/// How many times the Redis at `url` has run `command` (lower case).
+async fn calls_of(url: &str, command: &str) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis_conn(url).await)
+        .await
+        .unwrap();
+    let name = format!("cmdstat_{command}:calls=");
+    stats.find(&name).map_or(0, |at| {
+        stats[at + name.len()..]
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    })
+}
+
+#[tokio::test]
+async fn a_request_result_hash_gets_its_expiry_once_and_again_in_a_new_database() {
+    use idserver::event::{Change, Event};
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = RedisChild::start(redis_dir.path(), "redis-server", "everysec")
+        .await
+        .unwrap();
+    let url = redis.url();
+    let store = Store::connect(&url).await.unwrap();
+    // Request ids sharing their first 12 bits: their results share one hash.
+    let mut n = 0u128;
+    let mut batch = |size: usize| -> Vec<Event> {
+        (0..size)
+            .map(|_| {
+                n += 1;
+                Event {
+                    clock: 0,
+                    epoch: 1,
+                    origin_rank: 1,
+                    request_id: Uuid::from_u128((0xabc << 116) | n),
+                    at_ms: idserver::service::now_ms(),
+                    change: Change::Create {
+                        uuid: Uuid::new_v4(),
+                        login: format!("user{n}"),
+                        real_name: String::new(),
+                        client_addr: "127.0.0.1:1".into(),
+                        password_hash: None,
+                    },
+                }
+            })
+            .collect()
+    };
+    let ttl_of_results = || async {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("idlab:requests:*")
+            .query_async(&mut redis_conn(&url).await)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1, "one hash: {keys:?}");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&keys[0])
+            .query_async(&mut redis_conn(&url).await)
+            .await
+            .unwrap();
+        ttl
+    };
+    for size in [1, 2, 5, 30] {
+        let events = batch(size);
+        let applied = store.apply_new(&events, &vec![false; size]).await.unwrap();
+        assert!(applied.iter().all(Result::is_ok));
+    }
+    assert_eq!(
+        calls_of(&url, "pexpireat").await,
+        1,
+        "set with the first write only"
+    );
+    assert!(ttl_of_results().await > 0);
+
+    // The database replaced under the node (as a full sync does): the hash is made anew and
+    // gets its expiry again.
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut redis_conn(&url).await)
+        .await
+        .unwrap();
+    store.forget_clock().await;
+    let events = batch(3);
+    store.apply_new(&events, &[true; 3]).await.unwrap();
+    assert_eq!(calls_of(&url, "pexpireat").await, 2);
+    assert!(ttl_of_results().await > 0, "the new hash has no expiry");
+}

@@ -91,6 +91,8 @@ pub struct Store {
     /// Held while writing events, so this node's writes never interleave; holds the stored
     /// clock as the last write left it (`None`: unknown, read it again).
     writes: Arc<Mutex<Option<u64>>>,
+    /// The request-result hashes this process has given their expiry.
+    expiring: Arc<std::sync::Mutex<ExpiryMarks>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,6 +110,7 @@ impl Store {
             conn,
             url: url.to_string(),
             writes: Arc::default(),
+            expiring: Arc::default(),
         })
     }
 
@@ -565,8 +568,11 @@ impl Store {
         for [op, key, field, value] in &checks {
             script.arg(op).arg(key).arg(field).arg(value);
         }
+        let mut expired = Vec::new();
         if last > clock {
-            for command in batch.into_commands(clock, last).cmd_iter() {
+            let (commands, given) = batch.into_commands(clock, last, &self.marks());
+            expired = given;
+            for command in commands.cmd_iter() {
                 let args: Vec<&[u8]> = command
                     .args_iter()
                     .filter_map(|arg| match arg {
@@ -581,6 +587,7 @@ impl Store {
         match ran {
             Ok(1) => {
                 *known = Some(last);
+                self.marks().mark(&expired, now_ms());
                 Ok(Some(outcomes))
             }
             Ok(_) => Ok(None),
@@ -621,10 +628,17 @@ impl Store {
         Ok(last.clock)
     }
 
-    /// Forgets the clock remembered from the last write (after the database was replaced):
-    /// the next replicated write reads it from Redis again.
+    /// Forgets what this process remembers of the database (after it was replaced, or its
+    /// Redis restarted): the next write reads the clock from Redis again and sets the expiry
+    /// of every request-result hash it writes.
     pub async fn forget_clock(&self) {
-        *self.writes.lock().await = None;
+        let mut known = self.writes.lock().await;
+        *known = None;
+        self.marks().clear();
+    }
+
+    fn marks(&self) -> std::sync::MutexGuard<'_, ExpiryMarks> {
+        self.expiring.lock().expect("expiry marks lock poisoned")
     }
 
     /// Runs `pipe`; any failure makes the remembered clock unknown.
@@ -649,7 +663,7 @@ impl Store {
         from: u64,
         to: u64,
     ) -> Result<()> {
-        let mut write = batch.into_commands(from, to);
+        let (mut write, expired) = batch.into_commands(from, to, &self.marks());
         write.atomic();
         let (before,): (Option<u64>,) = self.query(known, write).await?;
         if before.unwrap_or(0) != from {
@@ -658,6 +672,7 @@ impl Store {
                 "the stored clock moved from {from} to {before:?} under this node's write"
             )));
         }
+        self.marks().mark(&expired, now_ms());
         Ok(())
     }
 
@@ -927,8 +942,9 @@ struct Batch<'a> {
     log: Vec<(u64, &'a Event)>,
 }
 
-/// A request-result hash's period and its (request id, result) pairs.
-type PeriodResults = (u64, Vec<(Uuid, [u8; 17])>);
+/// A request-result hash's period, its slot (see [`request_slot`]) and its (request id,
+/// result) pairs.
+type PeriodResults = (u64, usize, Vec<(Uuid, [u8; 17])>);
 
 /// The fields of an account to set.
 #[derive(Default)]
@@ -987,8 +1003,8 @@ impl<'a> Batch<'a> {
         let period = event.at_ms / REQUEST_ID_TTL_MS;
         self.results
             .entry(request_key(period, &event.request_id))
-            .or_insert_with(|| (period, Vec::new()))
-            .1
+            .or_insert_with(|| (period, request_slot(&event.request_id), Vec::new()))
+            .2
             .push((event.request_id, encode_result(result)));
         self.log.push((clock, event));
         result
@@ -997,7 +1013,17 @@ impl<'a> Batch<'a> {
     /// The batch's commands, moving the clock from `from` to `to`; the last one is
     /// `SET idlab:clock <to> GET` (its reply, the clock before, proves no other writer), the
     /// only one whose reply is not ignored.
-    fn into_commands(self, from: u64, to: u64) -> redis::Pipeline {
+    ///
+    /// A request-result hash gets its expiry (`PEXPIREAT`) unless `marks` says this process
+    /// gave it already; the hashes given one here are returned, to be marked once the
+    /// commands have run.
+    fn into_commands(
+        self,
+        from: u64,
+        to: u64,
+        marks: &ExpiryMarks,
+    ) -> (redis::Pipeline, Vec<(u64, usize)>) {
+        let now = now_ms();
         // Per hash: the fields to set and the fields to remove.
         type Fields = (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>);
         let mut hashes: BTreeMap<String, Fields> = BTreeMap::new();
@@ -1044,7 +1070,8 @@ impl<'a> Batch<'a> {
         if self.count_delta != 0 {
             pipe.cmd("INCRBY").arg(COUNT).arg(self.count_delta).ignore();
         }
-        for (key, (period, results)) in self.results {
+        let mut expired = Vec::new();
+        for (key, (period, slot, results)) in self.results {
             let mut hset = sized(
                 "HSET",
                 2 + 2 * results.len(),
@@ -1055,11 +1082,14 @@ impl<'a> Batch<'a> {
                 hset.arg(id.as_bytes()).arg(&result[..]);
             }
             pipe.add_command(hset).ignore();
-            let mut expire = sized("PEXPIREAT", 3, key.len() + 20);
-            expire.arg(&key).arg(request_expiry_ms(period));
-            pipe.add_command(expire).ignore();
+            if !marks.has(period, slot, now) {
+                let mut expire = sized("PEXPIREAT", 3, key.len() + 20);
+                expire.arg(&key).arg(request_expiry_ms(period));
+                pipe.add_command(expire).ignore();
+                expired.push((period, slot));
+            }
         }
-        let applied_ms = now_ms();
+        let applied_ms = now;
         let entries: Vec<(u64, Vec<u8>)> = self
             .log
             .into_iter()
@@ -1080,7 +1110,7 @@ impl<'a> Batch<'a> {
                 .ignore();
         }
         pipe.cmd("SET").arg(CLOCK).arg(to).arg("GET");
-        pipe
+        (pipe, expired)
     }
 }
 
@@ -1120,8 +1150,56 @@ fn login_key(login: &str) -> String {
 /// event's time, so that every node keeps the same hashes), one of 4,096 by the request id's
 /// first 12 bits.
 fn request_key(period: u64, request_id: &Uuid) -> String {
+    format!("{REQUESTS}{period}:{:03x}", request_slot(request_id))
+}
+
+/// Which of a period's REQUEST_SLOTS hashes keeps the result of `request_id`: its first 12 bits.
+fn request_slot(request_id: &Uuid) -> usize {
     let bytes = request_id.as_bytes();
-    format!("{REQUESTS}{period}:{:02x}{:x}", bytes[0], bytes[1] >> 4)
+    (usize::from(bytes[0]) << 4) | usize::from(bytes[1] >> 4)
+}
+
+/// How many request-result hashes a period has.
+const REQUEST_SLOTS: usize = 4096;
+
+/// How long before a request-result hash expires this process stops trusting its mark (the
+/// expiry is Redis's to apply, by its own clock): a write after that sets the expiry again.
+const EXPIRY_MARK_MARGIN_MS: u64 = 60_000;
+
+/// The request-result hashes this process has given their expiry, one bit per hash of each
+/// period, so that a hash gets its `PEXPIREAT` with its first write rather than every one (a
+/// command per write in every node's Redis). A missing mark only costs a command; a wrong one
+/// would leave a hash without expiry, so marks are set only after the write ran, dropped
+/// with the database (see [`Store::forget_clock`]) and not trusted near the expiry, past
+/// which a late write would make the hash anew.
+#[derive(Default)]
+struct ExpiryMarks(BTreeMap<u64, Box<[u64; REQUEST_SLOTS / 64]>>);
+
+impl ExpiryMarks {
+    /// Whether the hash `slot` of `period` was given its expiry and will keep it past `now`.
+    fn has(&self, period: u64, slot: usize, now: u64) -> bool {
+        now + EXPIRY_MARK_MARGIN_MS < request_expiry_ms(period)
+            && self
+                .0
+                .get(&period)
+                .is_some_and(|bits| bits[slot / 64] & (1 << (slot % 64)) != 0)
+    }
+
+    /// Marks the hashes `given` (period, slot), and forgets periods already expired.
+    fn mark(&mut self, given: &[(u64, usize)], now: u64) {
+        self.0.retain(|period, _| now < request_expiry_ms(*period));
+        for &(period, slot) in given {
+            let bits = self
+                .0
+                .entry(period)
+                .or_insert_with(|| Box::new([0; REQUEST_SLOTS / 64]));
+            bits[slot / 64] |= 1 << (slot % 64);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// When the request-result hashes of `period` expire: REQUEST_ID_TTL_MS after its last
@@ -1221,4 +1299,33 @@ fn corrupt(detail: String) -> Error {
         ErrorCode::Internal,
         format!("stored data is inconsistent: {detail}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_mark_holds_until_shortly_before_the_expiry_and_is_then_forgotten() {
+        let period = 2_000;
+        let start = period * REQUEST_ID_TTL_MS;
+        let expiry = request_expiry_ms(period);
+        let mut marks = ExpiryMarks::default();
+        assert!(!marks.has(period, 7, start));
+        marks.mark(&[(period, 7)], start);
+        assert!(marks.has(period, 7, start));
+        assert!(!marks.has(period, 8, start), "another hash");
+        assert!(!marks.has(period + 1, 7, start), "another period");
+        assert!(marks.has(period, 7, expiry - EXPIRY_MARK_MARGIN_MS - 1));
+        assert!(!marks.has(period, 7, expiry - EXPIRY_MARK_MARGIN_MS));
+        marks.mark(&[(period + 2, 1)], expiry);
+        assert_eq!(marks.0.keys().copied().collect::<Vec<_>>(), [period + 2]);
+    }
+
+    #[test]
+    fn request_keys_name_the_slot_in_three_hex_digits() {
+        let id = Uuid::from_u128(0xabcd_u128 << 112);
+        assert_eq!(request_slot(&id), 0xabc);
+        assert_eq!(request_key(5, &id), "idlab:requests:5:abc");
+    }
 }
