@@ -6,7 +6,10 @@
 //! one phase; `--seconds` sets the length of phases 1 to 3 (default 3, 5 and 3 s); `--syncs`
 //! how many full syncs phase 4 times (default 3, each into a fresh node; their medians are
 //! printed too); `--same-priority` keeps the syncing node at normal priority (by default it
-//! runs at idle priority, `SCHED_IDLE`, standing in for a machine of its own). Phases:
+//! runs at idle priority, `SCHED_IDLE`, standing in for a machine of its own);
+//! `--node-threads N` starts the nodes with `--worker-threads N` (default 1: the three nodes,
+//! their Redis and this load generator share the machine's cores; 0 leaves idserver's default
+//! of one per CPU). Phases:
 //! 1. one client, creates without a password, one at a time: latency p50/p99, creates/s;
 //! 2. 64 concurrent clients for 5 s: acked creates/s, latency p50/p99;
 //! 3. 8 clients creating with passwords (argon2id) for 3 s: creates/s;
@@ -145,6 +148,8 @@ async fn main() {
     let idle_new_node = !args.iter().any(|a| a == "--same-priority");
     let seconds: Option<u64> = option("--seconds").map(|s| s.parse().expect("--seconds N"));
     let syncs: usize = option("--syncs").map_or(3, |s| s.parse().expect("--syncs N"));
+    let node_threads: u16 =
+        option("--node-threads").map_or(1, |s| s.parse().expect("--node-threads N"));
     let phase = |name: &str, default_s: u64| {
         let run = only.as_deref().is_none_or(|o| o == name);
         (run, Duration::from_secs(seconds.unwrap_or(default_s)))
@@ -159,6 +164,9 @@ async fn main() {
         None => 1_000_000,
     };
     let mut cluster = Cluster::new(IDSERVER, 3);
+    if node_threads > 0 {
+        cluster.extra_args = vec!["--worker-threads".into(), node_threads.to_string()];
+    }
     cluster.start_all();
     let c = cluster.agreed(Duration::from_secs(10)).await;
 

@@ -133,6 +133,24 @@ fn each_signal_saves_and_a_restart_serves_the_same_data() {
 }
 
 #[test]
+fn one_worker_thread_serves_and_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(dir.path(), &["--worker-threads", "1"]);
+    let (status, created) = server.client(&["--create", "solo", "Solo"]);
+    assert_eq!(status, 0, "{created}");
+    let (status, found) = server.client(&["--lookup", "solo"]);
+    assert_eq!((status, &found["account"]["uuid"]), (0, &created["uuid"]));
+    assert!(server.stop(Signal::SIGTERM).success());
+
+    let out = Command::new(IDSERVER)
+        .args(["--worker-threads", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--worker-threads"));
+}
+
+#[test]
 fn a_killed_servers_redis_dies_with_it_and_a_stale_one_is_cleaned_up() {
     let dir = tempfile::tempdir().unwrap();
     // The write must be in the file before the kill: with `everysec`, a Redis whose earlier

@@ -48,6 +48,11 @@ struct Args {
     /// The redis-server binary to start.
     #[arg(long, default_value = "redis-server", env = "IDSERVER_REDIS_SERVER")]
     redis_server: String,
+    /// Threads serving requests and the cluster (default: one per CPU). Where the node shares
+    /// a few cores with other nodes or their Redis (several nodes on one small host), 1 keeps
+    /// its threads from contending with the others for the same cores.
+    #[arg(long, env = "IDSERVER_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     /// fsync policy of the own Redis's append-only file.
     #[arg(long, default_value = "everysec", value_parser = ["always", "everysec", "no"])]
     appendfsync: String,
@@ -162,7 +167,12 @@ fn main() -> ExitCode {
             strict_cluster_size,
         },
     };
-    let runtime = tokio::runtime::Runtime::new().expect("failed to start the async runtime");
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime.build().expect("failed to start the async runtime");
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
