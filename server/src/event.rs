@@ -1,7 +1,8 @@
 //! Events: the writes (create, rename, delete) as facts with their results already decided,
 //! so that every node that applies one stores the same record. Reads are never events.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 /// An event as a node's log keeps it: with the time this node applied it.
@@ -43,8 +44,10 @@ pub struct Event {
 }
 
 /// The change an event makes, with every generated value filled in. Tagged by `kind` (in the
-/// event log's JSON: `change.kind`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// event log's JSON: `change.kind`). Read by [`Deserialize`] below, field by field in any
+/// order: serde's own reading of a tagged enum first copies the whole map into a buffer, which
+/// cost replicas a twentieth of their CPU in every replicated batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     /// A new account.
@@ -94,6 +97,223 @@ impl Change {
             Change::Create { uuid, .. }
             | Change::Rename { uuid, .. }
             | Change::Delete { uuid, .. } => *uuid,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Change {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Change, D::Error> {
+        deserializer.deserialize_map(ChangeVisitor)
+    }
+}
+
+struct ChangeVisitor;
+
+impl<'de> Visitor<'de> for ChangeVisitor {
+    type Value = Change;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a change (a map with its kind)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Change, A::Error> {
+        let mut kind: Option<Kind> = None;
+        let mut uuid: Option<Uuid> = None;
+        let mut password_hash: Option<Option<String>> = None;
+        let mut texts: [Option<String>; TEXT_FIELDS.len()] = Default::default();
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Kind => kind = Some(map.next_value()?),
+                Field::Uuid => uuid = Some(map.next_value()?),
+                Field::PasswordHash => password_hash = Some(map.next_value()?),
+                Field::Text(i) => texts[i] = Some(map.next_value()?),
+                Field::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let kind = kind.ok_or_else(|| de::Error::missing_field("kind"))?;
+        let uuid = uuid.ok_or_else(|| de::Error::missing_field("uuid"))?;
+        let [login, real_name, client_addr, old, new] = texts;
+        let text = |value: Option<String>, name: &'static str| {
+            value.ok_or_else(|| de::Error::missing_field(name))
+        };
+        Ok(match kind {
+            Kind::Create => Change::Create {
+                uuid,
+                login: text(login, "login")?,
+                real_name: text(real_name, "real_name")?,
+                client_addr: text(client_addr, "client_addr")?,
+                password_hash: password_hash.flatten(),
+            },
+            Kind::Rename => Change::Rename {
+                uuid,
+                old: text(old, "old")?,
+                new: text(new, "new")?,
+            },
+            Kind::Delete => Change::Delete {
+                uuid,
+                login: text(login, "login")?,
+            },
+        })
+    }
+}
+
+/// The text fields of the changes, in the order [`ChangeVisitor`] keeps them.
+const TEXT_FIELDS: [&str; 5] = ["login", "real_name", "client_addr", "old", "new"];
+
+/// A change's field name, read without copying it.
+enum Field {
+    Kind,
+    Uuid,
+    PasswordHash,
+    /// One of TEXT_FIELDS.
+    Text(usize),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Field, D::Error> {
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl Visitor<'_> for FieldVisitor {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
+        Ok(match name {
+            "kind" => Field::Kind,
+            "uuid" => Field::Uuid,
+            "password_hash" => Field::PasswordHash,
+            other => TEXT_FIELDS
+                .iter()
+                .position(|text| *text == other)
+                .map_or(Field::Other, Field::Text),
+        })
+    }
+}
+
+/// A change's kind, read without copying it.
+enum Kind {
+    Create,
+    Rename,
+    Delete,
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
+        deserializer.deserialize_str(KindVisitor)
+    }
+}
+
+struct KindVisitor;
+
+impl Visitor<'_> for KindVisitor {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("create, rename or delete")
+    }
+
+    fn visit_str<E: de::Error>(self, kind: &str) -> Result<Kind, E> {
+        match kind {
+            "create" => Ok(Kind::Create),
+            "rename" => Ok(Kind::Rename),
+            "delete" => Ok(Kind::Delete),
+            other => Err(E::unknown_variant(other, &["create", "rename", "delete"])),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes() -> Vec<Change> {
+        let uuid = Uuid::from_u128(0x1234_5678_9abc_4def_8000_0000_0000_0001);
+        vec![
+            Change::Create {
+                uuid,
+                login: "ada".into(),
+                real_name: "Ada".into(),
+                client_addr: "127.0.0.1:1".into(),
+                password_hash: Some("$argon2id$x".into()),
+            },
+            Change::Create {
+                uuid,
+                login: "bob".into(),
+                real_name: String::new(),
+                client_addr: "[::1]:2".into(),
+                password_hash: None,
+            },
+            Change::Rename {
+                uuid,
+                old: "ada".into(),
+                new: "countess".into(),
+            },
+            Change::Delete {
+                uuid,
+                login: "countess".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_change_reads_back_from_cbor_and_json() {
+        for change in changes() {
+            let mut cbor = Vec::new();
+            ciborium::into_writer(&change, &mut cbor).unwrap();
+            assert_eq!(
+                ciborium::from_reader::<Change, _>(&cbor[..]).unwrap(),
+                change
+            );
+            let json = serde_json::to_string(&change).unwrap();
+            assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), change);
+        }
+    }
+
+    #[test]
+    fn fields_are_read_in_any_order_and_unknown_ones_skipped() {
+        let json = r#"{"login":"zed","extra":[1,2],"uuid":"00000000-0000-4000-8000-000000000009","kind":"delete"}"#;
+        assert_eq!(
+            serde_json::from_str::<Change>(json).unwrap(),
+            Change::Delete {
+                uuid: Uuid::from_u128(0x4000_8000_0000_0000_0009),
+                login: "zed".into()
+            }
+        );
+        // A create without a password hash field has none.
+        let json = r#"{"kind":"create","uuid":"00000000-0000-4000-8000-000000000009","login":"a","real_name":"","client_addr":"x"}"#;
+        assert!(matches!(
+            serde_json::from_str::<Change>(json).unwrap(),
+            Change::Create {
+                password_hash: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_change_without_its_kind_or_fields_is_refused_by_name() {
+        let uuid = r#""uuid":"00000000-0000-4000-8000-000000000009""#;
+        let cases = [
+            (format!(r#"{{{uuid},"login":"a"}}"#), "kind"),
+            (format!(r#"{{"kind":"rename",{uuid},"old":"a"}}"#), "new"),
+            (format!(r#"{{"kind":"move",{uuid}}}"#), "unknown variant"),
+            (r#"{"kind":"delete","login":"a"}"#.to_string(), "uuid"),
+        ];
+        for (json, why) in cases {
+            let err = serde_json::from_str::<Change>(&json)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{json}: {err}");
         }
     }
 }
