@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::calls_of;
 use common::cluster::Cluster;
 use idserver::client::Client;
 use idserver::event::LoggedEvent;
@@ -216,20 +217,8 @@ async fn field_lookups(cluster: &Cluster, i: usize) -> u64 {
         .path()
         .join(format!("node{i}"))
         .join("redis.sock");
-    let client = redis::Client::open(format!("unix://{}", sock.display())).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    ["cmdstat_hget:calls=", "cmdstat_hexists:calls="]
-        .iter()
-        .filter_map(|name| {
-            let at = stats.find(name)? + name.len();
-            stats[at..].split(',').next()?.parse::<u64>().ok()
-        })
-        .sum()
+    let url = format!("unix://{}", sock.display());
+    calls_of(&url, "hget").await + calls_of(&url, "hexists").await
 }
 
 #[tokio::test]

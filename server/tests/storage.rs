@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{config, redis_conn, redis_set, TestServer};
+use common::{calls_of, config, redis_conn, redis_set, TestServer};
 use idserver::client::{Client, ClientConfig};
 use idserver::server::RunningServer;
 use idserver::store::{RedisChild, Store, WriteResult};
@@ -254,24 +254,6 @@ async fn a_directory_in_the_first_layout_is_moved_and_served() {
         "nothing moves twice"
     );
     redis.stop().await.unwrap();
-}
-
-/// How many times the Redis at `url` has run `command` (lower case).
-async fn calls_of(url: &str, command: &str) -> u64 {
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut redis_conn(url).await)
-        .await
-        .unwrap();
-    let name = format!("cmdstat_{command}:calls=");
-    stats.find(&name).map_or(0, |at| {
-        stats[at + name.len()..]
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    })
 }
 
 #[tokio::test]

@@ -75,3 +75,21 @@ pub async fn redis_set(url: &str, key: &str, value: &str) {
         .await
         .unwrap();
 }
+
+/// How many times the Redis at `url` has run `command` (lower case).
+pub async fn calls_of(url: &str, command: &str) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis_conn(url).await)
+        .await
+        .unwrap();
+    let name = format!("cmdstat_{command}:calls=");
+    stats.find(&name).map_or(0, |at| {
+        stats[at + name.len()..]
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    })
+}
