@@ -568,10 +568,10 @@ impl Store {
         for [op, key, field, value] in &checks {
             script.arg(op).arg(key).arg(field).arg(value);
         }
-        let mut expired = Vec::new();
+        let mut given_expiry = Vec::new();
         if last > clock {
             let (commands, given) = batch.into_commands(clock, last, &self.marks());
-            expired = given;
+            given_expiry = given;
             for command in commands.cmd_iter() {
                 let args: Vec<&[u8]> = command
                     .args_iter()
@@ -587,7 +587,7 @@ impl Store {
         match ran {
             Ok(1) => {
                 *known = Some(last);
-                self.marks().mark(&expired, now_ms());
+                self.marks().mark(&given_expiry, now_ms());
                 Ok(Some(outcomes))
             }
             Ok(_) => Ok(None),
@@ -663,7 +663,7 @@ impl Store {
         from: u64,
         to: u64,
     ) -> Result<()> {
-        let (mut write, expired) = batch.into_commands(from, to, &self.marks());
+        let (mut write, given_expiry) = batch.into_commands(from, to, &self.marks());
         write.atomic();
         let (before,): (Option<u64>,) = self.query(known, write).await?;
         if before.unwrap_or(0) != from {
@@ -672,7 +672,7 @@ impl Store {
                 "the stored clock moved from {from} to {before:?} under this node's write"
             )));
         }
-        self.marks().mark(&expired, now_ms());
+        self.marks().mark(&given_expiry, now_ms());
         Ok(())
     }
 
@@ -1070,7 +1070,7 @@ impl<'a> Batch<'a> {
         if self.count_delta != 0 {
             pipe.cmd("INCRBY").arg(COUNT).arg(self.count_delta).ignore();
         }
-        let mut expired = Vec::new();
+        let mut given_expiry = Vec::new();
         for (key, (period, slot, results)) in self.results {
             let mut hset = sized(
                 "HSET",
@@ -1086,7 +1086,7 @@ impl<'a> Batch<'a> {
                 let mut expire = sized("PEXPIREAT", 3, key.len() + 20);
                 expire.arg(&key).arg(request_expiry_ms(period));
                 pipe.add_command(expire).ignore();
-                expired.push((period, slot));
+                given_expiry.push((period, slot));
             }
         }
         let applied_ms = now;
@@ -1110,7 +1110,7 @@ impl<'a> Batch<'a> {
                 .ignore();
         }
         pipe.cmd("SET").arg(CLOCK).arg(to).arg("GET");
-        (pipe, expired)
+        (pipe, given_expiry)
     }
 }
 
