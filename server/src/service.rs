@@ -304,10 +304,21 @@ impl Service {
     /// A read from this node's store, with the clock it reflects: the store's clock read after
     /// it, so that a session never sees older state later (monotonic reads) even when a write
     /// landed between the applied watermark and the read.
+    ///
+    /// In strict mode a coordinator answers only once a majority holds what it read: it
+    /// applies its own writes before they are acknowledged, and a read must not show a write
+    /// that a successor may drop (a lost majority, then an election). Usually immediate; with
+    /// writes in flight, as long as their acknowledgements take.
     async fn serve_local_read(&self, request: Request) -> Result<(Reply, u64)> {
+        let view = self.shared.membership.state().view;
         let reply = self.serve_read(request).await?;
-        let clock = self.shared.store.clock().await?;
-        Ok((reply, clock.max(self.shared.applied())))
+        let clock = self.shared.store.clock().await?.max(self.shared.applied());
+        if self.shared.replication.strict_cluster_size.is_some() && view.role == Role::Coordinator {
+            self.replicator
+                .wait_acked(&self.shared, clock, view.epoch)
+                .await?;
+        }
+        Ok((reply, clock))
     }
 
     /// Password work on the node the client talked to: hash for a create; check for a modify

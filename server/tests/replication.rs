@@ -210,6 +210,53 @@ async fn a_retry_after_failover_gets_the_first_result() {
     }
 }
 
+#[tokio::test]
+async fn a_strict_coordinator_reads_a_write_only_once_a_majority_holds_it() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.extra_args = vec!["--mode".into(), "strict".into()];
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    // The followers keep answering heartbeats but cannot apply (their Redis is stopped), so
+    // nothing the coordinator writes now is acknowledged until they resume.
+    let redis_of = |i: usize| {
+        let pid = std::fs::read_to_string(
+            cluster
+                .dir
+                .path()
+                .join(format!("node{i}"))
+                .join("redis.pid"),
+        )
+        .unwrap();
+        Pid::from_raw(pid.trim().parse().unwrap())
+    };
+    let followers: Vec<Pid> = (0..3).filter(|i| *i != c).map(redis_of).collect();
+    for pid in &followers {
+        kill(*pid, Signal::SIGSTOP).unwrap();
+    }
+    let mut writer = cluster.client(&[c]);
+    let write = tokio::spawn(async move { writer.create("pending", "", None).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut reader = cluster.client(&[c]);
+    let read = tokio::spawn(async move { reader.lookup("pending").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answered_early = read.is_finished();
+    for pid in &followers {
+        kill(*pid, Signal::SIGCONT).unwrap();
+    }
+    assert!(
+        !answered_early,
+        "the coordinator answered a read of a write no majority held: {:?}",
+        read.await
+    );
+    let uuid = write
+        .await
+        .unwrap()
+        .expect("acknowledged once the followers resumed");
+    assert_eq!(read.await.unwrap().expect("read once committed").uuid, uuid);
+}
+
 /// How many field lookups (`HGET`, `HEXISTS`) the Redis of node `i` has served.
 async fn field_lookups(cluster: &Cluster, i: usize) -> u64 {
     let sock = cluster
