@@ -355,8 +355,16 @@ fn parse_request(payload: &[u8], cluster: &str) -> Result<Parsed, Box<(u64, Repl
     // One pass over the frame when it reads as a request (a replication batch is most of a
     // replica's input); only one that does not is read again for its head, to tell a version or
     // cluster mismatch from a bad frame.
-    let (head, envelope) = match decode::<Envelope<Request>>(payload) {
-        Ok(envelope) => (envelope.head(), Ok(envelope)),
+    let (head, rest) = match decode::<Envelope<Request>>(payload) {
+        Ok(e) => {
+            let head = EnvelopeHead {
+                version_min: e.version_min,
+                version_max: e.version_max,
+                cluster: e.cluster,
+                seq: e.seq,
+            };
+            (head, Ok((e.clock, e.fresh, e.body)))
+        }
         Err(e) => {
             let head: EnvelopeHead = decode(payload)
                 .map_err(|e| Box::new((0, bad_frame(&format!("unreadable envelope: {e}")))))?;
@@ -387,9 +395,9 @@ fn parse_request(payload: &[u8], cluster: &str) -> Result<Parsed, Box<(u64, Repl
             ),
         )));
     }
-    let envelope = envelope
-        .map_err(|e| Box::new((head.seq, bad_frame(&format!("unreadable request: {e}")))))?;
-    Ok((envelope.seq, envelope.clock, envelope.fresh, envelope.body))
+    let (clock, fresh, request) =
+        rest.map_err(|e| Box::new((head.seq, bad_frame(&format!("unreadable request: {e}")))))?;
+    Ok((head.seq, clock, fresh, request))
 }
 
 fn refusal(code: ErrorCode, message: String) -> Reply {

@@ -310,10 +310,11 @@ impl Service {
     /// that a successor may drop (a lost majority, then an election). Usually immediate; with
     /// writes in flight, as long as their acknowledgements take.
     async fn serve_local_read(&self, request: Request) -> Result<(Reply, u64)> {
-        let view = self.shared.membership.state().view;
+        let strict = self.shared.replication.strict_cluster_size.is_some();
+        let view = strict.then(|| self.shared.membership.state().view);
         let reply = self.serve_read(request).await?;
         let clock = self.shared.store.clock().await?.max(self.shared.applied());
-        if self.shared.replication.strict_cluster_size.is_some() && view.role == Role::Coordinator {
+        if let Some(view) = view.filter(|v| v.role == Role::Coordinator) {
             self.replicator
                 .wait_acked(&self.shared, clock, view.epoch)
                 .await?;

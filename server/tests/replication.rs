@@ -237,9 +237,15 @@ async fn a_strict_coordinator_reads_a_write_only_once_a_majority_holds_it() {
     }
     let mut writer = cluster.client(&[c]);
     let write = tokio::spawn(async move { writer.create("pending", "", None).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Applied on the coordinator (not acknowledged: nothing answers yet).
+    let deadline = Instant::now() + SETTLE;
+    while cluster.status(c).await.map(|s| s.clock) != Some(1) {
+        assert!(Instant::now() < deadline, "the write was never applied");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut reader = cluster.client(&[c]);
     let read = tokio::spawn(async move { reader.lookup("pending").await });
+    // Long enough for an unguarded read to be answered many times over.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let answered_early = read.is_finished();
     for pid in &followers {

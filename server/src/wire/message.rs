@@ -60,16 +60,6 @@ pub struct EnvelopeHead {
 }
 
 impl<B> Envelope<B> {
-    /// The fields every version keeps.
-    pub fn head(&self) -> EnvelopeHead {
-        EnvelopeHead {
-            version_min: self.version_min,
-            version_max: self.version_max,
-            cluster: self.cluster.clone(),
-            seq: self.seq,
-        }
-    }
-
     /// Wraps `body` with this build's version range.
     pub fn new(cluster: &str, seq: u64, body: B) -> Self {
         Envelope {
