@@ -148,9 +148,29 @@ impl Lab {
 
     /// Cuts one direction only: `from` can no longer reach `to`.
     pub fn cut(&self, from: &str, to: &str, mode: PartitionMode) -> Result<()> {
-        let (from, to) = (self.host(from)?.index, self.host(to)?.index);
+        self.cut_to(from, &[to], mode)
+    }
+
+    /// Cuts one direction from `from` to each of `to`, all at once.
+    pub fn cut_to(&self, from: &str, to: &[&str], mode: PartitionMode) -> Result<()> {
+        let from = self.host(from)?.index;
+        let to: Vec<u32> = to
+            .iter()
+            .map(|name| self.host(name).map(|h| h.index))
+            .collect::<Result<_>>()?;
         self.change(|state| {
-            state.cuts.insert((from, to), mode);
+            for to in to {
+                state.cuts.insert((from, to), mode);
+            }
+        })
+    }
+
+    /// Removes the cuts between `a` and `b`, both ways, leaving every other cut in place.
+    pub fn mend(&self, a: &str, b: &str) -> Result<()> {
+        let (a, b) = (self.host(a)?.index, self.host(b)?.index);
+        self.change(|state| {
+            state.cuts.remove(&(a, b));
+            state.cuts.remove(&(b, a));
         })
     }
 

@@ -38,6 +38,11 @@ impl ClusterHandle {
         self.state.borrow().clone()
     }
 
+    /// A receiver that sees every change of the state.
+    pub fn watch(&self) -> watch::Receiver<ClusterState> {
+        self.state.clone()
+    }
+
     /// Milliseconds on the core's clock (for "last seen" ages).
     pub fn now_ms(&self) -> u64 {
         elapsed_ms(self.started)

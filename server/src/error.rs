@@ -60,6 +60,19 @@ impl ErrorCode {
         ErrorCode::Unknown,
     ];
 
+    /// Whether the code refuses a request because of what the directory holds (a login taken,
+    /// an account missing, a password that differs): such an answer is a read of it.
+    pub fn is_about_state(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::LoginExists
+                | ErrorCode::NotFound
+                | ErrorCode::WrongPassword
+                | ErrorCode::PasswordRequired
+                | ErrorCode::NewNameTaken
+        )
+    }
+
     /// `idclient`'s exit status for this error. 0 is success and 2 is a usage error (clap).
     pub fn exit_code(self) -> i32 {
         match self {

@@ -1,5 +1,6 @@
 //! Events: the writes (create, rename, delete) as facts with their results already decided,
-//! so that every node that applies one stores the same record. Reads are never events.
+//! so that every node that applies one stores the same record; and in strict mode each
+//! coordinator's epoch-opening event. Reads are never events.
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -79,6 +80,12 @@ pub enum Change {
         /// Its login at removal.
         login: String,
     },
+    /// The first event of a strict-mode coordinator's epoch (Raft's no-op entry). It changes
+    /// no account. Once a majority holds it, everything before it is committed and no node
+    /// without it can win a later election; until then the coordinator answers nothing from
+    /// its state (a read, a refusal, an earlier result), since an older epoch's tail that it
+    /// lacks could still win and contradict the answer.
+    Open,
 }
 
 impl Change {
@@ -88,15 +95,17 @@ impl Change {
             Change::Create { .. } => "create",
             Change::Rename { .. } => "rename",
             Change::Delete { .. } => "delete",
+            Change::Open => "open",
         }
     }
 
-    /// The account the change is about.
-    pub fn uuid(&self) -> Uuid {
+    /// The account the change is about (none for an epoch's opening).
+    pub fn uuid(&self) -> Option<Uuid> {
         match self {
             Change::Create { uuid, .. }
             | Change::Rename { uuid, .. }
-            | Change::Delete { uuid, .. } => *uuid,
+            | Change::Delete { uuid, .. } => Some(*uuid),
+            Change::Open => None,
         }
     }
 }
@@ -133,28 +142,29 @@ impl<'de> Visitor<'de> for ChangeVisitor {
             }
         }
         let kind = kind.ok_or_else(|| de::Error::missing_field("kind"))?;
-        let uuid = uuid.ok_or_else(|| de::Error::missing_field("uuid"))?;
+        let uuid = || uuid.ok_or_else(|| de::Error::missing_field("uuid"));
         let [login, real_name, client_addr, old, new] = texts;
         let text = |value: Option<String>, name: &'static str| {
             value.ok_or_else(|| de::Error::missing_field(name))
         };
         Ok(match kind {
             Kind::Create => Change::Create {
-                uuid,
+                uuid: uuid()?,
                 login: text(login, "login")?,
                 real_name: text(real_name, "real_name")?,
                 client_addr: text(client_addr, "client_addr")?,
                 password_hash: password_hash.flatten(),
             },
             Kind::Rename => Change::Rename {
-                uuid,
+                uuid: uuid()?,
                 old: text(old, "old")?,
                 new: text(new, "new")?,
             },
             Kind::Delete => Change::Delete {
-                uuid,
+                uuid: uuid()?,
                 login: text(login, "login")?,
             },
+            Kind::Open => Change::Open,
         })
     }
 }
@@ -205,6 +215,7 @@ enum Kind {
     Create,
     Rename,
     Delete,
+    Open,
 }
 
 impl<'de> Deserialize<'de> for Kind {
@@ -219,7 +230,7 @@ impl Visitor<'_> for KindVisitor {
     type Value = Kind;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("create, rename or delete")
+        f.write_str("create, rename, delete or open")
     }
 
     fn visit_str<E: de::Error>(self, kind: &str) -> Result<Kind, E> {
@@ -227,7 +238,11 @@ impl Visitor<'_> for KindVisitor {
             "create" => Ok(Kind::Create),
             "rename" => Ok(Kind::Rename),
             "delete" => Ok(Kind::Delete),
-            other => Err(E::unknown_variant(other, &["create", "rename", "delete"])),
+            "open" => Ok(Kind::Open),
+            other => Err(E::unknown_variant(
+                other,
+                &["create", "rename", "delete", "open"],
+            )),
         }
     }
 }
@@ -262,6 +277,7 @@ mod tests {
                 uuid,
                 login: "countess".into(),
             },
+            Change::Open,
         ]
     }
 
@@ -309,6 +325,14 @@ mod tests {
             (format!(r#"{{"kind":"move",{uuid}}}"#), "unknown variant"),
             (r#"{"kind":"delete","login":"a"}"#.to_string(), "uuid"),
         ];
+        assert_eq!(
+            serde_json::from_str::<Change>(r#"{"kind":"open"}"#).unwrap(),
+            Change::Open
+        );
+        assert_eq!(
+            serde_json::to_string(&Change::Open).unwrap(),
+            r#"{"kind":"open"}"#
+        );
         for (json, why) in cases {
             let err = serde_json::from_str::<Change>(&json)
                 .unwrap_err()

@@ -34,7 +34,10 @@ const SNAPSHOT_PIECES_AHEAD: usize = 4;
 /// Which clock each replica has acknowledged, and the writes waiting for acknowledgements.
 #[derive(Debug)]
 pub struct Replicator {
-    acks: std::sync::Mutex<BTreeMap<NodeId, u64>>,
+    /// Per replica: the epoch of this node's coordination it answered in, and the clock up to
+    /// which it proved to hold this node's history. An ack speaks only for its epoch: in
+    /// between, another coordinator may have made the replica drop what it held.
+    acks: std::sync::Mutex<BTreeMap<NodeId, (u64, u64)>>,
     /// Waiting writes by clock: each is woken once, when enough replicas passed its clock
     /// (not on every ack, which under load would wake every waiting write thousands of times a
     /// second).
@@ -108,7 +111,10 @@ impl Replicator {
             .members
             .iter()
             .filter(|m| m.node.node_id != shared.node_id)
-            .map(|m| acks.get(&m.node.node_id).copied().unwrap_or(0))
+            .map(|m| match acks.get(&m.node.node_id) {
+                Some((epoch, clock)) if *epoch == view.epoch => *clock,
+                _ => 0,
+            })
             .collect();
         let needed = match shared.replication.strict_cluster_size {
             Some(n) => n / 2,
@@ -118,7 +124,7 @@ impl Replicator {
         (clocks, needed)
     }
 
-    fn lock_acks(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, u64>> {
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, (u64, u64)>> {
         self.acks.lock().expect("acks lock poisoned")
     }
 
@@ -138,9 +144,10 @@ impl Replicator {
         }
     }
 
-    /// Records a replica's applied clock and wakes the writes it lets through.
-    fn record(&self, shared: &Shared, node: NodeId, applied: u64) {
-        self.lock_acks().insert(node, applied);
+    /// Records that a replica holds this node's history up to `applied` (as its coordinator
+    /// in `epoch`) and wakes the writes it lets through.
+    fn record(&self, shared: &Shared, node: NodeId, epoch: u64, applied: u64) {
+        self.lock_acks().insert(node, (epoch, applied));
         let view = shared.membership.state().view;
         let (clocks, needed) = self.acks_of_others(shared, &view);
         let acked = quorum_clock(&clocks, needed);
@@ -258,28 +265,45 @@ impl Link {
         let mut next = Next::Probe;
         let mut applied_watch = self.shared.watch_applied();
         loop {
-            let (applied, status) = match next {
-                Next::Probe => self.replicate(conn, None, Vec::new()).await?,
+            let (applied, status, proven) = match next {
+                Next::Probe => {
+                    // With this node's last event, so that the answer proves how much of this
+                    // node's history the replica holds (a replica's clock alone does not: its
+                    // events there may be another epoch's).
+                    let prev = match self.shared.applied() {
+                        0 => None,
+                        last => self.shared.event_at(last).await?,
+                    };
+                    let proven = prev.as_ref().map_or(0, |e| e.clock);
+                    let (applied, status) = self.replicate(conn, prev, Vec::new()).await?;
+                    (applied, status, proven)
+                }
                 Next::Snapshot => {
-                    let answer = self.send_snapshot().await?;
+                    let (applied, status) = self.send_snapshot().await?;
                     self.synced_since_caught_up = true;
-                    answer
+                    (applied, status, u64::MAX)
                 }
                 Next::From(from) => {
                     next = self.stream(conn, from, &mut applied_watch).await?;
                     continue;
                 }
             };
-            next = self.after(applied, status);
+            next = self.after(applied, status, proven);
         }
     }
 
-    /// What to do after the replica answered `status` at `applied`.
-    fn after(&self, applied: u64, status: ReplicaStatus) -> Next {
+    /// What to do after the replica answered `status` at `applied` to a request that proved it
+    /// holds this node's history up to `proven` if it answered `Ok` (the events sent, or the
+    /// `prev` they followed, were checked against its own).
+    fn after(&self, applied: u64, status: ReplicaStatus, proven: u64) -> Next {
         match status {
             ReplicaStatus::Ok => {
-                self.replicator
-                    .record(&self.shared, self.node.node_id, applied);
+                self.replicator.record(
+                    &self.shared,
+                    self.node.node_id,
+                    self.epoch,
+                    applied.min(proven),
+                );
                 Next::From(applied + 1)
             }
             ReplicaStatus::Gap | ReplicaStatus::ChunkStored => Next::From(applied + 1),
@@ -352,7 +376,8 @@ impl Link {
             tokio::select! {
                 answer = self.receive(conn), if waiting => {
                     let (seq, applied, status) = answer?;
-                    let (expected, _) = in_flight.pop_front().expect("waiting for an answer");
+                    let (expected, sent_last) =
+                        in_flight.pop_front().expect("waiting for an answer");
                     if seq != expected {
                         return Err(Error::refused(
                             ErrorCode::BadFrame,
@@ -360,10 +385,10 @@ impl Link {
                         ));
                     }
                     if status != ReplicaStatus::Ok {
-                        let next = self.after(applied, status);
+                        let next = self.after(applied, status, sent_last);
                         return self.drain(conn, in_flight, next).await;
                     }
-                    self.after(applied, status);
+                    self.after(applied, status, sent_last);
                 }
                 _ = applied_watch.changed(), if room => {}
                 () = tokio::time::sleep(probe), if !waiting => return Ok(Next::Probe),

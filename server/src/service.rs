@@ -154,8 +154,10 @@ impl Service {
                     password_hash,
                     verified_uuid,
                 };
-                self.serve_coordinated(*request, &client_addr, prepared, fresh)
-                    .await
+                let outcome = self
+                    .serve_coordinated(*request, &client_addr, prepared, fresh)
+                    .await;
+                self.settled(epoch, outcome).await
             }
             request if request.is_write() => self.write(request, client_addr, fresh).await,
             request => self.read(request, session_clock).await,
@@ -174,12 +176,17 @@ impl Service {
         let Some(coordinator) = usable_coordinator(&state) else {
             return Err(why_unusable(&state));
         };
-        let prepared = self.prepare(&request).await?;
         if state.view.role == Role::Coordinator {
-            return self
-                .serve_coordinated(request, client_addr, prepared, fresh)
-                .await;
+            let outcome = match self.prepare(&request).await {
+                Ok(prepared) => {
+                    self.serve_coordinated(request, client_addr, prepared, fresh)
+                        .await
+                }
+                Err(refusal) => Err(refusal),
+            };
+            return self.settled(state.view.epoch, outcome).await;
         }
+        let prepared = self.prepare(&request).await?;
         let forward = Request::Forward {
             epoch: state.view.epoch,
             client_addr: client_addr.to_string(),
@@ -277,6 +284,36 @@ impl Service {
         Ok(())
     }
 
+    /// Whether this node runs in strict mode.
+    fn strict(&self) -> bool {
+        self.shared.replication.strict_cluster_size.is_some()
+    }
+
+    /// In strict mode, on the coordinator of `epoch`: waits until the epoch is opened (its
+    /// [`Change::Open`] applied here) and a majority holds everything this node's store holds
+    /// now, so that an answer from that state (a read, a refusal, an earlier result) cannot be
+    /// contradicted by a later election. Returns the clock the answer reflects.
+    async fn committed(&self, epoch: u64) -> Result<u64> {
+        self.writer.opened(&self.shared, epoch).await?;
+        let clock = self.shared.store.clock().await?.max(self.shared.applied());
+        self.replicator
+            .wait_acked(&self.shared, clock, epoch)
+            .await?;
+        Ok(clock)
+    }
+
+    /// A coordinator's outcome for a write: in strict mode a refusal from the directory's
+    /// state is a read of it, answered once that state is committed (else the reason it is not).
+    async fn settled<T>(&self, epoch: u64, outcome: Result<T>) -> Result<T> {
+        match outcome {
+            Err(refusal) if self.strict() && refusal.code().is_about_state() => {
+                self.committed(epoch).await?;
+                Err(refusal)
+            }
+            other => other,
+        }
+    }
+
     /// Serves a request on the coordinator.
     async fn serve_coordinated(
         &self,
@@ -297,6 +334,11 @@ impl Service {
                     .await?;
                 Ok((reply_for(result), clock))
             }
+            // The first attempt's event may still await its acknowledgements (or, made in an
+            // earlier epoch, be committed only with this one's opening).
+            Applied::Duplicate(first) if self.strict() => {
+                Ok((reply_for(first), self.committed(epoch).await?))
+            }
             Applied::Duplicate(first) => Ok((reply_for(first), self.shared.applied())),
         }
     }
@@ -310,15 +352,17 @@ impl Service {
     /// that a successor may drop (a lost majority, then an election). Usually immediate; with
     /// writes in flight, as long as their acknowledgements take.
     async fn serve_local_read(&self, request: Request) -> Result<(Reply, u64)> {
-        let strict = self.shared.replication.strict_cluster_size.is_some();
-        let view = strict.then(|| self.shared.membership.state().view);
-        let reply = self.serve_read(request).await?;
-        let clock = self.shared.store.clock().await?.max(self.shared.applied());
-        if let Some(view) = view.filter(|v| v.role == Role::Coordinator) {
-            self.replicator
-                .wait_acked(&self.shared, clock, view.epoch)
-                .await?;
+        let view = self
+            .strict()
+            .then(|| self.shared.membership.state().view)
+            .filter(|v| v.role == Role::Coordinator);
+        let outcome = self.serve_read(request).await;
+        if let Some(view) = view {
+            let outcome = self.settled(view.epoch, outcome).await?;
+            return Ok((outcome, self.committed(view.epoch).await?));
         }
+        let reply = outcome?;
+        let clock = self.shared.store.clock().await?.max(self.shared.applied());
         Ok((reply, clock))
     }
 

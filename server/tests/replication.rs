@@ -232,6 +232,8 @@ async fn a_strict_coordinator_reads_a_write_only_once_a_majority_holds_it() {
         Pid::from_raw(pid.trim().parse().unwrap())
     };
     let followers: Vec<Pid> = (0..3).filter(|i| *i != c).map(redis_of).collect();
+    // (Clock 1 is the coordinator's epoch-opening event.)
+    let opened = converged(&cluster).await;
     for pid in &followers {
         kill(*pid, Signal::SIGSTOP).unwrap();
     }
@@ -239,7 +241,7 @@ async fn a_strict_coordinator_reads_a_write_only_once_a_majority_holds_it() {
     let write = tokio::spawn(async move { writer.create("pending", "", None).await });
     // Applied on the coordinator (not acknowledged: nothing answers yet).
     let deadline = Instant::now() + SETTLE;
-    while cluster.status(c).await.map(|s| s.clock) != Some(1) {
+    while cluster.status(c).await.map(|s| s.clock) != Some(opened + 1) {
         assert!(Instant::now() < deadline, "the write was never applied");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

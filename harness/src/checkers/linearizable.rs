@@ -127,7 +127,7 @@ pub fn linearizable<'a>(input: &CheckInput<'a>) -> Finding {
                 continue;
             };
             complete = u64::MAX;
-            uuid = Some(e.event.change.uuid());
+            uuid = e.event.change.uuid();
         }
         let label = format!("{} [{}..{}]", describe(op), op.invoke_ms, op.complete_ms);
         let mut push = |login: &'a str, step: KeyStep| {

@@ -108,6 +108,7 @@ fn effects(change: &Change) -> Vec<(&str, Option<Uuid>)> {
             vec![(old.as_str(), None), (new.as_str(), Some(*uuid))]
         }
         Change::Delete { login, .. } => vec![(login.as_str(), None)],
+        Change::Open => Vec::new(),
     }
 }
 

@@ -209,6 +209,7 @@ async fn run(args: Args) -> idserver::Result<(Value, String)> {
                     idserver::event::Change::Create { login, .. }
                     | idserver::event::Change::Delete { login, .. } => login.clone(),
                     idserver::event::Change::Rename { old, new, .. } => format!("{old} -> {new}"),
+                    idserver::event::Change::Open => "-".into(),
                 };
                 format!(
                     "{}\tepoch {}\trank {}\t{}\t{}\t{}\tapplied {}",
@@ -217,7 +218,7 @@ async fn run(args: Args) -> idserver::Result<(Value, String)> {
                     e.event.origin_rank,
                     change.kind(),
                     login,
-                    change.uuid(),
+                    change.uuid().map_or("-".into(), |u| u.to_string()),
                     time_text(e.applied_ms)
                 )
             })

@@ -6,10 +6,11 @@
 //!
 //! ```text
 //! 0x01 clock:u64 applied_ms:u64 epoch:u64 origin_rank:u32 request_id:[16] at_ms:u64
-//!      kind:u8 uuid:[16] then by kind
-//!      b'c' login real_name client_addr has_password:u8 [password_hash]
-//!      b'r' old new
-//!      b'd' login
+//!      kind:u8 then by kind
+//!      b'c' uuid:[16] login real_name client_addr has_password:u8 [password_hash]
+//!      b'r' uuid:[16] old new
+//!      b'd' uuid:[16] login
+//!      b'o' (an epoch's opening: nothing more)
 //! ```
 //!
 //! Entries written by earlier versions, `<clock>|<applied ms>|<event JSON without its clock>`,
@@ -68,6 +69,7 @@ pub fn encode(event: &Event, clock: u64, applied_ms: u64) -> Vec<u8> {
             out.extend_from_slice(uuid.as_bytes());
             text(&mut out, login);
         }
+        Change::Open => out.push(b'o'),
     }
     out
 }
@@ -91,10 +93,9 @@ fn decode_packed(body: &[u8]) -> Result<LoggedEvent, String> {
     let request_id = Uuid::from_bytes(r.array()?);
     let at_ms = r.u64()?;
     let kind = r.array::<1>()?[0];
-    let uuid = Uuid::from_bytes(r.array()?);
     let change = match kind {
         b'c' => Change::Create {
-            uuid,
+            uuid: r.uuid()?,
             login: r.text()?,
             real_name: r.text()?,
             client_addr: r.text()?,
@@ -105,14 +106,15 @@ fn decode_packed(body: &[u8]) -> Result<LoggedEvent, String> {
             },
         },
         b'r' => Change::Rename {
-            uuid,
+            uuid: r.uuid()?,
             old: r.text()?,
             new: r.text()?,
         },
         b'd' => Change::Delete {
-            uuid,
+            uuid: r.uuid()?,
             login: r.text()?,
         },
+        b'o' => Change::Open,
         other => return Err(format!("unknown event kind {other:#04x}")),
     };
     if !r.0.is_empty() {
@@ -157,6 +159,10 @@ impl Reader<'_> {
 
     fn u64(&mut self) -> Result<u64, String> {
         Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn uuid(&mut self) -> Result<Uuid, String> {
+        Ok(Uuid::from_bytes(self.array()?))
     }
 
     fn text(&mut self) -> Result<String, String> {
@@ -220,6 +226,7 @@ mod tests {
                     login: "countess".into(),
                 },
             ),
+            event(4, Change::Open),
         ]
     }
 

@@ -874,6 +874,7 @@ fn owners_needed(change: &Change) -> Vec<(&str, Option<Uuid>)> {
         Change::Create { login, .. } => vec![(login, None)],
         Change::Rename { uuid, old, new } => vec![(old, Some(*uuid)), (new, None)],
         Change::Delete { uuid, login } => vec![(login, Some(*uuid))],
+        Change::Open => Vec::new(),
     }
 }
 
@@ -920,6 +921,7 @@ fn check_and_track<'a>(
             }
             index.insert(login, None);
         }
+        Change::Open => {}
     }
     Ok(())
 }
@@ -958,7 +960,14 @@ struct AccountWrite {
 impl<'a> Batch<'a> {
     /// Adds `event` at `clock`; returns the result remembered for its request id.
     fn add(&mut self, event: &'a Event, clock: u64) -> WriteResult {
-        let uuid = event.change.uuid();
+        let Some(uuid) = event.change.uuid() else {
+            // An epoch's opening changes no account and answers no client request.
+            self.log.push((clock, event));
+            return WriteResult {
+                kind: event.change.kind(),
+                uuid: Uuid::nil(),
+            };
+        };
         match &event.change {
             Change::Create {
                 login,
@@ -995,6 +1004,7 @@ impl<'a> Batch<'a> {
                 self.count_delta -= 1;
                 self.accounts.insert(uuid, None);
             }
+            Change::Open => {}
         }
         let result = WriteResult {
             kind: event.change.kind(),
