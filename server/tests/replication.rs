@@ -680,3 +680,70 @@ async fn a_coordinator_whose_redis_hangs_gives_way_and_comes_back_as_a_follower(
     let found = cluster.client(&[c]).lookup("during9").await.unwrap();
     assert_eq!(found.login, "during9");
 }
+
+/// In strict mode every coordinator's epoch begins with an `open` event that every node holds;
+/// whitepaper mode makes none.
+#[tokio::test]
+async fn a_strict_coordinator_opens_each_epoch_with_an_event_every_node_holds() {
+    use idserver::event::Change;
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.extra_args = vec!["--mode".into(), "strict".into()];
+    cluster.start_all();
+    let first = cluster.agreed(SETTLE).await;
+    cluster
+        .client(&[first])
+        .create("a", "", None)
+        .await
+        .unwrap();
+    converged(&cluster).await;
+    cluster.kill(first);
+    let second = cluster.agreed(SETTLE).await;
+    let epoch = cluster.status(second).await.unwrap().epoch;
+    cluster
+        .client(&[second])
+        .create("b", "", None)
+        .await
+        .unwrap();
+    converged(&cluster).await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != first).collect();
+    let history = assert_same_history(&cluster, &survivors).await;
+    let opens: Vec<u64> = history
+        .iter()
+        .filter(|l| l.event.change == Change::Open)
+        .map(|l| l.event.epoch)
+        .collect();
+    assert_eq!(opens.last(), Some(&epoch), "the new epoch was opened");
+    assert!(
+        opens.len() >= 2,
+        "both coordinators opened theirs: {opens:?}"
+    );
+    // Each open comes before anything else of its epoch.
+    for (i, logged) in history.iter().enumerate() {
+        let opened_before = history[..=i]
+            .iter()
+            .any(|l| l.event.change == Change::Open && l.event.epoch == logged.event.epoch);
+        assert!(
+            opened_before,
+            "event {} before its epoch's open",
+            logged.event.clock
+        );
+    }
+    let kinds: Vec<&str> = history.iter().map(|l| l.event.change.kind()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "create").count(),
+        2,
+        "{kinds:?}"
+    );
+
+    let mut plain = Cluster::new(IDSERVER, 3);
+    plain.start_all();
+    let c = plain.agreed(SETTLE).await;
+    plain.client(&[c]).create("a", "", None).await.unwrap();
+    converged(&plain).await;
+    let events = events_of(&plain, c).await;
+    assert_eq!(
+        events.len(),
+        1,
+        "whitepaper mode logs only the write: {events:?}"
+    );
+}
