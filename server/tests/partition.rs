@@ -34,6 +34,11 @@ impl Drop for LabCluster {
 
 impl LabCluster {
     fn start(mode: &str) -> LabCluster {
+        LabCluster::start_with(mode, &[])
+    }
+
+    /// Starts the cluster with `args` added to every node's command line.
+    fn start_with(mode: &str, args: &[&str]) -> LabCluster {
         let mut lab = Lab::create().expect("the partition tests run as root");
         for name in ["n1", "n2", "n3", "c1", "c2"] {
             lab.add_host(name).unwrap();
@@ -62,6 +67,7 @@ impl LabCluster {
                     "--mode",
                     mode,
                 ])
+                .args(args)
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("n{i}")))
                 .stdout(Stdio::null())
@@ -330,7 +336,9 @@ fn strict_mode_a_write_refused_by_a_successor_never_takes_effect_later() {
 
 /// One try of the test above; false if the old coordinator stepped down too early.
 fn refused_write_stayed_refused() -> bool {
-    let cluster = LabCluster::start("strict");
+    // Heartbeats at 50 ms give a 150 ms lease: room for the cut to take effect and both writes
+    // to arrive.
+    let cluster = LabCluster::start_with("strict", &["--heartbeat-ms", "50"]);
     let (c1, c2) = (
         cluster.lab.host("c1").unwrap(),
         cluster.lab.host("c2").unwrap(),
