@@ -263,14 +263,14 @@ impl Link {
 
     async fn serve(&mut self, conn: &mut Connection) -> Result<()> {
         let mut next = Next::Probe;
-        let mut applied_watch = self.shared.watch_applied();
+        let mut applied_watch = self.shared.watch_decided();
         loop {
             let (applied, status, proven) = match next {
                 Next::Probe => {
                     // With this node's last event, so that the answer proves how much of this
                     // node's history the replica holds (a replica's clock alone does not: its
                     // events there may be another epoch's).
-                    let prev = match self.shared.applied() {
+                    let prev = match self.shared.decided() {
                         0 => None,
                         last => self.shared.event_at(last).await?,
                     };
@@ -330,7 +330,7 @@ impl Link {
         let answer_timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
         loop {
             while in_flight.len() < REPLICATE_IN_FLIGHT_MAX {
-                let last = self.shared.applied();
+                let last = self.shared.decided();
                 // A replica that just loaded a snapshot catches up by events however far the
                 // writes made meanwhile put it behind: another snapshot would only fall behind
                 // again under a steady write load.

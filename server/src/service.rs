@@ -206,12 +206,14 @@ impl Service {
         if !follows {
             return Err(no_coordinator());
         }
-        let caught_up = state.view.role == Role::Coordinator
-            || (!self.shared.syncing()
-                && self
-                    .shared
-                    .wait_applied(session_clock, Duration::from_millis(READ_CATCH_UP_WAIT_MS))
-                    .await);
+        // (The coordinator waits too: replicas may apply its events just before it does. It
+        // serves even if it does not catch up: a session may have seen a tail it dropped.)
+        let caught_up = !self.shared.syncing()
+            && self
+                .shared
+                .wait_applied(session_clock, Duration::from_millis(READ_CATCH_UP_WAIT_MS))
+                .await;
+        let caught_up = caught_up || state.view.role == Role::Coordinator;
         if caught_up && !self.shared.syncing() {
             return self.serve_local_read(request).await;
         }

@@ -68,6 +68,9 @@ pub struct Shared {
     /// The latest events applied here.
     pub recent: RecentEvents,
     applied: watch::Sender<u64>,
+    /// On the coordinator, the last clock its writer decided (sent to replicas while its own
+    /// Redis writes it); never below `applied`.
+    decided: watch::Sender<u64>,
     syncing: AtomicBool,
     store_answers: watch::Sender<bool>,
 }
@@ -94,6 +97,7 @@ impl Shared {
             scratch_dir: storage.scratch_dir,
             recent: RecentEvents::default(),
             applied: watch::Sender::new(applied),
+            decided: watch::Sender::new(applied),
             syncing: AtomicBool::new(false),
             store_answers: storage.answers,
         }
@@ -131,13 +135,41 @@ impl Shared {
             raise
         });
         if raised {
+            self.decide(clock);
             self.membership.notify(Input::Applied { clock, epoch });
         }
+    }
+
+    /// Notes that the writer decided events up to `clock` (never lowers it).
+    pub fn decide(&self, clock: u64) {
+        self.decided.send_if_modified(|current| {
+            let raise = clock > *current;
+            if raise {
+                *current = clock;
+            }
+            raise
+        });
+    }
+
+    /// Forgets decided events that were not applied (they must not be sent again).
+    pub fn undecide(&self) {
+        self.decided.send_replace(self.applied());
+    }
+
+    /// The last clock decided here: what replication links may send.
+    pub fn decided(&self) -> u64 {
+        *self.decided.borrow()
+    }
+
+    /// A receiver that sees every change of the decided clock.
+    pub fn watch_decided(&self) -> watch::Receiver<u64> {
+        self.decided.subscribe()
     }
 
     /// Sets the applied clock after a full sync (it may go down: a divergent tail was dropped).
     pub fn reset_applied(&self, clock: u64, epoch: u64) {
         self.applied.send_replace(clock);
+        self.decided.send_replace(clock);
         self.membership.notify(Input::Applied { clock, epoch });
     }
 

@@ -119,6 +119,8 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, opened: watch::Se
     let strict = shared.replication.strict_cluster_size.is_some();
     let mut states = shared.membership.watch();
     let mut jobs = Vec::with_capacity(WRITE_BATCH_MAX);
+    // An epoch in which this node sent events it then could not apply (see `recover`).
+    let mut stuck: Option<u64> = None;
     loop {
         let open_failed = strict && !open_epoch(&shared, &opened).await;
         tokio::select! {
@@ -145,72 +147,187 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, opened: watch::Se
         }
         let view = shared.membership.state().view;
         if view.role != Role::Coordinator {
-            for job in jobs.drain(..) {
-                let _ = job.reply.send(Err(Error::refused(
-                    ErrorCode::Unavailable,
-                    "this node stopped being the coordinator; retry",
-                )));
-            }
-            continue;
+            refuse(&mut jobs, "this node stopped being the coordinator; retry");
+        } else if stuck == Some(view.epoch) {
+            refuse(
+                &mut jobs,
+                "this coordinator could not apply events it had sent; it makes no more in this \
+                 epoch: retry after the next election",
+            );
+        } else if strict
+            && opened.borrow().epoch != view.epoch
+            && !open_epoch(&shared, &opened).await
+        {
+            refuse(
+                &mut jobs,
+                "this coordinator could not open its epoch yet; retry",
+            );
+        } else if !write_batch(&shared, &view, &mut jobs).await {
+            stuck = Some(view.epoch);
         }
-        if strict && opened.borrow().epoch != view.epoch && !open_epoch(&shared, &opened).await {
-            for job in jobs.drain(..) {
-                let _ = job.reply.send(Err(Error::refused(
-                    ErrorCode::Unavailable,
-                    "this coordinator could not open its epoch yet; retry",
-                )));
-            }
-            continue;
-        }
-        let at_ms = now_ms();
-        let events: Vec<Event> = jobs
+    }
+}
+
+/// Answers every job `unavailable`.
+fn refuse(jobs: &mut Vec<Job>, why: &str) {
+    for job in jobs.drain(..) {
+        let _ = job
+            .reply
+            .send(Err(Error::refused(ErrorCode::Unavailable, why)));
+    }
+}
+
+/// An event's outcome as decided, kept to answer its job if the write must be recovered.
+type Decided = std::result::Result<Applied, (ErrorCode, String)>;
+
+/// Makes the jobs' events and applies them, sending them to the replicas as soon as they are
+/// decided (while this node's Redis writes them); answers every job. Returns false if events
+/// were sent that this node could then not apply (see [`recover`]).
+async fn write_batch(shared: &Shared, view: &crate::core::View, jobs: &mut Vec<Job>) -> bool {
+    let at_ms = now_ms();
+    let events: Vec<Event> = jobs
+        .iter()
+        .map(|job| Event {
+            clock: 0,
+            epoch: view.epoch,
+            origin_rank: view.me.rank.unwrap_or(0),
+            request_id: job.request_id,
+            at_ms,
+            change: job.change.clone(),
+        })
+        .collect();
+    let fresh: Vec<bool> = jobs.iter().map(|job| job.fresh).collect();
+    // (first clock, last clock, every outcome) of the events sent.
+    let mut sent: Option<(u64, u64, Vec<Decided>)> = None;
+    let publish = |outcomes: &[Result<Applied>]| {
+        let decided: Vec<Event> = events
             .iter()
-            .map(|job| Event {
-                clock: 0,
-                epoch: view.epoch,
-                origin_rank: view.me.rank.unwrap_or(0),
-                request_id: job.request_id,
-                at_ms,
-                change: job.change.clone(),
+            .zip(outcomes)
+            .filter_map(|(event, outcome)| match outcome {
+                Ok(Applied::Done(_, clock)) => Some(Event {
+                    clock: *clock,
+                    ..event.clone()
+                }),
+                _ => None,
             })
             .collect();
-        let fresh: Vec<bool> = jobs.iter().map(|job| job.fresh).collect();
-        match shared.store.apply_new(&events, &fresh).await {
-            Ok(results) => {
-                let last = results
-                    .iter()
-                    .filter_map(|r| match r {
-                        Ok(Applied::Done(_, clock)) => Some(*clock),
-                        _ => None,
-                    })
-                    .max();
-                let applied = events
+        if let (Some(first), Some(last)) = (decided.first(), decided.last()) {
+            let (first, last) = (first.clock, last.clock);
+            shared.recent.push(decided);
+            shared.decide(last);
+            let kept = outcomes
+                .iter()
+                .map(|o| match o {
+                    Ok(applied) => Ok(*applied),
+                    Err(e) => Err((e.code(), e.to_string())),
+                })
+                .collect();
+            sent = Some((first, last, kept));
+        }
+    };
+    let applied = shared
+        .store
+        .apply_new_publishing(&events, &fresh, publish)
+        .await;
+    let (results, recovered) = match (applied, sent) {
+        (Ok(results), _) => (Ok(results), true),
+        (Err(err), Some((first, last, outcomes))) => {
+            tracing::error!(error = %err, first, last, "failed to apply writes already sent to replicas");
+            if recover(shared, view.epoch, first, last).await {
+                let results = outcomes
                     .into_iter()
-                    .zip(&results)
-                    .filter_map(|(mut event, result)| match result {
-                        Ok(Applied::Done(_, clock)) => {
-                            event.clock = *clock;
-                            Some(event)
-                        }
-                        _ => None,
-                    });
-                // The applied clock first: replication links never send past it.
-                if let Some(clock) = last {
-                    shared.advance(clock, view.epoch);
-                }
-                shared.recent.push(applied);
-                for (job, result) in jobs.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "failed to apply writes");
-                let code = err.code();
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(Error::refused(code, err.to_string())));
-                }
+                    .map(|o| o.map_err(|(code, message)| Error::refused(code, message)))
+                    .collect();
+                (Ok(results), true)
+            } else {
+                // Never sent again: the events are not this node's history.
+                shared.recent.clear();
+                shared.undecide();
+                let lost = Error::refused(
+                    ErrorCode::Unavailable,
+                    "this coordinator failed to store the write; retry with the same request id \
+                     to learn its outcome",
+                );
+                (Err(lost), false)
             }
         }
+        (Err(err), None) => {
+            tracing::error!(error = %err, "failed to apply writes");
+            (Err(err), true)
+        }
+    };
+    match results {
+        Ok(results) => {
+            let last = results
+                .iter()
+                .filter_map(|r| match r {
+                    Ok(Applied::Done(_, clock)) => Some(*clock),
+                    _ => None,
+                })
+                .max();
+            if let Some(clock) = last {
+                shared.advance(clock, view.epoch);
+            }
+            for (job, result) in jobs.drain(..).zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(err) => {
+            let code = err.code();
+            for job in jobs.drain(..) {
+                let _ = job.reply.send(Err(Error::refused(code, err.to_string())));
+            }
+        }
+    }
+    recovered
+}
+
+/// Applies here the events `first..=last` that went to the replicas before this node's Redis
+/// failed to write them. The node must hold what it sent before it makes anything else, or it
+/// would give those clocks to other events while replicas hold (and acknowledged) the first
+/// ones. Tries until the events are applied (or turn out to be: the write may have run and
+/// only its answer been lost) or the node stops coordinating in `epoch`; returns whether they
+/// are applied here. (They cannot be if the store lost more than the failed write, or the
+/// events left this node's memory.)
+async fn recover(shared: &Shared, epoch: u64, first: u64, last: u64) -> bool {
+    loop {
+        let view = shared.membership.state().view;
+        if view.role != Role::Coordinator || view.epoch != epoch {
+            return false;
+        }
+        let Some(sent) = shared.recent.from(first, (last - first + 1) as usize) else {
+            return false;
+        };
+        let stored = shared.store.clock().await;
+        match stored {
+            Ok(stored) if stored >= last => {
+                let ran = shared.store.event_at(last).await;
+                let held = ran.is_ok_and(|e| {
+                    e.is_some_and(|e| sent.last().is_some_and(|s| e.event.same_as(s)))
+                });
+                return held;
+            }
+            Ok(stored) if stored + 1 == first && sent.len() as u64 == last - first + 1 => {
+                match shared.store.apply_replicated(&sent).await {
+                    Ok(_) => {
+                        tracing::info!(first, last, "applied the writes sent to replicas");
+                        return true;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "writes sent to replicas still fail"),
+                }
+            }
+            Ok(stored) => {
+                tracing::error!(
+                    stored,
+                    first,
+                    last,
+                    "the store lost events; cannot apply those sent"
+                );
+                return false;
+            }
+            Err(e) => tracing::warn!(error = %e, "the store does not answer yet"),
+        }
+        tokio::time::sleep(Duration::from_millis(OPEN_RETRY_MS)).await;
     }
 }
 

@@ -747,3 +747,76 @@ async fn a_strict_coordinator_opens_each_epoch_with_an_event_every_node_holds() 
         "whitepaper mode logs only the write: {events:?}"
     );
 }
+
+/// The coordinator sends a batch to its replicas while its own Redis writes it. If that write
+/// fails after the events went out, the coordinator must apply those very events before it
+/// makes any other (else it would give their clocks to other events): here its Redis refuses
+/// writes (out of memory) until the test lifts the limit; meanwhile a replica holds the event
+/// the coordinator lacks, and afterwards the write succeeds with one history everywhere.
+#[tokio::test]
+async fn events_sent_before_the_coordinator_could_store_them_are_stored_after_all() {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    cluster
+        .client(&[c])
+        .create("before", "", None)
+        .await
+        .unwrap();
+    converged(&cluster).await;
+    let sock = cluster
+        .dir
+        .path()
+        .join(format!("node{c}"))
+        .join("redis.sock");
+    let mut redis = common::redis_conn(&format!("unix://{}", sock.display())).await;
+    let limit = |bytes: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .to_owned()
+    };
+    let _: () = limit("1").query_async(&mut redis).await.unwrap();
+    let mut client = cluster.client(&[c]);
+    // A lone write is first tried in one round trip, decided and written together: refused,
+    // nothing sent. The next write reads first, so its events go out before its own write.
+    let refused = client.create("refused", "", None).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let write = tokio::spawn(async move { client.create("sent-first", "", None).await });
+    let coordinator_clock = cluster.status(c).await.unwrap().clock;
+    let deadline = Instant::now() + SETTLE;
+    let ahead = loop {
+        let followers = (0..3).filter(|i| *i != c);
+        let mut ahead = None;
+        for i in followers {
+            if cluster
+                .status(i)
+                .await
+                .is_some_and(|s| s.clock > coordinator_clock)
+            {
+                ahead = Some(i);
+            }
+        }
+        if let Some(i) = ahead {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no replica got the event first");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        cluster.status(c).await.unwrap().clock,
+        coordinator_clock,
+        "the coordinator's Redis refuses writes"
+    );
+    let _: () = limit("0").query_async(&mut redis).await.unwrap();
+    let uuid = write
+        .await
+        .unwrap()
+        .expect("stored once the Redis takes writes again");
+    converged(&cluster).await;
+    let history = assert_same_history(&cluster, &[0, 1, 2]).await;
+    assert_eq!(history.len(), 2, "one event per create: {history:?}");
+    let held = cluster.client(&[ahead]).lookup("sent-first").await.unwrap();
+    assert_eq!(held.uuid, uuid);
+}

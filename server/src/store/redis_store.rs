@@ -448,6 +448,20 @@ impl Store {
         events: &[Event],
         fresh: &[bool],
     ) -> Result<Vec<Result<Applied>>> {
+        self.apply_new_publishing(events, fresh, |_| {}).await
+    }
+
+    /// As [`Store::apply_new`], calling `decided` with each event's outcome as soon as the
+    /// outcomes are known: before the batch is written when one round trip read what its
+    /// preconditions need (so that the coordinator can send the events to its replicas while
+    /// its own Redis writes them), after it when the one-round-trip try succeeded. If the
+    /// write then fails, the events were decided but not applied here.
+    pub async fn apply_new_publishing(
+        &self,
+        events: &[Event],
+        fresh: &[bool],
+        decided: impl FnOnce(&[Result<Applied>]),
+    ) -> Result<Vec<Result<Applied>>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -458,6 +472,7 @@ impl Store {
                 .apply_expecting(&mut known, clock, events, fresh)
                 .await?
             {
+                decided(&outcomes);
                 return Ok(outcomes);
             }
         }
@@ -515,6 +530,7 @@ impl Store {
         }
         let first_clock = clock.unwrap_or(0);
         let (batch, outcomes, clock) = decide(events, index, remembered, first_clock);
+        decided(&outcomes);
         if clock > first_clock {
             self.commit(&mut known, batch, first_clock, clock).await?;
         }
