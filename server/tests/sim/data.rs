@@ -1,7 +1,8 @@
 //! A model of the data plane on top of the simulated cores: the coordinator appends writes to
 //! its log; it pushes each replica the events after the one they share (checked like the real
 //! `Replicate`); a diverged or too-new replica gets the coordinator's whole log (the full
-//! sync); acknowledgements follow the mode's rule (whitepaper: `--min-acks 1` of the members the
+//! sync); in strict mode each coordinator's epoch begins with an opening event;
+//! acknowledgements follow the mode's rule (whitepaper: `--min-acks 1` of the members the
 //! coordinator knows; strict: N/2 replicas). It mirrors `replication.rs` and `replica.rs`; the
 //! cores deciding who coordinates, and when, are the real ones.
 
@@ -150,6 +151,17 @@ impl DataSim {
         }
         if self.matched[i].0 != view.epoch {
             self.matched[i] = (view.epoch, BTreeMap::new());
+            // Strict mode: the epoch's opening event (writer.rs), answered to no client.
+            if self.sim.config.strict_cluster_size.is_some() {
+                let mut log = self.logs[i].clone();
+                log.push(Ev {
+                    clock: log.len() as u64 + 1,
+                    epoch: view.epoch,
+                    id: self.next_id,
+                });
+                self.next_id += 1;
+                self.set_log(i, log);
+            }
         }
         if writing && self.sim.rng.gen_bool(self.write_rate) {
             let mut log = self.logs[i].clone();
