@@ -77,7 +77,8 @@ struct Args {
     /// Show the server's status.
     #[arg(long)]
     status: bool,
-    /// List the events the server applied (its bounded log), in clock order.
+    /// List the events the server applied (its bounded log), in clock order: create, rename,
+    /// delete, and in strict mode open (each coordinator's first event of its epoch).
     #[arg(long)]
     events: bool,
     /// With --events: only events with a higher clock.
