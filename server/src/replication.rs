@@ -263,7 +263,7 @@ impl Link {
 
     async fn serve(&mut self, conn: &mut Connection) -> Result<()> {
         let mut next = Next::Probe;
-        let mut applied_watch = self.shared.watch_decided();
+        let mut decided_watch = self.shared.watch_decided();
         loop {
             let (applied, status, proven) = match next {
                 Next::Probe => {
@@ -284,7 +284,7 @@ impl Link {
                     (applied, status, u64::MAX)
                 }
                 Next::From(from) => {
-                    next = self.stream(conn, from, &mut applied_watch).await?;
+                    next = self.stream(conn, from, &mut decided_watch).await?;
                     continue;
                 }
             };
@@ -314,7 +314,7 @@ impl Link {
         }
     }
 
-    /// Sends events from `from` on as they are applied here, up to [`REPLICATE_IN_FLIGHT_MAX`]
+    /// Sends events from `from` on as they are decided here (see [`Shared::decided`]), up to [`REPLICATE_IN_FLIGHT_MAX`]
     /// batches ahead of the replica's answers (answers come back in order: a connection is
     /// served one request at a time). Returns what to do when the stream stops: the replica
     /// fell out of step, the log no longer reaches back, or the link went idle (a probe).
@@ -322,7 +322,7 @@ impl Link {
         &mut self,
         conn: &mut Connection,
         mut from: u64,
-        applied_watch: &mut watch::Receiver<u64>,
+        decided_watch: &mut watch::Receiver<u64>,
     ) -> Result<Next> {
         // (seq, last clock) of each batch sent and not answered yet.
         let mut in_flight: VecDeque<(u64, u64)> = VecDeque::new();
@@ -353,7 +353,7 @@ impl Link {
                     },
                 };
                 let mut events = self.shared.events_from(from, REPLICATE_BATCH_MAX).await?;
-                // Never past what the coordinator has acknowledged to itself as applied.
+                // Never past what the writer has decided (the log may hold no more).
                 events.retain(|e| e.clock <= last);
                 let Some(sent_last) = events.last().map(|e| e.clock) else {
                     return self.drain(conn, in_flight, Next::Snapshot).await;
@@ -390,7 +390,7 @@ impl Link {
                     }
                     self.after(applied, status, sent_last);
                 }
-                _ = applied_watch.changed(), if room => {}
+                _ = decided_watch.changed(), if room => {}
                 () = tokio::time::sleep(probe), if !waiting => return Ok(Next::Probe),
                 () = tokio::time::sleep(answer_timeout), if waiting => {
                     return Err(Error::refused(

@@ -127,14 +127,7 @@ impl Shared {
 
     /// Notes that events up to `clock` are applied, the last made in `epoch` (never lowers it).
     pub fn advance(&self, clock: u64, epoch: u64) {
-        let raised = self.applied.send_if_modified(|current| {
-            let raise = clock > *current;
-            if raise {
-                *current = clock;
-            }
-            raise
-        });
-        if raised {
+        if raise(&self.applied, clock) {
             self.decide(clock);
             self.membership.notify(Input::Applied { clock, epoch });
         }
@@ -142,13 +135,7 @@ impl Shared {
 
     /// Notes that the writer decided events up to `clock` (never lowers it).
     pub fn decide(&self, clock: u64) {
-        self.decided.send_if_modified(|current| {
-            let raise = clock > *current;
-            if raise {
-                *current = clock;
-            }
-            raise
-        });
+        raise(&self.decided, clock);
     }
 
     /// Forgets decided events that were not applied (they must not be sent again).
@@ -212,4 +199,15 @@ impl Shared {
     pub fn set_syncing(&self, syncing: bool) {
         self.syncing.store(syncing, Ordering::Release);
     }
+}
+
+/// Raises the watched clock to `clock` if it is higher; returns whether it did.
+fn raise(watched: &watch::Sender<u64>, clock: u64) -> bool {
+    watched.send_if_modified(|current| {
+        let higher = clock > *current;
+        if higher {
+            *current = clock;
+        }
+        higher
+    })
 }

@@ -168,6 +168,18 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, opened: watch::Se
     }
 }
 
+/// An event this node makes as coordinator in `view` (its clock is given when it is applied).
+fn new_event(view: &crate::core::View, request_id: Uuid, at_ms: u64, change: Change) -> Event {
+    Event {
+        clock: 0,
+        epoch: view.epoch,
+        origin_rank: view.me.rank.unwrap_or(0),
+        request_id,
+        at_ms,
+        change,
+    }
+}
+
 /// Answers every job `unavailable`.
 fn refuse(jobs: &mut Vec<Job>, why: &str) {
     for job in jobs.drain(..) {
@@ -187,14 +199,7 @@ async fn write_batch(shared: &Shared, view: &crate::core::View, jobs: &mut Vec<J
     let at_ms = now_ms();
     let events: Vec<Event> = jobs
         .iter()
-        .map(|job| Event {
-            clock: 0,
-            epoch: view.epoch,
-            origin_rank: view.me.rank.unwrap_or(0),
-            request_id: job.request_id,
-            at_ms,
-            change: job.change.clone(),
-        })
+        .map(|job| new_event(view, job.request_id, at_ms, job.change.clone()))
         .collect();
     let fresh: Vec<bool> = jobs.iter().map(|job| job.fresh).collect();
     // (first clock, last clock, every outcome) of the events sent.
@@ -338,14 +343,7 @@ async fn open_epoch(shared: &Shared, opened: &watch::Sender<Opened>) -> bool {
     if view.role != Role::Coordinator || opened.borrow().epoch == view.epoch {
         return true;
     }
-    let mut event = Event {
-        clock: 0,
-        epoch: view.epoch,
-        origin_rank: view.me.rank.unwrap_or(0),
-        request_id: Uuid::new_v4(),
-        at_ms: now_ms(),
-        change: Change::Open,
-    };
+    let mut event = new_event(&view, Uuid::new_v4(), now_ms(), Change::Open);
     match shared
         .store
         .apply_new(std::slice::from_ref(&event), &[true])
@@ -354,8 +352,8 @@ async fn open_epoch(shared: &Shared, opened: &watch::Sender<Opened>) -> bool {
         Ok(results) => match results.into_iter().next() {
             Some(Ok(Applied::Done(_, clock))) => {
                 event.clock = clock;
-                shared.advance(clock, view.epoch);
                 shared.recent.push([event]);
+                shared.advance(clock, view.epoch);
                 opened.send_replace(Opened {
                     epoch: view.epoch,
                     clock,

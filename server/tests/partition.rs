@@ -393,8 +393,14 @@ fn refused_write_stayed_refused() -> bool {
                     let _ = connected_tx.send(());
                     let _ = go.await;
                     let delete = tokio::spawn(async move { deleter.delete("victim", None).await });
-                    // (After the delete: both go to the same writer, in order.)
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    // The create goes once the delete is applied (else it is refused there);
+                    // if that never happens, this try is repeated (see below).
+                    let applied = async {
+                        while creator.status().await.ok().map(|s| s.clock) != Some(settled + 1) {
+                            tokio::task::yield_now().await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), applied).await;
                     let created = creator.call_new(create).await;
                     (delete.await.unwrap().is_ok(), created.is_ok())
                 })

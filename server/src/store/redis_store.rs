@@ -976,52 +976,54 @@ struct AccountWrite {
 impl<'a> Batch<'a> {
     /// Adds `event` at `clock`; returns the result remembered for its request id.
     fn add(&mut self, event: &'a Event, clock: u64) -> WriteResult {
-        let Some(uuid) = event.change.uuid() else {
-            // An epoch's opening changes no account and answers no client request.
-            self.log.push((clock, event));
-            return WriteResult {
-                kind: event.change.kind(),
-                uuid: Uuid::nil(),
-            };
-        };
-        match &event.change {
+        self.log.push((clock, event));
+        let uuid = match &event.change {
             Change::Create {
+                uuid,
                 login,
                 real_name,
                 client_addr,
                 password_hash,
-                ..
             } => {
-                self.index.insert(login, Some(uuid));
+                self.index.insert(login, Some(*uuid));
                 self.count_delta += 1;
                 let fixed = encode_fixed(event.at_ms, client_addr, real_name, password_hash);
                 self.accounts.insert(
-                    uuid,
+                    *uuid,
                     Some(AccountWrite {
                         fixed: Some(fixed),
                         changing: encode_changing(event.at_ms, login),
                     }),
                 );
+                *uuid
             }
-            Change::Rename { old, new, .. } => {
+            Change::Rename { uuid, old, new } => {
                 self.index.insert(old, None);
-                self.index.insert(new, Some(uuid));
+                self.index.insert(new, Some(*uuid));
                 // (An account deleted earlier in the batch could not have been renamed.)
                 let write = self
                     .accounts
-                    .entry(uuid)
+                    .entry(*uuid)
                     .or_insert_with(|| Some(AccountWrite::default()));
                 if let Some(write) = write {
                     write.changing = encode_changing(event.at_ms, new);
                 }
+                *uuid
             }
-            Change::Delete { login, .. } => {
+            Change::Delete { uuid, login } => {
                 self.index.insert(login, None);
                 self.count_delta -= 1;
-                self.accounts.insert(uuid, None);
+                self.accounts.insert(*uuid, None);
+                *uuid
             }
-            Change::Open => {}
-        }
+            // An epoch's opening changes no account and answers no client request.
+            Change::Open => {
+                return WriteResult {
+                    kind: event.change.kind(),
+                    uuid: Uuid::nil(),
+                }
+            }
+        };
         let result = WriteResult {
             kind: event.change.kind(),
             uuid,
@@ -1032,7 +1034,6 @@ impl<'a> Batch<'a> {
             .or_insert_with(|| (period, request_slot(&event.request_id), Vec::new()))
             .2
             .push((event.request_id, encode_result(result)));
-        self.log.push((clock, event));
         result
     }
 
