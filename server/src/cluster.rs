@@ -15,6 +15,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+/// Failed election rounds in a row before a warning, and how often it is repeated after.
+const FAILED_ROUNDS_WARN: u64 = 3;
+const FAILED_ROUNDS_REWARN: u64 = 20;
+
 /// What the request handlers see of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterState {
@@ -127,6 +131,7 @@ pub async fn start(
     let (commands_tx, mut commands_rx) = mpsc::channel(CLUSTER_COMMANDS_QUEUED_MAX);
     let shell = Shell {
         cluster: cluster.to_string(),
+        // The server passes the other members only (see `address::others`).
         peers: config
             .peers
             .iter()
@@ -194,6 +199,10 @@ pub async fn start(
             shell.carry_out(outputs).await;
             shell.publish(&node);
         }
+        // A clean stop: tell the others, so they free our rank and, if we coordinated, elect
+        // at once; and so that a node left alone knows it is alone rather than cut off.
+        let outputs = node.step(elapsed_ms(started), Input::Leave);
+        shell.carry_out(outputs).await;
     });
     Ok(ClusterHandle {
         state: state_rx,
@@ -338,6 +347,19 @@ impl Shell {
             view: node.view(),
             ignored_datagrams: self.ignored,
         };
+        let rounds = state.view.failed_rounds;
+        if rounds > self.state.borrow().view.failed_rounds
+            && (rounds == FAILED_ROUNDS_WARN || rounds % FAILED_ROUNDS_REWARN == 0)
+        {
+            tracing::warn!(
+                rounds,
+                reason = state.view.last_failure.map_or("-", |f| f.as_str()),
+                epoch = state.view.epoch,
+                rtt_ms = state.view.rtt_ms,
+                members = state.view.members.len(),
+                "election rounds without a coordinator"
+            );
+        }
         self.state.send_if_modified(|current| {
             let changed = current.view.role != state.view.role
                 || current.view.coordinator != state.view.coordinator

@@ -8,6 +8,7 @@
 //! - [`wire`]: frames and messages (no sockets); [`connection`]: frames over TCP.
 //! - [`store`]: the node's Redis (MULTI/EXEC transactions make each batch of writes atomic),
 //!   its `redis-server` child and full-sync snapshots (streamed out, fed in).
+//! - [`address`]: the address a node advertises and which `--peers` entry is itself.
 //! - [`cluster`]: the tokio shell running the core over UDP; [`forward`]: followers passing
 //!   requests to the coordinator.
 //! - [`writer`]: the coordinator's group commit; [`replication`]: pushing events (or full
@@ -21,6 +22,7 @@
 //! - [`error`]: the one error type and the stable error codes.
 
 pub mod account;
+pub mod address;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -116,9 +116,11 @@ impl Replicator {
                 _ => 0,
             })
             .collect();
+        // Whitepaper mode: fewer acks when fewer members are known, but members that fell
+        // silent still count: silence is no evidence that this node is alone.
         let needed = match shared.replication.strict_cluster_size {
             Some(n) => n / 2,
-            None => shared.replication.min_acks.min(clocks.len()),
+            None => shared.replication.min_acks.min(clocks.len() + view.missing),
         };
         clocks.sort_unstable_by(|a, b| b.cmp(a));
         (clocks, needed)

@@ -3,8 +3,9 @@
 //! error reply (or, when the stream cannot be resynchronised, a closed connection) and never
 //! disturb other clients.
 
+use crate::address::{self, AddressFlags, HostAddresses};
 use crate::cluster;
-use crate::config::ServerConfig;
+use crate::config::{ClusterConfig, ServerConfig};
 use crate::connection::Connection;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{
@@ -19,7 +20,6 @@ use crate::wire::{
     PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
 };
 use std::net::SocketAddr;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -64,11 +64,35 @@ impl RunningServer {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io("failed to read the listening address", e))?;
-        let advertised = SocketAddr::new(advertised_ip(&config), local_addr.port());
+        let net = &config.cluster_net;
+        let flags = AddressFlags {
+            listen: SocketAddr::new(config.listen.ip(), local_addr.port()),
+            advertise: net.advertise,
+            mcast_if: net.mcast_if,
+            peers: &net.peers,
+        };
+        let host = HostAddresses::probe(&net.peers);
+        let advertised = address::advertised(flags, &host);
+        let cluster_net = ClusterConfig {
+            peers: address::others(flags, advertised, &host),
+            ..net.clone()
+        };
+        if let Some(n) = config.replication.strict_cluster_size {
+            if cluster_net.peers.len() + 1 != n && !net.peers.is_empty() {
+                tracing::warn!(
+                    cluster_size = n,
+                    others_listed = cluster_net.peers.len(),
+                    %advertised,
+                    "strict mode: --peers lists {} other node(s) but the cluster size is {n}; \
+                     check that this node's own entry is among --peers",
+                    cluster_net.peers.len()
+                );
+            }
+        }
         let (stop, stopped) = watch::channel(false);
         let (answers, store_answers) = watch::channel(true);
         let membership = cluster::start(
-            &config.cluster_net,
+            &cluster_net,
             &config.cluster,
             node_id,
             advertised,
@@ -241,16 +265,6 @@ async fn watch_store(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
             }
         }
     }
-}
-
-/// The address others reach us at: `--advertise`, else the listen address, else the
-/// multicast interface, else loopback.
-fn advertised_ip(config: &ServerConfig) -> IpAddr {
-    let net = &config.cluster_net;
-    net.advertise
-        .or_else(|| (!config.listen.ip().is_unspecified()).then_some(config.listen.ip()))
-        .or_else(|| net.mcast_if.map(IpAddr::V4))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 async fn accept_loop(

@@ -589,6 +589,9 @@ impl Service {
             members,
             elections_started: view.elections_started,
             ignored_datagrams,
+            failed_rounds: view.failed_rounds,
+            last_failure: view.last_failure.map(|f| f.as_str().to_string()),
+            rtt_ms: view.rtt_ms,
         }))
     }
 }

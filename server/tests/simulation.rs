@@ -100,9 +100,11 @@ fn the_old_coordinator_returns_after_a_crash_and_follows() {
 
 #[test]
 fn two_masters_after_a_network_cut_become_one() {
-    let mut sim = started(5, 3);
+    let mut sim = started(5, 5);
     let old = coordinator(&sim);
-    sim.isolate(old);
+    // The old coordinator keeps one follower: evidence enough, in whitepaper mode, to go on.
+    let buddy = (0..5).find(|i| *i != old).unwrap();
+    sim.split(&[old, buddy]);
     sim.run_until(sim.now_ms + 1_000);
     let views = sim.live_views();
     let coordinators = views
@@ -472,12 +474,13 @@ fn strict_random_schedules_never_share_an_epoch_and_converge() {
 // ---- the data plane: one history everywhere; what each mode does to acknowledged writes ----
 
 #[test]
-fn whitepaper_an_isolated_coordinator_acknowledges_writes_that_are_later_lost() {
-    let mut data = DataSim::new(started(41, 3));
+fn whitepaper_a_coordinator_cut_off_with_one_follower_acknowledges_writes_that_are_later_lost() {
+    let mut data = DataSim::new(started(41, 5));
     let t = data.sim.now_ms;
     data.run_until(t + 500, true);
     let old = coordinator(&data.sim);
-    data.sim.isolate(old);
+    let buddy = (0..5).find(|i| *i != old).unwrap();
+    data.sim.split(&[old, buddy]);
     let t = data.sim.now_ms;
     data.run_until(t + 1_500, true);
     data.sim.heal();
@@ -489,12 +492,88 @@ fn whitepaper_an_isolated_coordinator_acknowledges_writes_that_are_later_lost() 
     let lost = data.lost(&history);
     assert!(
         !lost.is_empty(),
-        "the isolated coordinator acknowledged writes on its own"
+        "the minority coordinator acknowledged writes with one replica: {}",
+        data.sim.describe()
     );
     assert!(
         lost.iter().all(|id| data.acked[id] == old),
-        "only the isolated coordinator's were lost"
+        "only the minority coordinator's were lost"
     );
+}
+
+#[test]
+fn whitepaper_an_isolated_coordinator_acknowledges_nothing_alone_and_loses_nothing() {
+    let mut data = DataSim::new(started(41, 3));
+    let t = data.sim.now_ms;
+    data.run_until(t + 500, true);
+    let old = coordinator(&data.sim);
+    data.sim.isolate(old);
+    let t = data.sim.now_ms;
+    data.run_until(t + 1_500, true);
+    let v = data.sim.view(old).unwrap();
+    assert_ne!(
+        v.role,
+        Role::Coordinator,
+        "silence is no evidence of being alone: {}",
+        data.sim.describe()
+    );
+    data.sim.heal();
+    let t = data.sim.now_ms;
+    data.run_until(t + 2_000, false);
+    let history = data
+        .one_history()
+        .unwrap_or_else(|e| panic!("{e}: {}", data.sim.describe()));
+    assert_eq!(
+        data.lost(&history),
+        Vec::<u64>::new(),
+        "{}",
+        data.sim.describe()
+    );
+}
+
+/// The one-way cut of issue 14: every node's traffic *to* the coordinator is dropped, its own
+/// sends still flow. The followers still hear it, so only the coordinator can act: it steps
+/// down rather than acknowledge alone, the others elect, and nothing acknowledged is lost.
+#[test]
+fn whitepaper_a_coordinator_nobody_reaches_steps_down_and_loses_nothing() {
+    for seed in 0..20 {
+        let mut data = DataSim::new(started(100 + seed, 3));
+        let t = data.sim.now_ms;
+        data.run_until(t + 500, true);
+        let old = coordinator(&data.sim);
+        for i in (0..3).filter(|i| *i != old) {
+            data.sim.cut.insert((i, old));
+        }
+        let t = data.sim.now_ms;
+        data.run_until(t + 2_000, true);
+        // The cut-off node hears nobody, so it follows nobody: the others agree without it.
+        let views = data.sim.live_views();
+        let others: Vec<_> = views.iter().filter(|(i, _)| *i != old).collect();
+        let coordinator = others.iter().find(|(_, v)| v.role == Role::Coordinator);
+        assert!(
+            coordinator.is_some_and(|(c, _)| {
+                others.iter().all(|(_, v)| {
+                    v.coordinator.map(|n| n.node_id) == Some(data.sim.hosts[*c].node_id)
+                })
+            }),
+            "seed {seed}: the others elect among themselves: {}",
+            data.sim.describe()
+        );
+        assert_ne!(data.sim.view(old).unwrap().role, Role::Coordinator);
+        // Killed before the cut heals: whatever it acknowledged must be on the others.
+        data.sim.crash(old);
+        let t = data.sim.now_ms;
+        data.run_until(t + 1_000, false);
+        let history = data
+            .one_history()
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}: {}", data.sim.describe()));
+        let lost = data.lost(&history);
+        assert!(
+            lost.is_empty(),
+            "seed {seed}: lost {lost:?}: {}",
+            data.sim.describe()
+        );
+    }
 }
 
 /// Random faults with concurrent writes; after healing, one history everywhere; in strict mode

@@ -301,7 +301,7 @@ fn account_line(account: &AccountView) -> String {
 fn status_text(status: &StatusView) -> String {
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
     let mut text = format!(
-        "node:        {}\ncluster:     {}\naddress:     {}\nrank:        {}\nrole:        {}\nepoch:       {}\ncoordinator: {} (rank {})\nclock:       {}\naccounts:    {}\nmembers:",
+        "node:        {}\ncluster:     {}\naddress:     {}\nrank:        {}\nrole:        {}\nepoch:       {}\ncoordinator: {} (rank {})\nclock:       {}\naccounts:    {}\nelections:   {} started, {} failed rounds in a row (last: {}), rtt {} ms\nmembers:",
         status.node_id,
         status.cluster,
         status.addr,
@@ -312,6 +312,10 @@ fn status_text(status: &StatusView) -> String {
         or_none(status.coordinator_rank.map(|r| r.to_string())),
         status.clock,
         status.accounts,
+        status.elections_started,
+        status.failed_rounds,
+        or_none(status.last_failure.clone()),
+        status.rtt_ms,
     );
     for m in &status.members {
         text += &format!(

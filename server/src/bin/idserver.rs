@@ -2,6 +2,7 @@
 //! down cleanly on SIGINT, SIGTERM or SIGHUP.
 
 use clap::Parser;
+use idserver::address::{self, AddressFlags, HostAddresses};
 use idserver::config::{
     ClusterConfig, Replication, ServerConfig, DEFAULT_CLUSTER, DEFAULT_NUMPORT,
 };
@@ -130,12 +131,18 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START_FAILED);
         }
     };
-    // Strict mode's N: --cluster-size, else the peers listed (with this node).
+    // Strict mode's N: --cluster-size, else the other members listed in --peers and this node
+    // (its own entry found by port and local address: it listens on 0.0.0.0 by default).
     let strict_cluster_size = match args.mode {
         Mode::Whitepaper => None,
         Mode::Strict => Some(args.cluster_size.unwrap_or_else(|| {
-            let own = SocketAddr::new(args.advertise.unwrap_or(args.listen), args.numport);
-            peers.len() + usize::from(!peers.contains(&own))
+            let flags = AddressFlags {
+                listen: SocketAddr::new(args.listen, args.numport),
+                advertise: args.advertise,
+                mcast_if: args.mcast_if,
+                peers: &peers,
+            };
+            address::cluster_size(flags, &HostAddresses::probe(&peers))
         })),
     };
     let cluster_net = ClusterConfig {

@@ -2,12 +2,19 @@
 //! the others whether they still hear it (the pre-vote, in the same round that collects their
 //! ranks and clocks); only if none does, it raises the epoch, names the node with the highest
 //! clock (lowest rank among equals) in NEWMASTER, and the winner announces itself with MASTER.
+//!
+//! Strict mode elects as Raft does with pre-vote: the first round asks "would you vote for me
+//! in epoch e+1?" and changes nothing at the voters; once a majority would, the candidate
+//! raises its epoch to e+1, votes for itself and asks for real votes, which each node gives
+//! once per epoch. A round without result is followed by a random backoff, so candidates that
+//! failed together do not stay in step.
 
 use super::message::{Body, Purpose, VoteRequest};
 use super::node::{CandidateState, Node, Output, RankReply};
-use super::types::{Epoch, NodeRef, Rank, Role};
+use super::types::{Clock, ElectionFailure, Epoch, NodeRef, Rank, Role};
+use rand::Rng;
 
-/// Rounds without any reply before a candidate that knows other members elects alone.
+/// Rounds without any reply before a candidate that knows other members gives the round up.
 const SILENT_ROUNDS_MAX: u32 = 1;
 
 impl Node {
@@ -20,21 +27,51 @@ impl Node {
         if self.me.rank.is_none() {
             return;
         }
-        self.round += 1;
-        self.role = Role::Candidate;
         let proposed_epoch = self.epoch + 1;
-        self.candidate = Some(CandidateState {
-            round: self.round,
-            until_ms: now_ms + self.config.election_window_ms,
-            replies: Default::default(),
-            votes: Default::default(),
-            proposed_epoch,
-            silent_rounds,
-        });
         let vote = self.config.strict_cluster_size.map(|_| VoteRequest {
             epoch: proposed_epoch,
             last_epoch: self.last_event_epoch,
             last_clock: self.clock,
+            pre: true,
+        });
+        self.open_round(now_ms, proposed_epoch, false, silent_rounds, vote);
+    }
+
+    /// Strict mode: a majority would vote for us. Raise the epoch (stored before the request
+    /// goes out), vote for ourselves, and ask for the votes of that epoch.
+    fn start_vote(&mut self, now_ms: u64, proposed_epoch: Epoch) {
+        let epoch = proposed_epoch.max(self.epoch + 1);
+        self.epoch = epoch;
+        self.voted_epoch = epoch;
+        self.out.push(Output::PersistEpoch(epoch));
+        let vote = Some(VoteRequest {
+            epoch,
+            last_epoch: self.last_event_epoch,
+            last_clock: self.clock,
+            pre: false,
+        });
+        self.open_round(now_ms, epoch, true, 0, vote);
+    }
+
+    fn open_round(
+        &mut self,
+        now_ms: u64,
+        proposed_epoch: Epoch,
+        voting: bool,
+        silent_rounds: u32,
+        vote: Option<VoteRequest>,
+    ) {
+        self.round += 1;
+        self.role = Role::Candidate;
+        self.candidate = Some(CandidateState {
+            round: self.round,
+            started_ms: now_ms,
+            until_ms: now_ms + self.election_window_ms(),
+            voting,
+            replies: Default::default(),
+            votes: Default::default(),
+            proposed_epoch,
+            silent_rounds,
         });
         self.broadcast(Body::GetRank {
             purpose: Purpose::Election {
@@ -44,20 +81,17 @@ impl Node {
         });
     }
 
-    /// Another node runs a round. A candidate of higher rank gives way to it, so that elections
-    /// started together rarely name two winners; in strict mode only to a candidate that could
-    /// win (a log at least as recent as ours), or a stale low rank would stall every election.
-    pub(super) fn on_election_request(
-        &mut self,
-        now_ms: u64,
-        from: &NodeRef,
-        vote: Option<VoteRequest>,
-    ) {
+    /// Whitepaper mode: another node runs a round. A candidate of higher rank gives way to it,
+    /// so that elections started together rarely name two winners. Strict mode needs no such
+    /// rule (each node votes once per epoch) and must not have it: a node that can send but
+    /// not hear would keep every other candidate giving way.
+    pub(super) fn on_election_request(&mut self, now_ms: u64, from: &NodeRef) {
+        if self.config.strict_cluster_size.is_some() {
+            return;
+        }
         let lower_rank =
             matches!((from.rank, self.me.rank), (Some(theirs), Some(ours)) if theirs < ours);
-        let could_win = vote
-            .is_none_or(|v| (v.last_epoch, v.last_clock) >= (self.last_event_epoch, self.clock));
-        if self.role == Role::Candidate && lower_rank && could_win {
+        if self.role == Role::Candidate && lower_rank {
             self.candidate = None;
             self.role = Role::Follower;
             self.last_heard_coordinator_ms = now_ms;
@@ -71,6 +105,7 @@ impl Node {
         if candidate.round != round || reply.from.rank.is_none() || reply.role == Role::Joining {
             return;
         }
+        self.rtt.sample(now_ms.saturating_sub(candidate.started_ms));
         // Others "hearing" us as coordinator while we are not one is no reason to give up.
         let heard = reply
             .coordinator
@@ -98,7 +133,8 @@ impl Node {
         }
     }
 
-    /// Ends a round: gives up if anyone still hears a coordinator, else names the winner.
+    /// Ends a round: gives up if anyone still hears a coordinator, else (strict) moves from
+    /// pre-vote to vote or takes office, or (whitepaper) names the winner.
     pub(super) fn finish_election(&mut self, now_ms: u64) {
         let Some(candidate) = self.candidate.take() else {
             return;
@@ -107,25 +143,36 @@ impl Node {
             && candidate.silent_rounds < SILENT_ROUNDS_MAX
             && self.knows_others()
         {
-            // Silence may be loss rather than death: ask once more before electing alone.
+            // Silence may be loss rather than death: ask once more.
             self.start_round(now_ms, candidate.silent_rounds + 1);
             return;
         }
-        self.role = Role::Follower;
-        self.last_heard_coordinator_ms = now_ms;
         if let Some(heard) = candidate.replies.values().find_map(|(_, _, heard)| *heard) {
             // The pre-vote failed: the coordinator is alive for someone.
+            self.role = Role::Follower;
+            self.last_heard_coordinator_ms = now_ms;
             self.coordinator = Some(heard);
             return;
         }
         if let Some(majority) = self.config.majority() {
             // Strict mode: a candidate coordinates only with a majority's votes.
-            if candidate.votes.len() + 1 >= majority {
-                self.epoch = candidate.proposed_epoch;
-                self.out.push(Output::PersistEpoch(self.epoch));
+            let votes = candidate.votes.len() + 1;
+            if votes >= majority && candidate.voting {
                 self.elections_started += 1;
                 self.become_coordinator(now_ms, self.epoch);
+            } else if votes >= majority {
+                self.start_vote(now_ms, candidate.proposed_epoch);
+            } else if candidate.replies.len() + 1 < majority {
+                self.round_failed(now_ms, ElectionFailure::RepliesLate);
+            } else if candidate.voting {
+                self.round_failed(now_ms, ElectionFailure::VotesSplit);
+            } else {
+                self.round_failed(now_ms, ElectionFailure::NoMajority);
             }
+            return;
+        }
+        if candidate.replies.is_empty() && !self.may_stand_alone() {
+            self.round_failed(now_ms, ElectionFailure::AloneBySilence);
             return;
         }
         let winner = candidate
@@ -144,22 +191,56 @@ impl Node {
         self.accept_winner(now_ms, self.epoch, winner);
     }
 
-    /// Strict mode: votes for a candidate once per epoch, only if its log is at least as
-    /// recent as ours by (epoch of the last event, clock), and only if we no longer hear a
-    /// coordinator. Voting raises our epoch (stored before the vote is sent).
+    /// A round ended without a coordinator: wait the suspicion timeout again plus a random
+    /// share of a round (Raft's randomised timeout), so that rivals fall out of step.
+    fn round_failed(&mut self, now_ms: u64, why: ElectionFailure) {
+        self.role = Role::Follower;
+        self.last_heard_coordinator_ms = now_ms;
+        self.failed_rounds += 1;
+        self.last_failure = Some(why);
+        let spread_ms = self.election_window_ms() + self.rtt.high_ms() + self.config.stagger_ms;
+        self.backoff_ms = self.rng.gen_range(0..=spread_ms);
+    }
+
+    /// A coordinator is agreed (by us or for us): the failed rounds are over.
+    fn elected(&mut self) {
+        self.failed_rounds = 0;
+        self.backoff_ms = 0;
+    }
+
+    /// Whitepaper mode: a node that hears nobody coordinates alone only if it knows of no
+    /// other member, not even one that fell silent: configured alone, or every member left
+    /// cleanly (LEAVE). Silence alone is no evidence.
+    fn may_stand_alone(&self) -> bool {
+        self.missing.is_empty()
+            && !self
+                .members
+                .values()
+                .any(|m| m.node.node_id != self.me.node_id)
+    }
+
+    /// Strict mode: whether we would vote, or (for a real request) do vote, for a candidate:
+    /// once per epoch, only if its log is at least as recent as ours by (epoch of the last
+    /// event, clock), and only if we no longer hear a coordinator. A pre-vote changes nothing
+    /// here; a real vote raises our epoch (stored before the vote is sent).
     pub(super) fn grant_vote(&mut self, now_ms: u64, vote: VoteRequest) -> bool {
         if self.config.strict_cluster_size.is_none() || self.role == Role::Joining {
             return false;
         }
         let recent_enough =
             (vote.last_epoch, vote.last_clock) >= (self.last_event_epoch, self.clock);
-        let grant = vote.epoch > self.epoch
-            && recent_enough
-            && self.role != Role::Coordinator
-            && !self.hears_coordinator(now_ms);
+        let free =
+            recent_enough && self.role != Role::Coordinator && !self.hears_coordinator(now_ms);
+        if vote.pre {
+            return free && vote.epoch > self.epoch;
+        }
+        let grant = free && vote.epoch >= self.epoch && vote.epoch > self.voted_epoch;
         if grant {
-            self.epoch = vote.epoch;
-            self.out.push(Output::PersistEpoch(vote.epoch));
+            self.voted_epoch = vote.epoch;
+            if vote.epoch > self.epoch {
+                self.epoch = vote.epoch;
+                self.out.push(Output::PersistEpoch(vote.epoch));
+            }
             self.candidate = None;
             self.role = Role::Follower;
             self.coordinator = None;
@@ -206,9 +287,11 @@ impl Node {
         if epoch < self.epoch || self.role == Role::Joining {
             return;
         }
+        // A NEWMASTER does not carry the winner's clock; rank settles it until the winner's
+        // own claim (MASTER, heartbeats) brings its elected clock.
         let settled_on_better = self.coordinator_epoch == epoch
             && self.coordinator.is_some_and(|c| {
-                c.node_id != winner.node_id && outranks((epoch, &c), (epoch, &winner))
+                c.node_id != winner.node_id && outranks((epoch, 0, &c), (epoch, 0, &winner))
             });
         if settled_on_better {
             return;
@@ -218,21 +301,25 @@ impl Node {
 
     fn accept_winner(&mut self, now_ms: u64, epoch: Epoch, winner: NodeRef) {
         self.candidate = None;
+        self.elected();
         if winner.node_id == self.me.node_id {
             self.become_coordinator(now_ms, epoch);
         } else {
             self.role = Role::Follower;
             self.coordinator = Some(winner);
             self.coordinator_epoch = epoch;
+            self.coordinator_clock = 0;
             self.last_heard_coordinator_ms = now_ms;
         }
     }
 
     fn become_coordinator(&mut self, now_ms: u64, epoch: Epoch) {
+        self.elected();
         self.role = Role::Coordinator;
         self.coordinating_since_ms = now_ms;
         self.coordinator = Some(self.me);
         self.coordinator_epoch = epoch;
+        self.coordinator_clock = self.clock;
         self.last_heard_coordinator_ms = now_ms;
         self.remember_member(now_ms, self.me, self.clock);
         let members = self.members.values().map(|m| m.node).collect();
@@ -244,42 +331,56 @@ impl Node {
         self.heartbeat(now_ms);
     }
 
-    /// A node claims to be coordinator (MASTER or heartbeat) in `epoch`, which is at least ours.
-    /// Two coordinators of one epoch: the lower rank stays.
-    pub(super) fn on_coordinator_claim(&mut self, now_ms: u64, claimant: NodeRef, epoch: Epoch) {
+    /// A node claims to be coordinator (MASTER or heartbeat) in `epoch`, which is at least
+    /// ours, having taken office at `elected_clock`. Two coordinators of one epoch (whitepaper
+    /// mode: two candidates named two winners) settle by the election's own rule: the higher
+    /// clock at election, then the lower rank. Neither acknowledged anything before its claim
+    /// settled (see `View::settled`), so the one that gives way drops no acknowledged write.
+    pub(super) fn on_coordinator_claim(
+        &mut self,
+        now_ms: u64,
+        claimant: NodeRef,
+        epoch: Epoch,
+        elected_clock: Clock,
+    ) {
         if epoch < self.epoch || self.role == Role::Joining {
             return;
         }
         let current = self.coordinator;
         let same = current.is_some_and(|c| c.node_id == claimant.node_id);
+        let claim = (epoch, elected_clock, &claimant);
         if self.role == Role::Coordinator && !same {
-            if !outranks((epoch, &claimant), (self.coordinator_epoch, &self.me)) {
+            let ours = (self.coordinator_epoch, self.coordinator_clock, &self.me);
+            if !outranks(claim, ours) {
                 return;
             }
         } else if !same {
             let silent = now_ms >= self.last_direct_ms + self.config.suspect_ms(Some(1)) / 2;
             let better = current.is_none_or(|c| {
-                silent || outranks((epoch, &claimant), (self.coordinator_epoch, &c))
+                silent || outranks(claim, (self.coordinator_epoch, self.coordinator_clock, &c))
             });
             if !better {
                 return;
             }
         }
         self.candidate = None;
+        self.elected();
         self.role = Role::Follower;
         self.coordinator = Some(claimant);
         self.coordinator_epoch = epoch;
+        self.coordinator_clock = elected_clock;
         self.last_heard_coordinator_ms = now_ms;
         self.last_direct_ms = now_ms;
     }
 }
 
-/// Whether coordinator `a` wins over `b`: the higher epoch, then the lower rank, then (for two
-/// nodes that wrongly share a rank) the lower node id.
-fn outranks(a: (Epoch, &NodeRef), b: (Epoch, &NodeRef)) -> bool {
-    let key = |(epoch, node): (Epoch, &NodeRef)| {
+/// Whether coordinator `a` wins over `b`: the higher epoch, then the higher clock at election,
+/// then the lower rank, then (for two nodes that wrongly share a rank) the lower node id.
+fn outranks(a: (Epoch, Clock, &NodeRef), b: (Epoch, Clock, &NodeRef)) -> bool {
+    let key = |(epoch, clock, node): (Epoch, Clock, &NodeRef)| {
         (
             std::cmp::Reverse(epoch),
+            std::cmp::Reverse(clock),
             node.rank.unwrap_or(Rank::MAX),
             node.node_id,
         )

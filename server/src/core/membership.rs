@@ -16,6 +16,8 @@ impl Node {
         last_epoch: Epoch,
     ) {
         self.epoch = self.epoch.max(epoch);
+        // We may have voted in the stored epoch before a restart: vote only above it.
+        self.voted_epoch = self.voted_epoch.max(self.epoch);
         self.clock = clock;
         self.last_event_epoch = last_epoch;
         self.rejoin(now_ms);
@@ -29,6 +31,7 @@ impl Node {
         self.candidate = None;
         self.members.clear();
         self.join = Some(JoinState {
+            started_ms: now_ms,
             until_ms: now_ms + self.config.join_window_ms,
             replies: Default::default(),
             joiners: Default::default(),
@@ -110,6 +113,7 @@ impl Node {
     pub(super) fn on_rank(&mut self, now_ms: u64, purpose: Purpose, reply: RankReply) {
         if self.role == Role::Joining {
             if let Some(join) = self.join.as_mut() {
+                self.rtt.sample(now_ms.saturating_sub(join.started_ms));
                 join.replies.insert(
                     reply.from.node_id,
                     (reply.from, reply.role, reply.coordinator, reply.epoch),
@@ -120,6 +124,13 @@ impl Node {
         match purpose {
             Purpose::Election { round, .. } => self.on_election_reply(now_ms, round, reply),
             Purpose::Join | Purpose::Heartbeat { .. } | Purpose::Client => {
+                if let (Purpose::Heartbeat { sent_ms, .. }, Role::Coordinator) =
+                    (&purpose, self.role)
+                {
+                    if *sent_ms > 0 {
+                        self.rtt.sample(now_ms.saturating_sub(*sent_ms));
+                    }
+                }
                 if self.role == Role::Coordinator {
                     if let Some(rank) = reply.from.rank {
                         if reply.role != Role::Joining && self.rank_is_free_for(rank, &reply.from) {
@@ -193,16 +204,44 @@ impl Node {
 
     /// The coordinator's beat: drop members silent for too long (their ranks become free) and
     /// send GETRANK with the member list.
+    ///
+    /// Whitepaper mode: a coordinator whose last members all fell silent steps down instead of
+    /// acknowledging alone. Silence is no evidence of being alone: a cut of the traffic towards
+    /// it looks the same, while the others still hear it and would take its single-copy writes
+    /// as replicated. Stepping down lets them, if alive, elect among themselves.
     pub(super) fn heartbeat(&mut self, now_ms: u64) {
         let dead_ms = self.config.dead_ms();
         let me = self.me.node_id;
+        let mut silent = Vec::new();
         self.members.retain(|_, m| {
-            m.node.node_id == me || now_ms.saturating_sub(m.last_seen_ms) <= dead_ms
+            let alive = m.node.node_id == me || now_ms.saturating_sub(m.last_seen_ms) <= dead_ms;
+            if !alive {
+                silent.push(m.node.node_id);
+            }
+            alive
         });
+        self.missing.extend(silent.iter().copied());
+        let alone = !self.members.values().any(|m| m.node.node_id != me);
+        // Entries a new coordinator took over from the old one's list may be stale: only
+        // members this coordinator could have heard for a whole dead interval fell silent.
+        let heard_long_enough = now_ms >= self.coordinating_since_ms + dead_ms;
+        if alone
+            && !silent.is_empty()
+            && heard_long_enough
+            && self.config.strict_cluster_size.is_none()
+        {
+            self.step_down(now_ms);
+            return;
+        }
         self.remember_member(now_ms, self.me, self.clock);
         let members = self.members.values().map(|m| m.node).collect();
         self.broadcast(Body::GetRank {
-            purpose: Purpose::Heartbeat { members },
+            purpose: Purpose::Heartbeat {
+                members,
+                sent_ms: now_ms,
+                rtt_ms: self.rtt.high_ms(),
+                elected_clock: self.coordinator_clock,
+            },
         });
         self.next_heartbeat_ms = now_ms + self.config.heartbeat_ms;
     }

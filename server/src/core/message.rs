@@ -25,6 +25,18 @@ pub enum Purpose {
     Heartbeat {
         /// Members by rank, the coordinator included.
         members: Vec<NodeRef>,
+        /// The coordinator's time of sending (its own milliseconds), echoed in RANK so it
+        /// measures the round trip to each member.
+        #[serde(default)]
+        sent_ms: u64,
+        /// The coordinator's round-trip estimate (high end), which followers' election
+        /// windows follow.
+        #[serde(default)]
+        rtt_ms: u64,
+        /// The coordinator's clock when it took office in this epoch: two coordinators of one
+        /// epoch settle by the election's own rule (highest clock, then lowest rank).
+        #[serde(default)]
+        elected_clock: Clock,
     },
     /// A candidate asks: do you still hear the coordinator, and what are your rank and clock?
     Election {
@@ -48,6 +60,10 @@ pub struct VoteRequest {
     pub last_epoch: Epoch,
     /// The candidate's clock.
     pub last_clock: Clock,
+    /// A pre-vote: would you vote for me? It changes nothing at the voter; only once a
+    /// majority would, the candidate raises its epoch and asks for real votes.
+    #[serde(default)]
+    pub pre: bool,
 }
 
 /// The messages.
@@ -91,6 +107,10 @@ pub enum Body {
         /// The node with the highest clock (lowest rank among equals) the candidate heard.
         winner: NodeRef,
     },
+    /// LEAVE: the sender stops cleanly (not in the whitepaper). Its rank is free at once, and
+    /// the others know it is gone rather than silent: only such evidence lets a node that is
+    /// left alone acknowledge writes alone.
+    Leave,
 }
 
 impl Body {
@@ -102,6 +122,7 @@ impl Body {
             Body::GetMaster => "GETMASTER",
             Body::Master { .. } => "MASTER",
             Body::NewMaster { .. } => "NEWMASTER",
+            Body::Leave => "LEAVE",
         }
     }
 }

@@ -3,7 +3,12 @@
 //! `election.rs`.
 
 use super::message::{Body, Message, Purpose};
-use super::types::{Clock, CoreConfig, Epoch, MemberView, NodeId, NodeRef, Rank, Role, View};
+use super::rtt::RttEstimator;
+use super::types::{
+    Clock, CoreConfig, ElectionFailure, Epoch, MemberView, NodeId, NodeRef, Rank, Role, View,
+};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -39,6 +44,8 @@ pub enum Input {
     CoordinatorUnreachable,
     /// A peer RPC carried this epoch.
     SawEpoch(Epoch),
+    /// The node stops cleanly: it tells the others (LEAVE), so they know it is gone.
+    Leave,
 }
 
 /// What the node wants done, in order.
@@ -59,6 +66,8 @@ pub enum Output {
 
 #[derive(Debug, Clone)]
 pub(super) struct JoinState {
+    /// When the join's GETRANK went out (replies measure the round trip).
+    pub(super) started_ms: u64,
     pub(super) until_ms: u64,
     /// Nodes that answered, with their role, the coordinator they follow and their epoch.
     pub(super) replies: BTreeMap<NodeId, (NodeRef, Role, Option<NodeRef>, Epoch)>,
@@ -69,7 +78,12 @@ pub(super) struct JoinState {
 #[derive(Debug, Clone)]
 pub(super) struct CandidateState {
     pub(super) round: u64,
+    /// When the round's GETRANK went out (replies measure the round trip).
+    pub(super) started_ms: u64,
     pub(super) until_ms: u64,
+    /// Strict mode: the round asks for real votes (the epoch is raised); else it is the
+    /// pre-vote, which changes nothing at the voters.
+    pub(super) voting: bool,
     /// Ranked nodes that answered, with their clock, and the coordinator they hear (if any).
     pub(super) replies: BTreeMap<NodeId, (NodeRef, Clock, Option<NodeRef>)>,
     /// Strict mode: the nodes that voted for us.
@@ -107,6 +121,23 @@ pub struct Node {
     pub(super) coordinating_since_ms: u64,
     pub(super) last_step_ms: Option<u64>,
     pub(super) elections_started: u64,
+    /// Highest epoch this node voted in (or stood in with real votes): it votes once per
+    /// epoch. After a restart it votes only above the epoch it stored.
+    pub(super) voted_epoch: Epoch,
+    /// The clock our coordinator had when it took office in `coordinator_epoch` (ours, if we
+    /// coordinate): two coordinators of one epoch settle by it.
+    pub(super) coordinator_clock: Clock,
+    /// Members this coordinator dropped for silence rather than because they left: they may
+    /// be alive behind a cut, so this node does not count on being alone.
+    pub(super) missing: BTreeSet<NodeId>,
+    /// Round trips measured from requests this node sent (or its coordinator's estimate).
+    pub(super) rtt: RttEstimator,
+    /// Extra wait before the next candidacy, drawn at random after a round without result
+    /// (Raft's randomised election timeout), so that rivals fall out of step.
+    pub(super) backoff_ms: u64,
+    pub(super) failed_rounds: u64,
+    pub(super) last_failure: Option<ElectionFailure>,
+    pub(super) rng: SmallRng,
     pub(super) out: Vec<Output>,
 }
 
@@ -136,6 +167,14 @@ impl Node {
             coordinating_since_ms: 0,
             last_step_ms: None,
             elections_started: 0,
+            voted_epoch: 0,
+            coordinator_clock: 0,
+            missing: BTreeSet::new(),
+            rtt: RttEstimator::default(),
+            backoff_ms: 0,
+            failed_rounds: 0,
+            last_failure: None,
+            rng: SmallRng::seed_from_u64(seed_of(node_id)),
             out: Vec::new(),
         }
     }
@@ -161,6 +200,11 @@ impl Node {
                 }
             }
             Input::SawEpoch(epoch) => self.observe_epoch(now_ms, epoch),
+            Input::Leave => {
+                if self.me.rank.is_some() {
+                    self.broadcast(Body::Leave);
+                }
+            }
         }
         self.on_timers(now_ms);
         std::mem::take(&mut self.out)
@@ -201,7 +245,26 @@ impl Node {
             hears_coordinator: self.hears_coordinator(self.last_step_ms.unwrap_or(0)),
             members,
             elections_started: self.elections_started,
+            failed_rounds: self.failed_rounds,
+            last_failure: self.last_failure,
+            rtt_ms: self.rtt.high_ms(),
+            missing: self.missing.len(),
+            settled: self.settled(self.last_step_ms.unwrap_or(0)),
         }
+    }
+
+    /// Whether a coordinator may acknowledge writes: in whitepaper mode only once it has been
+    /// in office long enough to hear a rival of its epoch (two round trips and two heartbeats),
+    /// so that of two coordinators elected together at most the one that stays acknowledges.
+    fn settled(&self, now_ms: u64) -> bool {
+        if self.role != Role::Coordinator {
+            return false;
+        }
+        if self.config.strict_cluster_size.is_some() {
+            return true;
+        }
+        let settle_ms = 2 * self.rtt.high_ms() + 2 * self.config.heartbeat_ms;
+        now_ms >= self.coordinating_since_ms + settle_ms
     }
 
     /// A coordinator that was stopped (SIGSTOP, a VM pause) for longer than it takes the others
@@ -246,13 +309,27 @@ impl Node {
     }
 
     pub(super) fn suspect_deadline_ms(&self) -> u64 {
-        self.last_heard_coordinator_ms + self.config.suspect_ms(self.me.rank)
+        let base = self.config.heartbeat_ms * u64::from(self.config.suspect_misses);
+        self.last_heard_coordinator_ms + base + self.stagger_ms() + self.backoff_ms
+    }
+
+    /// This node's share of the per-rank stagger: at least the configured step per rank, and
+    /// at least a round trip, so that a lower rank's round reaches us before we start ours.
+    pub(super) fn stagger_ms(&self) -> u64 {
+        let above_first = u64::from(self.me.rank.unwrap_or(1).saturating_sub(1)).min(16);
+        self.config.stagger_ms.max(self.rtt.high_ms()) * above_first
+    }
+
+    /// How long a candidate waits for replies: the configured window, or two round trips.
+    pub(super) fn election_window_ms(&self) -> u64 {
+        self.config.election_window_ms.max(2 * self.rtt.high_ms())
     }
 
     fn on_message(&mut self, now_ms: u64, src: SocketAddr, msg: Message) {
         if msg.from.node_id == self.me.node_id {
             return; // our own multicast, looped back
         }
+        self.missing.remove(&msg.from.node_id);
         self.observe_epoch(now_ms, msg.epoch);
         match msg.body {
             Body::GetRank { purpose } => {
@@ -288,12 +365,15 @@ impl Node {
                     self.send(src, body);
                 }
             }
-            Body::Master { coordinator, .. } => {
+            Body::Master {
+                coordinator, clock, ..
+            } => {
                 if coordinator.node_id == msg.from.node_id {
-                    self.on_coordinator_claim(now_ms, msg.from, msg.epoch);
+                    self.on_coordinator_claim(now_ms, msg.from, msg.epoch, clock);
                 }
             }
             Body::NewMaster { winner } => self.on_new_master(now_ms, msg.epoch, winner),
+            Body::Leave => self.on_leave(now_ms, &msg.from),
         }
     }
 
@@ -307,15 +387,21 @@ impl Node {
     ) {
         match &purpose {
             Purpose::Join => self.note_joiner(from),
-            Purpose::Heartbeat { members } => {
+            Purpose::Heartbeat {
+                members,
+                rtt_ms,
+                elected_clock,
+                ..
+            } => {
                 if epoch >= self.epoch {
-                    self.on_coordinator_claim(now_ms, *from, epoch);
+                    self.on_coordinator_claim(now_ms, *from, epoch, *elected_clock);
                     if self.coordinator.is_some_and(|c| c.node_id == from.node_id) {
+                        self.rtt.adopt(*rtt_ms);
                         self.adopt_member_list(now_ms, members);
                     }
                 }
             }
-            Purpose::Election { vote, .. } => self.on_election_request(now_ms, from, *vote),
+            Purpose::Election { .. } => self.on_election_request(now_ms, from),
             Purpose::Client => {}
         }
         let granted = match &purpose {
@@ -324,11 +410,9 @@ impl Node {
             } => self.grant_vote(now_ms, *vote),
             _ => false,
         };
-        let to = if matches!(purpose, Purpose::Client) {
-            src
-        } else {
-            from.addr
-        };
+        // Answers go to where the request came from, not to the address it claims: a node
+        // that advertises an address others cannot reach still hears its replies.
+        let to = src;
         let mut body = self.rank_body(now_ms, purpose);
         if let Body::Rank { granted: g, .. } = &mut body {
             *g = granted;
@@ -344,15 +428,16 @@ impl Node {
         }
         self.epoch = epoch;
         self.out.push(Output::PersistEpoch(epoch));
-        // Strict mode: voters move to the epoch they vote in; that is no reason to give up.
-        let our_vote = self.config.strict_cluster_size.is_some()
+        // Strict mode: a pre-voting candidate that hears a rival ask for votes in the epoch it
+        // proposes stays a candidate; whether it votes for the rival decides if it gives way.
+        let rival_of_our_epoch = self.config.strict_cluster_size.is_some()
             && self
                 .candidate
                 .as_ref()
-                .is_some_and(|c| epoch <= c.proposed_epoch);
+                .is_some_and(|c| !c.voting && epoch <= c.proposed_epoch);
         match self.role {
             Role::Coordinator => self.step_down(now_ms),
-            Role::Candidate if our_vote => {}
+            Role::Candidate if rival_of_our_epoch => {}
             Role::Candidate => {
                 self.candidate = None;
                 self.role = Role::Follower;
@@ -366,6 +451,19 @@ impl Node {
         self.role = Role::Follower;
         self.coordinator = None;
         self.last_heard_coordinator_ms = now_ms;
+    }
+
+    /// A member stopped cleanly: its rank is free now, and if it was our coordinator we elect
+    /// at once (staggered by rank) instead of waiting out its silence.
+    fn on_leave(&mut self, now_ms: u64, from: &NodeRef) {
+        self.members.retain(|_, m| m.node.node_id != from.node_id);
+        let was_coordinator = self.coordinator.is_some_and(|c| c.node_id == from.node_id);
+        if was_coordinator && self.role == Role::Follower {
+            self.coordinator = None;
+            self.last_direct_ms = 0;
+            let base = self.config.heartbeat_ms * u64::from(self.config.suspect_misses);
+            self.last_heard_coordinator_ms = now_ms.saturating_sub(base);
+        }
     }
 
     /// Whether this node heard its coordinator recently enough not to suspect it (or is it).
@@ -408,6 +506,13 @@ impl Node {
         let msg = self.message(body);
         self.out.push(Output::Broadcast(msg));
     }
+}
+
+/// The election backoff's seed: the node id folded to 64 bits (random in deployments, fixed
+/// by the seed in the simulator).
+fn seed_of(node_id: NodeId) -> u64 {
+    let id = node_id.as_u128();
+    (id as u64) ^ ((id >> 64) as u64)
 }
 
 /// A RANK reply's content, with its sender and epoch.

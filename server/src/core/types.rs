@@ -150,4 +150,46 @@ pub struct View {
     pub members: Vec<MemberView>,
     /// Elections this node started that went on to name a winner.
     pub elections_started: u64,
+    /// Election rounds in a row this node ran without a result (0 once a coordinator is
+    /// agreed).
+    pub failed_rounds: u64,
+    /// Why the last of those rounds gave no result.
+    pub last_failure: Option<ElectionFailure>,
+    /// The round-trip estimate (high end, milliseconds) the election timings follow.
+    pub rtt_ms: u64,
+    /// Members dropped for silence, not because they left: they may be alive behind a cut,
+    /// so a whitepaper coordinator still counts them when it decides how many acks it needs.
+    pub missing: usize,
+    /// A coordinator whose claim has settled: long enough in office that a rival of the same
+    /// epoch would have been heard (always true in strict mode, where votes make a rival
+    /// impossible). Writes are acknowledged only by a settled coordinator.
+    pub settled: bool,
+}
+
+/// Why an election round ended without a coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ElectionFailure {
+    /// Enough nodes answered, but too few would vote for this node (they still hear a
+    /// coordinator, hold a newer log, or voted in that epoch already).
+    NoMajority,
+    /// The votes of the epoch went to several candidates.
+    VotesSplit,
+    /// Too few replies arrived within the election window (late, lost, or nodes down).
+    RepliesLate,
+    /// Nobody answered, and members this node knows of may still be alive: silence is no
+    /// evidence that it is alone, so it does not coordinate alone.
+    AloneBySilence,
+}
+
+impl ElectionFailure {
+    /// What it means, for logs and status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ElectionFailure::NoMajority => "no majority of votes",
+            ElectionFailure::VotesSplit => "votes split",
+            ElectionFailure::RepliesLate => "replies too late or missing",
+            ElectionFailure::AloneBySilence => "nobody answered (not known to be alone)",
+        }
+    }
 }

@@ -262,6 +262,15 @@ pub struct StatusView {
     pub elections_started: u64,
     /// Datagrams ignored: another cluster, an incompatible version, or unreadable.
     pub ignored_datagrams: u64,
+    /// Election rounds in a row that ended without a coordinator (0 once one is agreed).
+    #[serde(default)]
+    pub failed_rounds: u64,
+    /// Why the last round without a coordinator failed, if one did.
+    #[serde(default)]
+    pub last_failure: Option<String>,
+    /// The round-trip estimate the election timings follow, in milliseconds.
+    #[serde(default)]
+    pub rtt_ms: u64,
 }
 
 /// One member in a [`StatusView`].

@@ -215,8 +215,11 @@ impl DataSim {
             .count();
         let needed = match self.sim.config.strict_cluster_size {
             Some(n) => n / 2,
-            None => others.min(1),
+            None => (others + view.missing).min(1),
         };
+        if !view.settled {
+            return;
+        }
         let matched = &self.matched[i].1;
         let mut still = Vec::new();
         for (id, clock) in std::mem::take(&mut self.pending[i]) {

@@ -55,6 +55,9 @@ impl Ord for MessageBox {
     }
 }
 
+/// How long one coordinator must stay agreed to count as the agreement.
+pub const AGREEMENT_HOLD_MS: u64 = 200;
+
 pub struct Sim {
     pub rng: SmallRng,
     pub now_ms: u64,
@@ -417,12 +420,24 @@ impl Sim {
         out
     }
 
-    /// Time until every live node agrees on one coordinator, checking every `step_ms`.
+    /// Time until every live node agrees on one coordinator that then stays agreed for
+    /// [`AGREEMENT_HOLD_MS`] (an instant where all still name an old coordinator while an
+    /// election is under way is no agreement), checking every `step_ms`.
     pub fn time_to_agreement(&mut self, limit_ms: u64, step_ms: u64) -> Option<u64> {
         let start = self.now_ms;
-        while self.now_ms - start <= limit_ms {
-            if self.agreed_coordinator().is_ok() {
-                return Some(self.now_ms - start);
+        // Deliver what is due now first: a node resumed this instant has yet to notice it was
+        // paused (and step down), so the views of this instant may be stale.
+        self.run_until(start);
+        let mut since: Option<(u64, usize)> = None;
+        while self.now_ms - start <= limit_ms + AGREEMENT_HOLD_MS {
+            match (self.agreed_coordinator(), since) {
+                (Ok(c), Some((at, held))) if held == c => {
+                    if self.now_ms - at >= AGREEMENT_HOLD_MS {
+                        return Some(at - start);
+                    }
+                }
+                (Ok(c), _) => since = Some((self.now_ms, c)),
+                (Err(_), _) => since = None,
             }
             let next = self.now_ms + step_ms;
             self.run_until(next);
