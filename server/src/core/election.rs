@@ -17,6 +17,9 @@ use rand::Rng;
 /// Rounds without any reply before a candidate that knows other members gives the round up.
 const SILENT_ROUNDS_MAX: u32 = 1;
 
+/// Recent rounds whose start is kept, so that late replies still measure the round trip.
+const ROUND_STARTS_KEPT: usize = 8;
+
 impl Node {
     /// Starts a round: GETRANK to all, asking whether they still hear the coordinator.
     pub(super) fn start_candidate(&mut self, now_ms: u64) {
@@ -63,9 +66,12 @@ impl Node {
     ) {
         self.round += 1;
         self.role = Role::Candidate;
+        if self.round_starts.len() == ROUND_STARTS_KEPT {
+            self.round_starts.pop_front();
+        }
+        self.round_starts.push_back((self.round, now_ms));
         self.candidate = Some(CandidateState {
             round: self.round,
-            started_ms: now_ms,
             until_ms: now_ms + self.election_window_ms(),
             voting,
             replies: Default::default(),
@@ -105,7 +111,6 @@ impl Node {
         if candidate.round != round || reply.from.rank.is_none() || reply.role == Role::Joining {
             return;
         }
-        self.rtt.sample(now_ms.saturating_sub(candidate.started_ms));
         // Others "hearing" us as coordinator while we are not one is no reason to give up.
         let heard = reply
             .coordinator
@@ -198,7 +203,7 @@ impl Node {
         self.last_heard_coordinator_ms = now_ms;
         self.failed_rounds += 1;
         self.last_failure = Some(why);
-        let spread_ms = self.election_window_ms() + self.rtt.high_ms() + self.config.stagger_ms;
+        let spread_ms = self.election_window_ms() + self.rtt_ms() + self.config.stagger_ms;
         self.backoff_ms = self.rng.gen_range(0..=spread_ms);
     }
 
@@ -255,7 +260,7 @@ impl Node {
         let Some(majority) = self.config.majority() else {
             return false;
         };
-        let lease_ms = self.config.lease_ms();
+        let lease_ms = self.lease_ms();
         if now_ms < self.coordinating_since_ms + lease_ms {
             return false;
         }
@@ -264,7 +269,10 @@ impl Node {
             .values()
             .filter(|m| {
                 m.node.node_id != self.me.node_id
-                    && now_ms.saturating_sub(m.last_seen_ms) <= lease_ms
+                    && self
+                        .confirmed_ms
+                        .get(&m.node.node_id)
+                        .is_some_and(|sent_ms| now_ms < sent_ms + lease_ms)
             })
             .count()
             + 1;
@@ -320,6 +328,7 @@ impl Node {
         self.coordinator = Some(self.me);
         self.coordinator_epoch = epoch;
         self.coordinator_clock = self.clock;
+        self.confirmed_ms.clear();
         self.last_heard_coordinator_ms = now_ms;
         self.remember_member(now_ms, self.me, self.clock);
         let members = self.members.values().map(|m| m.node).collect();
@@ -355,7 +364,7 @@ impl Node {
                 return;
             }
         } else if !same {
-            let silent = now_ms >= self.last_direct_ms + self.config.suspect_ms(Some(1)) / 2;
+            let silent = now_ms >= self.last_direct_ms + self.suspect_base_ms() / 2;
             let better = current.is_none_or(|c| {
                 silent || outranks(claim, (self.coordinator_epoch, self.coordinator_clock, &c))
             });

@@ -31,7 +31,6 @@ impl Node {
         self.candidate = None;
         self.members.clear();
         self.join = Some(JoinState {
-            started_ms: now_ms,
             until_ms: now_ms + self.config.join_window_ms,
             replies: Default::default(),
             joiners: Default::default(),
@@ -102,8 +101,7 @@ impl Node {
             }
             _ => {
                 // No coordinator anywhere: suspect at once, staggered by rank.
-                let base = self.config.heartbeat_ms * u64::from(self.config.suspect_misses);
-                self.last_heard_coordinator_ms = now_ms.saturating_sub(base);
+                self.last_heard_coordinator_ms = now_ms.saturating_sub(self.suspect_base_ms());
             }
         }
         let body = self.rank_body(now_ms, Purpose::Join);
@@ -113,7 +111,6 @@ impl Node {
     pub(super) fn on_rank(&mut self, now_ms: u64, purpose: Purpose, reply: RankReply) {
         if self.role == Role::Joining {
             if let Some(join) = self.join.as_mut() {
-                self.rtt.sample(now_ms.saturating_sub(join.started_ms));
                 join.replies.insert(
                     reply.from.node_id,
                     (reply.from, reply.role, reply.coordinator, reply.epoch),
@@ -122,14 +119,27 @@ impl Node {
             return;
         }
         match purpose {
-            Purpose::Election { round, .. } => self.on_election_reply(now_ms, round, reply),
+            Purpose::Election { round, .. } => {
+                // Replies name their round, so even late ones measure the round trip; a join's
+                // replies cannot be told from announcements and measure nothing.
+                if let Some((_, started_ms)) = self.round_starts.iter().find(|(r, _)| *r == round) {
+                    let rtt_ms = now_ms.saturating_sub(*started_ms);
+                    self.rtt.sample(reply.from.node_id, rtt_ms);
+                }
+                self.on_election_reply(now_ms, round, reply)
+            }
             Purpose::Join | Purpose::Heartbeat { .. } | Purpose::Client => {
                 if let (Purpose::Heartbeat { sent_ms, .. }, Role::Coordinator) =
                     (&purpose, self.role)
                 {
                     if *sent_ms > 0 {
-                        self.rtt.sample(now_ms.saturating_sub(*sent_ms));
+                        let rtt_ms = now_ms.saturating_sub(*sent_ms);
+                        self.rtt.sample(reply.from.node_id, rtt_ms);
                     }
+                    // A node of an older version echoes no send time: its arrival must do.
+                    let sent_ms = if *sent_ms > 0 { *sent_ms } else { now_ms };
+                    let confirmed = self.confirmed_ms.entry(reply.from.node_id).or_default();
+                    *confirmed = (*confirmed).max(sent_ms);
                 }
                 if self.role == Role::Coordinator {
                     if let Some(rank) = reply.from.rank {
@@ -210,7 +220,7 @@ impl Node {
     /// it looks the same, while the others still hear it and would take its single-copy writes
     /// as replicated. Stepping down lets them, if alive, elect among themselves.
     pub(super) fn heartbeat(&mut self, now_ms: u64) {
-        let dead_ms = self.config.dead_ms();
+        let dead_ms = self.dead_ms();
         let me = self.me.node_id;
         let mut silent = Vec::new();
         self.members.retain(|_, m| {
@@ -239,7 +249,7 @@ impl Node {
             purpose: Purpose::Heartbeat {
                 members,
                 sent_ms: now_ms,
-                rtt_ms: self.rtt.high_ms(),
+                rtt_ms: self.rtt_ms(),
                 elected_clock: self.coordinator_clock,
             },
         });

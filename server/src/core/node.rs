@@ -3,13 +3,13 @@
 //! `election.rs`.
 
 use super::message::{Body, Message, Purpose};
-use super::rtt::RttEstimator;
+use super::rtt::RoundTrips;
 use super::types::{
     Clock, CoreConfig, ElectionFailure, Epoch, MemberView, NodeId, NodeRef, Rank, Role, View,
 };
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 /// What happens to a node.
@@ -66,8 +66,6 @@ pub enum Output {
 
 #[derive(Debug, Clone)]
 pub(super) struct JoinState {
-    /// When the join's GETRANK went out (replies measure the round trip).
-    pub(super) started_ms: u64,
     pub(super) until_ms: u64,
     /// Nodes that answered, with their role, the coordinator they follow and their epoch.
     pub(super) replies: BTreeMap<NodeId, (NodeRef, Role, Option<NodeRef>, Epoch)>,
@@ -78,8 +76,6 @@ pub(super) struct JoinState {
 #[derive(Debug, Clone)]
 pub(super) struct CandidateState {
     pub(super) round: u64,
-    /// When the round's GETRANK went out (replies measure the round trip).
-    pub(super) started_ms: u64,
     pub(super) until_ms: u64,
     /// Strict mode: the round asks for real votes (the epoch is raised); else it is the
     /// pre-vote, which changes nothing at the voters.
@@ -116,11 +112,16 @@ pub struct Node {
     pub(super) join: Option<JoinState>,
     pub(super) candidate: Option<CandidateState>,
     pub(super) round: u64,
+    /// When recent rounds started: (round, milliseconds).
+    pub(super) round_starts: VecDeque<(u64, u64)>,
     pub(super) next_heartbeat_ms: u64,
     /// When this node last became coordinator (strict mode's lease starts then).
     pub(super) coordinating_since_ms: u64,
     pub(super) last_step_ms: Option<u64>,
     pub(super) elections_started: u64,
+    /// Coordinator: per member, the send time of the latest heartbeat it answered (strict
+    /// mode's lease counts from these, so it holds however long the round trip).
+    pub(super) confirmed_ms: BTreeMap<NodeId, u64>,
     /// Highest epoch this node voted in (or stood in with real votes): it votes once per
     /// epoch. After a restart it votes only above the epoch it stored.
     pub(super) voted_epoch: Epoch,
@@ -130,8 +131,8 @@ pub struct Node {
     /// Members this coordinator dropped for silence rather than because they left: they may
     /// be alive behind a cut, so this node does not count on being alone.
     pub(super) missing: BTreeSet<NodeId>,
-    /// Round trips measured from requests this node sent (or its coordinator's estimate).
-    pub(super) rtt: RttEstimator,
+    /// Round trips measured from requests this node sent (and its coordinator's figure).
+    pub(super) rtt: RoundTrips,
     /// Extra wait before the next candidacy, drawn at random after a round without result
     /// (Raft's randomised election timeout), so that rivals fall out of step.
     pub(super) backoff_ms: u64,
@@ -163,14 +164,16 @@ impl Node {
             join: None,
             candidate: None,
             round: 0,
+            round_starts: VecDeque::new(),
             next_heartbeat_ms: 0,
             coordinating_since_ms: 0,
             last_step_ms: None,
             elections_started: 0,
+            confirmed_ms: BTreeMap::new(),
             voted_epoch: 0,
             coordinator_clock: 0,
             missing: BTreeSet::new(),
-            rtt: RttEstimator::default(),
+            rtt: RoundTrips::default(),
             backoff_ms: 0,
             failed_rounds: 0,
             last_failure: None,
@@ -247,7 +250,7 @@ impl Node {
             elections_started: self.elections_started,
             failed_rounds: self.failed_rounds,
             last_failure: self.last_failure,
-            rtt_ms: self.rtt.high_ms(),
+            rtt_ms: self.rtt_ms(),
             missing: self.missing.len(),
             settled: self.settled(self.last_step_ms.unwrap_or(0)),
         }
@@ -263,7 +266,7 @@ impl Node {
         if self.config.strict_cluster_size.is_some() {
             return true;
         }
-        let settle_ms = 2 * self.rtt.high_ms() + 2 * self.config.heartbeat_ms;
+        let settle_ms = 2 * self.rtt_ms() + 2 * self.config.heartbeat_ms;
         now_ms >= self.coordinating_since_ms + settle_ms
     }
 
@@ -274,7 +277,7 @@ impl Node {
             .last_step_ms
             .map_or(0, |last| now_ms.saturating_sub(last));
         self.last_step_ms = Some(now_ms);
-        if self.role == Role::Coordinator && gap > self.config.dead_ms() {
+        if self.role == Role::Coordinator && gap > self.dead_ms() {
             self.step_down(now_ms);
         }
     }
@@ -309,20 +312,51 @@ impl Node {
     }
 
     pub(super) fn suspect_deadline_ms(&self) -> u64 {
-        let base = self.config.heartbeat_ms * u64::from(self.config.suspect_misses);
-        self.last_heard_coordinator_ms + base + self.stagger_ms() + self.backoff_ms
+        self.last_heard_coordinator_ms
+            + self.suspect_base_ms()
+            + self.stagger_ms()
+            + self.backoff_ms
+    }
+
+    /// Silence after which a follower suspects its coordinator (before the rank stagger), and
+    /// for which a follower that heard it refuses votes: the configured heartbeats, or, where
+    /// links are slow, a round trip and three heartbeats, so that a strict coordinator's lease
+    /// (one heartbeat shorter) outlasts the round trip and heartbeat interval that renew it.
+    pub(super) fn suspect_base_ms(&self) -> u64 {
+        let beats_ms = self.config.heartbeat_ms * u64::from(self.config.suspect_misses);
+        beats_ms.max(self.rtt_ms() + 3 * self.config.heartbeat_ms)
+    }
+
+    /// Strict mode's lease: a coordinator acts only while a majority answered a heartbeat it
+    /// sent within this long. A follower that answered one sent at `s` heard it after `s`,
+    /// so it refuses votes until at least `s` plus its suspicion time: one heartbeat more.
+    pub(super) fn lease_ms(&self) -> u64 {
+        self.config
+            .lease_ms()
+            .max(self.suspect_base_ms() - self.config.heartbeat_ms)
+            .min(self.suspect_base_ms().saturating_sub(1))
+    }
+
+    /// Silence after which the coordinator declares a member dead and frees its rank.
+    pub(super) fn dead_ms(&self) -> u64 {
+        self.config.dead_ms().max(2 * self.suspect_base_ms())
     }
 
     /// This node's share of the per-rank stagger: at least the configured step per rank, and
     /// at least a round trip, so that a lower rank's round reaches us before we start ours.
     pub(super) fn stagger_ms(&self) -> u64 {
         let above_first = u64::from(self.me.rank.unwrap_or(1).saturating_sub(1)).min(16);
-        self.config.stagger_ms.max(self.rtt.high_ms()) * above_first
+        self.config.stagger_ms.max(self.rtt_ms()) * above_first
+    }
+
+    /// The round trip the timings follow (the high end of the quorum's estimate).
+    pub(super) fn rtt_ms(&self) -> u64 {
+        self.rtt.high_ms(self.role == Role::Coordinator)
     }
 
     /// How long a candidate waits for replies: the configured window, or two round trips.
     pub(super) fn election_window_ms(&self) -> u64 {
-        self.config.election_window_ms.max(2 * self.rtt.high_ms())
+        self.config.election_window_ms.max(2 * self.rtt_ms())
     }
 
     fn on_message(&mut self, now_ms: u64, src: SocketAddr, msg: Message) {
@@ -457,12 +491,12 @@ impl Node {
     /// at once (staggered by rank) instead of waiting out its silence.
     fn on_leave(&mut self, now_ms: u64, from: &NodeRef) {
         self.members.retain(|_, m| m.node.node_id != from.node_id);
+        self.rtt.forget(&from.node_id);
         let was_coordinator = self.coordinator.is_some_and(|c| c.node_id == from.node_id);
         if was_coordinator && self.role == Role::Follower {
             self.coordinator = None;
             self.last_direct_ms = 0;
-            let base = self.config.heartbeat_ms * u64::from(self.config.suspect_misses);
-            self.last_heard_coordinator_ms = now_ms.saturating_sub(base);
+            self.last_heard_coordinator_ms = now_ms.saturating_sub(self.suspect_base_ms());
         }
     }
 
@@ -471,8 +505,7 @@ impl Node {
         match self.role {
             Role::Coordinator => true,
             Role::Follower => {
-                self.coordinator.is_some()
-                    && now_ms < self.last_direct_ms + self.config.suspect_ms(Some(1))
+                self.coordinator.is_some() && now_ms < self.last_direct_ms + self.suspect_base_ms()
             }
             Role::Joining | Role::Candidate => false,
         }

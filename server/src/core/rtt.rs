@@ -1,6 +1,11 @@
-//! Round-trip estimate from the protocol's own request/reply pairs (heartbeat RANK replies,
-//! election and join rounds), smoothed as TCP does (RFC 6298): the election window and the
-//! per-rank stagger follow it, so that a cluster on slow links waits long enough for replies.
+//! Round-trip estimates from the protocol's own request/reply pairs (heartbeat RANK replies
+//! and election rounds, matched by the send time or round they echo), smoothed per peer as TCP
+//! does (RFC 6298). The election window, the per-rank stagger, suspicion and strict mode's
+//! lease follow the estimate a quorum needs (the k-th fastest peer), so that one peer answering
+//! a backlog after a pause cannot stretch everyone's timings.
+
+use super::types::NodeId;
+use std::collections::BTreeMap;
 
 /// Smoothed round trip and its variation, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,8 +30,10 @@ impl RttEstimator {
             return;
         }
         if self.samples == 0 {
+            // RFC 6298 starts the deviation at half the sample; a quarter keeps the first
+            // estimates (which size suspicion and windows) at twice the round trip, not three.
             self.srtt_ms = rtt_ms;
-            self.rttvar_ms = rtt_ms / 2;
+            self.rttvar_ms = rtt_ms / 4;
         } else {
             let deviation = self.srtt_ms.abs_diff(rtt_ms);
             self.rttvar_ms = (3 * self.rttvar_ms + deviation) / 4;
@@ -35,19 +42,50 @@ impl RttEstimator {
         self.samples += 1;
     }
 
-    /// Takes the coordinator's estimate (carried in its heartbeat): the coordinator measures
-    /// every member every heartbeat, a follower only in its rare election rounds.
-    pub(super) fn adopt(&mut self, high_ms: u64) {
-        if high_ms > 0 {
-            self.srtt_ms = high_ms.min(HIGH_MS_MAX);
-            self.rttvar_ms = 0;
-            self.samples = self.samples.max(1);
-        }
-    }
-
     /// A round trip that replies rarely exceed: the smoothed value plus four deviations.
     pub(super) fn high_ms(&self) -> u64 {
         (self.srtt_ms + 4 * self.rttvar_ms).min(HIGH_MS_MAX)
+    }
+}
+
+/// The estimates of every peer, and the coordinator's figure (from its heartbeats).
+#[derive(Debug, Clone, Default)]
+pub(super) struct RoundTrips {
+    by_peer: BTreeMap<NodeId, RttEstimator>,
+    /// The coordinator's figure: it measures every member every heartbeat, a follower only in
+    /// its rare election rounds.
+    adopted_ms: u64,
+}
+
+impl RoundTrips {
+    /// A round trip to `peer`.
+    pub(super) fn sample(&mut self, peer: NodeId, rtt_ms: u64) {
+        self.by_peer.entry(peer).or_default().sample(rtt_ms);
+    }
+
+    /// Takes the coordinator's figure.
+    pub(super) fn adopt(&mut self, high_ms: u64) {
+        self.adopted_ms = high_ms.min(HIGH_MS_MAX);
+    }
+
+    /// Forgets a peer that left.
+    pub(super) fn forget(&mut self, peer: &NodeId) {
+        self.by_peer.remove(peer);
+    }
+
+    /// The round trip a quorum needs: the high estimate of the k-th fastest peer, k being a
+    /// majority of the peers measured (at least one). A coordinator uses only its own
+    /// measurements; others also the coordinator's figure, whichever is higher.
+    pub(super) fn high_ms(&self, coordinating: bool) -> u64 {
+        let mut highs: Vec<u64> = self.by_peer.values().map(RttEstimator::high_ms).collect();
+        highs.sort_unstable();
+        let k = (highs.len() / 2).max(1);
+        let measured = highs.get(k - 1).copied().unwrap_or(0);
+        if coordinating {
+            measured
+        } else {
+            measured.max(self.adopted_ms)
+        }
     }
 }
 
@@ -62,23 +100,43 @@ mod tests {
         for sample in [40, 60, 45, 55, 50, 42, 58, 50] {
             rtt.sample(sample);
         }
-        assert!((45..=55).contains(&rtt.srtt_ms), "{rtt:?}");
-        assert!(rtt.high_ms() >= 60 && rtt.high_ms() <= 110, "{rtt:?}");
+        assert!((40..=55).contains(&rtt.srtt_ms), "{rtt:?}");
+        assert!(rtt.high_ms() >= 55 && rtt.high_ms() <= 110, "{rtt:?}");
     }
 
     #[test]
-    fn ignores_held_back_replies_and_follows_the_coordinators_estimate() {
+    fn ignores_replies_held_back_for_longer_than_a_round_trip_can_be() {
         let mut rtt = RttEstimator::default();
         rtt.sample(10);
         rtt.sample(30_000);
         assert_eq!(rtt.srtt_ms, 10);
-        rtt.adopt(0);
-        assert_eq!(rtt.high_ms(), 10 + 4 * 5);
-        rtt.adopt(80);
-        assert_eq!(rtt.high_ms(), 80);
-        rtt.adopt(12);
-        assert_eq!(rtt.high_ms(), 12);
-        rtt.adopt(60_000);
-        assert_eq!(rtt.high_ms(), HIGH_MS_MAX);
+        assert_eq!(rtt.high_ms(), 10 + 4 * (10 / 4));
+    }
+
+    #[test]
+    fn one_peer_answering_a_backlog_does_not_stretch_the_quorums_round_trip() {
+        let mut trips = RoundTrips::default();
+        let (a, b, c, d) = (
+            NodeId::from_u128(1),
+            NodeId::from_u128(2),
+            NodeId::from_u128(3),
+            NodeId::from_u128(4),
+        );
+        for _ in 0..20 {
+            trips.sample(a, 4);
+            trips.sample(b, 6);
+            trips.sample(c, 5);
+        }
+        // d was paused and answers a second's worth of heartbeats at once.
+        for held in (20..1_000).rev().step_by(20) {
+            trips.sample(d, held);
+        }
+        assert!(trips.high_ms(true) <= 10, "{trips:?}");
+        trips.adopt(80);
+        assert_eq!(trips.high_ms(false), 80);
+        assert!(trips.high_ms(true) <= 10);
+        trips.forget(&d);
+        trips.adopt(60_000);
+        assert_eq!(trips.high_ms(false), HIGH_MS_MAX);
     }
 }

@@ -51,6 +51,8 @@ pub struct DataSim {
     pub logs: Vec<Vec<Ev>>,
     /// Write ids acknowledged to a client, with the node that acknowledged them.
     pub acked: BTreeMap<u64, usize>,
+    /// When each write was acknowledged.
+    pub acked_at_ms: BTreeMap<u64, u64>,
     /// Per host: writes awaiting acknowledgement (id, clock).
     pending: Vec<Vec<(u64, u64)>>,
     /// Per coordinator host: (epoch, replica -> highest matching clock).
@@ -70,6 +72,7 @@ impl DataSim {
             sim,
             logs: vec![Vec::new(); n],
             acked: BTreeMap::new(),
+            acked_at_ms: BTreeMap::new(),
             pending: vec![Vec::new(); n],
             matched: vec![(0, BTreeMap::new()); n],
             queue: BinaryHeap::new(),
@@ -78,6 +81,11 @@ impl DataSim {
             slice: 0,
             write_rate: 0.3,
         }
+    }
+
+    /// The id the next write will get.
+    pub fn next_write_id(&self) -> u64 {
+        self.next_id
     }
 
     fn live(&self, i: usize) -> bool {
@@ -152,7 +160,7 @@ impl DataSim {
         if self.matched[i].0 != view.epoch {
             self.matched[i] = (view.epoch, BTreeMap::new());
             // Strict mode: the epoch's opening event (writer.rs), answered to no client.
-            if self.sim.config.strict_cluster_size.is_some() {
+            if self.sim.hosts[i].config.strict_cluster_size.is_some() {
                 let mut log = self.logs[i].clone();
                 log.push(Ev {
                     clock: log.len() as u64 + 1,
@@ -213,7 +221,7 @@ impl DataSim {
             .iter()
             .filter(|m| m.node.node_id != self.sim.hosts[i].node_id)
             .count();
-        let needed = match self.sim.config.strict_cluster_size {
+        let needed = match self.sim.hosts[i].config.strict_cluster_size {
             Some(n) => n / 2,
             None => (others + view.missing).min(1),
         };
@@ -225,6 +233,7 @@ impl DataSim {
         for (id, clock) in std::mem::take(&mut self.pending[i]) {
             if matched.values().filter(|m| **m >= clock).count() >= needed {
                 self.acked.insert(id, i);
+                self.acked_at_ms.insert(id, self.sim.now_ms);
             } else {
                 still.push((id, clock));
             }

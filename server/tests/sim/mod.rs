@@ -5,17 +5,20 @@
 
 pub mod data;
 
+use idserver::address::{self, AddressFlags, HostAddresses};
 use idserver::core::{CoreConfig, Input, Message, Node, Output, Role, View};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use uuid::Uuid;
 
 /// One simulated host.
 pub struct Host {
     pub node: Option<Node>,
+    /// This node's settings (strict mode's N as its own flags give it).
+    pub config: CoreConfig,
     pub node_id: Uuid,
     pub addr: SocketAddr,
     /// What the host's Redis would hold across crashes.
@@ -55,6 +58,42 @@ impl Ord for MessageBox {
     }
 }
 
+/// How nodes sit on hosts, as deployments have them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Every node on one host, one address, ports 5151, 5152, …
+    OneHost,
+    /// A host each, the same port.
+    DistinctHosts,
+    /// Two hosts sharing the nodes, ports differing on each.
+    Mixed,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 3] = [Shape::OneHost, Shape::DistinctHosts, Shape::Mixed];
+
+    /// Each node's address and its host's addresses.
+    pub fn layout(self, n: usize) -> Vec<(SocketAddr, HostAddresses)> {
+        (0..n)
+            .map(|i| {
+                let (ip, port) = match self {
+                    Shape::OneHost => (Ipv4Addr::LOCALHOST, 5151 + i as u16),
+                    Shape::DistinctHosts => (Ipv4Addr::new(198, 18, 0, 1 + i as u8), 5151),
+                    Shape::Mixed => (
+                        Ipv4Addr::new(198, 18, 0, 1 + (i % 2) as u8),
+                        5151 + (i / 2) as u16,
+                    ),
+                };
+                let host = HostAddresses {
+                    local: vec![IpAddr::V4(ip), IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                    routed: None,
+                };
+                (SocketAddr::new(IpAddr::V4(ip), port), host)
+            })
+            .collect()
+    }
+}
+
 /// How long one coordinator must stay agreed to count as the agreement.
 pub const AGREEMENT_HOLD_MS: u64 = 200;
 
@@ -82,6 +121,7 @@ impl Sim {
         let hosts = (0..hosts)
             .map(|i| Host {
                 node: None,
+                config,
                 node_id: Uuid::from_u128(rng.gen()),
                 addr: SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16)),
                 stored_epoch: 0,
@@ -107,9 +147,35 @@ impl Sim {
         }
     }
 
+    /// A cluster laid out as `shape` says, every node started as the README tells users: the
+    /// default listen address (0.0.0.0), `--peers` naming every member. Each node's address and
+    /// strict-mode N come from the server's own `address` functions, as the binary gets them.
+    pub fn shaped(seed: u64, n: usize, config: CoreConfig, strict: bool, shape: Shape) -> Sim {
+        let mut sim = Sim::new(seed, n, config);
+        let layout = shape.layout(n);
+        let peers: Vec<SocketAddr> = layout.iter().map(|(addr, _)| *addr).collect();
+        for (i, (addr, host)) in layout.iter().enumerate() {
+            let flags = AddressFlags {
+                listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()),
+                advertise: None,
+                mcast_if: None,
+                peers: &peers,
+            };
+            let advertised = address::advertised(flags, host);
+            assert_eq!(
+                advertised, *addr,
+                "{shape:?}: node {i} advertises another address"
+            );
+            sim.hosts[i].addr = advertised;
+            sim.hosts[i].config.strict_cluster_size =
+                strict.then(|| address::cluster_size(flags, host));
+        }
+        sim
+    }
+
     pub fn start(&mut self, i: usize) {
         let host = &mut self.hosts[i];
-        let mut node = Node::new(self.config, host.node_id, host.addr);
+        let mut node = Node::new(host.config, host.node_id, host.addr);
         let (epoch, clock, last_epoch) = (host.stored_epoch, host.clock, host.last_epoch);
         let out = node.step(
             self.now_ms,

@@ -1,0 +1,308 @@
+//! Liveness as a checked property, over random schedules on the real protocol cores: after the
+//! last fault ends and a majority (strict) or at least two nodes (whitepaper; a lone node does
+//! not coordinate on silence) are up and connected, one coordinator is agreed and a write is
+//! acknowledged within a bound that depends only on the timings and the round trip.
+//!
+//! Each schedule draws its cluster the way deployments have them: 3 or 5 nodes on one host
+//! (one address, ports apart), on distinct hosts, or mixed, all started with the default listen
+//! address and `--peers` naming every member (strict mode's N as the binary computes it); 0 to
+//! 50 ms per link with jitter, up to 5% loss; simultaneous or staggered starts; then crashes,
+//! pauses, isolations, one-way cuts and splits for a while.
+//!
+//! A failing schedule prints its seed; `SIM_SEED=N cargo test --test liveness` replays it,
+//! `SIM_SCHEDULES=N` runs more (the long tier: `SIM_SCHEDULES=1000000`), `SIM_SLOW_MS=N` lists
+//! the schedules that took longer than N ms to agree, and `SIM_TRACE=1` prints role changes.
+
+mod sim;
+
+use idserver::core::{CoreConfig, Role};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use sim::data::DataSim;
+use sim::{Shape, Sim, AGREEMENT_HOLD_MS};
+
+/// Schedules per mode in the default run (CI).
+const SCHEDULES_DEFAULT: u64 = 2_000;
+
+/// The bound the property promises: detection and a dead interval, then the per-rank stagger,
+/// then election rounds (window, backoff) of a round trip each; all stretched by the round trip.
+fn bound_ms(config: &CoreConfig, n: usize, rtt_max_ms: u64) -> u64 {
+    let detect_ms = config.heartbeat_ms * u64::from(config.suspect_misses) + config.dead_ms();
+    let stagger_ms = n as u64 * config.stagger_ms.max(rtt_max_ms);
+    let rounds_ms = 10 * (config.election_window_ms + 4 * rtt_max_ms);
+    detect_ms + stagger_ms + rounds_ms + 20 * rtt_max_ms
+}
+
+/// What one schedule measured.
+struct Outcome {
+    /// Per-link one-way latency (ms) the schedule ran with.
+    latency_ms: u64,
+    /// From the last fault's end to a coordinator every live node names.
+    agreed_ms: u64,
+    /// From the last fault's end to the first acknowledged write.
+    acked_ms: u64,
+}
+
+fn schedule(seed: u64, strict: bool) -> Result<Outcome, String> {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_11fe);
+    let n = if rng.gen_bool(0.5) { 3 } else { 5 };
+    let shape = Shape::ALL[rng.gen_range(0..Shape::ALL.len())];
+    let latency_ms = rng.gen_range(0..=50u64);
+    let jitter_ms = rng.gen_range(0..=latency_ms / 2);
+    let loss = if rng.gen_bool(0.5) {
+        0.0
+    } else {
+        rng.gen_range(0.0..0.05)
+    };
+    let config = CoreConfig::default();
+    let mut sim = Sim::shaped(seed, n, config, strict, shape);
+    sim.latency_ms = (latency_ms - jitter_ms, latency_ms + jitter_ms);
+    sim.loss = loss;
+    let simultaneous = rng.gen_bool(0.5);
+    let mut data = DataSim::new(sim);
+    for i in 0..n {
+        data.sim.start(i);
+        if !simultaneous {
+            let t = data.sim.now_ms + rng.gen_range(0..300);
+            data.run_until(t, true);
+        }
+    }
+    let faults = rng.gen_bool(0.7);
+    let context =
+        || {
+            format!(
+            "{} mode, {n} nodes, {shape:?}, {latency_ms} ± {jitter_ms} ms, loss {:.1}%, {} start{}",
+            if strict { "strict" } else { "whitepaper" },
+            loss * 100.0,
+            if simultaneous { "simultaneous" } else { "staggered" },
+            if faults { ", faults" } else { "" }
+        )
+        };
+    if faults {
+        let t = data.sim.now_ms + 500;
+        data.run_until(t, true);
+        inject_faults(&mut data, &mut rng, n);
+        end_faults(&mut data, &mut rng, n);
+    }
+    let rtt_max_ms = 2 * (latency_ms + jitter_ms);
+    let limit_ms = bound_ms(&config, n, rtt_max_ms);
+    let (agreed_ms, acked_ms) = agree_and_ack(&mut data, limit_ms)
+        .map_err(|why| format!("{} ({}): {why}", context(), data.sim.describe()))?;
+    Ok(Outcome {
+        latency_ms,
+        agreed_ms,
+        acked_ms,
+    })
+}
+
+/// Crashes, pauses, isolations, one-way cuts and splits, for 1 to 3 s.
+fn inject_faults(data: &mut DataSim, rng: &mut SmallRng, n: usize) {
+    let until = data.sim.now_ms + rng.gen_range(1_000..3_000);
+    while data.sim.now_ms < until {
+        let i = rng.gen_range(0..n);
+        match rng.gen_range(0..7) {
+            0 => data.sim.crash(i),
+            1 => {
+                if data.sim.hosts[i].node.is_none() {
+                    data.sim.restart(i)
+                }
+            }
+            2 => data.sim.pause(i, rng.gen_range(50..1_000)),
+            3 => data.sim.isolate(i),
+            4 => {
+                // Every node's traffic towards i is dropped; i's own sends still flow.
+                for j in (0..n).filter(|j| *j != i) {
+                    data.sim.cut.insert((j, i));
+                }
+            }
+            5 => {
+                let side: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.5)).collect();
+                data.sim.split(&side)
+            }
+            _ => data.sim.heal(),
+        }
+        let next = data.sim.now_ms + rng.gen_range(10..400);
+        data.run_until(next, true);
+    }
+}
+
+/// The last fault ends: cuts heal, paused nodes resume, and crashed nodes restart, except
+/// that up to a minority (strict) or all but two (whitepaper) may stay down, as after a
+/// coordinator crash without restart.
+fn end_faults(data: &mut DataSim, rng: &mut SmallRng, n: usize) {
+    data.sim.heal();
+    data.sim.resume_all();
+    let strict = data.sim.hosts[0].config.strict_cluster_size.is_some();
+    let may_stay_down = if strict { n - (n / 2 + 1) } else { n - 2 };
+    let mut down = 0;
+    for i in 0..n {
+        if data.sim.hosts[i].node.is_none() {
+            if down < may_stay_down && rng.gen_bool(0.5) {
+                down += 1;
+            } else {
+                data.sim.restart(i);
+            }
+        }
+    }
+}
+
+/// Runs until a coordinator is agreed (and stays so) and a write made from now on is
+/// acknowledged; the times from now, or why not within `limit_ms`.
+fn agree_and_ack(data: &mut DataSim, limit_ms: u64) -> Result<(u64, u64), String> {
+    const STEP_MS: u64 = 10;
+    let start = data.sim.now_ms;
+    let first_id = data.next_write_id();
+    let mut since: Option<(u64, usize)> = None;
+    let mut agreed_ms = None;
+    while data.sim.now_ms - start <= limit_ms + AGREEMENT_HOLD_MS {
+        if agreed_ms.is_none() {
+            match (data.sim.agreed_coordinator(), since) {
+                (Ok(c), Some((at, held))) if held == c => {
+                    if data.sim.now_ms - at >= AGREEMENT_HOLD_MS {
+                        agreed_ms = Some(at - start);
+                    }
+                }
+                (Ok(c), _) => since = Some((data.sim.now_ms, c)),
+                (Err(_), _) => since = None,
+            }
+        }
+        let acked_ms = data
+            .acked_at_ms
+            .range(first_id..)
+            .map(|(_, at)| at - start)
+            .min();
+        if let (Some(agreed), Some(acked)) = (agreed_ms, acked_ms) {
+            if agreed > limit_ms || acked > limit_ms {
+                break;
+            }
+            return Ok((agreed, acked));
+        }
+        let t = data.sim.now_ms + STEP_MS;
+        data.run_until(t, true);
+    }
+    let acked = data.acked_at_ms.range(first_id..).count();
+    Err(format!(
+        "within {limit_ms} ms: agreed after {agreed_ms:?} ms, {acked} new writes acknowledged"
+    ))
+}
+
+fn seeds() -> Vec<u64> {
+    match std::env::var("SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
+        Err(_) => {
+            let count = std::env::var("SIM_SCHEDULES").map_or(SCHEDULES_DEFAULT, |n| {
+                n.parse().expect("SIM_SCHEDULES is a number")
+            });
+            (0..count).collect()
+        }
+    }
+}
+
+fn check_mode(strict: bool) {
+    let mode = if strict { "strict" } else { "whitepaper" };
+    let mut failures = Vec::new();
+    let mut by_latency: [Vec<(u64, u64)>; 3] = Default::default();
+    let seeds = seeds();
+    for seed in &seeds {
+        match schedule(*seed, strict) {
+            Ok(o) => {
+                if std::env::var("SIM_SLOW_MS").is_ok_and(|ms| o.agreed_ms > ms.parse().unwrap()) {
+                    eprintln!(
+                        "slow: seed {seed}: {} ms at {} ms per link",
+                        o.agreed_ms, o.latency_ms
+                    );
+                }
+                let bucket = match o.latency_ms {
+                    0..=5 => 0,
+                    6..=25 => 1,
+                    _ => 2,
+                };
+                by_latency[bucket].push((o.agreed_ms, o.acked_ms));
+            }
+            Err(why) => failures.push(format!("seed {seed}: {why}")),
+        }
+    }
+    for (bucket, runs) in ["0-5 ms", "6-25 ms", "26-50 ms"]
+        .iter()
+        .zip(&mut by_latency)
+    {
+        if runs.is_empty() {
+            continue;
+        }
+        let mut agreed: Vec<u64> = runs.iter().map(|r| r.0).collect();
+        let mut acked: Vec<u64> = runs.iter().map(|r| r.1).collect();
+        agreed.sort_unstable();
+        acked.sort_unstable();
+        let pct = |v: &[u64], p: usize| v[(v.len() - 1) * p / 100];
+        eprintln!(
+            "{mode}, {bucket} per link, {} schedules: agreed p50 {} p99 {} max {} ms; \
+             first ack p50 {} p99 {} max {} ms",
+            runs.len(),
+            pct(&agreed, 50),
+            pct(&agreed, 99),
+            agreed.last().unwrap(),
+            pct(&acked, 50),
+            pct(&acked, 99),
+            acked.last().unwrap()
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} {mode} schedules broke liveness (replay with SIM_SEED=N):\n{}",
+        failures.len(),
+        seeds.len(),
+        failures[..failures.len().min(5)].join("\n")
+    );
+}
+
+#[test]
+fn whitepaper_mode_elects_and_acknowledges_within_the_bound_in_every_shape() {
+    check_mode(false);
+}
+
+#[test]
+fn strict_mode_elects_and_acknowledges_within_the_bound_in_every_shape() {
+    check_mode(true);
+}
+
+/// Issue 14's first shape exactly: three strict nodes on one host at the default listen
+/// address, the coordinator killed, never restarted: the two survivors elect at once.
+#[test]
+fn strict_survivors_on_one_host_elect_after_the_coordinator_dies() {
+    for seed in 0..50 {
+        let mut sim = Sim::shaped(seed, 3, CoreConfig::default(), true, Shape::OneHost);
+        assert_eq!(sim.hosts[0].config.strict_cluster_size, Some(3));
+        for i in 0..3 {
+            sim.start(i);
+        }
+        sim.time_to_agreement(2_000, 5).expect("start-up agreement");
+        let old = sim.agreed_coordinator().unwrap();
+        sim.crash(old);
+        let took = sim.time_to_agreement(1_000, 5);
+        assert!(
+            took.is_some_and(|ms| ms <= 300),
+            "seed {seed}: survivors agreed after {took:?} ms: {}",
+            sim.describe()
+        );
+        let new = sim.agreed_coordinator().unwrap();
+        assert_eq!(sim.view(new).unwrap().role, Role::Coordinator);
+    }
+}
+
+/// Issue 14's second shape: five strict nodes started together with 20 ± 10 ms per link.
+#[test]
+fn strict_five_nodes_started_together_on_slow_links_agree() {
+    for seed in 0..50 {
+        let mut sim = Sim::shaped(seed, 5, CoreConfig::default(), true, Shape::DistinctHosts);
+        sim.latency_ms = (10, 30);
+        for i in 0..5 {
+            sim.start(i);
+        }
+        let took = sim.time_to_agreement(3_000, 5);
+        assert!(
+            took.is_some(),
+            "seed {seed}: no agreement in 3 s: {}",
+            sim.describe()
+        );
+    }
+}
