@@ -1,14 +1,16 @@
 //! A cluster in a lab: one host namespace per node running `idserver` (which starts its own
-//! `redis-server` in the same namespace), and a `client` host for the workload. Knows how to
-//! start, signal and query nodes; knows nothing of scenarios.
+//! `redis-server` in the same namespace), or all nodes on one host (ports apart), and a
+//! `client` host for the workload. Nodes start as the README tells users: the default listen
+//! address, `--peers` naming every member. Knows how to start, signal and query nodes; knows
+//! nothing of scenarios.
 
 use crate::error::{Error, Result};
 use crate::history::{now_ms, NodeView, Sample, SeenEvents};
 use crate::limits::{
-    EVENTS_PAGE, MCAST_GROUP, NODE_PORT, POLL_EVENTS_EVERY, POLL_STATUS_MS, PROBE_CONNECT_MS,
-    PROBE_REPLY_MS, STOP_WAIT_MS,
+    EVENTS_PAGE, MCAST_GROUP, NODE_PORT, ONE_HOST_NAME, POLL_EVENTS_EVERY, POLL_STATUS_MS,
+    PROBE_CONNECT_MS, PROBE_REPLY_MS, STOP_WAIT_MS,
 };
-use crate::scenario::{Discovery, Mode};
+use crate::scenario::{Discovery, Layout, Mode};
 use idserver::client::{Client, ClientConfig};
 use idserver::event::LoggedEvent;
 use idserver::wire::StatusView;
@@ -34,6 +36,8 @@ pub struct NodeConfig {
     pub min_acks: Option<u32>,
     /// Peers list or multicast.
     pub discovery: Discovery,
+    /// A host per node, or one for all.
+    pub layout: Layout,
     /// How many nodes.
     pub nodes: u32,
     /// How many client hosts.
@@ -156,8 +160,15 @@ impl LabCluster {
         std::fs::create_dir_all(evidence.join("nodes"))
             .map_err(|e| Error::Setup(format!("failed to create {}: {e}", evidence.display())))?;
         let mut nodes = Vec::new();
+        let shared = match config.layout {
+            Layout::OneHost => Some(lab.add_host(ONE_HOST_NAME)?),
+            Layout::Hosts => None,
+        };
         for i in 1..=config.nodes {
-            let host = lab.add_host(&format!("n{i}"))?;
+            let host = match &shared {
+                Some(host) => host.clone(),
+                None => lab.add_host(&format!("n{i}"))?,
+            };
             let runtime = HostRuntime::start(&host, 1)?;
             nodes.push(Node {
                 host,
@@ -211,7 +222,11 @@ impl LabCluster {
 
     /// Node `i`'s serving address.
     pub fn addr(&self, i: usize) -> SocketAddr {
-        SocketAddr::from((self.nodes[i].host.addr(), NODE_PORT))
+        let port = match self.config.layout {
+            Layout::Hosts => NODE_PORT,
+            Layout::OneHost => NODE_PORT + i as u16,
+        };
+        SocketAddr::from((self.nodes[i].host.addr(), port))
     }
 
     /// The node serving at `addr`, if any.
@@ -280,12 +295,15 @@ impl LabCluster {
             .open(&log_path)
             .map_err(|e| Error::Setup(format!("failed to open {}: {e}", log_path.display())))?;
         let addr = self.nodes[i].host.addr().to_string();
+        let port = self.addr(i).port();
         let peers: Vec<String> = (0..self.nodes.len())
             .map(|j| self.addr(j).to_string())
             .collect();
         let node = &self.nodes[i];
         let mut cmd = node.host.command(&self.config.idserver);
-        cmd.args(["--listen", &addr, "--numport", &NODE_PORT.to_string()])
+        // No --listen: the default (0.0.0.0), so the node finds its own --peers entry by port
+        // and interface address, as on a user's hosts.
+        cmd.args(["--numport", &port.to_string()])
             .args(["--cluster", &self.config.cluster])
             .args(["--mode", self.config.mode.as_str()])
             .arg("--data-dir")

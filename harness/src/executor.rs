@@ -198,6 +198,7 @@ pub async fn run(
         mode: scenario.mode,
         min_acks: scenario.min_acks,
         discovery: scenario.discovery,
+        layout: scenario.layout,
         nodes: scenario.nodes,
         client_hosts: scenario.client_hosts,
         keep_data: options.keep_data,
@@ -474,7 +475,19 @@ impl Exec<'_> {
                 down,
                 direction,
             } => self.link(nodes, spec, *down, *direction).await,
-            Action::Op(spec) => self.op(spec).await,
+            Action::Op(spec) => {
+                let started = now_ms();
+                let outcome = self.op(spec).await?;
+                if let Some(name) = &spec.measure {
+                    let took = now_ms() - started;
+                    self.result
+                        .figures
+                        .entry(name.clone())
+                        .or_default()
+                        .push(took as f64);
+                }
+                Ok(outcome)
+            }
             Action::Load(spec) => self.load(spec).await,
             Action::AwaitLoad => {
                 let mut sent = 0;

@@ -6,6 +6,9 @@ pub const NODES_MAX: u32 = 9;
 pub const LOAD_CLIENTS_MAX: u32 = 256;
 /// Port every node serves on (each node has its own address).
 pub const NODE_PORT: u16 = 5151;
+
+/// The lab host every node runs on in layout `one-host`.
+pub const ONE_HOST_NAME: &str = "nodes";
 /// Multicast group of `discovery = "multicast"` scenarios (TTL 1, only on the lab interface).
 pub const MCAST_GROUP: &str = "239.255.51.51:5151";
 /// How often the status poller asks each node (the timeline's resolution).

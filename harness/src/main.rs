@@ -7,7 +7,7 @@ use harness::cluster::{LabCluster, NodeConfig};
 use harness::executor::{self, RunOptions, ScenarioResult, ScenarioVerdict};
 use harness::history::now_ms;
 use harness::report;
-use harness::scenario::{self, Discovery, Mode, Scenario};
+use harness::scenario::{self, Discovery, Layout, Mode, Scenario};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio::sync::watch;
@@ -396,6 +396,7 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
             mode,
             min_acks: None,
             discovery: Discovery::Peers,
+            layout: Layout::Hosts,
             nodes,
             client_hosts: 1,
             keep_data: false,

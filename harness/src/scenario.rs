@@ -34,6 +34,8 @@ pub struct Scenario {
     pub long: bool,
     /// How nodes find each other.
     pub discovery: Discovery,
+    /// Where nodes run: a host each, or all on one host.
+    pub layout: Layout,
     /// Longest the scenario may run, in seconds.
     pub timeout_s: u64,
     /// Heal, resume and restart everything before the final checks.
@@ -74,6 +76,17 @@ pub enum Discovery {
     Peers,
     /// Multicast on the host's lab interface (`--mcast`, `--mcast-if`).
     Multicast,
+}
+
+/// Where the nodes run. Either way each starts as the README tells users: the default listen
+/// address (0.0.0.0) and `--peers` naming every member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A host (network namespace, address) each, all on port 5151.
+    Hosts,
+    /// One host for all: one address, ports 5151, 5152, … Nodes talk over loopback, so there
+    /// is no link between them to cut or slow.
+    OneHost,
 }
 
 /// Link conditions for one direction or both.
@@ -308,6 +321,8 @@ pub struct OpSpec {
     pub expect: OpExpect,
     /// The server that must answer it.
     pub served_by: Option<Selector>,
+    /// Record how long it took (client retries included) as this figure.
+    pub measure: Option<String>,
 }
 
 /// The outcome a single operation must have.
@@ -506,6 +521,7 @@ struct RawScenario {
     seed: Option<u64>,
     long: Option<bool>,
     discovery: Option<Spanned<String>>,
+    layout: Option<Spanned<String>>,
     timeout_s: Option<u64>,
     recover: Option<bool>,
     link: Option<RawLink>,
@@ -607,6 +623,25 @@ raw_step! {
 }
 
 /// Reads and checks a scenario file.
+/// Why `action` cannot run with every node on one host, if it cannot.
+fn needs_own_hosts(action: &Action) -> Option<&'static str> {
+    match action {
+        Action::Partition { .. } => Some("`partition`"),
+        Action::Link { .. } => Some("`link`"),
+        Action::RandomFaults(spec)
+            if spec.kinds.iter().any(|k| {
+                matches!(
+                    k,
+                    FaultKind::Partition | FaultKind::Loss | FaultKind::Latency
+                )
+            }) =>
+        {
+            Some("`random-faults` with kinds `partition`, `loss` or `latency`")
+        }
+        _ => None,
+    }
+}
+
 pub fn load(path: &Path) -> Result<Scenario> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Setup(format!("failed to read {}: {e}", path.display())))?;
@@ -690,6 +725,21 @@ impl Parser<'_> {
                 ],
             )?,
         };
+        let layout = match &raw.layout {
+            None => Layout::Hosts,
+            Some(l) => self.choice(
+                l,
+                "layout",
+                &[("hosts", Layout::Hosts), ("one-host", Layout::OneHost)],
+            )?,
+        };
+        if layout == Layout::OneHost && discovery == Discovery::Multicast {
+            let at = raw.layout.as_ref().map_or(0, |l| l.span().start);
+            return Err(self.error(
+                at,
+                "layout `one-host` needs discovery `peers`: multicast is per interface",
+            ));
+        }
         let raw_link = raw.link.unwrap_or_default();
         if let Some(loss) = &raw_link.loss_pct {
             self.percent(loss)?;
@@ -710,6 +760,17 @@ impl Parser<'_> {
         for (index, step) in raw.step.iter().enumerate() {
             let at = self.location(step.span().start);
             let action = self.action(step.get_ref(), nodes, index, &mut labels)?;
+            if layout == Layout::OneHost {
+                if let Some(why) = needs_own_hosts(&action) {
+                    return Err(self.error(
+                        step.span().start,
+                        format!(
+                            "{why} needs nodes on hosts of their own (layout `hosts`): in layout \
+                         `one-host` the nodes talk over loopback"
+                        ),
+                    ));
+                }
+            }
             steps.push(Step { at, action });
         }
         let checks = raw
@@ -727,6 +788,7 @@ impl Parser<'_> {
             seed: raw.seed,
             long: raw.long.unwrap_or(false),
             discovery,
+            layout,
             timeout_s: raw.timeout_s.unwrap_or(120),
             recover: raw.recover.unwrap_or(true),
             link,
@@ -981,6 +1043,7 @@ impl Parser<'_> {
                     "from",
                     "expect",
                     "served_by",
+                    "measure",
                 ][..],
                 self.op(s, nodes, labels)?,
             ),
@@ -1317,6 +1380,7 @@ impl Parser<'_> {
                 .as_ref()
                 .map(|v| self.node_selector(v, nodes, labels))
                 .transpose()?,
+            measure: s.measure.as_ref().map(|m| m.get_ref().clone()),
         }))
     }
 

@@ -9,8 +9,8 @@ use crate::discovery::Discovery;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::LoggedEvent;
 use crate::limits::{
-    CLIENT_CONNECT_TIMEOUT_MS, CLIENT_REPLY_TIMEOUT_MS, CLIENT_RETRY_FOR_MS, CLIENT_RETRY_PAUSE_MS,
-    REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX,
+    CLIENT_CONNECT_TIMEOUT_MS, CLIENT_LAST_TRY_MS, CLIENT_REPLY_TIMEOUT_MS, CLIENT_RETRY_FOR_MS,
+    CLIENT_RETRY_PAUSE_MS, REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX,
 };
 use crate::password::client_digest;
 use crate::wire::{decode, encode, Envelope, ListKind, Reply, Request, StatusView};
@@ -117,7 +117,7 @@ impl Client {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config.retry_for_ms);
         loop {
-            match self.call_each(&request, &mut fresh).await {
+            match self.call_each(&request, &mut fresh, deadline).await {
                 Err(err) if err.code().is_retryable() && err.code() != ErrorCode::AckTimeout => {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(err);
@@ -131,7 +131,14 @@ impl Client {
 
     /// One pass over the servers.
     /// `fresh`: whether the request id was never sent; cleared by the first attempt.
-    async fn call_each(&mut self, request: &Request, fresh: &mut bool) -> Result<Reply> {
+    /// `deadline`: when retrying ends; no wait for a connection or reply runs past it by more
+    /// than one reply timeout, so a hung server costs no more than a dead one.
+    async fn call_each(
+        &mut self,
+        request: &Request,
+        fresh: &mut bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<Reply> {
         let count = self.config.servers.len();
         if count == 0 {
             return Err(Error::refused(
@@ -144,7 +151,9 @@ impl Client {
         let mut unavailable = None;
         for step in 0..count {
             let index = (first + step) % count;
-            let attempt = self.call_one(index, request, std::mem::take(fresh)).await;
+            let attempt = self
+                .call_one(index, request, std::mem::take(fresh), deadline)
+                .await;
             match attempt {
                 Ok(Reply::Error(err)) if err.code == ErrorCode::Unavailable => {
                     unavailable = Some(Error::refused(err.code, err.message));
@@ -165,17 +174,27 @@ impl Client {
         }))
     }
 
-    async fn call_one(&mut self, index: usize, request: &Request, fresh: bool) -> Result<Reply> {
+    async fn call_one(
+        &mut self,
+        index: usize,
+        request: &Request,
+        fresh: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<Reply> {
+        // Past the deadline every server still gets one short try.
+        let left_ms = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis() as u64;
+        let left_ms = left_ms.max(CLIENT_LAST_TRY_MS);
         if self.bound.as_ref().is_none_or(|(i, _)| *i != index) {
             let addr = &self.config.servers[index];
-            let conn =
-                Connection::connect(addr, self.config.connect_timeout_ms, REPLY_FRAME_BYTES_MAX)
-                    .await?;
+            let connect_ms = self.config.connect_timeout_ms.min(left_ms);
+            let conn = Connection::connect(addr, connect_ms, REPLY_FRAME_BYTES_MAX).await?;
             self.bound = Some((index, conn));
         }
         self.seq += 1;
         let (_, conn) = self.bound.as_mut().expect("bound above");
-        let reply_timeout = Duration::from_millis(self.config.reply_timeout_ms);
+        let reply_timeout = Duration::from_millis(self.config.reply_timeout_ms.min(left_ms));
         let (reply, clock) = exchange(
             conn,
             &self.config.cluster,

@@ -5,7 +5,9 @@
 
 use crate::core::{Body, Message, NodeRef, Purpose};
 use crate::error::{Error, ErrorCode, Result};
-use crate::limits::{DATAGRAM_BYTES_MAX, DISCOVERY_ATTEMPTS_MAX, DISCOVERY_WAIT_MS};
+use crate::limits::{
+    DATAGRAM_BYTES_MAX, DISCOVERY_ATTEMPTS_MAX, DISCOVERY_GRACE_MS, DISCOVERY_WAIT_MS,
+};
 use crate::wire::{decode_datagram, encode_datagram};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -165,10 +167,17 @@ impl Asker<'_> {
             self.send(SocketAddr::V4(group), Body::GetRank { purpose })
                 .await?;
         }
-        let deadline = Instant::now() + Duration::from_millis(DISCOVERY_WAIT_MS);
+        let sent = Instant::now();
+        let mut deadline = sent + Duration::from_millis(DISCOVERY_WAIT_MS);
         let mut answered = Vec::new();
         while let Some(msg) = self.recv_until(deadline).await {
             if matches!(msg.body, Body::Rank { .. }) && !answered.contains(&msg.from.addr) {
+                if answered.is_empty() {
+                    // The fastest answered: the others get its round trip again plus a grace
+                    // to be ordered, not the whole window (a dead peer would cost all of it).
+                    let grace = sent.elapsed() + Duration::from_millis(DISCOVERY_GRACE_MS);
+                    deadline = deadline.min(Instant::now() + grace);
+                }
                 answered.push(msg.from.addr);
                 let all_known = !targets.is_empty() && targets.iter().all(|t| answered.contains(t));
                 if all_known && group.is_none() {

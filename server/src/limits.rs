@@ -46,8 +46,10 @@ pub const SHUTDOWN_DRAIN_TIMEOUT_MS: u64 = 5_000;
 /// How long a client waits for one server to accept a connection.
 pub const CLIENT_CONNECT_TIMEOUT_MS: u64 = 1_000;
 
-/// How long a client waits for one reply before it tries the next server.
-pub const CLIENT_REPLY_TIMEOUT_MS: u64 = 10_000;
+/// How long a client waits for one reply before it tries the next server: a healthy server
+/// answers within its forward or ack timeout (2 s), so a longer silence means it hangs
+/// (stopped, swapping) and the client treats it as it treats a dead one.
+pub const CLIENT_REPLY_TIMEOUT_MS: u64 = 2_500;
 
 /// Largest cluster datagram: a heartbeat lists every member (~60 bytes each), so 16 KiB holds
 /// a cluster of a couple of hundred nodes; a datagram is never split across reads.
@@ -66,11 +68,19 @@ pub const FORWARD_TIMEOUT_MS: u64 = 2_000;
 /// well under a second with the default timings).
 pub const CLIENT_RETRY_FOR_MS: u64 = 3_000;
 
+/// The shortest wait a client gives a server it tries after its retry deadline has passed
+/// (the first pass over the list may still be under way then).
+pub const CLIENT_LAST_TRY_MS: u64 = 500;
+
 /// Pause between a client's passes over its server list.
 pub const CLIENT_RETRY_PAUSE_MS: u64 = 50;
 
 /// How long a client waits for GETMASTER / GETRANK answers in one discovery attempt.
 pub const DISCOVERY_WAIT_MS: u64 = 300;
+
+/// After the fastest server answers GETRANK, how much longer than its round trip a client
+/// waits for the others' answers (to order its failovers).
+pub const DISCOVERY_GRACE_MS: u64 = 20;
 
 /// Discovery attempts before a client gives up.
 pub const DISCOVERY_ATTEMPTS_MAX: u32 = 3;

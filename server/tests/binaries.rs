@@ -271,3 +271,30 @@ fn create_defaults_the_real_name_to_the_os_user() {
     );
     assert!(!real_name.is_empty());
 }
+
+/// A stopped (SIGSTOP) server accepts connections (the kernel does) but never answers: the
+/// client must give it up within the same retry deadline as a dead server, not after a reply
+/// timeout meant for slow work (it took 10 s; a dead server 3 s).
+#[test]
+fn a_hung_server_is_given_up_as_soon_as_a_dead_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    assert_eq!(server.client(&["--create", "hang", "Hang"]).0, 0);
+    kill(server.pid(), Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    let (status, json) = server.client(&["--lookup", "hang"]);
+    let took = started.elapsed();
+    kill(server.pid(), Signal::SIGCONT).unwrap();
+    assert_eq!(json["error"]["code"], "unreachable", "{json}");
+    assert_eq!(status, 8);
+    // CLIENT_RETRY_FOR_MS (3 s) plus one last short try; far below the old 10 s.
+    assert!(
+        took < std::time::Duration::from_millis(4_500),
+        "gave up after {took:?}"
+    );
+    assert_eq!(
+        server.client(&["--lookup", "hang"]).0,
+        0,
+        "served once resumed"
+    );
+}
