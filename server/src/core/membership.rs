@@ -122,7 +122,14 @@ impl Node {
             Purpose::Election { round, .. } => {
                 // Replies name their round, so even late ones measure the round trip; a join's
                 // replies cannot be told from announcements and measure nothing.
-                if let Some((_, started_ms)) = self.round_starts.iter().find(|(r, _)| *r == round) {
+                let measurable =
+                    |(r, started_ms): &&(u64, u64)| *r == round && *started_ms >= self.resumed_ms;
+                let found = self
+                    .round_starts
+                    .iter()
+                    .find(measurable)
+                    .filter(|_| !reply.held);
+                if let Some((_, started_ms)) = found {
                     let rtt_ms = now_ms.saturating_sub(*started_ms);
                     self.rtt.sample(reply.from.node_id, rtt_ms);
                 }
@@ -132,7 +139,7 @@ impl Node {
                 if let (Purpose::Heartbeat { sent_ms, .. }, Role::Coordinator) =
                     (&purpose, self.role)
                 {
-                    if *sent_ms > 0 {
+                    if *sent_ms > 0 && *sent_ms >= self.resumed_ms && !reply.held {
                         let rtt_ms = now_ms.saturating_sub(*sent_ms);
                         self.rtt.sample(reply.from.node_id, rtt_ms);
                     }

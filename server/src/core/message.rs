@@ -90,6 +90,10 @@ pub enum Body {
         /// Strict mode: the sender votes for the candidate.
         #[serde(default)]
         granted: bool,
+        /// The sender has just resumed from a stall of its own (a pause, a hung store): the
+        /// request may have waited for it, so the reply measures no round trip.
+        #[serde(default)]
+        held: bool,
     },
     /// GETMASTER: who is the coordinator?
     GetMaster,

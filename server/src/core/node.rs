@@ -133,6 +133,9 @@ pub struct Node {
     pub(super) missing: BTreeSet<NodeId>,
     /// Round trips measured from requests this node sent (and its coordinator's figure).
     pub(super) rtt: RoundTrips,
+    /// When this node last resumed from a stall (its own pause): requests sent before then
+    /// measure no round trip.
+    pub(super) resumed_ms: u64,
     /// Extra wait before the next candidacy, drawn at random after a round without result
     /// (Raft's randomised election timeout), so that rivals fall out of step.
     pub(super) backoff_ms: u64,
@@ -174,6 +177,7 @@ impl Node {
             coordinator_clock: 0,
             missing: BTreeSet::new(),
             rtt: RoundTrips::default(),
+            resumed_ms: 0,
             backoff_ms: 0,
             failed_rounds: 0,
             last_failure: None,
@@ -277,6 +281,10 @@ impl Node {
             .last_step_ms
             .map_or(0, |last| now_ms.saturating_sub(last));
         self.last_step_ms = Some(now_ms);
+        if gap > STALL_MS {
+            // Replies to what we sent before the stall waited for us, not on the network.
+            self.resumed_ms = now_ms;
+        }
         if self.role == Role::Coordinator && gap > self.dead_ms() {
             self.step_down(now_ms);
         }
@@ -376,6 +384,7 @@ impl Node {
                 coordinator,
                 hears_coordinator,
                 granted,
+                held,
             } => {
                 let reply = RankReply {
                     from: msg.from,
@@ -385,6 +394,7 @@ impl Node {
                     coordinator,
                     hears_coordinator,
                     granted,
+                    held,
                 };
                 self.on_rank(now_ms, purpose, reply)
             }
@@ -519,6 +529,7 @@ impl Node {
             coordinator: self.coordinator,
             hears_coordinator: self.hears_coordinator(now_ms),
             granted: false,
+            held: now_ms < self.resumed_ms + HELD_MS,
         }
     }
 
@@ -541,6 +552,14 @@ impl Node {
     }
 }
 
+/// A gap between two steps longer than this is a stall of this node (SIGSTOP, a VM pause, CPU
+/// starvation): its timers run every heartbeat or sooner.
+const STALL_MS: u64 = 100;
+
+/// How long after a stall this node's replies say they may have waited for it (it works
+/// through what queued up meanwhile within this).
+const HELD_MS: u64 = 50;
+
 /// The election backoff's seed: the node id folded to 64 bits (random in deployments, fixed
 /// by the seed in the simulator).
 fn seed_of(node_id: NodeId) -> u64 {
@@ -558,4 +577,5 @@ pub(super) struct RankReply {
     pub(super) coordinator: Option<NodeRef>,
     pub(super) hears_coordinator: bool,
     pub(super) granted: bool,
+    pub(super) held: bool,
 }

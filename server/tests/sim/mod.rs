@@ -377,10 +377,12 @@ impl Sim {
         if self.trace {
             let v = node.view();
             let line = format!(
-                "{} rank={:?} epoch={} coord={:?}",
+                "{} rank={:?} epoch={} rtt={} failed={} coord={:?}",
                 v.role.as_str(),
                 v.me.rank,
                 v.epoch,
+                v.rtt_ms,
+                v.failed_rounds,
                 v.coordinator
                     .and_then(|c| self.hosts.iter().position(|h| h.node_id == c.node_id))
             );
