@@ -1,8 +1,8 @@
 //! Whitepaper mode against strict mode under a real partition: three `idserver` processes (each
 //! with its own Redis) in network namespaces of a lab, the coordinator cut off together with
-//! one client. In whitepaper mode the isolated coordinator acknowledges writes that the other
-//! side never sees, and they are dropped when the partition heals (the documented window). In
-//! strict mode it cannot acknowledge anything, and no acknowledged write is lost. Needs root.
+//! one client. In neither mode does the isolated coordinator acknowledge anything: in strict
+//! mode it has no majority, in whitepaper mode silence is no evidence that it is alone. No
+//! acknowledged write is lost. Needs root.
 
 use idserver::client::{Client, ClientConfig};
 use idserver::wire::{Request, StatusView};
@@ -20,7 +20,8 @@ const CLUSTER: &str = "partition-test";
 struct LabCluster {
     nodes: Vec<std::process::Child>,
     lab: Lab,
-    dir: TempDir,
+    /// The nodes' data directories and logs, removed with the cluster.
+    _dir: TempDir,
 }
 
 impl Drop for LabCluster {
@@ -76,15 +77,15 @@ impl LabCluster {
                 .unwrap();
             nodes.push(node);
         }
-        LabCluster { nodes, lab, dir }
+        LabCluster {
+            nodes,
+            lab,
+            _dir: dir,
+        }
     }
 
     fn addr(&self, node: &str) -> SocketAddr {
         SocketAddr::from((self.lab.host(node).unwrap().addr(), PORT))
-    }
-
-    fn log(&self, node: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{node}.log"))).unwrap_or_default()
     }
 }
 
@@ -261,22 +262,22 @@ fn partition_and_write(
     (minority_acked, majority_acked, nodes, old_name)
 }
 
+/// Whitepaper mode, the coordinator cut off with one client: before issue 14 it declared the
+/// others dead after 200 ms and acknowledged its client's writes alone (62 in one run), all
+/// dropped at the heal. Silence is no evidence of being alone: it now steps down and
+/// acknowledges nothing, while the majority side elects and writes. (With one follower on its
+/// side it still acknowledges, by the whitepaper's rule: scenario `whitepaper-partition-window`.)
 #[test]
-fn whitepaper_mode_loses_the_isolated_coordinators_acknowledged_writes() {
+fn whitepaper_mode_an_isolated_coordinator_acknowledges_nothing_alone() {
     let cluster = LabCluster::start("whitepaper");
-    let (minority, majority, nodes, old) = partition_and_write(&cluster);
+    let (minority, majority, nodes, _) = partition_and_write(&cluster);
     let c1 = cluster.lab.host("c1").unwrap();
-    assert!(
-        !minority.is_empty(),
+    assert_eq!(
+        minority,
+        Vec::<String>::new(),
         "the isolated coordinator acknowledged writes on its own"
     );
-    for login in &minority {
-        assert_eq!(
-            present_everywhere(c1, &nodes, login),
-            vec![false; 3],
-            "{login} was acknowledged, then dropped"
-        );
-    }
+    assert!(!majority.is_empty(), "the majority side wrote");
     for login in &majority {
         assert_eq!(
             present_everywhere(c1, &nodes, login),
@@ -284,14 +285,6 @@ fn whitepaper_mode_loses_the_isolated_coordinators_acknowledged_writes() {
             "{login} survives"
         );
     }
-    let log = cluster.log(&old);
-    assert!(
-        minority
-            .iter()
-            .all(|login| log.contains(&format!("\"login\":\"{login}\""))),
-        "the old coordinator logged each dropped event"
-    );
-    eprintln!("whitepaper mode: {} acknowledged writes of the isolated coordinator were lost: {minority:?}", minority.len());
 }
 
 #[test]
