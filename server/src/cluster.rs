@@ -64,7 +64,12 @@ fn elapsed_ms(started: Instant) -> u64 {
 }
 
 /// Binds a TCP listener and a UDP socket on the same port (the one the OS picks for port 0).
-pub async fn bind_pair(listen: SocketAddr) -> Result<(tokio::net::TcpListener, UdpSocket)> {
+/// With `shares_port` (multicast on) the UDP socket lets the multicast group's socket bind the
+/// same port, which it must when both listen on every address.
+pub async fn bind_pair(
+    listen: SocketAddr,
+    shares_port: bool,
+) -> Result<(tokio::net::TcpListener, UdpSocket)> {
     const ATTEMPTS: usize = 20;
     let mut last_error = None;
     for _ in 0..ATTEMPTS {
@@ -75,7 +80,7 @@ pub async fn bind_pair(listen: SocketAddr) -> Result<(tokio::net::TcpListener, U
             .local_addr()
             .map_err(|e| Error::io("failed to read the listening address", e))?
             .port();
-        match UdpSocket::bind(SocketAddr::new(listen.ip(), port)).await {
+        match bind_udp(SocketAddr::new(listen.ip(), port), shares_port) {
             Ok(udp) => return Ok((tcp, udp)),
             // With port 0 the UDP port may be taken by someone else: pick another pair.
             Err(e) if listen.port() == 0 => last_error = Some(e),
@@ -86,6 +91,20 @@ pub async fn bind_pair(listen: SocketAddr) -> Result<(tokio::net::TcpListener, U
         format!("failed to find a free TCP+UDP port pair on {}", listen.ip()),
         last_error.expect("at least one attempt"),
     ))
+}
+
+fn bind_udp(addr: SocketAddr, shares_port: bool) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if shares_port {
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// What the cluster task watches besides the network.
@@ -253,6 +272,11 @@ impl Multicast {
         sender
             .set_multicast_loop_v4(true)
             .map_err(|e| fail("enable loopback", e))?;
+        // Bound to every address on the group's port, the unicast socket would also get the
+        // group's datagrams (every one twice): only the group socket takes them.
+        sender
+            .set_multicast_all_v4(false)
+            .map_err(|e| fail("keep group datagrams off the unicast socket", e))?;
         let socket = socket2::Socket::new(
             socket2::Domain::IPV4,
             socket2::Type::DGRAM,

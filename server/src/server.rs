@@ -60,7 +60,8 @@ impl RunningServer {
         let node_id = store.claim(&config.cluster, Uuid::new_v4()).await?;
         store.upgrade_layout().await?;
         config.cluster_net.validate().map_err(Error::Config)?;
-        let (listener, udp) = cluster::bind_pair(config.listen).await?;
+        let multicast = config.cluster_net.mcast.is_some();
+        let (listener, udp) = cluster::bind_pair(config.listen, multicast).await?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io("failed to read the listening address", e))?;

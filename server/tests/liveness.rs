@@ -306,3 +306,50 @@ fn strict_five_nodes_started_together_on_slow_links_agree() {
         );
     }
 }
+
+/// Twenty coordinator kills at 25 ± 5 ms per link (a 100 ms round trip), the old coordinator
+/// restarted between kills, as the lab's `*-failover-25ms` scenarios do: every failover agrees
+/// within ten round trips and a write is acknowledged soon after.
+fn repeated_failovers_at_25_ms(strict: bool) {
+    let seeds = match std::env::var("SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
+        Err(_) => (0..10).collect(),
+    };
+    for seed in seeds {
+        let mut data = DataSim::new(Sim::shaped(
+            seed,
+            3,
+            CoreConfig::default(),
+            strict,
+            Shape::DistinctHosts,
+        ));
+        data.sim.latency_ms = (20, 30);
+        for i in 0..3 {
+            data.sim.start(i);
+            let t = data.sim.now_ms + 200;
+            data.run_until(t, true);
+        }
+        agree_and_ack(&mut data, 3_000).expect("start-up");
+        for kill in 0..20 {
+            let old = data.sim.agreed_coordinator().unwrap();
+            data.sim.crash(old);
+            let outcome = agree_and_ack(&mut data, 1_000);
+            if let Err(e) = outcome {
+                panic!("seed {seed}, kill {kill}: {e}: {}", data.sim.describe());
+            }
+            data.sim.restart(old);
+            let t = data.sim.now_ms + 1_000;
+            data.run_until(t, true);
+        }
+    }
+}
+
+#[test]
+fn whitepaper_repeated_failovers_at_25_ms_agree_within_ten_round_trips() {
+    repeated_failovers_at_25_ms(false);
+}
+
+#[test]
+fn strict_repeated_failovers_at_25_ms_agree_within_ten_round_trips() {
+    repeated_failovers_at_25_ms(true);
+}

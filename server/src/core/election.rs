@@ -111,6 +111,25 @@ impl Node {
         if candidate.round != round || reply.from.rank.is_none() || reply.role == Role::Joining {
             return;
         }
+        // Strict mode: a rival pre-voting too, of lower rank and with a log at least as recent,
+        // makes us give way, so that two candidates rarely reach the vote in one epoch (each
+        // would vote for itself, and neither might win). It answered our request, so it hears:
+        // a node that can send but not hear cannot hold others back this way.
+        let lower_rank = matches!(
+            (reply.from.rank, self.me.rank),
+            (Some(theirs), Some(ours)) if theirs < ours
+        );
+        let rival = self.config.strict_cluster_size.is_some()
+            && !candidate.voting
+            && reply.role == Role::Candidate
+            && lower_rank
+            && reply.clock >= self.clock;
+        if rival {
+            self.candidate = None;
+            self.role = Role::Follower;
+            self.last_heard_coordinator_ms = now_ms;
+            return;
+        }
         // Others "hearing" us as coordinator while we are not one is no reason to give up.
         let heard = reply
             .coordinator
@@ -196,15 +215,20 @@ impl Node {
         self.accept_winner(now_ms, self.epoch, winner);
     }
 
-    /// A round ended without a coordinator: wait the suspicion timeout again plus a random
-    /// share of a round (Raft's randomised timeout), so that rivals fall out of step.
+    /// A round ended without a coordinator: wait the suspicion timeout again, a window per
+    /// rank above the first (so that after a split vote the lowest rank asks first, and its
+    /// request reaches the others before they ask), and a random share of a round (Raft's
+    /// randomised timeout: it separates nodes that wrongly share a rank, or whose rank order
+    /// failed).
     fn round_failed(&mut self, now_ms: u64, why: ElectionFailure) {
         self.role = Role::Follower;
         self.last_heard_coordinator_ms = now_ms;
         self.failed_rounds += 1;
         self.last_failure = Some(why);
-        let spread_ms = self.election_window_ms() + self.rtt_ms() + self.config.stagger_ms;
-        self.backoff_ms = self.rng.gen_range(0..=spread_ms);
+        let above_first = u64::from(self.me.rank.unwrap_or(1).saturating_sub(1)).min(16);
+        let spread_ms = self.rtt_ms() + self.config.stagger_ms;
+        self.backoff_ms =
+            above_first * self.election_window_ms() + self.rng.gen_range(0..=spread_ms);
     }
 
     /// A coordinator is agreed (by us or for us): the failed rounds are over.

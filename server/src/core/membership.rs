@@ -200,12 +200,33 @@ impl Node {
 
     /// A follower's copy of the coordinator's member list; if the list gives our rank to
     /// another node, we lost it and join again.
-    pub(super) fn adopt_member_list(&mut self, now_ms: u64, members: &[NodeRef]) {
+    ///
+    /// The list says which ranks are in use: the join starts from it, so it takes a free rank
+    /// even if no reply arrives within the join window (links slower than the window would
+    /// otherwise make it take a used rank, lose it, and join again, forever).
+    pub(super) fn adopt_member_list(
+        &mut self,
+        now_ms: u64,
+        coordinator: NodeRef,
+        epoch: Epoch,
+        members: &[NodeRef],
+    ) {
         let lost = members
             .iter()
             .any(|m| m.rank.is_some() && m.rank == self.me.rank && m.node_id != self.me.node_id);
         if lost {
             self.rejoin(now_ms);
+            if let Some(join) = self.join.as_mut() {
+                for m in members.iter().filter(|m| m.node_id != self.me.node_id) {
+                    let role = if m.node_id == coordinator.node_id {
+                        Role::Coordinator
+                    } else {
+                        Role::Follower
+                    };
+                    join.replies
+                        .insert(m.node_id, (*m, role, Some(coordinator), epoch));
+                }
+            }
             return;
         }
         let previous = std::mem::take(&mut self.members);

@@ -136,6 +136,8 @@ pub struct Node {
     /// When this node last resumed from a stall (its own pause): requests sent before then
     /// measure no round trip.
     pub(super) resumed_ms: u64,
+    /// The deadline this node last asked to be woken at ([`Node::poll_timeout`]).
+    pub(super) wake_by_ms: Option<u64>,
     /// Extra wait before the next candidacy, drawn at random after a round without result
     /// (Raft's randomised election timeout), so that rivals fall out of step.
     pub(super) backoff_ms: u64,
@@ -178,6 +180,7 @@ impl Node {
             missing: BTreeSet::new(),
             rtt: RoundTrips::default(),
             resumed_ms: 0,
+            wake_by_ms: None,
             backoff_ms: 0,
             failed_rounds: 0,
             last_failure: None,
@@ -214,6 +217,7 @@ impl Node {
             }
         }
         self.on_timers(now_ms);
+        self.wake_by_ms = self.poll_timeout();
         std::mem::take(&mut self.out)
     }
 
@@ -261,8 +265,9 @@ impl Node {
     }
 
     /// Whether a coordinator may acknowledge writes: in whitepaper mode only once it has been
-    /// in office long enough to hear a rival of its epoch (two round trips and two heartbeats),
-    /// so that of two coordinators elected together at most the one that stays acknowledges.
+    /// in office long enough to hear a rival of its epoch (a round trip and two heartbeats: a
+    /// rival elected with it announces itself at once, and again every heartbeat), so that of
+    /// two coordinators elected together at most the one that stays acknowledges.
     fn settled(&self, now_ms: u64) -> bool {
         if self.role != Role::Coordinator {
             return false;
@@ -270,7 +275,7 @@ impl Node {
         if self.config.strict_cluster_size.is_some() {
             return true;
         }
-        let settle_ms = 2 * self.rtt_ms() + 2 * self.config.heartbeat_ms;
+        let settle_ms = self.rtt_ms() + 2 * self.config.heartbeat_ms;
         now_ms >= self.coordinating_since_ms + settle_ms
     }
 
@@ -281,8 +286,9 @@ impl Node {
             .last_step_ms
             .map_or(0, |last| now_ms.saturating_sub(last));
         self.last_step_ms = Some(now_ms);
-        if gap > STALL_MS {
-            // Replies to what we sent before the stall waited for us, not on the network.
+        // Stalled: woken well after the deadline we asked for (idle is not stalled). Replies to
+        // what we sent before the stall waited for us, not on the network.
+        if self.wake_by_ms.is_some_and(|due| now_ms > due + STALL_MS) {
             self.resumed_ms = now_ms;
         }
         if self.role == Role::Coordinator && gap > self.dead_ms() {
@@ -327,12 +333,17 @@ impl Node {
     }
 
     /// Silence after which a follower suspects its coordinator (before the rank stagger), and
-    /// for which a follower that heard it refuses votes: the configured heartbeats, or, where
-    /// links are slow, a round trip and three heartbeats, so that a strict coordinator's lease
-    /// (one heartbeat shorter) outlasts the round trip and heartbeat interval that renew it.
+    /// for which a follower that heard it refuses votes: the configured heartbeats; in strict
+    /// mode, where links are slow, a round trip and three heartbeats, so that the lease (one
+    /// heartbeat shorter) outlasts the round trip and heartbeat interval that renew it.
+    /// Whitepaper mode has no lease, and heartbeats keep coming every interval whatever the
+    /// latency: its suspicion does not grow.
     pub(super) fn suspect_base_ms(&self) -> u64 {
         let beats_ms = self.config.heartbeat_ms * u64::from(self.config.suspect_misses);
-        beats_ms.max(self.rtt_ms() + 3 * self.config.heartbeat_ms)
+        match self.config.strict_cluster_size {
+            Some(_) => beats_ms.max(self.rtt_ms() + 3 * self.config.heartbeat_ms),
+            None => beats_ms,
+        }
     }
 
     /// Strict mode's lease: a coordinator acts only while a majority answered a heartbeat it
@@ -351,10 +362,11 @@ impl Node {
     }
 
     /// This node's share of the per-rank stagger: at least the configured step per rank, and
-    /// at least a round trip, so that a lower rank's round reaches us before we start ours.
+    /// at least half a round trip (the one-way delay), so that a lower rank's round reaches us
+    /// before we start ours.
     pub(super) fn stagger_ms(&self) -> u64 {
         let above_first = u64::from(self.me.rank.unwrap_or(1).saturating_sub(1)).min(16);
-        self.config.stagger_ms.max(self.rtt_ms()) * above_first
+        self.config.stagger_ms.max(self.rtt_ms() / 2) * above_first
     }
 
     /// The round trip the timings follow (the high end of the quorum's estimate).
@@ -441,7 +453,7 @@ impl Node {
                     self.on_coordinator_claim(now_ms, *from, epoch, *elected_clock);
                     if self.coordinator.is_some_and(|c| c.node_id == from.node_id) {
                         self.rtt.adopt(*rtt_ms);
-                        self.adopt_member_list(now_ms, members);
+                        self.adopt_member_list(now_ms, *from, epoch, members);
                     }
                 }
             }
@@ -552,8 +564,8 @@ impl Node {
     }
 }
 
-/// A gap between two steps longer than this is a stall of this node (SIGSTOP, a VM pause, CPU
-/// starvation): its timers run every heartbeat or sooner.
+/// A step this much later than the deadline the node asked for means it was stalled (SIGSTOP, a
+/// VM pause, CPU starvation, a hung store it waited on).
 const STALL_MS: u64 = 100;
 
 /// How long after a stall this node's replies say they may have waited for it (it works

@@ -74,17 +74,21 @@ impl RoundTrips {
     }
 
     /// The round trip a quorum needs: the high estimate of the k-th fastest peer, k being a
-    /// majority of the peers measured (at least one). A coordinator uses only its own
-    /// measurements; others also the coordinator's figure, whichever is higher.
+    /// majority of the peers measured (at least one). A coordinator uses its own measurements
+    /// (its predecessor's figure until it has some); the others the coordinator's figure while
+    /// they have one, so that all follow the same timings and ranks keep their order (their
+    /// own measurements come from rare election rounds, and go stale).
     pub(super) fn high_ms(&self, coordinating: bool) -> u64 {
         let mut highs: Vec<u64> = self.by_peer.values().map(RttEstimator::high_ms).collect();
         highs.sort_unstable();
         let k = (highs.len() / 2).max(1);
         let measured = highs.get(k - 1).copied().unwrap_or(0);
-        if coordinating {
-            measured
-        } else {
-            measured.max(self.adopted_ms)
+        match (coordinating, measured) {
+            // A new coordinator goes on with its predecessor's figure until it has its own.
+            (true, 0) => self.adopted_ms,
+            (true, _) => measured,
+            (false, _) if self.adopted_ms > 0 => self.adopted_ms,
+            (false, _) => measured,
         }
     }
 }
