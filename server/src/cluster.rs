@@ -394,6 +394,9 @@ impl Shell {
                     rank = ?state.view.me.rank,
                     epoch = state.view.epoch,
                     coordinator = ?state.view.coordinator.map(|c| c.addr),
+                    failed_rounds = state.view.failed_rounds,
+                    last_failure = state.view.last_failure.map_or("-", |f| f.as_str()),
+                    rtt_ms = state.view.rtt_ms,
                     "cluster role"
                 );
             }

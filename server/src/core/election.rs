@@ -111,10 +111,12 @@ impl Node {
         if candidate.round != round || reply.from.rank.is_none() || reply.role == Role::Joining {
             return;
         }
-        // Strict mode: a rival pre-voting too, of lower rank and with a log at least as recent,
-        // makes us give way, so that two candidates rarely reach the vote in one epoch (each
-        // would vote for itself, and neither might win). It answered our request, so it hears:
-        // a node that can send but not hear cannot hold others back this way.
+        // Strict mode: a rival pre-voting too, of lower rank and with a log at least as recent
+        // (as votes compare logs: a rival we would not vote for cannot win, and giving way to
+        // it would hold back the node that can), makes us give way, so that two candidates
+        // rarely reach the vote in one epoch (each would vote for itself, and neither might
+        // win). It answered our request, so it hears: a node that can send but not hear cannot
+        // hold others back this way.
         let lower_rank = matches!(
             (reply.from.rank, self.me.rank),
             (Some(theirs), Some(ours)) if theirs < ours
@@ -123,7 +125,7 @@ impl Node {
             && !candidate.voting
             && reply.role == Role::Candidate
             && lower_rank
-            && reply.clock >= self.clock;
+            && (reply.last_epoch, reply.clock) >= (self.last_event_epoch, self.clock);
         if rival {
             self.candidate = None;
             self.role = Role::Follower;
@@ -235,6 +237,7 @@ impl Node {
     fn elected(&mut self) {
         self.failed_rounds = 0;
         self.backoff_ms = 0;
+        self.rejoins = 0;
     }
 
     /// Whitepaper mode: a node that hears nobody coordinates alone only if it knows of no

@@ -5,7 +5,10 @@
 use super::message::{Body, Purpose};
 use super::node::{JoinState, Node, RankReply};
 use super::types::{Clock, Epoch, MemberView, NodeRef, Rank, Role};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Rejoins in a row after which the join window stops doubling (8 times the configured one).
+const REJOIN_DOUBLINGS_MAX: u32 = 3;
 
 impl Node {
     pub(super) fn start_join(
@@ -25,14 +28,38 @@ impl Node {
 
     /// Forgets our rank and asks everyone for theirs.
     pub(super) fn rejoin(&mut self, now_ms: u64) {
+        self.rejoin_knowing(now_ms, Vec::new());
+    }
+
+    /// Joins again after losing our rank, starting from what we know: the members we knew and
+    /// `known` (the node that took our rank, or the coordinator's list), so that a free rank is
+    /// taken even if no reply comes within the window. Each rejoin in a row doubles the window
+    /// (up to 8 times), for links slower than it.
+    fn rejoin_knowing(&mut self, now_ms: u64, known: Vec<(NodeRef, Role, Option<NodeRef>, Epoch)>) {
+        let window_ms = self.config.join_window_ms << self.rejoins.min(REJOIN_DOUBLINGS_MAX);
+        let mut replies: BTreeMap<_, _> = self
+            .members
+            .values()
+            .filter(|m| m.node.node_id != self.me.node_id)
+            .map(|m| (m.node.node_id, (m.node, Role::Follower, None, self.epoch)))
+            .collect();
+        replies.extend(
+            known
+                .into_iter()
+                .filter(|(n, ..)| n.node_id != self.me.node_id)
+                .map(|k| (k.0.node_id, k)),
+        );
+        if self.me.rank.is_some() {
+            self.rejoins += 1;
+        }
         self.me.rank = None;
         self.role = Role::Joining;
         self.coordinator = None;
         self.candidate = None;
         self.members.clear();
         self.join = Some(JoinState {
-            until_ms: now_ms + self.config.join_window_ms,
-            replies: Default::default(),
+            until_ms: now_ms + window_ms,
+            replies,
             joiners: Default::default(),
         });
         self.broadcast(Body::GetRank {
@@ -194,7 +221,8 @@ impl Node {
     fn check_rank_conflict(&mut self, now_ms: u64, other: &NodeRef) {
         let same_rank = other.rank.is_some() && other.rank == self.me.rank;
         if same_rank && self.coordinator.is_none() && other.node_id < self.me.node_id {
-            self.rejoin(now_ms);
+            let epoch = self.epoch;
+            self.rejoin_knowing(now_ms, vec![(*other, Role::Follower, None, epoch)]);
         }
     }
 
@@ -215,18 +243,18 @@ impl Node {
             .iter()
             .any(|m| m.rank.is_some() && m.rank == self.me.rank && m.node_id != self.me.node_id);
         if lost {
-            self.rejoin(now_ms);
-            if let Some(join) = self.join.as_mut() {
-                for m in members.iter().filter(|m| m.node_id != self.me.node_id) {
+            let known = members
+                .iter()
+                .map(|m| {
                     let role = if m.node_id == coordinator.node_id {
                         Role::Coordinator
                     } else {
                         Role::Follower
                     };
-                    join.replies
-                        .insert(m.node_id, (*m, role, Some(coordinator), epoch));
-                }
-            }
+                    (*m, role, Some(coordinator), epoch)
+                })
+                .collect();
+            self.rejoin_knowing(now_ms, known);
             return;
         }
         let previous = std::mem::take(&mut self.members);

@@ -81,6 +81,9 @@ pub enum Body {
         purpose: Purpose,
         /// Latest event clock.
         clock: Clock,
+        /// The epoch the latest event was made in: logs compare by (this, clock).
+        #[serde(default)]
+        last_epoch: Epoch,
         /// What the sender is doing.
         role: Role,
         /// The coordinator the sender follows, if any.

@@ -142,6 +142,8 @@ pub struct Node {
     /// (Raft's randomised election timeout), so that rivals fall out of step.
     pub(super) backoff_ms: u64,
     pub(super) failed_rounds: u64,
+    /// Times in a row this node lost its rank and joined again (its join window doubles).
+    pub(super) rejoins: u32,
     pub(super) last_failure: Option<ElectionFailure>,
     pub(super) rng: SmallRng,
     pub(super) out: Vec<Output>,
@@ -183,6 +185,7 @@ impl Node {
             wake_by_ms: None,
             backoff_ms: 0,
             failed_rounds: 0,
+            rejoins: 0,
             last_failure: None,
             rng: SmallRng::seed_from_u64(seed_of(node_id)),
             out: Vec::new(),
@@ -392,6 +395,7 @@ impl Node {
             Body::Rank {
                 purpose,
                 clock,
+                last_epoch,
                 role,
                 coordinator,
                 hears_coordinator,
@@ -402,6 +406,7 @@ impl Node {
                     from: msg.from,
                     epoch: msg.epoch,
                     clock,
+                    last_epoch,
                     role,
                     coordinator,
                     hears_coordinator,
@@ -537,6 +542,7 @@ impl Node {
         Body::Rank {
             purpose,
             clock: self.clock,
+            last_epoch: self.last_event_epoch,
             role: self.role,
             coordinator: self.coordinator,
             hears_coordinator: self.hears_coordinator(now_ms),
@@ -585,6 +591,7 @@ pub(super) struct RankReply {
     pub(super) from: NodeRef,
     pub(super) epoch: Epoch,
     pub(super) clock: Clock,
+    pub(super) last_epoch: Epoch,
     pub(super) role: Role,
     pub(super) coordinator: Option<NodeRef>,
     pub(super) hears_coordinator: bool,

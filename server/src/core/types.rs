@@ -55,7 +55,9 @@ impl Role {
 ///
 /// Defaults (milliseconds): heartbeat 20; suspect the coordinator after 4 silent heartbeats
 /// (80) plus 10 per rank above 1; a member is dead after 10 silent heartbeats (200); join
-/// window 100; election window 40; whitepaper mode (strict mode's lease: 3 heartbeats).
+/// window 100; election window 40; whitepaper mode (strict mode's lease: 3 heartbeats). These
+/// are floors: where the measured round trip needs more, the node waits longer (see
+/// `docs/elections.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoreConfig {
     /// How often the coordinator sends GETRANK.
@@ -95,12 +97,6 @@ impl Default for CoreConfig {
 }
 
 impl CoreConfig {
-    /// Silence after which a node of `rank` suspects the coordinator.
-    pub fn suspect_ms(&self, rank: Option<Rank>) -> u64 {
-        let above_first = u64::from(rank.unwrap_or(1).saturating_sub(1)).min(16);
-        self.heartbeat_ms * u64::from(self.suspect_misses) + self.stagger_ms * above_first
-    }
-
     /// Votes (or live members, the coordinator included) a strict-mode majority needs.
     pub fn majority(&self) -> Option<usize> {
         self.strict_cluster_size.map(|n| n / 2 + 1)
