@@ -82,13 +82,19 @@ fn schedule(seed: u64, strict: bool) -> Result<Outcome, String> {
     if faults {
         let t = data.sim.now_ms + 500;
         data.run_until(t, true);
-        inject_faults(&mut data, &mut rng, n);
+        inject_faults(&mut data, &mut rng);
         end_faults(&mut data, &mut rng, n);
     }
     let rtt_max_ms = 4 * (latency_ms + jitter_ms);
     let limit_ms = bound_ms(&config, n, rtt_max_ms);
     let (agreed_ms, acked_ms) = agree_and_ack(&mut data, limit_ms)
         .map_err(|why| format!("{} ({}): {why}", context(), data.sim.describe()))?;
+    if let Some((epoch, nodes)) = data.two_ackers_in_one_epoch().filter(|_| strict) {
+        return Err(format!(
+            "{}: nodes {nodes:?} acknowledged writes in epoch {epoch}",
+            context()
+        ));
+    }
     Ok(Outcome {
         latency_ms,
         agreed_ms,
@@ -97,31 +103,10 @@ fn schedule(seed: u64, strict: bool) -> Result<Outcome, String> {
 }
 
 /// Crashes, pauses, isolations, one-way cuts and splits, for 1 to 3 s.
-fn inject_faults(data: &mut DataSim, rng: &mut SmallRng, n: usize) {
+fn inject_faults(data: &mut DataSim, rng: &mut SmallRng) {
     let until = data.sim.now_ms + rng.gen_range(1_000..3_000);
     while data.sim.now_ms < until {
-        let i = rng.gen_range(0..n);
-        match rng.gen_range(0..7) {
-            0 => data.sim.crash(i),
-            1 => {
-                if data.sim.hosts[i].node.is_none() {
-                    data.sim.restart(i)
-                }
-            }
-            2 => data.sim.pause(i, rng.gen_range(50..1_000)),
-            3 => data.sim.isolate(i),
-            4 => {
-                // Every node's traffic towards i is dropped; i's own sends still flow.
-                for j in (0..n).filter(|j| *j != i) {
-                    data.sim.cut.insert((j, i));
-                }
-            }
-            5 => {
-                let side: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.5)).collect();
-                data.sim.split(&side)
-            }
-            _ => data.sim.heal(),
-        }
+        data.sim.random_fault(rng);
         let next = data.sim.now_ms + rng.gen_range(10..400);
         data.run_until(next, true);
     }

@@ -53,6 +53,8 @@ pub struct DataSim {
     pub acked: BTreeMap<u64, usize>,
     /// When each write was acknowledged.
     pub acked_at_ms: BTreeMap<u64, u64>,
+    /// Per epoch, the nodes that acknowledged writes as its coordinator.
+    pub ackers: BTreeMap<u64, BTreeSet<usize>>,
     /// Per host: writes awaiting acknowledgement (id, clock).
     pending: Vec<Vec<(u64, u64)>>,
     /// Per coordinator host: (epoch, replica -> highest matching clock).
@@ -73,6 +75,7 @@ impl DataSim {
             logs: vec![Vec::new(); n],
             acked: BTreeMap::new(),
             acked_at_ms: BTreeMap::new(),
+            ackers: BTreeMap::new(),
             pending: vec![Vec::new(); n],
             matched: vec![(0, BTreeMap::new()); n],
             queue: BinaryHeap::new(),
@@ -233,6 +236,7 @@ impl DataSim {
         for (id, clock) in std::mem::take(&mut self.pending[i]) {
             if matched.values().filter(|m| **m >= clock).count() >= needed {
                 self.acked.insert(id, i);
+                self.ackers.entry(view.epoch).or_default().insert(i);
                 self.acked_at_ms.insert(id, self.sim.now_ms);
             } else {
                 still.push((id, clock));
@@ -353,6 +357,14 @@ impl DataSim {
             }
         }
         Ok(first.clone())
+    }
+
+    /// An epoch in which two nodes acknowledged writes, if any.
+    pub fn two_ackers_in_one_epoch(&self) -> Option<(u64, &BTreeSet<usize>)> {
+        self.ackers
+            .iter()
+            .find(|(_, nodes)| nodes.len() > 1)
+            .map(|(epoch, nodes)| (*epoch, nodes))
     }
 
     /// Acknowledged writes missing from `history`.

@@ -273,6 +273,33 @@ impl Sim {
         }
     }
 
+    /// One random fault: a crash, a restart, a pause, an isolation, a one-way cut of every
+    /// node's traffic towards one node, a split, or a heal.
+    pub fn random_fault(&mut self, rng: &mut impl Rng) {
+        let n = self.hosts.len();
+        let i = rng.gen_range(0..n);
+        match rng.gen_range(0..7) {
+            0 => self.crash(i),
+            1 => {
+                if self.hosts[i].node.is_none() {
+                    self.restart(i)
+                }
+            }
+            2 => self.pause(i, rng.gen_range(50..1_000)),
+            3 => self.isolate(i),
+            4 => {
+                for j in (0..n).filter(|j| *j != i) {
+                    self.cut.insert((j, i));
+                }
+            }
+            5 => {
+                let side: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.5)).collect();
+                self.split(&side)
+            }
+            _ => self.heal(),
+        }
+    }
+
     pub fn heal(&mut self) {
         if self.trace {
             eprintln!("t={} HEAL", self.now_ms);
