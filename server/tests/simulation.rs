@@ -222,29 +222,10 @@ fn random_schedule(seed: u64) -> Result<(), String> {
     sim.run_until(sim.now_ms + 500);
     let faults_until = sim.now_ms + 3_000;
     while sim.now_ms < faults_until {
-        let i = rng.gen_range(0..n);
-        match rng.gen_range(0..9) {
-            0 => sim.crash(i),
-            1 => {
-                if sim.hosts[i].node.is_none() {
-                    sim.restart(i)
-                }
-            }
-            2 => sim.pause(i, rng.gen_range(50..1_500)),
-            3 => sim.isolate(i),
-            4 => {
-                let side: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.5)).collect();
-                sim.split(&side)
-            }
-            5 => {
-                let j = rng.gen_range(0..n);
-                if i != j {
-                    sim.cut.insert((i, j));
-                }
-            }
-            6 => sim.heal(),
-            7 => sim.loss = rng.gen_range(0.0..0.2),
-            _ => sim.latency_ms = (rng.gen_range(0..5), rng.gen_range(5..30)),
+        match rng.gen_range(0..10) {
+            0 => sim.loss = rng.gen_range(0.0..0.2),
+            1 => sim.latency_ms = (rng.gen_range(0..5), rng.gen_range(5..30)),
+            _ => sim.random_fault(&mut rng),
         }
         let next = sim.now_ms + rng.gen_range(10..400);
         sim.run_until(next);

@@ -274,11 +274,11 @@ impl Sim {
     }
 
     /// One random fault: a crash, a restart, a pause, an isolation, a one-way cut of every
-    /// node's traffic towards one node, a split, or a heal.
+    /// node's traffic towards one node, a split, a one-way cut between two nodes, or a heal.
     pub fn random_fault(&mut self, rng: &mut impl Rng) {
         let n = self.hosts.len();
         let i = rng.gen_range(0..n);
-        match rng.gen_range(0..7) {
+        match rng.gen_range(0..8) {
             0 => self.crash(i),
             1 => {
                 if self.hosts[i].node.is_none() {
@@ -295,6 +295,12 @@ impl Sim {
             5 => {
                 let side: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.5)).collect();
                 self.split(&side)
+            }
+            6 => {
+                let j = rng.gen_range(0..n);
+                if i != j {
+                    self.cut.insert((i, j));
+                }
             }
             _ => self.heal(),
         }
