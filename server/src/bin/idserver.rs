@@ -31,7 +31,7 @@ struct Args {
     /// TCP port to serve clients on (0 picks a free one; the chosen address is printed).
     #[arg(short = 'n', long, default_value_t = DEFAULT_NUMPORT, env = "IDSERVER_NUMPORT")]
     numport: u16,
-    /// Address to listen on.
+    /// Address to listen on (TCP for requests, UDP on the same port for cluster datagrams).
     #[arg(long, default_value = "0.0.0.0", env = "IDSERVER_LISTEN")]
     listen: IpAddr,
     /// Log every request and storage step (else: start, stop and errors only).
@@ -57,8 +57,9 @@ struct Args {
     /// fsync policy of the own Redis's append-only file.
     #[arg(long, default_value = "everysec", value_parser = ["always", "everysec", "no"])]
     appendfsync: String,
-    /// Every member's HOST:PORT, comma-separated (this node's own entry is skipped; members
-    /// that are not running yet are fine).
+    /// Every member's HOST:PORT, comma-separated, this node included: its own entry is the
+    /// one with its port at one of this host's addresses (so several nodes on one host differ
+    /// by port), and is the address it advertises. Members not running yet are fine.
     #[arg(long, value_delimiter = ',', env = "IDSERVER_PEERS")]
     peers: Vec<String>,
     /// Multicast group for discovery and elections, e.g. 239.255.51.51:5151 (needs --mcast-if).
@@ -67,8 +68,9 @@ struct Args {
     /// Address of the interface to multicast on; without it nothing is multicast.
     #[arg(long, value_name = "ADDR", env = "IDSERVER_MCAST_IF")]
     mcast_if: Option<Ipv4Addr>,
-    /// Address peers and clients reach this node at (default: --listen, or the multicast
-    /// interface, or 127.0.0.1).
+    /// Address peers and clients reach this node at (default: --listen if not 0.0.0.0, else
+    /// this node's own --peers entry, else --mcast-if, else the address the kernel routes
+    /// from towards the peers, else 127.0.0.1).
     #[arg(long, env = "IDSERVER_ADVERTISE")]
     advertise: Option<IpAddr>,
     /// Interval of the coordinator's GETRANK heartbeat.
@@ -98,7 +100,8 @@ struct Args {
     /// steps down within its lease.
     #[arg(long, value_enum, default_value = "whitepaper")]
     mode: Mode,
-    /// Strict mode's cluster size N (default: the number of --peers, this node included).
+    /// Strict mode's cluster size N (default: the other members --peers lists, plus this node;
+    /// a warning is logged if this node's own entry is not among them).
     #[arg(long)]
     cluster_size: Option<usize>,
 }

@@ -46,6 +46,7 @@ impl Node {
         let epoch = proposed_epoch.max(self.epoch + 1);
         self.epoch = epoch;
         self.voted_epoch = epoch;
+        self.voted_for = Some(self.me.node_id);
         self.out.push(Output::PersistEpoch(epoch));
         let vote = Some(VoteRequest {
             epoch,
@@ -66,18 +67,20 @@ impl Node {
     ) {
         self.round += 1;
         self.role = Role::Candidate;
-        if self.round_starts.len() == ROUND_STARTS_KEPT {
-            self.round_starts.pop_front();
-        }
-        self.round_starts.push_back((self.round, now_ms));
+        self.note_round_start(self.round, now_ms);
+        let window_ms = self.election_window_ms();
         self.candidate = Some(CandidateState {
             round: self.round,
-            until_ms: now_ms + self.election_window_ms(),
+            until_ms: now_ms + window_ms,
             voting,
             replies: Default::default(),
             votes: Default::default(),
             proposed_epoch,
             silent_rounds,
+            resend_at_ms: Some(now_ms + window_ms / 2),
+            outclassed: false,
+            vote,
+            resent_round: None,
         });
         self.broadcast(Body::GetRank {
             purpose: Purpose::Election {
@@ -85,6 +88,52 @@ impl Node {
                 vote,
             },
         });
+    }
+
+    /// Notes when a round's request went out (replies measure the round trip from it).
+    fn note_round_start(&mut self, round: u64, now_ms: u64) {
+        if self.round_starts.len() == ROUND_STARTS_KEPT {
+            self.round_starts.pop_front();
+        }
+        self.round_starts.push_back((round, now_ms));
+    }
+
+    /// Halfway through a round, sends its request once more to the members that have not
+    /// answered: on a lossy network one lost datagram would otherwise cost the whole round and
+    /// a backoff.
+    pub(super) fn resend_round(&mut self, now_ms: u64) {
+        let Some(candidate) = self.candidate.as_mut() else {
+            return;
+        };
+        if candidate.resend_at_ms.is_none_or(|at| now_ms < at) {
+            return;
+        }
+        candidate.resend_at_ms = None;
+        self.round += 1;
+        candidate.resent_round = Some(self.round);
+        let request = Body::GetRank {
+            purpose: Purpose::Election {
+                round: self.round,
+                vote: candidate.vote,
+            },
+        };
+        self.note_round_start(self.round, now_ms);
+        let candidate = self.candidate.as_ref().expect("checked above");
+        let silent: Vec<_> = self
+            .members
+            .values()
+            .map(|m| m.node)
+            .filter(|n| n.node_id != self.me.node_id && !candidate.replies.contains_key(&n.node_id))
+            .collect();
+        if silent.is_empty() {
+            // Every member we know answered (or we know none): the votes that are missing are
+            // those of nodes we do not know, which only a broadcast reaches.
+            self.broadcast(request);
+        } else {
+            for node in silent {
+                self.send(node.addr, request.clone());
+            }
+        }
     }
 
     /// Whitepaper mode: another node runs a round. A candidate of higher rank gives way to it,
@@ -108,7 +157,8 @@ impl Node {
         let Some(candidate) = self.candidate.as_mut() else {
             return;
         };
-        if candidate.round != round || reply.from.rank.is_none() || reply.role == Role::Joining {
+        let ours = candidate.round == round || candidate.resent_round == Some(round);
+        if !ours || reply.from.rank.is_none() || reply.role == Role::Joining {
             return;
         }
         // Strict mode: a rival pre-voting too, of lower rank and with a log at least as recent
@@ -139,6 +189,9 @@ impl Node {
         candidate
             .replies
             .insert(reply.from.node_id, (reply.from, reply.clock, heard));
+        if (reply.last_epoch, reply.clock) > (self.last_event_epoch, self.clock) {
+            candidate.outclassed = true;
+        }
         if reply.granted {
             candidate.votes.insert(reply.from.node_id, reply.from);
         }
@@ -189,16 +242,16 @@ impl Node {
             } else if votes >= majority {
                 self.start_vote(now_ms, candidate.proposed_epoch);
             } else if candidate.replies.len() + 1 < majority {
-                self.round_failed(now_ms, ElectionFailure::RepliesLate);
+                self.round_failed(now_ms, ElectionFailure::RepliesLate, candidate.outclassed);
             } else if candidate.voting {
-                self.round_failed(now_ms, ElectionFailure::VotesSplit);
+                self.round_failed(now_ms, ElectionFailure::VotesSplit, candidate.outclassed);
             } else {
-                self.round_failed(now_ms, ElectionFailure::NoMajority);
+                self.round_failed(now_ms, ElectionFailure::NoMajority, candidate.outclassed);
             }
             return;
         }
         if candidate.replies.is_empty() && !self.may_stand_alone() {
-            self.round_failed(now_ms, ElectionFailure::AloneBySilence);
+            self.round_failed(now_ms, ElectionFailure::AloneBySilence, false);
             return;
         }
         let winner = candidate
@@ -217,20 +270,25 @@ impl Node {
         self.accept_winner(now_ms, self.epoch, winner);
     }
 
-    /// A round ended without a coordinator: wait the suspicion timeout again, a window per
-    /// rank above the first (so that after a split vote the lowest rank asks first, and its
-    /// request reaches the others before they ask), and a random share of a round (Raft's
-    /// randomised timeout: it separates nodes that wrongly share a rank, or whose rank order
-    /// failed).
-    fn round_failed(&mut self, now_ms: u64, why: ElectionFailure) {
+    /// A round ended without a coordinator: wait the suspicion timeout again, plus a random
+    /// share of a round (Raft's randomised timeout), plus: after a split vote a window per
+    /// rank above the first (the lowest rank asks first, and its request reaches the others
+    /// before they ask); if a reply showed a newer log than ours (we cannot win while that
+    /// node lives), two windows, so that it can.
+    fn round_failed(&mut self, now_ms: u64, why: ElectionFailure, outclassed: bool) {
         self.role = Role::Follower;
         self.last_heard_coordinator_ms = now_ms;
         self.failed_rounds += 1;
         self.last_failure = Some(why);
+        let window_ms = self.election_window_ms();
         let above_first = u64::from(self.me.rank.unwrap_or(1).saturating_sub(1)).min(16);
+        let ordered_ms = match why {
+            _ if outclassed => 2 * window_ms,
+            ElectionFailure::VotesSplit => above_first * window_ms,
+            _ => 0,
+        };
         let spread_ms = self.rtt_ms() + self.config.stagger_ms;
-        self.backoff_ms =
-            above_first * self.election_window_ms() + self.rng.gen_range(0..=spread_ms);
+        self.backoff_ms = ordered_ms + self.rng.gen_range(0..=spread_ms);
     }
 
     /// A coordinator is agreed (by us or for us): the failed rounds are over.
@@ -255,7 +313,12 @@ impl Node {
     /// once per epoch, only if its log is at least as recent as ours by (epoch of the last
     /// event, clock), and only if we no longer hear a coordinator. A pre-vote changes nothing
     /// here; a real vote raises our epoch (stored before the vote is sent).
-    pub(super) fn grant_vote(&mut self, now_ms: u64, vote: VoteRequest) -> bool {
+    pub(super) fn grant_vote(
+        &mut self,
+        now_ms: u64,
+        candidate: &NodeRef,
+        vote: VoteRequest,
+    ) -> bool {
         if self.config.strict_cluster_size.is_none() || self.role == Role::Joining {
             return false;
         }
@@ -266,9 +329,11 @@ impl Node {
         if vote.pre {
             return free && vote.epoch > self.epoch;
         }
-        let grant = free && vote.epoch >= self.epoch && vote.epoch > self.voted_epoch;
+        let again = vote.epoch == self.voted_epoch && self.voted_for == Some(candidate.node_id);
+        let grant = free && vote.epoch >= self.epoch && (vote.epoch > self.voted_epoch || again);
         if grant {
             self.voted_epoch = vote.epoch;
+            self.voted_for = Some(candidate.node_id);
             if vote.epoch > self.epoch {
                 self.epoch = vote.epoch;
                 self.out.push(Output::PersistEpoch(vote.epoch));

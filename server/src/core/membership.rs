@@ -21,6 +21,7 @@ impl Node {
         self.epoch = self.epoch.max(epoch);
         // We may have voted in the stored epoch before a restart: vote only above it.
         self.voted_epoch = self.voted_epoch.max(self.epoch);
+        self.voted_for = None;
         self.clock = clock;
         self.last_event_epoch = last_epoch;
         self.rejoin(now_ms);
@@ -305,7 +306,7 @@ impl Node {
             purpose: Purpose::Heartbeat {
                 members,
                 sent_ms: now_ms,
-                rtt_ms: self.rtt_ms(),
+                rtt_ms: self.rtt.published_ms(),
                 elected_clock: self.coordinator_clock,
             },
         });

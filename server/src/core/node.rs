@@ -2,7 +2,7 @@
 //! state, the dispatch and the timers; joining is in `membership.rs`, elections in
 //! `election.rs`.
 
-use super::message::{Body, Message, Purpose};
+use super::message::{Body, Message, Purpose, VoteRequest};
 use super::rtt::RoundTrips;
 use super::types::{
     Clock, CoreConfig, ElectionFailure, Epoch, MemberView, NodeId, NodeRef, Rank, Role, View,
@@ -86,6 +86,16 @@ pub(super) struct CandidateState {
     pub(super) votes: BTreeMap<NodeId, NodeRef>,
     /// Strict mode: the epoch this round asks votes for.
     pub(super) proposed_epoch: Epoch,
+    /// When the round's request goes out once more to those that have not answered (datagrams
+    /// get lost), if it has not yet.
+    pub(super) resend_at_ms: Option<u64>,
+    /// The round's vote request (strict mode), as sent.
+    pub(super) vote: Option<VoteRequest>,
+    /// The round number the request went out again under, if it did: a reply names the send
+    /// it answers, so each measures its own round trip.
+    pub(super) resent_round: Option<u64>,
+    /// A reply showed a log newer than ours: that node can win, we cannot while it lives.
+    pub(super) outclassed: bool,
     /// Earlier rounds of this election that got no reply at all.
     pub(super) silent_rounds: u32,
 }
@@ -125,6 +135,9 @@ pub struct Node {
     /// Highest epoch this node voted in (or stood in with real votes): it votes once per
     /// epoch. After a restart it votes only above the epoch it stored.
     pub(super) voted_epoch: Epoch,
+    /// Whom this node voted for in `voted_epoch` (not kept across restarts: after one, this
+    /// node votes only above the stored epoch). A repeated request gets the same answer.
+    pub(super) voted_for: Option<NodeId>,
     /// The clock our coordinator had when it took office in `coordinator_epoch` (ours, if we
     /// coordinate): two coordinators of one epoch settle by it.
     pub(super) coordinator_clock: Clock,
@@ -178,6 +191,7 @@ impl Node {
             elections_started: 0,
             confirmed_ms: BTreeMap::new(),
             voted_epoch: 0,
+            voted_for: None,
             coordinator_clock: 0,
             missing: BTreeSet::new(),
             rtt: RoundTrips::default(),
@@ -228,7 +242,10 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.role {
             Role::Joining => self.join.as_ref().map(|j| j.until_ms),
-            Role::Candidate => self.candidate.as_ref().map(|c| c.until_ms),
+            Role::Candidate => self
+                .candidate
+                .as_ref()
+                .map(|c| c.resend_at_ms.map_or(c.until_ms, |at| at.min(c.until_ms))),
             Role::Coordinator => Some(self.next_heartbeat_ms),
             Role::Follower => Some(self.suspect_deadline_ms()),
         }
@@ -313,6 +330,8 @@ impl Node {
                     .is_some_and(|c| now_ms >= c.until_ms)
                 {
                     self.finish_election(now_ms);
+                } else {
+                    self.resend_round(now_ms);
                 }
             }
             Role::Coordinator => {
@@ -377,9 +396,16 @@ impl Node {
         self.rtt.high_ms(self.role == Role::Coordinator)
     }
 
-    /// How long a candidate waits for replies: the configured window, or two round trips.
+    /// How long a candidate waits for replies: the configured window, or two round trips;
+    /// while no round trip is known (a cluster starting), a generous one: a round ends as soon
+    /// as its outcome is known, so a long window costs only a failed round's time.
     pub(super) fn election_window_ms(&self) -> u64 {
-        self.config.election_window_ms.max(2 * self.rtt_ms())
+        let floor_ms = if self.rtt.known() {
+            2 * self.rtt_ms()
+        } else {
+            UNKNOWN_RTT_WINDOW_MS
+        };
+        self.config.election_window_ms.max(floor_ms)
     }
 
     fn on_message(&mut self, now_ms: u64, src: SocketAddr, msg: Message) {
@@ -468,7 +494,7 @@ impl Node {
         let granted = match &purpose {
             Purpose::Election {
                 vote: Some(vote), ..
-            } => self.grant_vote(now_ms, *vote),
+            } => self.grant_vote(now_ms, from, *vote),
             _ => false,
         };
         // Answers go to where the request came from, not to the address it claims: a node
@@ -569,6 +595,9 @@ impl Node {
         self.out.push(Output::Broadcast(msg));
     }
 }
+
+/// The election window while no round trip is known: room for links of up to 50 ms.
+const UNKNOWN_RTT_WINDOW_MS: u64 = 250;
 
 /// A step this much later than the deadline the node asked for means it was stalled (SIGSTOP, a
 /// VM pause, CPU starvation, a hung store it waited on).

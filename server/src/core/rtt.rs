@@ -52,9 +52,9 @@ impl RttEstimator {
 #[derive(Debug, Clone, Default)]
 pub(super) struct RoundTrips {
     by_peer: BTreeMap<NodeId, RttEstimator>,
-    /// The coordinator's figure: it measures every member every heartbeat, a follower only in
-    /// its rare election rounds.
-    adopted_ms: u64,
+    /// The coordinator's figure (0 on fast links), once one has been heard: it measures every
+    /// member every heartbeat, a follower only in its rare election rounds.
+    adopted_ms: Option<u64>,
 }
 
 impl RoundTrips {
@@ -63,9 +63,33 @@ impl RoundTrips {
         self.by_peer.entry(peer).or_default().sample(rtt_ms);
     }
 
-    /// Takes the coordinator's figure.
+    /// Takes the coordinator's figure (0: it knows none yet), which replaces what this node
+    /// measured before: all followers then follow one figure, and their own measurements
+    /// start afresh, in the next election.
     pub(super) fn adopt(&mut self, high_ms: u64) {
-        self.adopted_ms = high_ms.min(HIGH_MS_MAX);
+        if high_ms > 0 {
+            self.adopted_ms = Some(high_ms.min(HIGH_MS_MAX));
+            self.by_peer.clear();
+        }
+    }
+
+    /// The figure a coordinator publishes in its heartbeats: at least 1 ms once known, 0 for
+    /// none.
+    pub(super) fn published_ms(&self) -> u64 {
+        if self.known() {
+            self.high_ms(true).max(1)
+        } else {
+            0
+        }
+    }
+
+    /// Whether any round trip is known (measured, or the coordinator's figure).
+    pub(super) fn known(&self) -> bool {
+        self.adopted_ms.is_some() || self.measured()
+    }
+
+    fn measured(&self) -> bool {
+        self.by_peer.values().any(|e| e.samples > 0)
     }
 
     /// Forgets a peer that left.
@@ -75,20 +99,18 @@ impl RoundTrips {
 
     /// The round trip a quorum needs: the high estimate of the k-th fastest peer, k being a
     /// majority of the peers measured (at least one). A coordinator uses its own measurements
-    /// (its predecessor's figure until it has some); the others the coordinator's figure while
-    /// they have one, so that all follow the same timings and ranks keep their order (their
-    /// own measurements come from rare election rounds, and go stale).
+    /// (its predecessor's figure until it has some); the others the coordinator's figure, or
+    /// what their rounds measured since, whichever is higher.
     pub(super) fn high_ms(&self, coordinating: bool) -> u64 {
         let mut highs: Vec<u64> = self.by_peer.values().map(RttEstimator::high_ms).collect();
         highs.sort_unstable();
         let k = (highs.len() / 2).max(1);
         let measured = highs.get(k - 1).copied().unwrap_or(0);
-        match (coordinating, measured) {
+        match (coordinating, self.adopted_ms) {
             // A new coordinator goes on with its predecessor's figure until it has its own.
-            (true, 0) => self.adopted_ms,
+            (true, Some(adopted)) if !self.measured() => adopted,
             (true, _) => measured,
-            (false, _) if self.adopted_ms > 0 => self.adopted_ms,
-            (false, _) => measured,
+            (false, adopted) => adopted.unwrap_or(0).max(measured),
         }
     }
 }
@@ -136,10 +158,15 @@ mod tests {
             trips.sample(d, held);
         }
         assert!(trips.high_ms(true) <= 10, "{trips:?}");
+        assert!(trips.published_ms() >= 1 && trips.published_ms() <= 10);
         trips.adopt(80);
-        assert_eq!(trips.high_ms(false), 80);
-        assert!(trips.high_ms(true) <= 10);
-        trips.forget(&d);
+        assert_eq!(
+            trips.high_ms(false),
+            80,
+            "adopting replaces the own samples"
+        );
+        trips.adopt(0);
+        assert_eq!(trips.high_ms(false), 80, "0 is no figure");
         trips.adopt(60_000);
         assert_eq!(trips.high_ms(false), HIGH_MS_MAX);
     }
