@@ -386,9 +386,16 @@ impl Node {
     /// This node's share of the per-rank stagger: at least the configured step per rank, and
     /// at least half a round trip (the one-way delay), so that a lower rank's round reaches us
     /// before we start ours.
+    /// While no round trip is known (a cluster starting) it is half the start-up window: the
+    /// lowest rank still goes first at once.
     pub(super) fn stagger_ms(&self) -> u64 {
         let above_first = u64::from(self.me.rank.unwrap_or(1).saturating_sub(1)).min(16);
-        self.config.stagger_ms.max(self.rtt_ms() / 2) * above_first
+        let one_way_ms = if self.rtt.known() {
+            self.rtt_ms() / 2
+        } else {
+            UNKNOWN_RTT_WINDOW_MS / 2
+        };
+        self.config.stagger_ms.max(one_way_ms) * above_first
     }
 
     /// The round trip the timings follow (the high end of the quorum's estimate).
