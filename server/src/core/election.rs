@@ -6,8 +6,10 @@
 //! Strict mode elects as Raft does with pre-vote: the first round asks "would you vote for me
 //! in epoch e+1?" and changes nothing at the voters; once a majority would, the candidate
 //! raises its epoch to e+1, votes for itself and asks for real votes, which each node gives
-//! once per epoch. A round without result is followed by a random backoff, so candidates that
-//! failed together do not stay in step.
+//! once per epoch. Every round resends its request halfway through to those that have not
+//! answered, and a round without result is followed by a backoff with a random share, so
+//! candidates that failed together do not stay in step. Windows and timeouts follow the
+//! measured round trip (`rtt.rs`); `docs/elections.md` argues each rule.
 
 use super::message::{Body, Purpose, VoteRequest};
 use super::node::{CandidateState, Node, Output, RankReply};

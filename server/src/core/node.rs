@@ -1,6 +1,6 @@
 //! The node state machine: inputs in, outputs out, one step at a time. This file holds the
-//! state, the dispatch and the timers; joining is in `membership.rs`, elections in
-//! `election.rs`.
+//! state, the dispatch and the timers (and the timings derived from the round trip); joining
+//! is in `membership.rs`, elections in `election.rs`, round-trip estimates in `rtt.rs`.
 
 use super::message::{Body, Message, Purpose, VoteRequest};
 use super::rtt::RoundTrips;
