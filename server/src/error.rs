@@ -6,7 +6,7 @@ use std::fmt;
 
 /// What went wrong, as a client sees it: each code has its own wire name, message and exit code.
 ///
-/// The README's table lists the same facts; a unit test checks that it stays in step.
+/// The table in `docs/idclient.md` lists the same facts; a unit test checks that it stays in step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -234,8 +234,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exit_codes_are_distinct_and_documented_in_the_readme() {
-        let readme = include_str!("../../README.md");
+    fn exit_codes_are_distinct_and_documented_in_the_idclient_reference() {
+        let readme = include_str!("../../docs/idclient.md");
         let mut seen = std::collections::BTreeSet::new();
         for code in ErrorCode::ALL {
             assert!(seen.insert(code.exit_code()), "{code} reuses an exit code");
@@ -245,7 +245,7 @@ mod tests {
                 code.as_str(),
                 code.summary()
             );
-            assert!(readme.contains(&row), "README lacks the row {row:?}");
+            assert!(readme.contains(&row), "docs/idclient.md lacks the row {row:?}");
         }
     }
 }

@@ -34,7 +34,7 @@ pub const PASSWORD_HASHES_CONCURRENT_MAX: usize = 4;
 pub const CONNECTIONS_MAX: usize = 4096;
 
 /// How long a request id's first result is kept, so that a client retry (also after a
-/// failover) gets that result instead of a second write. Documented in the README.
+/// failover) gets that result instead of a second write. Documented in `docs/idserver.md`.
 pub const REQUEST_ID_TTL_MS: u64 = 10 * 60 * 1000;
 
 /// How long the server waits for its own Redis to answer after starting it.

@@ -1,5 +1,5 @@
 //! `idclient`: one identity operation per run, printed for people or (`--json`) for scripts.
-//! Each error has its own exit code (see the README's table).
+//! Each error has its own exit code (see the table in `docs/idclient.md`).
 
 use clap::{ArgGroup, Parser, ValueEnum};
 use idserver::account::{parse_uuid, AccountView};
