@@ -150,13 +150,9 @@ pub async fn start(
     let (commands_tx, mut commands_rx) = mpsc::channel(CLUSTER_COMMANDS_QUEUED_MAX);
     let shell = Shell {
         cluster: cluster.to_string(),
-        // The server passes the other members only (see `address::others`).
-        peers: config
-            .peers
-            .iter()
-            .copied()
-            .filter(|p| *p != addr)
-            .collect(),
+        // The other members only: the server leaves this node's own entries out
+        // (`address::others`).
+        peers: config.peers.clone(),
         udp: Arc::new(udp),
         mcast,
         store,

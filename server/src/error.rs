@@ -245,7 +245,10 @@ mod tests {
                 code.as_str(),
                 code.summary()
             );
-            assert!(readme.contains(&row), "docs/idclient.md lacks the row {row:?}");
+            assert!(
+                readme.contains(&row),
+                "docs/idclient.md lacks the row {row:?}"
+            );
         }
     }
 }

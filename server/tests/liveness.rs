@@ -19,7 +19,7 @@ use idserver::core::{CoreConfig, Role};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sim::data::DataSim;
-use sim::{Shape, Sim, AGREEMENT_HOLD_MS};
+use sim::{AgreementWatch, Shape, Sim, AGREEMENT_HOLD_MS};
 
 /// Schedules per mode in the default run (CI).
 const SCHEDULES_DEFAULT: u64 = 2_000;
@@ -138,19 +138,11 @@ fn agree_and_ack(data: &mut DataSim, limit_ms: u64) -> Result<(u64, u64), String
     const STEP_MS: u64 = 10;
     let start = data.sim.now_ms;
     let first_id = data.next_write_id();
-    let mut since: Option<(u64, usize)> = None;
+    let mut watch = AgreementWatch::default();
     let mut agreed_ms = None;
     while data.sim.now_ms - start <= limit_ms + AGREEMENT_HOLD_MS {
         if agreed_ms.is_none() {
-            match (data.sim.agreed_coordinator(), since) {
-                (Ok(c), Some((at, held))) if held == c => {
-                    if data.sim.now_ms - at >= AGREEMENT_HOLD_MS {
-                        agreed_ms = Some(at - start);
-                    }
-                }
-                (Ok(c), _) => since = Some((data.sim.now_ms, c)),
-                (Err(_), _) => since = None,
-            }
+            agreed_ms = watch.observe(&data.sim).map(|at| at - start);
         }
         let acked_ms = data
             .acked_at_ms
@@ -172,23 +164,11 @@ fn agree_and_ack(data: &mut DataSim, limit_ms: u64) -> Result<(u64, u64), String
     ))
 }
 
-fn seeds() -> Vec<u64> {
-    match std::env::var("SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
-        Err(_) => {
-            let count = std::env::var("SIM_SCHEDULES").map_or(SCHEDULES_DEFAULT, |n| {
-                n.parse().expect("SIM_SCHEDULES is a number")
-            });
-            (0..count).collect()
-        }
-    }
-}
-
 fn check_mode(strict: bool) {
     let mode = if strict { "strict" } else { "whitepaper" };
     let mut failures = Vec::new();
     let mut by_latency: [Vec<(u64, u64)>; 3] = Default::default();
-    let seeds = seeds();
+    let seeds = sim::seeds(SCHEDULES_DEFAULT);
     for seed in &seeds {
         match schedule(*seed, strict) {
             Ok(o) => {
@@ -301,11 +281,7 @@ const FAILOVER_AT_25_MS_MAX: u64 = 1_000;
 /// restarted between kills, as the lab's `*-failover-25ms` scenarios do: every failover agrees,
 /// and a write is acknowledged, within ten round trips.
 fn repeated_failovers_at_25_ms(strict: bool) {
-    let seeds = match std::env::var("SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
-        Err(_) => (0..10).collect(),
-    };
-    for seed in seeds {
+    for seed in sim::seeds(10) {
         let mut data = DataSim::new(Sim::shaped(
             seed,
             3,

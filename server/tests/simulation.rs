@@ -291,15 +291,7 @@ fn random_schedule(seed: u64) -> Result<(), String> {
 /// Runs `schedule` for every seed (or only `SIM_SEED`); `SIM_SCHEDULES` overrides `default_count`.
 /// Fails listing the first failing seeds, which replay exactly.
 fn run_schedules(what: &str, default_count: u64, schedule: fn(u64) -> Result<(), String>) {
-    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
-        Err(_) => {
-            let count = std::env::var("SIM_SCHEDULES").map_or(default_count, |n| {
-                n.parse().expect("SIM_SCHEDULES is a number")
-            });
-            (0..count).collect()
-        }
-    };
+    let seeds = sim::seeds(default_count);
     let failures: Vec<String> = seeds
         .iter()
         .filter_map(|seed| schedule(*seed).err().map(|e| format!("seed {seed}: {e}")))

@@ -529,20 +529,54 @@ impl Sim {
         // Deliver what is due now first: a node resumed this instant has yet to notice it was
         // paused (and step down), so the views of this instant may be stale.
         self.run_until(start);
-        let mut since: Option<(u64, usize)> = None;
+        let mut watch = AgreementWatch::default();
         while self.now_ms - start <= limit_ms + AGREEMENT_HOLD_MS {
-            match (self.agreed_coordinator(), since) {
-                (Ok(c), Some((at, held))) if held == c => {
-                    if self.now_ms - at >= AGREEMENT_HOLD_MS {
-                        return Some(at - start);
-                    }
-                }
-                (Ok(c), _) => since = Some((self.now_ms, c)),
-                (Err(_), _) => since = None,
+            if let Some(at) = watch.observe(self) {
+                return Some(at - start);
             }
             let next = self.now_ms + step_ms;
             self.run_until(next);
         }
         None
+    }
+}
+
+/// Watches for one coordinator that every live node names and that stays so for
+/// [`AGREEMENT_HOLD_MS`].
+#[derive(Debug, Default)]
+pub struct AgreementWatch {
+    since: Option<(u64, usize)>,
+}
+
+impl AgreementWatch {
+    /// Looks at the cluster now: once an agreement has held long enough, when it began.
+    pub fn observe(&mut self, sim: &Sim) -> Option<u64> {
+        match (sim.agreed_coordinator(), self.since) {
+            (Ok(c), Some((at, held))) if held == c => {
+                (sim.now_ms - at >= AGREEMENT_HOLD_MS).then_some(at)
+            }
+            (Ok(c), _) => {
+                self.since = Some((sim.now_ms, c));
+                None
+            }
+            (Err(_), _) => {
+                self.since = None;
+                None
+            }
+        }
+    }
+}
+
+/// The seeds to run: `SIM_SEED` alone (a replay), else `SIM_SCHEDULES` of them or
+/// `default_count`.
+pub fn seeds(default_count: u64) -> Vec<u64> {
+    match std::env::var("SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
+        Err(_) => {
+            let count = std::env::var("SIM_SCHEDULES").map_or(default_count, |n| {
+                n.parse().expect("SIM_SCHEDULES is a number")
+            });
+            (0..count).collect()
+        }
     }
 }
