@@ -1,7 +1,7 @@
 //! The server's settings, with their defaults. The `idserver` binary fills this from flags.
 
+pub use crate::core::replication::Replication;
 use crate::core::CoreConfig;
-pub use crate::shared::Replication;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 

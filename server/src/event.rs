@@ -27,6 +27,20 @@ impl Event {
     }
 }
 
+impl crate::core::replication::Entry for Event {
+    fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn same_as(&self, other: &Event) -> bool {
+        Event::same_as(self, other)
+    }
+}
+
 /// One write, numbered by its Lamport clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

@@ -1,10 +1,10 @@
-//! A replica's side of replication: apply the coordinator's events strictly in clock order
-//! after checking that the histories agree up to them, and install full snapshots. Reports
-//! gaps and divergence instead of guessing.
+//! A replica's side of replication, the I/O shell: reads the events [`accept`] compares,
+//! applies what it accepts (strictly in clock order, after checking that the histories agree
+//! up to them), and installs full snapshots. Gaps and divergence are reported, not guessed.
 
 use crate::connection::write_in_slices;
-use crate::core::Input;
-use crate::core::Role;
+use crate::core::replication::{self, accept, clocks_to_compare, Acceptance, EpochCheck};
+use crate::core::{Input, Role};
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, LoggedEvent};
 use crate::limits::{
@@ -15,6 +15,7 @@ use crate::store::SnapshotFeed;
 use crate::wire::{ReplicaStatus, Reply};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -89,23 +90,22 @@ impl Replica {
         let store = &shared.store;
         let applied = shared.applied();
         let answer = |status| Ok(Reply::Replicated { applied, status });
-        if let Some(prev) = &prev {
-            if applied < prev.clock {
-                return answer(ReplicaStatus::Gap);
-            }
-            if !holds(shared, prev).await? {
-                return answer(ReplicaStatus::Diverged { at: prev.clock });
-            }
-        }
-        for event in events.iter().filter(|e| e.clock <= applied) {
-            if !holds(shared, event).await? {
-                return answer(ReplicaStatus::Diverged { at: event.clock });
+        // This node's events at the clocks the decision compares.
+        let mut own = BTreeMap::new();
+        for clock in clocks_to_compare(applied, prev.as_ref(), &events) {
+            if let Some(event) = shared.event_at(clock).await? {
+                own.insert(clock, event);
             }
         }
-        let new: Vec<Event> = events.into_iter().filter(|e| e.clock > applied).collect();
-        if new.first().is_some_and(|e| e.clock != applied + 1) {
-            return answer(ReplicaStatus::Gap);
-        }
+        let holds = |e: &Event| own.get(&e.clock).is_some_and(|o| o.same_as(e));
+        let new = match accept(applied, prev.as_ref(), &events, holds) {
+            Acceptance::Gap => return answer(ReplicaStatus::Gap),
+            Acceptance::Diverged { at } => return answer(ReplicaStatus::Diverged { at }),
+            Acceptance::Apply { from } => {
+                let mut events = events;
+                events.split_off(from)
+            }
+        };
         let Some(last) = new.last() else {
             return answer(ReplicaStatus::Ok);
         };
@@ -298,24 +298,17 @@ async fn discard(shared: &Shared, incoming: Incoming) {
 /// Refuses a coordinator of an older epoch; a newer one is news to the core.
 fn check_epoch(shared: &Shared, epoch: u64) -> Result<()> {
     let ours = shared.membership.state().view.epoch;
-    if epoch > ours {
-        shared.membership.notify(Input::SawEpoch(epoch));
-    }
-    if epoch < ours {
-        return Err(Error::refused(
+    match replication::check_epoch(ours, epoch) {
+        EpochCheck::Stale => Err(Error::refused(
             ErrorCode::Unavailable,
             format!("replication from epoch {epoch}, but this node is in epoch {ours}"),
-        ));
+        )),
+        EpochCheck::Newer => {
+            shared.membership.notify(Input::SawEpoch(epoch));
+            Ok(())
+        }
+        EpochCheck::Current => Ok(()),
     }
-    Ok(())
-}
-
-/// Whether this node applied the same event at that clock.
-async fn holds(shared: &Shared, event: &Event) -> Result<bool> {
-    Ok(shared
-        .event_at(event.clock)
-        .await?
-        .is_some_and(|own| own.same_as(event)))
 }
 
 /// A full sync into an external Redis (`--redis`), which this node cannot restart: the snapshot

@@ -1,25 +1,28 @@
-//! The coordinator's side of replication: one task per member pushes the events it lacks (or,
-//! when it is too far behind or its history diverged, a full snapshot), and the replicas'
-//! acknowledgements decide when a write may be answered.
+//! The coordinator's side of replication, the I/O shell: one task per member moves the
+//! requests its [`Progress`] decides (events it lacks, or, when it is too far behind or its
+//! history diverged, a full snapshot) and feeds the answers back; the replicas' acks, counted
+//! by [`Acks`], decide when a write may be answered.
 
-use crate::client::{exchange, exchange_frame, request_frame};
+use crate::client::{exchange_frame, request_frame};
 use crate::connection::Connection;
+use crate::core::replication::{Acks, LinkLimits, Progress, Quorum, Send};
 use crate::core::{NodeId, NodeRef, Role};
 use crate::error::{Error, ErrorCode, Result};
+use crate::event::Event;
 use crate::forward::connect;
 use crate::limits::{
-    ACK_TIMEOUT_MS, FORWARD_TIMEOUT_MS, FULL_SYNC_LAG_EVENTS, REPLICATE_BATCH_MAX,
-    REPLICATE_IN_FLIGHT_MAX, REPLICATION_PROBE_MS, REQUEST_FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES,
+    ACK_TIMEOUT_MS, FORWARD_TIMEOUT_MS, REPLICATION_PROBE_MS, REQUEST_FRAME_BYTES_MAX,
+    SNAPSHOT_CHUNK_BYTES,
 };
 use crate::shared::Shared;
 use crate::store::{idle_priority, RdbStream};
 use crate::wire::{decode, encode, Envelope, ReplicaStatus, Reply, Request};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// How often the manager looks at the member list.
@@ -34,10 +37,8 @@ const SNAPSHOT_PIECES_AHEAD: usize = 4;
 /// Which clock each replica has acknowledged, and the writes waiting for acknowledgements.
 #[derive(Debug)]
 pub struct Replicator {
-    /// Per replica: the epoch of this node's coordination it answered in, and the clock up to
-    /// which it proved to hold this node's history. An ack speaks only for its epoch: in
-    /// between, another coordinator may have made the replica drop what it held.
-    acks: std::sync::Mutex<BTreeMap<NodeId, (u64, u64)>>,
+    /// The replicas' acks (see [`Acks`]).
+    acks: std::sync::Mutex<Acks>,
     /// Waiting writes by clock: each is woken once, when enough replicas passed its clock
     /// (not on every ack, which under load would wake every waiting write thousands of times a
     /// second).
@@ -55,9 +56,8 @@ impl Replicator {
         replicator
     }
 
-    /// Waits until enough replicas applied `clock`: in strict mode a majority with the
-    /// coordinator (N/2 others); else `--min-acks` of them, or every other known member if
-    /// there are fewer (none for a node alone).
+    /// Waits until enough replicas applied `clock` (see [`crate::core::replication::Replication::needed`]) and this
+    /// node's claim has settled (see [`crate::core::View::settled`]).
     ///
     /// Acks count only while this node still coordinates in `epoch`, the epoch the write was
     /// made in: a coordinator replaced meanwhile (paused, then resumed) may still hear acks,
@@ -81,52 +81,36 @@ impl Replicator {
                     ),
                 ));
             }
-            let (clocks, needed) = self.acks_of_others(shared, &view);
-            if quorum_clock(&clocks, needed) >= clock {
+            let quorum = self.quorum(shared, &view);
+            if quorum.acked >= clock {
                 self.forget(clock, woken);
                 return Ok(());
             }
-            // Membership changes (a replica leaving lowers what is needed) are seen at the
-            // next tick.
+            // Membership changes (a replica leaving lowers what is needed) and the claim
+            // settling are seen at the next tick.
             let tick = tokio::time::sleep(Duration::from_millis(MEMBERS_POLL_MS));
             tokio::select! {
                 _ = woken => {}
                 _ = tick => {}
                 _ = &mut deadline => {
-                    let acked = clocks.iter().filter(|c| **c >= clock).count();
+                    let (acked, needed) = (quorum.holding(clock), quorum.needed);
+                    let unsettled = if view.settled { "" } else { " (this coordinator's claim had not settled)" };
                     return Err(Error::refused(
                         ErrorCode::AckTimeout,
-                        format!("event {clock} was applied here but only {acked} of {needed} replicas acknowledged it in {ACK_TIMEOUT_MS} ms"),
+                        format!("event {clock} was applied here but only {acked} of {needed} replicas acknowledged it in {ACK_TIMEOUT_MS} ms{unsettled}"),
                     ));
                 }
             }
         }
     }
 
-    /// The clocks the other members acknowledged, highest first, and how many of them a write
-    /// needs.
-    fn acks_of_others(&self, shared: &Shared, view: &crate::core::View) -> (Vec<u64>, usize) {
-        let acks = self.lock_acks();
-        let mut clocks: Vec<u64> = view
-            .members
-            .iter()
-            .filter(|m| m.node.node_id != shared.node_id)
-            .map(|m| match acks.get(&m.node.node_id) {
-                Some((epoch, clock)) if *epoch == view.epoch => *clock,
-                _ => 0,
-            })
-            .collect();
-        // Whitepaper mode: fewer acks when fewer members are known, but members that fell
-        // silent still count: silence is no evidence that this node is alone.
-        let needed = match shared.replication.strict_cluster_size {
-            Some(n) => n / 2,
-            None => shared.replication.min_acks.min(clocks.len() + view.missing),
-        };
-        clocks.sort_unstable_by(|a, b| b.cmp(a));
-        (clocks, needed)
+    /// What the acks allow in `view`.
+    fn quorum(&self, shared: &Shared, view: &crate::core::View) -> Quorum {
+        self.lock_acks()
+            .quorum(shared.node_id, view, &shared.replication)
     }
 
-    fn lock_acks(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, (u64, u64)>> {
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, Acks> {
         self.acks.lock().expect("acks lock poisoned")
     }
 
@@ -149,10 +133,9 @@ impl Replicator {
     /// Records that a replica holds this node's history up to `applied` (as its coordinator
     /// in `epoch`) and wakes the writes it lets through.
     fn record(&self, shared: &Shared, node: NodeId, epoch: u64, applied: u64) {
-        self.lock_acks().insert(node, (epoch, applied));
+        self.lock_acks().record(node, epoch, applied);
         let view = shared.membership.state().view;
-        let (clocks, needed) = self.acks_of_others(shared, &view);
-        let acked = quorum_clock(&clocks, needed);
+        let acked = self.quorum(shared, &view).acked;
         let ready = {
             let mut waiters = self.lock_waiters();
             let later = match acked.checked_add(1) {
@@ -164,14 +147,6 @@ impl Replicator {
         for wake in ready.into_values().flatten() {
             let _ = wake.send(());
         }
-    }
-}
-
-/// The highest clock `needed` of `clocks` (highest first) reached; u64::MAX if none are needed.
-fn quorum_clock(clocks: &[u64], needed: usize) -> u64 {
-    match needed {
-        0 => u64::MAX,
-        n => clocks.get(n - 1).copied().unwrap_or(0),
     }
 }
 
@@ -199,18 +174,15 @@ async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
             }
             keep
         });
-        replicator
-            .lock_acks()
-            .retain(|id, _| wanted.contains_key(id));
+        replicator.lock_acks().retain(|id| wanted.contains_key(id));
         for (id, node) in wanted {
             tasks.entry(id).or_insert_with(|| {
                 let link = Link {
                     shared: shared.clone(),
                     replicator: replicator.clone(),
                     node,
-                    epoch: view.epoch,
+                    progress: Progress::new(view.epoch, LinkLimits::default()),
                     seq: 0,
-                    synced_since_caught_up: false,
                 };
                 (node, view.epoch, tokio::spawn(link.run()))
             });
@@ -219,28 +191,17 @@ async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
     }
 }
 
-/// The coordinator's link to one replica.
+/// The coordinator's link to one replica: it sends what [`Progress`] decides and feeds the
+/// answers back.
 struct Link {
     shared: Arc<Shared>,
     replicator: Arc<Replicator>,
     node: NodeRef,
-    /// The epoch this node coordinates in: every request says so, and the link stops when the
-    /// node no longer coordinates in it (a stale coordinator must not pass its events off as
-    /// the new epoch's).
-    epoch: u64,
+    /// Where the replica stands; its epoch is the one this node coordinates in: every request
+    /// says so, and the link stops when the node no longer coordinates in it (a stale
+    /// coordinator must not pass its events off as the new epoch's).
+    progress: Progress,
     seq: u64,
-    /// A snapshot was installed and the replica has not caught up since.
-    synced_since_caught_up: bool,
-}
-
-/// What to send a replica next.
-enum Next {
-    /// Ask where it is (a probe with no events).
-    Probe,
-    /// Events from this clock on.
-    From(u64),
-    /// Its history diverged from this clock on (or it is too far behind): a full snapshot.
-    Snapshot,
 }
 
 impl Link {
@@ -253,6 +214,7 @@ impl Link {
                     continue;
                 }
             };
+            self.progress.reset();
             if let Err(e) = self.serve(&mut conn).await {
                 if self.still_coordinating().is_err() {
                     return;
@@ -263,137 +225,31 @@ impl Link {
         }
     }
 
+    /// Sends what the progress asks for as events are decided here (see [`Shared::decided`]),
+    /// pipelined up to the in-flight window (answers come back in order: a connection is served
+    /// one request at a time); probes when idle; fails when the replica stops answering.
     async fn serve(&mut self, conn: &mut Connection) -> Result<()> {
-        let mut next = Next::Probe;
         let mut decided_watch = self.shared.watch_decided();
-        loop {
-            let (applied, status, proven) = match next {
-                Next::Probe => {
-                    // With this node's last event, so that the answer proves how much of this
-                    // node's history the replica holds (a replica's clock alone does not: its
-                    // events there may be another epoch's).
-                    let prev = match self.shared.decided() {
-                        0 => None,
-                        last => self.shared.event_at(last).await?,
-                    };
-                    let proven = prev.as_ref().map_or(0, |e| e.clock);
-                    let (applied, status) = self.replicate(conn, prev, Vec::new()).await?;
-                    (applied, status, proven)
-                }
-                Next::Snapshot => {
-                    let (applied, status) = self.send_snapshot().await?;
-                    self.synced_since_caught_up = true;
-                    (applied, status, u64::MAX)
-                }
-                Next::From(from) => {
-                    next = self.stream(conn, from, &mut decided_watch).await?;
-                    continue;
-                }
-            };
-            next = self.after(applied, status, proven);
-        }
-    }
-
-    /// What to do after the replica answered `status` at `applied` to a request that proved it
-    /// holds this node's history up to `proven` if it answered `Ok` (the events sent, or the
-    /// `prev` they followed, were checked against its own).
-    fn after(&self, applied: u64, status: ReplicaStatus, proven: u64) -> Next {
-        match status {
-            ReplicaStatus::Ok => {
-                self.replicator.record(
-                    &self.shared,
-                    self.node.node_id,
-                    self.epoch,
-                    applied.min(proven),
-                );
-                Next::From(applied + 1)
-            }
-            ReplicaStatus::Gap | ReplicaStatus::ChunkStored => Next::From(applied + 1),
-            ReplicaStatus::Diverged { at } => {
-                tracing::warn!(replica = %self.node.addr, at, "replica diverged: sending a full snapshot");
-                Next::Snapshot
-            }
-        }
-    }
-
-    /// Sends events from `from` on as they are decided here (see [`Shared::decided`]), up to [`REPLICATE_IN_FLIGHT_MAX`]
-    /// batches ahead of the replica's answers (answers come back in order: a connection is
-    /// served one request at a time). Returns what to do when the stream stops: the replica
-    /// fell out of step, the log no longer reaches back, or the link went idle (a probe).
-    async fn stream(
-        &mut self,
-        conn: &mut Connection,
-        mut from: u64,
-        decided_watch: &mut watch::Receiver<u64>,
-    ) -> Result<Next> {
-        // (seq, last clock) of each batch sent and not answered yet.
-        let mut in_flight: VecDeque<(u64, u64)> = VecDeque::new();
         let probe = Duration::from_millis(REPLICATION_PROBE_MS);
         let answer_timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
         loop {
-            while in_flight.len() < REPLICATE_IN_FLIGHT_MAX {
-                let last = self.shared.decided();
-                // A replica that just loaded a snapshot catches up by events however far the
-                // writes made meanwhile put it behind: another snapshot would only fall behind
-                // again under a steady write load.
-                let too_far = !self.synced_since_caught_up
-                    && (last + 1).saturating_sub(from) > FULL_SYNC_LAG_EVENTS;
-                if from > last + 1 || too_far {
-                    // The replica holds events this coordinator never made, or is too far
-                    // behind for events.
-                    return self.drain(conn, in_flight, Next::Snapshot).await;
-                }
-                if from > last {
-                    self.synced_since_caught_up = false;
-                    break;
-                }
-                let prev = match from - 1 {
-                    0 => None,
-                    clock => match self.shared.event_at(clock).await? {
-                        Some(event) => Some(event),
-                        None => return self.drain(conn, in_flight, Next::Snapshot).await,
-                    },
-                };
-                let mut events = self.shared.events_from(from, REPLICATE_BATCH_MAX).await?;
-                // Never past what the writer has decided (the log may hold no more).
-                events.retain(|e| e.clock <= last);
-                let Some(sent_last) = events.last().map(|e| e.clock) else {
-                    return self.drain(conn, in_flight, Next::Snapshot).await;
-                };
-                if events[0].clock != from {
-                    // The log no longer reaches back that far.
-                    return self.drain(conn, in_flight, Next::Snapshot).await;
-                }
-                let request = Request::Replicate {
-                    epoch: self.epoch(),
-                    prev,
-                    events,
-                };
-                let seq = self.send(conn, &request).await?;
-                in_flight.push_back((seq, sent_last));
-                from = sent_last + 1;
-            }
-            let room = in_flight.len() < REPLICATE_IN_FLIGHT_MAX;
-            let waiting = !in_flight.is_empty();
+            self.send_what_is_due(conn).await?;
+            let waiting = self.progress.in_flight() > 0;
+            let room = self.progress.has_room();
             tokio::select! {
                 answer = self.receive(conn), if waiting => {
                     let (seq, applied, status) = answer?;
-                    let (expected, sent_last) =
-                        in_flight.pop_front().expect("waiting for an answer");
-                    if seq != expected {
-                        return Err(Error::refused(
-                            ErrorCode::BadFrame,
-                            format!("replica answered request {seq}, expected {expected}"),
-                        ));
+                    let ack = self.progress.answered(seq, applied, status).map_err(|e| {
+                        Error::refused(ErrorCode::BadFrame, e.to_string())
+                    })?;
+                    if let Some(ack) = ack {
+                        self.record(ack);
+                    } else if let ReplicaStatus::Diverged { at } = status {
+                        tracing::warn!(replica = %self.node.addr, at, "replica diverged: sending a full snapshot");
                     }
-                    if status != ReplicaStatus::Ok {
-                        let next = self.after(applied, status, sent_last);
-                        return self.drain(conn, in_flight, next).await;
-                    }
-                    self.after(applied, status, sent_last);
                 }
                 _ = decided_watch.changed(), if room => {}
-                () = tokio::time::sleep(probe), if !waiting => return Ok(Next::Probe),
+                () = tokio::time::sleep(probe), if !waiting => self.progress.idle(),
                 () = tokio::time::sleep(answer_timeout), if waiting => {
                     return Err(Error::refused(
                         ErrorCode::Unreachable,
@@ -404,29 +260,84 @@ impl Link {
         }
     }
 
-    /// Reads (and ignores) the answers still due, then goes on with `next`.
-    async fn drain(
-        &mut self,
-        conn: &mut Connection,
-        in_flight: VecDeque<(u64, u64)>,
-        next: Next,
-    ) -> Result<Next> {
-        for _ in in_flight {
-            let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
-            tokio::time::timeout(timeout, self.receive(conn))
-                .await
-                .map_err(|_| {
-                    Error::refused(ErrorCode::Unreachable, "replica did not answer in time")
-                })??;
+    /// Sends requests until the progress says to wait.
+    async fn send_what_is_due(&mut self, conn: &mut Connection) -> Result<()> {
+        loop {
+            let send = self.progress.next(self.shared.decided());
+            match send {
+                Send::Wait => return Ok(()),
+                Send::Snapshot => {
+                    let (applied, status) = self.send_snapshot().await?;
+                    if let Some(ack) = self.progress.snapshot_answered(applied, status) {
+                        self.record(ack);
+                    }
+                }
+                Send::Probe { prev } => {
+                    let prev = match prev {
+                        0 => None,
+                        clock => self.shared.event_at(clock).await?,
+                    };
+                    let send = Send::Probe {
+                        prev: prev.as_ref().map_or(0, |e| e.clock),
+                    };
+                    let seq = self.send(conn, prev, Vec::new()).await?;
+                    self.progress.sent(seq, send);
+                }
+                Send::Events { from, to } => match self.events(from, to).await? {
+                    Some((prev, events)) => {
+                        let to = events.last().map_or(to, |e| e.clock);
+                        let seq = self.send(conn, prev, events).await?;
+                        self.progress.sent(seq, Send::Events { from, to });
+                    }
+                    None => self.progress.need_snapshot(),
+                },
+            }
         }
-        Ok(next)
     }
 
-    /// Sends one peer request; returns its sequence number.
-    async fn send(&mut self, conn: &mut Connection, request: &Request) -> Result<u64> {
+    /// The events `from..=to` and the one before them, or None if this node's log no longer
+    /// reaches back that far.
+    async fn events(&self, from: u64, to: u64) -> Result<Option<(Option<Event>, Vec<Event>)>> {
+        let prev = match from - 1 {
+            0 => None,
+            clock => match self.shared.event_at(clock).await? {
+                Some(event) => Some(event),
+                None => return Ok(None),
+            },
+        };
+        let mut events = self
+            .shared
+            .events_from(from, (to - from + 1) as usize)
+            .await?;
+        // Never past what the writer has decided (the log may hold no more).
+        events.retain(|e| e.clock <= to);
+        if events.first().map(|e| e.clock) != Some(from) {
+            return Ok(None);
+        }
+        Ok(Some((prev, events)))
+    }
+
+    /// Records the replica's ack for this link's epoch.
+    fn record(&self, ack: u64) {
+        self.replicator
+            .record(&self.shared, self.node.node_id, self.progress.epoch(), ack);
+    }
+
+    /// Sends one `Replicate` request; returns its sequence number.
+    async fn send(
+        &mut self,
+        conn: &mut Connection,
+        prev: Option<Event>,
+        events: Vec<Event>,
+    ) -> Result<u64> {
         self.still_coordinating()?;
+        let request = Request::Replicate {
+            epoch: self.progress.epoch(),
+            prev,
+            events,
+        };
         self.seq += 1;
-        let envelope = Envelope::new(&self.shared.cluster, self.seq, request);
+        let envelope = Envelope::new(&self.shared.cluster, self.seq, &request);
         let frame = encode(&envelope, REQUEST_FRAME_BYTES_MAX)?;
         conn.write_frame(&frame).await?;
         Ok(self.seq)
@@ -438,28 +349,8 @@ impl Link {
             Error::refused(ErrorCode::Unreachable, "replica closed the connection")
         })?;
         let envelope: Envelope<Reply> = decode(&payload)?;
-        match envelope.body {
-            Reply::Replicated { applied, status } => Ok((envelope.seq, applied, status)),
-            Reply::Error(e) => Err(Error::refused(e.code, e.message)),
-            other => Err(Error::refused(
-                ErrorCode::BadFrame,
-                format!("unexpected reply {other:?}"),
-            )),
-        }
-    }
-
-    async fn replicate(
-        &mut self,
-        conn: &mut Connection,
-        prev: Option<crate::event::Event>,
-        events: Vec<crate::event::Event>,
-    ) -> Result<(u64, ReplicaStatus)> {
-        let request = Request::Replicate {
-            epoch: self.epoch(),
-            prev,
-            events,
-        };
-        self.call(conn, &request, FORWARD_TIMEOUT_MS).await
+        let (applied, status) = replicated(envelope.body)?;
+        Ok((envelope.seq, applied, status))
     }
 
     /// Streams a fresh snapshot of this node's Redis to the replica piece by piece while
@@ -467,11 +358,12 @@ impl Link {
     /// (reading, hashing, framing, sending) runs on a thread of its own at idle priority, over
     /// a connection of its own (see [`SnapshotSender`]); this link waits for the answer.
     async fn send_snapshot(&mut self) -> Result<(u64, ReplicaStatus)> {
+        self.still_coordinating()?;
         let started = std::time::Instant::now();
         let (done_tx, done) = oneshot::channel();
         let sender = SnapshotSender {
             shared: self.shared.clone(),
-            epoch: self.epoch(),
+            epoch: self.progress.epoch(),
             to: self.node.addr,
         };
         std::thread::Builder::new()
@@ -495,36 +387,9 @@ impl Link {
         Ok(answer)
     }
 
-    /// The epoch to send: the current one (replicas refuse older ones).
-    fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
     /// Fails once this node no longer coordinates in the link's epoch.
     fn still_coordinating(&self) -> Result<()> {
-        coordinating_in(&self.shared, self.epoch)
-    }
-
-    async fn call(
-        &mut self,
-        conn: &mut Connection,
-        request: &Request,
-        timeout_ms: u64,
-    ) -> Result<(u64, ReplicaStatus)> {
-        self.still_coordinating()?;
-        self.seq += 1;
-        let timeout = Duration::from_millis(timeout_ms);
-        let (reply, _) = exchange(
-            conn,
-            &self.shared.cluster,
-            self.seq,
-            0,
-            request,
-            false,
-            timeout,
-        )
-        .await?;
-        replicated(reply)
+        coordinating_in(&self.shared, self.progress.epoch())
     }
 }
 

@@ -2,6 +2,7 @@
 //! its own Redis (if it runs one) and the replication settings.
 
 use crate::cluster::ClusterHandle;
+use crate::core::replication::Replication;
 use crate::core::Input;
 use crate::error::Result;
 use crate::event::Event;
@@ -11,26 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
-
-/// How writes are acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Replication {
-    /// Whitepaper mode: other nodes that must have applied an event before the client hears
-    /// success (fewer if fewer members are known; none for a node alone).
-    pub min_acks: usize,
-    /// Strict mode's cluster size N: an event is acknowledged once a majority (N/2 + 1, the
-    /// coordinator included) holds it. `None`: whitepaper mode.
-    pub strict_cluster_size: Option<usize>,
-}
-
-impl Default for Replication {
-    fn default() -> Self {
-        Replication {
-            min_acks: 1,
-            strict_cluster_size: None,
-        }
-    }
-}
 
 /// How the node's Redis is run.
 #[derive(Debug)]

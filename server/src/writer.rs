@@ -1,8 +1,9 @@
-//! The coordinator's writer: gives new events their clocks and applies them, many per Redis
-//! round trip (group commit), in the order they arrived. Refused writes consume no clock. In
-//! strict mode it also opens each epoch this node coordinates with an event of that epoch
-//! ([`Change::Open`]) before any write.
+//! The coordinator's writer, the I/O shell of [`WriterState`]: gives new events their clocks
+//! and applies them, many per Redis round trip (group commit), in the order they arrived.
+//! Refused writes consume no clock. In strict mode it also opens each epoch this node
+//! coordinates with an event of that epoch ([`Change::Open`]) before any write.
 
+use crate::core::replication::{recovery, Batch, Opened, Recovery, WriterState};
 use crate::core::Role;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, Event};
@@ -32,13 +33,6 @@ pub struct Writer {
     jobs: mpsc::Sender<Job>,
     /// The last epoch this node opened (strict mode): its number and its opening's clock.
     opened: watch::Receiver<Opened>,
-}
-
-/// An epoch's opening event, applied here.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Opened {
-    epoch: u64,
-    clock: u64,
 }
 
 impl std::fmt::Debug for Job {
@@ -117,12 +111,13 @@ impl Writer {
 
 async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, opened: watch::Sender<Opened>) {
     let strict = shared.replication.strict_cluster_size.is_some();
+    let mut state = WriterState::new(strict);
     let mut states = shared.membership.watch();
     let mut jobs = Vec::with_capacity(WRITE_BATCH_MAX);
-    // An epoch in which this node sent events it then could not apply (see `recover`).
-    let mut stuck: Option<u64> = None;
     loop {
-        let open_failed = strict && !open_epoch(&shared, &opened).await;
+        let view = shared.membership.state().view;
+        let open_failed = state.to_open(&view).is_some()
+            && !open_epoch(&shared, &view, &mut state, &opened).await;
         tokio::select! {
             taken = rx.recv_many(&mut jobs, WRITE_BATCH_MAX) => {
                 if taken == 0 {
@@ -146,24 +141,22 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, opened: watch::Se
             }
         }
         let view = shared.membership.state().view;
-        if view.role != Role::Coordinator {
-            refuse(&mut jobs, "this node stopped being the coordinator; retry");
-        } else if stuck == Some(view.epoch) {
-            refuse(
-                &mut jobs,
-                "this coordinator could not apply events it had sent; it makes no more in this \
-                 epoch: retry after the next election",
-            );
-        } else if strict
-            && opened.borrow().epoch != view.epoch
-            && !open_epoch(&shared, &opened).await
-        {
-            refuse(
+        let mut batch = state.batch(&view, false);
+        if let Batch::Open { .. } = batch {
+            let opened_now = open_epoch(&shared, &view, &mut state, &opened).await;
+            batch = state.batch(&view, !opened_now);
+        }
+        match batch {
+            Batch::Write => {
+                if !write_batch(&shared, &view, &mut jobs).await {
+                    state.stuck_in(view.epoch);
+                }
+            }
+            Batch::Refuse(why) => refuse(&mut jobs, why),
+            Batch::Open { .. } => refuse(
                 &mut jobs,
                 "this coordinator could not open its epoch yet; retry",
-            );
-        } else if !write_batch(&shared, &view, &mut jobs).await {
-            stuck = Some(view.epoch);
+            ),
         }
     }
 }
@@ -300,50 +293,53 @@ async fn recover(shared: &Shared, epoch: u64, first: u64, last: u64) -> bool {
         if view.role != Role::Coordinator || view.epoch != epoch {
             return false;
         }
-        let Some(sent) = shared.recent.from(first, (last - first + 1) as usize) else {
-            return false;
-        };
-        let stored = shared.store.clock().await;
-        match stored {
-            Ok(stored) if stored >= last => {
-                let ran = shared.store.event_at(last).await;
-                let held = ran.is_ok_and(|e| {
-                    e.is_some_and(|e| sent.last().is_some_and(|s| e.event.same_as(s)))
-                });
-                return held;
-            }
-            Ok(stored) if stored + 1 == first && sent.len() as u64 == last - first + 1 => {
-                match shared.store.apply_replicated(&sent).await {
-                    Ok(_) => {
-                        tracing::info!(first, last, "applied the writes sent to replicas");
-                        return true;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "writes sent to replicas still fail"),
+        let sent = shared.recent.from(first, (last - first + 1) as usize);
+        let in_memory = sent
+            .as_ref()
+            .is_some_and(|sent| sent.len() as u64 == last - first + 1);
+        match shared.store.clock().await {
+            Ok(stored) => match (recovery(stored, first, last, in_memory), sent) {
+                (Recovery::Check, Some(sent)) => {
+                    let ran = shared.store.event_at(last).await;
+                    return ran.is_ok_and(|e| {
+                        e.is_some_and(|e| sent.last().is_some_and(|s| e.event.same_as(s)))
+                    });
                 }
-            }
-            Ok(stored) => {
-                tracing::error!(
-                    stored,
-                    first,
-                    last,
-                    "the store lost events; cannot apply those sent"
-                );
-                return false;
-            }
+                (Recovery::Reapply, Some(sent)) => {
+                    match shared.store.apply_replicated(&sent).await {
+                        Ok(_) => {
+                            tracing::info!(first, last, "applied the writes sent to replicas");
+                            return true;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "writes sent to replicas still fail"),
+                    }
+                }
+                _ => {
+                    tracing::error!(
+                        stored,
+                        first,
+                        last,
+                        in_memory,
+                        "the store lost events (or they left memory); cannot apply those sent"
+                    );
+                    return false;
+                }
+            },
             Err(e) => tracing::warn!(error = %e, "the store does not answer yet"),
         }
         tokio::time::sleep(Duration::from_millis(OPEN_RETRY_MS)).await;
     }
 }
 
-/// In strict mode, applies the opening event of the epoch this node coordinates in, unless it
-/// did already (see [`Change::Open`]); returns false if the store failed (tried again later).
-async fn open_epoch(shared: &Shared, opened: &watch::Sender<Opened>) -> bool {
-    let view = shared.membership.state().view;
-    if view.role != Role::Coordinator || opened.borrow().epoch == view.epoch {
-        return true;
-    }
-    let mut event = new_event(&view, Uuid::new_v4(), now_ms(), Change::Open);
+/// In strict mode, applies the opening event of the epoch this node coordinates in `view`
+/// (see [`Change::Open`]); returns false if the store failed (tried again later).
+async fn open_epoch(
+    shared: &Shared,
+    view: &crate::core::View,
+    state: &mut WriterState,
+    opened: &watch::Sender<Opened>,
+) -> bool {
+    let mut event = new_event(view, Uuid::new_v4(), now_ms(), Change::Open);
     match shared
         .store
         .apply_new(std::slice::from_ref(&event), &[true])
@@ -354,10 +350,8 @@ async fn open_epoch(shared: &Shared, opened: &watch::Sender<Opened>) -> bool {
                 event.clock = clock;
                 shared.recent.push([event]);
                 shared.advance(clock, view.epoch);
-                opened.send_replace(Opened {
-                    epoch: view.epoch,
-                    clock,
-                });
+                state.opened(view.epoch, clock);
+                opened.send_replace(state.opened);
                 tracing::info!(epoch = view.epoch, clock, "opened the epoch");
                 true
             }

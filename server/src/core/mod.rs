@@ -7,11 +7,13 @@ mod election;
 mod membership;
 mod message;
 mod node;
+pub mod replication;
 mod rtt;
 mod types;
 
 pub use message::{Body, Message, Purpose, VoteRequest};
 pub use node::{Input, Node, Output};
+pub use replication::ReplicaStatus;
 pub use types::{
     Clock, CoreConfig, ElectionFailure, Epoch, MemberView, NodeId, NodeRef, Rank, Role, View,
 };

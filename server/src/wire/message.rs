@@ -206,22 +206,7 @@ impl Request {
     }
 }
 
-/// How a replica took a [`Request::Replicate`] or [`Request::Snapshot`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplicaStatus {
-    /// Applied (or nothing to apply).
-    Ok,
-    /// The replica lacks events before these: send from `applied + 1`.
-    Gap,
-    /// The replica's history differs from this clock on: it needs a full sync.
-    Diverged {
-        /// First clock at which the histories differ.
-        at: u64,
-    },
-    /// A snapshot piece was stored; send the next.
-    ChunkStored,
-}
+pub use crate::core::ReplicaStatus;
 
 /// An error reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

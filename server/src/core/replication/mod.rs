@@ -1,0 +1,15 @@
+//! Replication decided without I/O: the coordinator's per-replica [`Progress`] (probe, stream,
+//! snapshot, in-flight window), the epoch-scoped ack [`quorum`](Acks::quorum), a replica's
+//! [`accept`]ance of a batch, and the [`writer`](WriterState)'s batch decisions. The tokio tasks
+//! in `crate::replication`, `crate::replica` and `crate::writer` move bytes and call the store;
+//! the simulator (`server/tests/sim/`) drives these same types.
+
+mod accept;
+mod progress;
+mod quorum;
+mod writer;
+
+pub use accept::{accept, check_epoch, clocks_to_compare, Acceptance, Entry, EpochCheck};
+pub use progress::{LinkLimits, Progress, ReplicaStatus, Send, UnexpectedAnswer};
+pub use quorum::{Acks, Quorum, Replication};
+pub use writer::{recovery, Batch, Opened, Recovery, WriterState};
