@@ -294,7 +294,11 @@ fn run_schedules(what: &str, default_count: u64, schedule: fn(u64) -> Result<(),
     let seeds = sim::seeds(default_count);
     let failures: Vec<String> = seeds
         .iter()
-        .filter_map(|seed| schedule(*seed).err().map(|e| format!("seed {seed}: {e}")))
+        .filter_map(|seed| {
+            sim::run_seed(*seed, || schedule(*seed))
+                .err()
+                .map(|e| format!("seed {seed}: {e}"))
+        })
         .collect();
     assert!(
         failures.is_empty(),

@@ -107,6 +107,8 @@ pub struct Sim {
     /// Directed links that drop everything.
     pub cut: BTreeSet<(usize, usize)>,
     pub loss: f64,
+    /// Chance that a datagram is delivered twice.
+    pub duplicate: f64,
     pub latency_ms: (u64, u64),
     /// Every (epoch, node) that acted as coordinator, with the time.
     pub coordinators_seen: Vec<(u64, u64, usize)>,
@@ -140,6 +142,7 @@ impl Sim {
             seq: 0,
             cut: BTreeSet::new(),
             loss: 0.0,
+            duplicate: 0.0,
             latency_ms: (0, 1),
             coordinators_seen: Vec::new(),
             trace: std::env::var_os("SIM_TRACE").is_some(),
@@ -342,16 +345,23 @@ impl Sim {
         if self.cut.contains(&(from, to)) || self.rng.gen_bool(self.loss) {
             return;
         }
-        let (lo, hi) = self.latency_ms;
-        let at_ms = self.now_ms + self.rng.gen_range(lo..=hi.max(lo));
-        self.seq += 1;
-        self.queue.push(Reverse(Delivery {
-            at_ms,
-            seq: self.seq,
-            to,
-            from,
-            msg: MessageBox(msg),
-        }));
+        let copies = if self.rng.gen_bool(self.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let (lo, hi) = self.latency_ms;
+            let at_ms = self.now_ms + self.rng.gen_range(lo..=hi.max(lo));
+            self.seq += 1;
+            self.queue.push(Reverse(Delivery {
+                at_ms,
+                seq: self.seq,
+                to,
+                from,
+                msg: MessageBox(msg.clone()),
+            }));
+        }
     }
 
     fn next_timer(&self) -> Option<(u64, usize)> {
@@ -577,6 +587,22 @@ pub fn seeds(default_count: u64) -> Vec<u64> {
                 n.parse().expect("SIM_SCHEDULES is a number")
             });
             (0..count).collect()
+        }
+    }
+}
+
+/// Runs one schedule, turning a panic (an invariant the server's code asserts, or the
+/// simulator's) into a failure of that seed, so that the run goes on and lists it.
+pub fn run_seed<T>(seed: u64, schedule: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(schedule)) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(format!("seed {seed} panicked: {why}"))
         }
     }
 }
