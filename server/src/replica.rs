@@ -109,6 +109,10 @@ impl Replica {
         let Some(last) = new.last() else {
             return answer(ReplicaStatus::Ok);
         };
+        assert!(
+            new.iter().zip(applied + 1..).all(|(e, c)| e.clock == c),
+            "clocks are consecutive on apply"
+        );
         let last_epoch = last.epoch;
         if let Err(e) = store.apply_replicated(&new).await {
             // The store's clock did not follow this node's applied clock: something else wrote.

@@ -114,6 +114,7 @@ enum Mode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    fail_stop_on_panic();
     let filter = if args.verbose {
         "idserver=debug,info"
     } else {
@@ -225,4 +226,17 @@ fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, String> {
 
 fn signal_error(e: std::io::Error) -> idserver::Error {
     idserver::Error::io("failed to install signal handlers", e)
+}
+
+/// A broken invariant (the code asserts the cheap ones: clocks consecutive on apply, epochs
+/// never going down, decided never below applied) stops the whole process, not one task of it:
+/// a node that lost its writer or its cluster task would go on answering half-alive. Stopped,
+/// it is restarted on its store and rejoins as any crashed node does.
+fn fail_stop_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(%info, "an invariant broke: stopping the node");
+        std::process::abort();
+    }));
 }

@@ -208,6 +208,7 @@ impl Node {
 
     /// Feeds one input at time `now_ms` (any monotonic milliseconds) and returns what to do.
     pub fn step(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
+        let epoch_before = self.epoch;
         self.notice_pause(now_ms);
         match input {
             Input::Start {
@@ -235,6 +236,11 @@ impl Node {
         }
         self.on_timers(now_ms);
         self.wake_by_ms = self.poll_timeout();
+        assert!(
+            self.epoch >= epoch_before,
+            "epochs never decrease ({epoch_before} -> {})",
+            self.epoch
+        );
         std::mem::take(&mut self.out)
     }
 
