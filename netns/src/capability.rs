@@ -27,7 +27,7 @@ pub struct Capabilities {
 pub fn netem_available() -> bool {
     static NETEM: OnceLock<bool> = OnceLock::new();
     *NETEM.get_or_init(|| {
-        let ns = format!("{}{}-probe", crate::lab::NAME_PREFIX, std::process::id());
+        let ns = format!("{}{}-probe", crate::plan::NAME_PREFIX, std::process::id());
         let run = |args: &[&str]| crate::cmd::run("probe for netem", "ip", args).is_ok();
         if !run(&["netns", "add", &ns]) {
             return false;

@@ -2,7 +2,7 @@
 //! were killed (SIGKILL) leave namespaces whose owner process is gone, found here by the pid in
 //! their name. Removing a namespace removes its links and firewall rules with it.
 
-use crate::lab::NAME_PREFIX;
+use crate::plan::NAME_PREFIX;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

@@ -7,18 +7,10 @@ use crate::delayer::Delayer;
 use crate::error::{Error, Result};
 use crate::faults::FaultState;
 use crate::host::Host;
+pub use crate::plan::{HOSTS_MAX, NAME_PREFIX, PREFIX_LEN, SWITCH_ADDR};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
-
-/// Prefix of every namespace a lab makes.
-pub const NAME_PREFIX: &str = "idl-";
-/// The lab network: 198.18.0.0/15 (reserved for benchmarking, never routed).
-pub const PREFIX_LEN: u8 = 15;
-/// The switch's own address on the lab network.
-pub const SWITCH_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
-/// Most hosts in one lab (addresses 198.18.0.1 to 198.18.0.250).
-pub const HOSTS_MAX: u32 = 250;
 
 static LABS_MADE: AtomicU32 = AtomicU32::new(0);
 

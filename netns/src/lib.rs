@@ -8,9 +8,11 @@
 //!
 //! Map of the crate:
 //! - [`lab`]: the lab, its hosts, and their teardown; [`host`]: a host (commands, sockets).
-//! - [`faults`]: link conditions and partitions, as netem or as iptables rules plus the
-//!   userspace [`delayer`] where the kernel has no netem.
-//! - [`capability`]: what this machine offers; [`cleanup`]: leftovers of killed runs.
+//! - [`faults`]: link conditions and partitions ([`faults::state`]), applied as netem or as
+//!   iptables rules plus the userspace [`delayer`] where the kernel has no netem
+//!   ([`faults::apply`]).
+//! - [`capability`]: what this machine offers; [`cleanup`]: leftovers of killed runs;
+//!   [`plan`]: the names and addresses every lab uses.
 //! - [`cmd`]: running `ip`, `iptables`, `tc`; [`error`]: the crate's error type.
 
 pub mod capability;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod faults;
 pub mod host;
 pub mod lab;
+pub mod plan;
 
 pub use capability::Capabilities;
 pub use error::{Error, Result};

@@ -141,7 +141,7 @@ pub async fn start(
     let start = Input::Start {
         epoch: store.epoch().await?,
         clock,
-        last_epoch: crate::replica::last_epoch(&store, clock).await,
+        last_epoch: store.last_epoch(clock).await,
     };
     let (state_tx, state_rx) = watch::channel(ClusterState {
         view: node.view(),

@@ -41,6 +41,7 @@ pub mod server;
 pub mod service;
 pub mod shared;
 pub mod store;
+pub mod time;
 pub mod wire;
 pub mod writer;
 

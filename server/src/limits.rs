@@ -151,3 +151,13 @@ pub const RECENT_EVENTS_MAX: usize = 65_536;
 
 /// How often a node checks that its own Redis still runs (a dead one is restarted).
 pub const REDIS_SUPERVISE_MS: u64 = 50;
+
+/// Accounts per Redis round trip when all are walked (listing them, upgrading the first
+/// storage layout): large enough to amortise the round trip, small enough not to block Redis.
+pub const ACCOUNTS_PER_BATCH: usize = 1000;
+
+/// Largest batch first tried in one round trip, on assumptions (see [`crate::store::Store::apply_new`]).
+pub const SPECULATE_EVENTS_MAX: usize = 2;
+
+/// The event log is trimmed to EVENT_LOG_MAX whenever the clock crosses a multiple of this.
+pub const EVENT_LOG_TRIM_EVERY: u64 = 1024;

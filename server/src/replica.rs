@@ -353,14 +353,6 @@ async fn dropped_events(
         .collect())
 }
 
-/// The epoch of the event at `clock` in the store's log (0 if the log does not hold it).
-pub async fn last_epoch(store: &crate::store::Store, clock: u64) -> u64 {
-    match store.event_at(clock).await {
-        Ok(Some(logged)) => logged.event.epoch,
-        _ => 0,
-    }
-}
-
 fn invalid(message: &str) -> Error {
     Error::refused(ErrorCode::InvalidInput, message)
 }
@@ -430,12 +422,12 @@ async fn install(shared: &Shared, incoming: Incoming) -> Result<u64> {
         Err(e) => {
             // Whatever state Redis is in now, the applied clock must say it.
             if let Ok(clock) = store.clock().await {
-                shared.reset_applied(clock, last_epoch(store, clock).await);
+                shared.reset_applied(clock, store.last_epoch(clock).await);
             }
             return Err(e);
         }
     };
-    shared.reset_applied(clock, last_epoch(store, clock).await);
+    shared.reset_applied(clock, store.last_epoch(clock).await);
     let dropped = dropped_events(store, before).await?;
     for logged in &dropped {
         tracing::warn!(

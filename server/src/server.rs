@@ -202,7 +202,7 @@ async fn supervise_redis(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>
                             "own redis-server came back at another clock; following it"
                         );
                         shared.recent.clear();
-                        let epoch = crate::replica::last_epoch(&shared.store, clock).await;
+                        let epoch = shared.store.last_epoch(clock).await;
                         shared.reset_applied(clock, epoch);
                     }
                 }

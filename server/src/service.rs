@@ -17,7 +17,7 @@ use crate::store::{Applied, StoredAccount, WriteResult};
 use crate::wire::{ListKind, MemberStatus, Reply, Request, StatusView};
 use serde_bytes::ByteBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Password work done by the node the client talked to, so the coordinator need not.
@@ -635,13 +635,4 @@ fn unavailable(message: String) -> Error {
 
 fn not_found(message: &str) -> Error {
     Error::refused(ErrorCode::NotFound, message)
-}
-
-/// Wall-clock time in milliseconds since the Unix epoch (for record timestamps only; the
-/// protocol never orders by it).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -113,7 +113,10 @@ impl Shared {
         if raise(&self.applied, clock) {
             self.membership.notify(Input::Applied { clock, epoch });
         }
-        assert!(self.decided() >= self.applied(), "decided never below applied");
+        assert!(
+            self.decided() >= self.applied(),
+            "decided never below applied"
+        );
     }
 
     /// Notes that the writer decided events up to `clock` (never lowers it).

@@ -33,7 +33,7 @@ async fn create_then_lookup_and_reverse_lookup_show_the_record() {
     );
     assert!(account.has_password);
     assert_eq!(account.created_ms, account.changed_ms);
-    let now = idserver::service::now_ms();
+    let now = idserver::time::now_ms();
     assert!(account.created_ms <= now && now - account.created_ms < 60_000);
 
     assert_eq!(c.reverse_lookup(uuid).await.unwrap(), account);

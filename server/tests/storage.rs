@@ -165,7 +165,7 @@ async fn a_directory_in_the_first_layout_is_moved_and_served() {
         .unwrap();
     let url = redis.url();
     let (ada, bob, request) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let period = idserver::service::now_ms() / idserver::limits::REQUEST_ID_TTL_MS;
+    let period = idserver::time::now_ms() / idserver::limits::REQUEST_ID_TTL_MS;
     let mut result = vec![b'c'];
     result.extend_from_slice(ada.as_bytes());
     let _: () = redis::pipe()
@@ -276,7 +276,7 @@ async fn a_request_result_hash_gets_its_expiry_once_and_again_in_a_new_database(
                     epoch: 1,
                     origin_rank: 1,
                     request_id: Uuid::from_u128((0xabc << 116) | n),
-                    at_ms: idserver::service::now_ms(),
+                    at_ms: idserver::time::now_ms(),
                     change: Change::Create {
                         uuid: Uuid::new_v4(),
                         login: format!("user{n}"),

@@ -9,65 +9,13 @@
 //! they stop established connections too. All rules live in the chain `IDLAB` of the switch
 //! namespace and are replaced in one `iptables-restore` transaction.
 
+use super::state::{Direction, FaultState, LinkConditions, PartitionMode};
 use crate::cmd::{exec_in, ip_in, run_with_input};
 use crate::delayer::{Delayer, PortDelay};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::lab::Lab;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// What one direction of a link does to packets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct LinkConditions {
-    /// Added one-way delay.
-    pub latency_ms: u32,
-    /// Delay varies uniformly within ± this much (packets keep their order).
-    pub jitter_ms: u32,
-    /// Packets dropped at random, in percent.
-    pub loss_pct: f64,
-    /// Bandwidth cap, if any.
-    pub rate_kbit: Option<u32>,
-    /// The link is down (both directions).
-    pub down: bool,
-}
-
-impl LinkConditions {
-    fn delays(&self) -> bool {
-        self.latency_ms > 0 || self.jitter_ms > 0
-    }
-}
-
-/// Which direction of a host's link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Packets the host sends.
-    FromHost,
-    /// Packets sent to the host.
-    ToHost,
-    /// Both.
-    Both,
-}
-
-/// How a cut treats packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PartitionMode {
-    /// Silently dropped (the sender times out).
-    Drop,
-    /// Refused (TCP reset, ICMP port unreachable): the sender learns at once.
-    Reject,
-}
-
-/// The faults in force.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct FaultState {
-    /// Per host index: conditions from the host, and to the host.
-    links: BTreeMap<u32, [LinkConditions; 2]>,
-    /// Directed cuts between host indexes.
-    cuts: BTreeMap<(u32, u32), PartitionMode>,
-}
 
 const FROM: usize = 0;
 const TO: usize = 1;
