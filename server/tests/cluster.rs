@@ -1,6 +1,6 @@
 //! Real `idserver` processes, each with its own real Redis, forming clusters on loopback
-//! (unicast peers, a private 127.x.y.0/24 per test so parallel tests never meet) and, inside a
-//! network namespace of the test's own, by multicast.
+//! (unicast peers, a private 127.x.y.0/24 per test so parallel tests never meet). Multicast,
+//! which needs a network namespace, is tested by the lab (`harness/tests/multicast.rs`).
 
 mod common;
 
@@ -9,11 +9,9 @@ use idserver::client::{Client, ClientConfig};
 use idserver::discovery::Discovery;
 use idserver::ErrorCode;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
-const IDCLIENT: &str = env!("CARGO_BIN_EXE_idclient");
 
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -273,104 +271,4 @@ async fn datagrams_of_another_cluster_are_ignored_and_counted() {
         assert!(Instant::now() < deadline, "{status:#?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// A network namespace of the test's own, with multicast on its loopback (removed on drop).
-struct Netns(String);
-
-impl Netns {
-    fn create() -> Option<Netns> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: the multicast test needs root to create a network namespace");
-            return None;
-        }
-        let name = format!("idlt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let ns = Netns(name);
-        ns.ip(&["netns", "add", &ns.0]);
-        ns.exec_ok(&["ip", "link", "set", "lo", "up", "multicast", "on"]);
-        ns.exec_ok(&["ip", "route", "add", "224.0.0.0/4", "dev", "lo"]);
-        Some(ns)
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let status = Command::new("ip").args(args).status().unwrap();
-        assert!(status.success(), "ip {args:?}");
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.0, program]);
-        cmd
-    }
-
-    fn exec_ok(&self, args: &[&str]) {
-        let status = self.command(args[0]).args(&args[1..]).status().unwrap();
-        assert!(status.success(), "{args:?} in {}", self.0);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
-    }
-}
-
-/// Cluster name and multicast settings shared by the servers and the client of the test.
-const MULTICAST: [&str; 6] = [
-    "--cluster",
-    "mc",
-    "--mcast",
-    "239.255.51.51:6100",
-    "--mcast-if",
-    "127.0.0.1",
-];
-
-#[test]
-fn multicast_discovery_and_election_in_a_namespace() {
-    let Some(ns) = Netns::create() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Child> = (0..3)
-        .map(|i| {
-            ns.command(IDSERVER)
-                .args([
-                    "--listen",
-                    "127.0.0.1",
-                    "--numport",
-                    &(6001 + i).to_string(),
-                ])
-                .args(MULTICAST)
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("n{i}")))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let deadline = Instant::now() + SETTLE;
-    let result = loop {
-        let out = ns
-            .command(IDCLIENT)
-            .args(MULTICAST)
-            .args(["--json", "--status"])
-            .output()
-            .unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let members = json["status"]["members"].as_array().map_or(0, Vec::len);
-        if json["status"]["coordinator_rank"].is_u64() && members == 3 {
-            break Ok(json);
-        }
-        if Instant::now() > deadline {
-            break Err(json);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    for node in &mut nodes {
-        let _ = node.kill();
-        let _ = node.wait();
-    }
-    let json = result.unwrap_or_else(|json| panic!("no multicast cluster formed: {json}"));
-    assert_eq!(json["status"]["cluster"], "mc");
 }

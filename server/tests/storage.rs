@@ -4,7 +4,7 @@ mod common;
 
 use common::{calls_of, config, redis_conn, redis_set, TestServer};
 use idserver::client::{Client, ClientConfig};
-use idserver::server::RunningServer;
+use idserver::node::server::RunningServer;
 use idserver::store::{RedisChild, Store, WriteResult};
 use idserver::{Error, ErrorCode};
 use uuid::Uuid;

@@ -7,7 +7,7 @@ use idserver::config::{
     ClusterConfig, Replication, ServerConfig, DEFAULT_CLUSTER, DEFAULT_NUMPORT,
 };
 use idserver::core::CoreConfig;
-use idserver::server::RunningServer;
+use idserver::node::server::RunningServer;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;

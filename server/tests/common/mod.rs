@@ -6,7 +6,7 @@ pub mod cluster;
 
 use idserver::client::{Client, ClientConfig};
 use idserver::config::ServerConfig;
-use idserver::server::RunningServer;
+use idserver::node::server::RunningServer;
 use std::path::Path;
 use tempfile::TempDir;
 

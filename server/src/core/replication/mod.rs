@@ -1,7 +1,7 @@
 //! Replication decided without I/O: the coordinator's per-replica [`Progress`] (probe, stream,
 //! snapshot, in-flight window), the epoch-scoped ack [`quorum`](Acks::quorum), a replica's
 //! [`accept`]ance of a batch, and the [`writer`](WriterState)'s batch decisions. The tokio tasks
-//! in `crate::replication`, `crate::replica` and `crate::writer` move bytes and call the store;
+//! in `crate::node::replication`, `crate::node::replica` and `crate::node::writer` move bytes and call the store;
 //! the simulator (`server/tests/sim/`) drives these same types.
 
 mod accept;

@@ -1,12 +1,12 @@
 //! What the parts of a running node share: its store, its cluster view, its applied clock,
 //! its own Redis (if it runs one) and the replication settings.
 
-use crate::cluster::ClusterHandle;
 use crate::core::replication::Replication;
 use crate::core::Input;
 use crate::error::Result;
 use crate::event::Event;
-use crate::recent::RecentEvents;
+use crate::node::cluster::ClusterHandle;
+use crate::node::recent::RecentEvents;
 use crate::store::{RedisChild, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -8,7 +8,7 @@ use crate::core::Role;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, Event};
 use crate::limits::{ACK_TIMEOUT_MS, WRITES_QUEUED_MAX, WRITE_BATCH_MAX};
-use crate::shared::Shared;
+use crate::node::shared::Shared;
 use crate::store::Applied;
 use crate::time::now_ms;
 use std::sync::Arc;

@@ -4,7 +4,6 @@
 //! disturb other clients.
 
 use crate::address::{self, AddressFlags, HostAddresses};
-use crate::cluster;
 use crate::config::{ClusterConfig, ServerConfig};
 use crate::connection::Connection;
 use crate::error::{Error, ErrorCode, Result};
@@ -12,8 +11,9 @@ use crate::limits::{
     CLUSTER_NAME_BYTES_MAX, CONNECTIONS_MAX, REDIS_SUPERVISE_MS, REPLY_FRAME_BYTES_MAX,
     REQUEST_FRAME_BYTES_MAX, SHUTDOWN_DRAIN_TIMEOUT_MS, STORE_HANG_MS, STORE_PROBE_MS,
 };
-use crate::service::Service;
-use crate::shared::{Shared, Storage};
+use crate::node::cluster;
+use crate::node::service::Service;
+use crate::node::shared::{Shared, Storage};
 use crate::store::{RedisChild, Store};
 use crate::wire::{
     decode, encode, Envelope, EnvelopeHead, FrameError, Reply, Request, WireError,

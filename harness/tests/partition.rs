@@ -13,7 +13,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
+/// The `idserver` binary the workspace built beside `idlab`.
+fn idserver() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_BIN_EXE_idlab")).with_file_name("idserver")
+}
 const PORT: u16 = 5151;
 const CLUSTER: &str = "partition-test";
 
@@ -53,7 +56,7 @@ impl LabCluster {
             let host = lab.host(&format!("n{i}")).unwrap();
             let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap();
             let node = host
-                .command(IDSERVER)
+                .command(idserver())
                 .args([
                     "--listen",
                     &host.addr().to_string(),

@@ -10,7 +10,7 @@ use crate::event::{Event, LoggedEvent};
 use crate::limits::{
     REDIS_START_TIMEOUT_MS, SNAPSHOT_PERSIST_WAIT_MS, SNAPSHOT_STALL_MS, SNAPSHOT_WATCH_MS,
 };
-use crate::shared::Shared;
+use crate::node::shared::Shared;
 use crate::store::SnapshotFeed;
 use crate::wire::{ReplicaStatus, Reply};
 use serde_bytes::ByteBuf;

@@ -3,16 +3,16 @@
 //! clock honoured. Knows nothing of sockets or frames.
 
 use crate::account::{check_real_name, normalize_login};
-use crate::cluster::ClusterState;
 use crate::core::{Input, Role};
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::Change;
-use crate::forward::Forwarder;
 use crate::limits::READ_CATCH_UP_WAIT_MS;
+use crate::node::cluster::ClusterState;
+use crate::node::forward::Forwarder;
+use crate::node::replica::Replica;
+use crate::node::replication::Replicator;
+use crate::node::shared::Shared;
 use crate::password::PasswordPool;
-use crate::replica::Replica;
-use crate::replication::Replicator;
-use crate::shared::Shared;
 use crate::store::{Applied, StoredAccount, WriteResult};
 use crate::wire::{ListKind, MemberStatus, Reply, Request, StatusView};
 use serde_bytes::ByteBuf;
@@ -34,7 +34,7 @@ struct Prepared {
 pub struct Service {
     shared: Arc<Shared>,
     passwords: PasswordPool,
-    writer: crate::writer::Writer,
+    writer: crate::node::writer::Writer,
     replicator: Arc<Replicator>,
     replica: Replica,
     forwarder: Forwarder,
@@ -46,7 +46,7 @@ impl Service {
     /// and replication tasks.
     pub fn new(shared: Arc<Shared>, addr: String) -> Self {
         Service {
-            writer: crate::writer::Writer::start(shared.clone()),
+            writer: crate::node::writer::Writer::start(shared.clone()),
             replicator: Replicator::start(shared.clone()),
             forwarder: Forwarder::new(shared.cluster.clone()),
             passwords: PasswordPool::default(),

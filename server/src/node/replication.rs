@@ -9,12 +9,12 @@ use crate::core::replication::{Acks, LinkLimits, Progress, Quorum, Send};
 use crate::core::{NodeId, NodeRef, Role};
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::Event;
-use crate::forward::connect;
 use crate::limits::{
     ACK_TIMEOUT_MS, FORWARD_TIMEOUT_MS, REPLICATION_PROBE_MS, REQUEST_FRAME_BYTES_MAX,
     SNAPSHOT_CHUNK_BYTES,
 };
-use crate::shared::Shared;
+use crate::node::forward::connect;
+use crate::node::shared::Shared;
 use crate::store::{idle_priority, RdbStream};
 use crate::wire::{decode, encode, Envelope, ReplicaStatus, Reply, Request};
 use serde_bytes::ByteBuf;
