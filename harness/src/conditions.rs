@@ -1,6 +1,7 @@
 //! Conditions of `await` and `assert` steps, judged on the statuses the live nodes give now.
 
 use crate::cluster::LabCluster;
+use idserver::core::Role;
 use idserver::wire::StatusView;
 
 /// A condition with its nodes resolved to indices.
@@ -19,7 +20,7 @@ pub enum Resolved {
     /// The live nodes' ranks are exactly these.
     Ranks(Vec<u32>),
     /// The node has the role.
-    Role(usize, String),
+    Role(usize, Role),
     /// This many nodes call themselves coordinator.
     Coordinators(u32),
 }
@@ -41,7 +42,7 @@ pub fn agreed_coordinator(
     }
     let index = cluster.index_of(&named?)?;
     let own = statuses.iter().find(|(i, _)| *i == index)?.1.as_ref()?;
-    (own.role == "coordinator").then_some(index)
+    (own.role == Role::Coordinator).then_some(index)
 }
 
 /// Whether `condition` holds on these statuses, and the statuses in one line.
@@ -82,11 +83,11 @@ pub fn evaluate(
             want.sort_unstable();
             statuses.iter().all(|(_, s)| s.is_some()) && have == want
         }
-        Resolved::Role(i, role) => status_of(*i).is_some_and(|s| &s.role == role),
+        Resolved::Role(i, role) => status_of(*i).is_some_and(|s| s.role == *role),
         Resolved::Coordinators(n) => {
             statuses
                 .iter()
-                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.role == "coordinator"))
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.role == Role::Coordinator))
                 .count() as u32
                 == *n
         }

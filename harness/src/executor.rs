@@ -15,6 +15,7 @@ use crate::scenario::{
     PartitionShape, Scenario, Selector,
 };
 use crate::workload::{run_session, Generator, History, Op, Session};
+use idserver::core::Role;
 use idserver::discovery::Discovery;
 use idserver::event::LoggedEvent;
 use netns::{Direction, PartitionMode};
@@ -607,14 +608,14 @@ impl Exec<'_> {
                                 statuses
                                     .iter()
                                     .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
-                                    .filter(|(_, s)| s.role == "coordinator")
+                                    .filter(|(_, s)| s.role == Role::Coordinator)
                                     .max_by_key(|(_, s)| s.epoch)
                                     .map(|(i, _)| *i)
                             }),
                         Selector::Follower => statuses
                             .iter()
                             .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
-                            .filter(|(_, s)| s.role == "follower")
+                            .filter(|(_, s)| s.role == Role::Follower)
                             .min_by_key(|(_, s)| s.rank)
                             .map(|(i, _)| *i),
                         Selector::Rank(r) => statuses
@@ -914,7 +915,7 @@ impl Exec<'_> {
             Condition::NotCoordinator(s) => Resolved::NotCoordinator(self.resolve(s).await?),
             Condition::Rank(s, r) => Resolved::Rank(self.resolve(s).await?, *r),
             Condition::Ranks(r) => Resolved::Ranks(r.clone()),
-            Condition::Role(s, role) => Resolved::Role(self.resolve(s).await?, role.clone()),
+            Condition::Role(s, role) => Resolved::Role(self.resolve(s).await?, *role),
             Condition::Coordinators(n) => Resolved::Coordinators(*n),
         })
     }
@@ -1059,7 +1060,7 @@ impl Exec<'_> {
                 .iter()
                 .rfind(|s| s.node == node && s.at_ms <= at_ms)
                 .and_then(|s| s.status.as_ref())
-                .is_some_and(|s| s.role == "coordinator")
+                .is_some_and(|s| s.role == Role::Coordinator)
         };
         let input = CheckInput {
             history: &history,

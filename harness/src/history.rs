@@ -72,7 +72,7 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeView {
     /// Role.
-    pub role: String,
+    pub role: idserver::core::Role,
     /// Highest epoch seen.
     pub epoch: u64,
     /// Its rank.

@@ -5,6 +5,7 @@
 //! acknowledged write is lost. Needs root.
 
 use idserver::client::{Client, ClientConfig};
+use idserver::core::Role;
 use idserver::wire::{Request, StatusView};
 use idserver::ErrorCode;
 use netns::{Host, Lab, PartitionMode};
@@ -139,7 +140,7 @@ fn agreed(from: &Host, nodes: &[SocketAddr]) -> SocketAddr {
             .iter()
             .map(|n| {
                 status(from, *n).and_then(|s| {
-                    (s.role == "coordinator" || s.role == "follower")
+                    (s.role == Role::Coordinator || s.role == Role::Follower)
                         .then_some(s.coordinator_addr)
                         .flatten()
                 })
@@ -464,7 +465,7 @@ fn refused_write_stayed_refused() -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     let coordinator = loop {
         let named = agreed(c1, &pair);
-        if named != successor && status(c1, named).is_some_and(|s| s.role == "coordinator") {
+        if named != successor && status(c1, named).is_some_and(|s| s.role == Role::Coordinator) {
             break named;
         }
         assert!(Instant::now() < deadline, "the pair never elected");

@@ -6,6 +6,7 @@ mod common;
 
 use common::cluster::Cluster;
 use idserver::client::{Client, ClientConfig};
+use idserver::core::Role;
 use idserver::discovery::Discovery;
 use idserver::ErrorCode;
 use std::net::SocketAddr;
@@ -101,10 +102,7 @@ async fn a_paused_coordinator_steps_down_when_resumed() {
         for i in &survivors {
             roles.push(cluster.status(*i).await.map(|s| s.role));
         }
-        if let Some(pos) = roles
-            .iter()
-            .position(|r| r.as_deref() == Some("coordinator"))
-        {
+        if let Some(pos) = roles.iter().position(|r| *r == Some(Role::Coordinator)) {
             break survivors[pos];
         }
         assert!(
@@ -120,7 +118,7 @@ async fn a_paused_coordinator_steps_down_when_resumed() {
         "the resumed node follows the successor"
     );
     let status = cluster.status(old).await.unwrap();
-    assert_eq!(status.role, "follower");
+    assert_eq!(status.role, Role::Follower);
     assert_eq!(status.coordinator_addr, Some(cluster.addr(new).to_string()));
 }
 
@@ -234,7 +232,7 @@ async fn requests_get_unavailable_while_no_coordinator_is_known() {
     assert_eq!(err.code(), ErrorCode::Unavailable, "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
     let status = cluster.status(0).await.unwrap();
-    assert_eq!(status.role, "joining");
+    assert_eq!(status.role, Role::Joining);
     cluster.agreed(SETTLE).await;
     assert_eq!(
         client.lookup("x").await.unwrap_err().code(),

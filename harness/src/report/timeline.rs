@@ -5,6 +5,7 @@
 use super::escape;
 use crate::executor::ScenarioResult;
 use crate::history::{Outcome, Sample};
+use idserver::core::Role;
 use std::fmt::Write;
 
 const WIDTH_PX: f64 = 1400.0;
@@ -12,13 +13,12 @@ const LABEL_PX: f64 = 70.0;
 const LANE_PX: f64 = 34.0;
 const OPS_SHOWN_MAX: usize = 20_000;
 
-fn role_colour(role: Option<&str>) -> &'static str {
+fn role_colour(role: Option<Role>) -> &'static str {
     match role {
-        Some("coordinator") => "#d9534f",
-        Some("follower") => "#5b8def",
-        Some("candidate") => "#f0ad4e",
-        Some("joining") => "#b0b7c3",
-        Some(_) => "#999999",
+        Some(Role::Coordinator) => "#d9534f",
+        Some(Role::Follower) => "#5b8def",
+        Some(Role::Candidate) => "#f0ad4e",
+        Some(Role::Joining) => "#b0b7c3",
         None => "#e6e6e6",
     }
 }
@@ -82,14 +82,14 @@ pub fn timeline(r: &ScenarioResult) -> String {
         let samples: Vec<&Sample> = r.samples.iter().filter(|s| s.node == lane).collect();
         let mut i = 0;
         while i < samples.len() {
-            let key = |s: &Sample| s.status.as_ref().map(|v| (v.role.clone(), v.epoch));
+            let key = |s: &Sample| s.status.as_ref().map(|v| (v.role, v.epoch));
             let first = samples[i];
             let mut j = i;
             while j + 1 < samples.len() && key(samples[j + 1]) == key(first) {
                 j += 1;
             }
             let seg_end = samples.get(j + 1).map_or(samples[j].at_ms, |s| s.at_ms);
-            let role = first.status.as_ref().map(|v| v.role.as_str());
+            let role = first.status.as_ref().map(|v| v.role);
             let (x0, x1) = (x(first.at_ms), x(seg_end));
             let title = match &first.status {
                 Some(v) => format!(

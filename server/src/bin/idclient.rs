@@ -306,7 +306,7 @@ fn status_text(status: &StatusView) -> String {
         status.cluster,
         status.addr,
         or_none(status.rank.map(|r| r.to_string())),
-        status.role,
+        status.role.as_str(),
         status.epoch,
         or_none(status.coordinator_addr.clone()),
         or_none(status.coordinator_rank.map(|r| r.to_string())),

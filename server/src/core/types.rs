@@ -39,6 +39,12 @@ pub enum Role {
     Coordinator,
 }
 
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Role {
     /// The role's name, as in status output.
     pub fn as_str(self) -> &'static str {

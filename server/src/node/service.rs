@@ -575,7 +575,7 @@ impl Service {
             cluster: self.shared.cluster.clone(),
             addr: self.addr.clone(),
             rank: view.me.rank,
-            role: view.role.as_str().to_string(),
+            role: view.role,
             epoch: view.epoch,
             coordinator_rank: view.coordinator.and_then(|c| c.rank),
             coordinator_addr: view.coordinator.map(|c| c.addr.to_string()),

@@ -228,8 +228,8 @@ pub struct StatusView {
     pub addr: String,
     /// Its rank, once joined.
     pub rank: Option<u32>,
-    /// `joining`, `follower`, `candidate` or `coordinator`.
-    pub role: String,
+    /// `joining`, `follower`, `candidate` or `coordinator` (a string on the wire).
+    pub role: crate::core::Role,
     /// Highest election epoch seen.
     pub epoch: u64,
     /// The coordinator's rank, if one is known.

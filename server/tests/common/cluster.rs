@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use idserver::client::{Client, ClientConfig};
+use idserver::core::Role;
 use idserver::wire::StatusView;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -155,7 +156,7 @@ impl Cluster {
         for i in (0..self.size).filter(|i| self.nodes[*i].is_some()) {
             let status = self.status(i).await?;
             let named = status.coordinator_addr.clone()?;
-            if status.role != "coordinator" && status.role != "follower" {
+            if status.role != Role::Coordinator && status.role != Role::Follower {
                 return None;
             }
             match &coordinator {
@@ -166,7 +167,7 @@ impl Cluster {
         }
         let c: SocketAddr = coordinator?.parse().ok()?;
         let index = (0..self.size).find(|i| self.addr(*i) == c)?;
-        (self.status(index).await?.role == "coordinator").then_some(index)
+        (self.status(index).await?.role == Role::Coordinator).then_some(index)
     }
 
     pub async fn statuses(&self) -> Vec<Option<StatusView>> {
