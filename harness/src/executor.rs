@@ -8,8 +8,11 @@ use crate::conditions::{agreed_coordinator, evaluate, Resolved};
 use crate::describe::{describe_condition, describe_link, describe_selector, summarize};
 use crate::error::{Error, Result};
 use crate::faults::{self, Planned};
-use crate::history::{now_ms, FaultWindow, OpRecord, Outcome, Sample};
-use crate::limits::RECOVER_WAIT_MS;
+use crate::history::{now_ms, FaultWindow, OpRecord, Outcome, Sample, WindowKind};
+use crate::limits::{
+    CONDITION_POLL_MS, KILL_REDIS_WINDOW_MS, LOAD_SESSION_IDS_PER_LOAD, LOAD_SESSION_ID_BASE,
+    OP_SESSIONS_PER_CLIENT_HOST, RECOVER_WAIT_MS, RESOLVE_ROLE_POLL_MS, RESOLVE_ROLE_WAIT_MS,
+};
 use crate::scenario::{
     Action, Check, Condition, Expect, FaultKind, LinkSpec, LoadSpec, NodeChange, OpExpect, OpSpec,
     PartitionShape, Scenario, Selector,
@@ -380,74 +383,12 @@ impl Exec<'_> {
 
     async fn step(&mut self, action: &Action, line: usize) -> Result<String> {
         match action {
-            Action::Start { nodes, stagger_ms } => {
-                let mut started = Vec::new();
-                for (k, sel) in nodes.iter().enumerate() {
-                    if k > 0 && *stagger_ms > 0 {
-                        tokio::time::sleep(Duration::from_millis(*stagger_ms)).await;
-                    }
-                    let i = self.resolve(sel).await?;
-                    self.cluster.start(i)?;
-                    self.close_fault(i, "kill");
-                    started.push(self.cluster.name(i));
-                }
-                Ok(format!("started {}", started.join(", ")))
-            }
+            Action::Start { nodes, stagger_ms } => self.start_nodes(nodes, *stagger_ms).await,
             Action::Node {
                 change,
                 node,
                 label,
-            } => {
-                let i = self.resolve(node).await?;
-                let name = self.cluster.name(i);
-                if matches!(change, NodeChange::Kill | NodeChange::Stop) {
-                    self.cluster.collect_events(i).await;
-                }
-                match change {
-                    NodeChange::Kill => {
-                        self.cluster.kill(i)?;
-                        self.open_fault(format!("kill {name}"), vec![i]);
-                    }
-                    NodeChange::Stop => {
-                        self.cluster.stop(i)?;
-                        self.open_fault(format!("kill {name} (stop)"), vec![i]);
-                    }
-                    NodeChange::Restart => {
-                        self.cluster.start(i)?;
-                        self.close_fault(i, "kill");
-                    }
-                    NodeChange::Pause => {
-                        self.cluster.pause(i)?;
-                        self.open_fault(format!("pause {name}"), vec![i]);
-                    }
-                    NodeChange::Resume => {
-                        self.cluster.resume(i)?;
-                        self.close_fault(i, "pause");
-                    }
-                    NodeChange::KillRedis => {
-                        self.cluster.kill_redis(i)?;
-                        let at = now_ms();
-                        self.result.faults.push(FaultWindow {
-                            label: format!("kill-redis {name}"),
-                            nodes: vec![i],
-                            start_ms: at,
-                            end_ms: Some(at + 50),
-                        });
-                    }
-                    NodeChange::PauseRedis => {
-                        self.cluster.pause_redis(i)?;
-                        self.open_fault(format!("pause-redis {name}"), vec![i]);
-                    }
-                    NodeChange::ResumeRedis => {
-                        self.cluster.resume_redis(i)?;
-                        self.close_fault(i, "pause-redis");
-                    }
-                }
-                if let Some(label) = label {
-                    self.labels.insert(label.clone(), i);
-                }
-                Ok(format!("{} {name}", change.as_str()))
-            }
+            } => self.change_node(*change, node, label.as_deref()).await,
             Action::Partition {
                 shape,
                 reject,
@@ -467,7 +408,7 @@ impl Exec<'_> {
             }
             Action::Heal => {
                 self.cluster.lab().heal()?;
-                self.close_faults_with("partition");
+                self.close_faults_with(WindowKind::Partition);
                 Ok("healed".into())
             }
             Action::Link {
@@ -476,19 +417,7 @@ impl Exec<'_> {
                 down,
                 direction,
             } => self.link(nodes, spec, *down, *direction).await,
-            Action::Op(spec) => {
-                let started = now_ms();
-                let outcome = self.op(spec).await?;
-                if let Some(name) = &spec.measure {
-                    let took = now_ms() - started;
-                    self.result
-                        .figures
-                        .entry(name.clone())
-                        .or_default()
-                        .push(took as f64);
-                }
-                Ok(outcome)
-            }
+            Action::Op(spec) => self.measured_op(spec).await,
             Action::Load(spec) => self.load(spec).await,
             Action::AwaitLoad => {
                 let mut sent = 0;
@@ -506,58 +435,175 @@ impl Exec<'_> {
                 timeout_ms,
                 measure,
             } => {
-                let started = now_ms();
-                let (held, state) = self.wait_for(condition, *timeout_ms).await?;
-                let took = now_ms() - started;
-                if !held {
-                    return Err(Error::Step(format!(
-                        "timed out after {timeout_ms} ms waiting for {}: {state}",
-                        describe_condition(condition)
-                    )));
-                }
-                if let Some(name) = measure {
-                    self.result
-                        .figures
-                        .entry(name.clone())
-                        .or_default()
-                        .push(took as f64);
-                }
-                Ok(format!("after {took} ms: {state}"))
+                self.await_condition(condition, *timeout_ms, measure.as_deref())
+                    .await
             }
             Action::Assert {
                 condition,
                 within_ms,
                 expect,
             } => {
-                let (held, state) = self.wait_for(condition, *within_ms).await?;
-                let finding = Finding {
-                    verdict: if held {
-                        Verdict::Valid
-                    } else {
-                        Verdict::Invalid
-                    },
-                    details: vec![state.clone()],
-                    figures: BTreeMap::new(),
-                };
-                let passed = held == (*expect == Expect::Hold);
-                let assertion = AssertionResult {
-                    name: describe_condition(condition),
-                    line,
-                    expect: *expect,
-                    finding,
-                    passed,
-                };
-                (self.report)(RunEvent::CheckFinished(assertion.clone()));
-                self.result.assertions.push(assertion);
-                Ok(state)
+                self.assert_condition(condition, *within_ms, *expect, line)
+                    .await
             }
             Action::RandomFaults(spec) => self.random_faults(spec).await,
             Action::Repeat { .. } => Ok(String::new()),
         }
     }
 
-    fn open_fault(&mut self, label: String, nodes: Vec<usize>) {
+    /// `start`: the nodes one after another, `stagger_ms` apart.
+    async fn start_nodes(&mut self, nodes: &[Selector], stagger_ms: u64) -> Result<String> {
+        let mut started = Vec::new();
+        for (k, sel) in nodes.iter().enumerate() {
+            if k > 0 && stagger_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(stagger_ms)).await;
+            }
+            let i = self.resolve(sel).await?;
+            self.cluster.start(i)?;
+            self.close_fault(i, WindowKind::Kill);
+            started.push(self.cluster.name(i));
+        }
+        Ok(format!("started {}", started.join(", ")))
+    }
+
+    /// `kill`, `stop`, `restart`, `pause`, `resume` and the Redis ones, on one node, which
+    /// `label` then names.
+    async fn change_node(
+        &mut self,
+        change: NodeChange,
+        node: &Selector,
+        label: Option<&str>,
+    ) -> Result<String> {
+        let i = self.resolve(node).await?;
+        let name = self.cluster.name(i);
+        if matches!(change, NodeChange::Kill | NodeChange::Stop) {
+            self.cluster.collect_events(i).await;
+        }
+        match change {
+            NodeChange::Kill => {
+                self.cluster.kill(i)?;
+                self.open_fault(WindowKind::Kill, format!("kill {name}"), vec![i]);
+            }
+            NodeChange::Stop => {
+                self.cluster.stop(i)?;
+                self.open_fault(WindowKind::Kill, format!("kill {name} (stop)"), vec![i]);
+            }
+            NodeChange::Restart => {
+                self.cluster.start(i)?;
+                self.close_fault(i, WindowKind::Kill);
+            }
+            NodeChange::Pause => {
+                self.cluster.pause(i)?;
+                self.open_fault(WindowKind::Pause, format!("pause {name}"), vec![i]);
+            }
+            NodeChange::Resume => {
+                self.cluster.resume(i)?;
+                self.close_fault(i, WindowKind::Pause);
+            }
+            NodeChange::KillRedis => {
+                self.cluster.kill_redis(i)?;
+                let at = now_ms();
+                self.result.faults.push(FaultWindow {
+                    kind: WindowKind::KillRedis,
+                    label: format!("kill-redis {name}"),
+                    nodes: vec![i],
+                    start_ms: at,
+                    end_ms: Some(at + KILL_REDIS_WINDOW_MS),
+                });
+            }
+            NodeChange::PauseRedis => {
+                self.cluster.pause_redis(i)?;
+                self.open_fault(
+                    WindowKind::PauseRedis,
+                    format!("pause-redis {name}"),
+                    vec![i],
+                );
+            }
+            NodeChange::ResumeRedis => {
+                self.cluster.resume_redis(i)?;
+                self.close_fault(i, WindowKind::PauseRedis);
+            }
+        }
+        if let Some(label) = label {
+            self.labels.insert(label.to_string(), i);
+        }
+        Ok(format!("{} {name}", change.as_str()))
+    }
+
+    /// `op`, with its time recorded as a figure if it is `measure`d.
+    async fn measured_op(&mut self, spec: &OpSpec) -> Result<String> {
+        let started = now_ms();
+        let outcome = self.op(spec).await?;
+        if let Some(name) = &spec.measure {
+            self.figure(name, (now_ms() - started) as f64);
+        }
+        Ok(outcome)
+    }
+
+    /// `await`: fails the step if `condition` does not hold within `timeout_ms`.
+    async fn await_condition(
+        &mut self,
+        condition: &Condition,
+        timeout_ms: u64,
+        measure: Option<&str>,
+    ) -> Result<String> {
+        let started = now_ms();
+        let (held, state) = self.wait_for(condition, timeout_ms).await?;
+        let took = now_ms() - started;
+        if !held {
+            return Err(Error::Step(format!(
+                "timed out after {timeout_ms} ms waiting for {}: {state}",
+                describe_condition(condition)
+            )));
+        }
+        if let Some(name) = measure {
+            self.figure(name, took as f64);
+        }
+        Ok(format!("after {took} ms: {state}"))
+    }
+
+    /// `assert`: records whether `condition` came to hold within `within_ms`, as expected.
+    async fn assert_condition(
+        &mut self,
+        condition: &Condition,
+        within_ms: u64,
+        expect: Expect,
+        line: usize,
+    ) -> Result<String> {
+        let (held, state) = self.wait_for(condition, within_ms).await?;
+        let finding = Finding {
+            verdict: if held {
+                Verdict::Valid
+            } else {
+                Verdict::Invalid
+            },
+            details: vec![state.clone()],
+            figures: BTreeMap::new(),
+        };
+        let assertion = AssertionResult {
+            name: describe_condition(condition),
+            line,
+            expect,
+            finding,
+            passed: held == (expect == Expect::Hold),
+        };
+        (self.report)(RunEvent::CheckFinished(assertion.clone()));
+        self.result.assertions.push(assertion);
+        Ok(state)
+    }
+
+    /// Adds a measurement to the figure `name`.
+    fn figure(&mut self, name: &str, value: f64) {
+        self.result
+            .figures
+            .entry(name.to_string())
+            .or_default()
+            .push(value);
+    }
+
+    fn open_fault(&mut self, kind: WindowKind, label: String, nodes: Vec<usize>) {
         self.result.faults.push(FaultWindow {
+            kind,
             label,
             nodes,
             start_ms: now_ms(),
@@ -565,20 +611,21 @@ impl Exec<'_> {
         });
     }
 
-    /// Ends the open fault on node `i` whose label starts with `kind`.
-    fn close_fault(&mut self, i: usize, kind: &str) {
+    /// Ends the open fault of this kind on node `i`.
+    fn close_fault(&mut self, i: usize, kind: WindowKind) {
         let now = now_ms();
         for f in &mut self.result.faults {
-            if f.end_ms.is_none() && f.nodes == [i] && f.label.starts_with(kind) {
+            if f.end_ms.is_none() && f.nodes == [i] && f.kind == kind {
                 f.end_ms = Some(now);
             }
         }
     }
 
-    fn close_faults_with(&mut self, kind: &str) {
+    /// Ends every open fault of this kind.
+    fn close_faults_with(&mut self, kind: WindowKind) {
         let now = now_ms();
         for f in &mut self.result.faults {
-            if f.end_ms.is_none() && f.label.starts_with(kind) {
+            if f.end_ms.is_none() && f.kind == kind {
                 f.end_ms = Some(now);
             }
         }
@@ -599,7 +646,7 @@ impl Exec<'_> {
             ))),
             Selector::Coordinator | Selector::Follower | Selector::Rank(_) => {
                 // Right after a fault the roles may still be settling: look for a while.
-                for _ in 0..50 {
+                for _ in 0..RESOLVE_ROLE_WAIT_MS / RESOLVE_ROLE_POLL_MS {
                     let live = self.cluster.live();
                     let statuses = self.cluster.statuses(&live).await;
                     let found = match sel {
@@ -627,10 +674,10 @@ impl Exec<'_> {
                     if let Some(i) = found {
                         return Ok(i);
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(RESOLVE_ROLE_POLL_MS)).await;
                 }
                 Err(Error::Step(format!(
-                    "no live node is {} (after 5 s)",
+                    "no live node is {} (after {RESOLVE_ROLE_WAIT_MS} ms)",
                     describe_selector(sel)
                 )))
             }
@@ -688,7 +735,7 @@ impl Exec<'_> {
                 (format!("partition: {a} -/-> {b}"), Vec::new())
             }
         };
-        self.open_fault(label.clone(), nodes);
+        self.open_fault(WindowKind::Partition, label.clone(), nodes);
         Ok(label)
     }
 
@@ -712,9 +759,10 @@ impl Exec<'_> {
         for &i in &targets {
             let name = self.cluster.name(i);
             self.cluster.lab().set_link(&name, direction, conditions)?;
-            self.close_fault(i, "link");
+            self.close_fault(i, WindowKind::Link);
             if spec != self.scenario.link || down {
                 self.open_fault(
+                    WindowKind::Link,
                     format!(
                         "link {name}: {}{}",
                         describe_link(&spec),
@@ -772,7 +820,7 @@ impl Exec<'_> {
                 None => self.discovered(spec.from).await,
             };
             let session = Session::new(
-                key.0 * 10 + key.1,
+                key.0 * OP_SESSIONS_PER_CLIENT_HOST + key.1,
                 key.0,
                 servers,
                 self.cluster.cluster_name(),
@@ -862,7 +910,7 @@ impl Exec<'_> {
             } else {
                 discovered.clone()
             };
-            let id = 100 + (load as u32) * 1000 + c;
+            let id = LOAD_SESSION_ID_BASE + (load as u32) * LOAD_SESSION_IDS_PER_LOAD + c;
             let session = Session::new(
                 id,
                 spec.from,
@@ -903,7 +951,7 @@ impl Exec<'_> {
             if held || now_ms() >= deadline {
                 return Ok((held, state));
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(CONDITION_POLL_MS)).await;
         }
     }
 
@@ -979,7 +1027,11 @@ impl Exec<'_> {
                 faults::conditions(&faults::RANDOM_LATENCY, false),
             )?,
         }
-        self.open_fault(format!("random {} {name}", kind.as_str()), vec![i]);
+        self.open_fault(
+            WindowKind::Random,
+            format!("random {} {name}", kind.as_str()),
+            vec![i],
+        );
         Ok(())
     }
 
@@ -997,7 +1049,7 @@ impl Exec<'_> {
                 faults::conditions(&self.scenario.link, false),
             )?,
         }
-        self.close_fault(i, "random");
+        self.close_fault(i, WindowKind::Random);
         Ok(())
     }
 

@@ -95,9 +95,31 @@ impl From<idserver::wire::StatusView> for NodeView {
     }
 }
 
+/// What a fault window is, so that the step ending it finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowKind {
+    /// A node killed or stopped, until it is started again.
+    Kill,
+    /// A node paused, until resumed.
+    Pause,
+    /// A node's Redis killed (a moment: its node restarts it).
+    KillRedis,
+    /// A node's Redis paused, until resumed.
+    PauseRedis,
+    /// A partition or cut, until healed.
+    Partition,
+    /// A link's conditions changed, until set back.
+    Link,
+    /// A fault of `random-faults`, until it ends.
+    Random,
+}
+
 /// A fault's time span.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultWindow {
+    /// Which kind of fault.
+    pub kind: WindowKind,
     /// What (`kill n1`, `partition [n1] | [n2 n3]`).
     pub label: String,
     /// Node indices it concerns (empty: the whole cluster).

@@ -31,3 +31,19 @@ pub const LINEARIZABLE_OPS_PER_KEY_MAX: usize = 4_000;
 pub const CLIENT_REPLY_MS: u64 = 3_000;
 /// Client hosts in one scenario (each is a namespace with its own runtime).
 pub const CLIENT_HOSTS_MAX: u32 = 4;
+/// How long a step naming `coordinator`, `follower` or a rank looks for that node (right after
+/// a fault the roles may still be settling), and how often.
+pub const RESOLVE_ROLE_WAIT_MS: u64 = 5_000;
+/// See [`RESOLVE_ROLE_WAIT_MS`].
+pub const RESOLVE_ROLE_POLL_MS: u64 = 100;
+/// How often `await` and `assert` look at the cluster's state.
+pub const CONDITION_POLL_MS: u64 = 10;
+/// The fault window drawn for `kill-redis` (a moment: the node restarts its Redis at once).
+pub const KILL_REDIS_WINDOW_MS: u64 = 50;
+/// Client sessions of `op` steps are numbered client host × this + the session's number.
+pub const OP_SESSIONS_PER_CLIENT_HOST: u32 = 10;
+/// Client sessions of `load` steps are numbered from this, [`LOAD_SESSION_IDS_PER_LOAD`] per
+/// load step (above every `op` session).
+pub const LOAD_SESSION_ID_BASE: u32 = 100;
+/// See [`LOAD_SESSION_ID_BASE`].
+pub const LOAD_SESSION_IDS_PER_LOAD: u32 = 1000;

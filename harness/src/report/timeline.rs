@@ -25,34 +25,83 @@ fn role_colour(role: Option<Role>) -> &'static str {
 
 /// The scenario's timeline page.
 pub fn timeline(r: &ScenarioResult) -> String {
-    let start = r.start_ms;
-    let end = (r.start_ms + r.duration_ms.max(1)).max(
-        r.samples
-            .iter()
-            .map(|s| s.at_ms)
-            .chain(r.history.iter().map(|o| o.complete_ms))
-            .max()
-            .unwrap_or(start + 1),
-    );
-    let span = (end - start).max(1) as f64;
-    let x =
-        |t: u64| LABEL_PX + (t.saturating_sub(start) as f64 / span) * (WIDTH_PX - LABEL_PX - 10.0);
-    let lanes = r.nodes.len();
-    let client_y = 30.0 + lanes as f64 * LANE_PX;
-    // One lane per client host that ran operations.
-    let hosts = r.history.iter().map(|o| o.host + 1).max().unwrap_or(1) as f64;
-    let clients_px = hosts * LANE_PX;
-    let height = client_y + clients_px + 30.0;
+    let frame = Frame::of(r);
     let mut svg = String::new();
     let _ = write!(
         svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH_PX}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH_PX}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\">",
+        frame.height()
     );
     // Fault windows first, under everything.
+    fault_windows(&mut svg, r, &frame);
+    node_lanes(&mut svg, r, &frame);
+    client_lanes(&mut svg, r, &frame);
+    time_axis(&mut svg, &frame);
+    svg.push_str("</svg>");
+    page(
+        r,
+        &svg,
+        &steps_table(r),
+        &assertions_table(r),
+        &figures_table(r),
+    )
+}
+
+/// Where things go: the run's time span across, node lanes then client-host lanes down.
+struct Frame {
+    start: u64,
+    end: u64,
+    span: f64,
+    /// Top of the first client-host lane.
+    client_y: f64,
+    /// Height of the client-host lanes.
+    clients_px: f64,
+    /// Client hosts that ran operations.
+    hosts: u32,
+}
+
+impl Frame {
+    fn of(r: &ScenarioResult) -> Frame {
+        let start = r.start_ms;
+        let end = (r.start_ms + r.duration_ms.max(1)).max(
+            r.samples
+                .iter()
+                .map(|s| s.at_ms)
+                .chain(r.history.iter().map(|o| o.complete_ms))
+                .max()
+                .unwrap_or(start + 1),
+        );
+        // One lane per client host that ran operations.
+        let hosts = r.history.iter().map(|o| o.host + 1).max().unwrap_or(1);
+        Frame {
+            start,
+            end,
+            span: (end - start).max(1) as f64,
+            client_y: 30.0 + r.nodes.len() as f64 * LANE_PX,
+            clients_px: hosts as f64 * LANE_PX,
+            hosts,
+        }
+    }
+
+    /// The x coordinate of time `t`.
+    fn x(&self, t: u64) -> f64 {
+        LABEL_PX + (t.saturating_sub(self.start) as f64 / self.span) * (WIDTH_PX - LABEL_PX - 10.0)
+    }
+
+    fn height(&self) -> f64 {
+        self.client_y + self.clients_px + 30.0
+    }
+}
+
+/// Each fault as a shaded window over the lane of the node it concerns (or all lanes).
+fn fault_windows(svg: &mut String, r: &ScenarioResult, frame: &Frame) {
+    let (end, client_y, clients_px) = (frame.end, frame.client_y, frame.clients_px);
     for f in &r.faults {
         let (x0, x1) = (
-            x(f.start_ms),
-            x(f.end_ms.unwrap_or(end)).max(x(f.start_ms) + 2.0),
+            frame.x(f.start_ms),
+            frame
+                .x(f.end_ms.unwrap_or(end))
+                .max(frame.x(f.start_ms) + 2.0),
         );
         let (y0, h) = if f.nodes.is_empty() {
             (20.0, client_y + clients_px - 20.0)
@@ -61,7 +110,7 @@ pub fn timeline(r: &ScenarioResult) -> String {
             (30.0 + lane * LANE_PX - 3.0, LANE_PX)
         };
         let _ = write!(
-            svg,
+            *svg,
             "<rect x=\"{x0:.1}\" y=\"{y0:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#000\" fill-opacity=\"0.12\"><title>{}</title></rect>\
              <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#555\">{}</text>",
             x1 - x0,
@@ -71,10 +120,15 @@ pub fn timeline(r: &ScenarioResult) -> String {
             escape(&f.label)
         );
     }
+}
+
+/// Per node, its role and epoch over time, one segment per stretch of the same state.
+fn node_lanes(svg: &mut String, r: &ScenarioResult, frame: &Frame) {
+    let start = frame.start;
     for (lane, name) in r.nodes.iter().enumerate() {
         let y = 30.0 + lane as f64 * LANE_PX;
         let _ = write!(
-            svg,
+            *svg,
             "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">{}</text>",
             y + 17.0,
             escape(name)
@@ -90,7 +144,7 @@ pub fn timeline(r: &ScenarioResult) -> String {
             }
             let seg_end = samples.get(j + 1).map_or(samples[j].at_ms, |s| s.at_ms);
             let role = first.status.as_ref().map(|v| v.role);
-            let (x0, x1) = (x(first.at_ms), x(seg_end));
+            let (x0, x1) = (frame.x(first.at_ms), frame.x(seg_end));
             let title = match &first.status {
                 Some(v) => format!(
                     "{name}: {} epoch {} rank {} clock {} (+{} ms)",
@@ -103,7 +157,7 @@ pub fn timeline(r: &ScenarioResult) -> String {
                 None => format!("{name}: not answering (+{} ms)", first.at_ms - start),
             };
             let _ = write!(
-                svg,
+                *svg,
                 "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{}</title></rect>",
                 y + 6.0,
                 (x1 - x0).max(1.0),
@@ -114,7 +168,7 @@ pub fn timeline(r: &ScenarioResult) -> String {
             if let Some(v) = &first.status {
                 if x1 - x0 > 18.0 {
                     let _ = write!(
-                        svg,
+                        *svg,
                         "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#fff\">e{}</text>",
                         x0 + 2.0,
                         y + 21.0,
@@ -125,9 +179,15 @@ pub fn timeline(r: &ScenarioResult) -> String {
             i = j + 1;
         }
     }
-    for host in 0..hosts as u32 {
+}
+
+/// Per client host, its operations as bars (writes tall, reads short), coloured by outcome;
+/// acknowledged writes missing from the final history stand apart.
+fn client_lanes(svg: &mut String, r: &ScenarioResult, frame: &Frame) {
+    let (start, client_y, hosts) = (frame.start, frame.client_y, frame.hosts);
+    for host in 0..hosts {
         let _ = write!(
-            svg,
+            *svg,
             "<text x=\"4\" y=\"{:.1}\" font-weight=\"bold\">{}</text>",
             client_y + host as f64 * LANE_PX + 17.0,
             crate::cluster::client_host_name(host)
@@ -150,11 +210,11 @@ pub fn timeline(r: &ScenarioResult) -> String {
             Outcome::Fail => "#e0a030",
             Outcome::Timeout => "#c0392b",
         };
-        let (x0, x1) = (x(op.invoke_ms), x(op.complete_ms));
+        let (x0, x1) = (frame.x(op.invoke_ms), frame.x(op.complete_ms));
         let tall = if op.kind.is_write() { 0.0 } else { 10.0 };
         let lane_y = client_y + op.host as f64 * LANE_PX;
         let _ = write!(
-            svg,
+            *svg,
             "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" fill-opacity=\"0.7\"><title>{}</title></rect>",
             lane_y + 4.0 + tall,
             (x1 - x0).max(1.0),
@@ -173,17 +233,21 @@ pub fn timeline(r: &ScenarioResult) -> String {
             ))
         );
     }
-    // Seconds axis.
-    let axis_y = client_y + clients_px + 14.0;
+}
+
+/// The seconds axis, with a grid line per step.
+fn time_axis(svg: &mut String, frame: &Frame) {
+    let (start, span) = (frame.start, frame.span);
+    let axis_y = frame.client_y + frame.clients_px + 14.0;
     let step_ms = [100u64, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000]
         .into_iter()
         .find(|s| span / (*s as f64) <= 16.0)
         .unwrap_or(120_000);
     let mut t = 0;
     while t as f64 <= span {
-        let xt = x(start + t);
+        let xt = frame.x(start + t);
         let _ = write!(
-            svg,
+            *svg,
             "<line x1=\"{xt:.1}\" x2=\"{xt:.1}\" y1=\"24\" y2=\"{:.1}\" stroke=\"#ccc\" stroke-width=\"0.5\"/><text x=\"{:.1}\" y=\"{axis_y:.1}\" fill=\"#666\">{:.1} s</text>",
             axis_y - 10.0,
             xt - 8.0,
@@ -191,8 +255,11 @@ pub fn timeline(r: &ScenarioResult) -> String {
         );
         t += step_ms;
     }
-    svg.push_str("</svg>");
+}
 
+/// The steps as table rows.
+fn steps_table(r: &ScenarioResult) -> String {
+    let start = r.start_ms;
     let mut steps = String::new();
     for s in &r.steps {
         let _ = write!(
@@ -207,6 +274,11 @@ pub fn timeline(r: &ScenarioResult) -> String {
             escape(&s.note)
         );
     }
+    steps
+}
+
+/// The assertions as table rows.
+fn assertions_table(r: &ScenarioResult) -> String {
     let mut checks = String::new();
     for a in &r.assertions {
         let details: Vec<String> = a
@@ -227,6 +299,11 @@ pub fn timeline(r: &ScenarioResult) -> String {
             details.join("<br>")
         );
     }
+    checks
+}
+
+/// The figures as table rows.
+fn figures_table(r: &ScenarioResult) -> String {
     let mut figures = String::new();
     for (name, values) in &r.figures {
         let shown: Vec<String> = values.iter().take(40).map(|v| v.to_string()).collect();
@@ -237,6 +314,11 @@ pub fn timeline(r: &ScenarioResult) -> String {
             shown.join(", ")
         );
     }
+    figures
+}
+
+/// The whole page around the drawing and tables.
+fn page(r: &ScenarioResult, svg: &str, steps: &str, checks: &str, figures: &str) -> String {
     format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>idlab: {name}</title><style>\
 body{{font-family:sans-serif;margin:20px;color:#222}}table{{border-collapse:collapse;margin:10px 0}}\
