@@ -4,7 +4,7 @@
 
 use super::keys::*;
 use super::log_entry;
-use super::redis_store::{Applied, WriteResult};
+use super::records::{Applied, WriteResult};
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, Event};
 use crate::limits::{EVENT_LOG_MAX, EVENT_LOG_TRIM_EVERY, REQUEST_ID_TTL_MS};

@@ -2,7 +2,7 @@
 //! results are spread over, and the encoding of their fields (see [`super::redis_store`] for
 //! the layout as a whole).
 
-use super::redis_store::{StoredAccount, WriteResult};
+use super::records::{StoredAccount, WriteResult};
 use crate::account::AccountView;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::REQUEST_ID_TTL_MS;

@@ -23,6 +23,7 @@
 use super::batch::*;
 use super::keys::*;
 use super::log_entry;
+use super::records::{Applied, StoredAccount, WriteResult};
 use crate::account::AccountView;
 use crate::error::{Error, Result};
 use crate::event::{Event, LoggedEvent};
@@ -40,33 +41,6 @@ static RAISE_EPOCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("raise_epoch.lua")));
 static LOOKUP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lookup.lua")));
 static GUARDED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("guarded.lua")));
-
-/// An account with its password hash, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredAccount {
-    /// What clients may see.
-    pub view: AccountView,
-    /// argon2id PHC string, if any.
-    pub password_hash: Option<String>,
-}
-
-/// The result of a write, as remembered for its request id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteResult {
-    /// `create`, `rename` or `delete`.
-    pub kind: &'static str,
-    /// The account written.
-    pub uuid: Uuid,
-}
-
-/// What applying an event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    /// The event was applied at this clock.
-    Done(WriteResult, u64),
-    /// The request id was seen before: nothing changed; this is the first result.
-    Duplicate(WriteResult),
-}
 
 /// A connection to the node's Redis (multiplexed: clones share it; it reconnects by itself,
 /// e.g. after a full sync restarted the node's Redis).
