@@ -229,9 +229,13 @@ impl Node {
             return;
         }
         if let Some(heard) = candidate.replies.values().find_map(|(_, _, heard)| *heard) {
-            // The pre-vote failed: the coordinator is alive for someone.
+            // The pre-vote failed: the coordinator is alive for someone. After a round started
+            // early (a request to the coordinator failed) suspicion runs on from where it
+            // was: the others still hearing it may only not have noticed yet, and restarting
+            // it here would put this node's next round a whole suspicion time later (and keep
+            // it saying it hears no one for that long); after a regular round it restarts.
             self.role = Role::Follower;
-            self.last_heard_coordinator_ms = now_ms;
+            self.last_heard_coordinator_ms = self.early_round_heard_ms.take().unwrap_or(now_ms);
             self.coordinator = Some(heard);
             return;
         }

@@ -115,6 +115,10 @@ pub struct Node {
     pub(super) coordinator_epoch: Epoch,
     /// When suspicion was last reset (a heartbeat, a MASTER, a NEWMASTER, a failed round).
     pub(super) last_heard_coordinator_ms: u64,
+    /// A round started early, because a request to the coordinator failed (not because
+    /// suspicion ran out): the `last_heard_coordinator_ms` it started from, which a pre-vote
+    /// failing that round leaves in place (see `finish_election`).
+    pub(super) early_round_heard_ms: Option<u64>,
     /// When the coordinator itself was last heard (a heartbeat or its MASTER).
     pub(super) last_direct_ms: u64,
     /// Members by rank: the coordinator's own table, or a follower's copy of its list.
@@ -179,6 +183,7 @@ impl Node {
             coordinator: None,
             coordinator_epoch: 0,
             last_heard_coordinator_ms: 0,
+            early_round_heard_ms: None,
             last_direct_ms: 0,
             members: BTreeMap::new(),
             join: None,
@@ -224,6 +229,8 @@ impl Node {
             }
             Input::CoordinatorUnreachable => {
                 if self.role == Role::Follower && self.coordinator.is_some() {
+                    let early = now_ms < self.suspect_deadline_ms();
+                    self.early_round_heard_ms = early.then_some(self.last_heard_coordinator_ms);
                     self.start_candidate(now_ms);
                 }
             }
@@ -347,6 +354,7 @@ impl Node {
             }
             Role::Follower => {
                 if now_ms >= self.suspect_deadline_ms() {
+                    self.early_round_heard_ms = None;
                     self.start_candidate(now_ms);
                 }
             }
