@@ -326,3 +326,39 @@ async fn a_request_result_hash_gets_its_expiry_once_and_again_in_a_new_database(
     assert_eq!(calls_of(&url, "pexpireat").await, 2);
     assert!(ttl_of_results().await > 0, "the new hash has no expiry");
 }
+
+/// The stored epoch is an exact integer at any size. It went through Lua's doubles: an epoch
+/// of 10^17 was stored as `1e+17` and u64::MAX as `1.8446744073709552e+19`, which no later
+/// start could read ("failed to talk to Redis"), so a single datagram with a huge epoch kept a
+/// cluster from ever starting again. A value an older version stored that way still reads.
+#[tokio::test]
+async fn epochs_are_stored_exactly_at_any_size_and_never_lowered() {
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = RedisChild::start(redis_dir.path(), "redis-server", "everysec")
+        .await
+        .unwrap();
+    let store = Store::connect(&redis.url()).await.unwrap();
+    assert_eq!(store.epoch().await.unwrap(), 0);
+    for (raise, stored) in [
+        (9, 9),
+        (10, 10),
+        (9, 10),
+        (100_000_000_000_000_000, 100_000_000_000_000_000),
+        (99_999_999_999_999_999, 100_000_000_000_000_000),
+        (100_000_000_000_000_001, 100_000_000_000_000_001),
+        (u64::MAX, u64::MAX),
+        (7, u64::MAX),
+    ] {
+        store.raise_epoch(raise).await.unwrap();
+        assert_eq!(
+            store.epoch().await.unwrap(),
+            stored,
+            "after raising to {raise}"
+        );
+    }
+    redis_set(&redis.url(), "idlab:epoch", "1e+17").await;
+    assert_eq!(store.epoch().await.unwrap(), 100_000_000_000_000_000);
+    store.raise_epoch(100_000_000_000_000_002).await.unwrap();
+    assert_eq!(store.epoch().await.unwrap(), 100_000_000_000_000_002);
+    redis.stop().await.unwrap();
+}

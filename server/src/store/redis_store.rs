@@ -233,18 +233,18 @@ impl Store {
 
     /// The highest election epoch this node stored (0 for a fresh store).
     pub async fn epoch(&self) -> Result<u64> {
-        let epoch: Option<u64> = redis::cmd("GET")
+        let epoch: Option<String> = redis::cmd("GET")
             .arg(EPOCH)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(epoch.unwrap_or(0))
+        epoch.map_or(Ok(0), |text| parse_epoch(&text))
     }
 
     /// Stores `epoch` if it is higher than the stored one (an election must never reuse an
     /// epoch after a restart).
     pub async fn raise_epoch(&self, epoch: u64) -> Result<()> {
-        let _: u64 = RAISE_EPOCH
-            .arg(epoch)
+        let _: String = RAISE_EPOCH
+            .arg(epoch.to_string())
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())
@@ -679,5 +679,25 @@ impl Store {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(count.unwrap_or(0))
+    }
+}
+
+/// The stored epoch: a decimal integer, or (written by an older version, whose script went
+/// through Lua's doubles) a number in exponent form such as `1e+17`, read as the integer it
+/// stands for.
+fn parse_epoch(text: &str) -> Result<u64> {
+    if let Ok(epoch) = text.parse::<u64>() {
+        return Ok(epoch);
+    }
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => {
+            tracing::warn!(
+                stored = text,
+                "the stored epoch is in exponent form; reading it as an integer"
+            );
+            // `as` saturates: 1.8446744073709552e19 reads as u64::MAX.
+            Ok(value as u64)
+        }
+        _ => Err(corrupt(format!("stored epoch {text:?} is not a number"))),
     }
 }
