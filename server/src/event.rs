@@ -17,6 +17,25 @@ pub struct LoggedEvent {
     pub applied_ms: u64,
 }
 
+/// What a password hash reads as in an event sent to a client (`Events`): that the account has
+/// a password shows, the hash does not leave the cluster.
+pub const REDACTED_PASSWORD_HASH: &str = "redacted";
+
+impl LoggedEvent {
+    /// The event as a client may see it: a password hash replaced by
+    /// [`REDACTED_PASSWORD_HASH`] (hashes travel only between nodes, in replication).
+    pub fn redacted(mut self) -> LoggedEvent {
+        if let Change::Create {
+            password_hash: Some(hash),
+            ..
+        } = &mut self.event.change
+        {
+            *hash = REDACTED_PASSWORD_HASH.to_string();
+        }
+        self
+    }
+}
+
 impl Event {
     /// Whether `other` is the same event (same place, same making): histories that differ
     /// here have diverged.

@@ -288,3 +288,34 @@ async fn a_client_of_another_cluster_is_refused() {
     let mut c = idserver::client::Client::to(t.addr());
     assert_eq!(code(c.users().await), ErrorCode::WrongCluster);
 }
+
+/// `Events` (what `idclient --events` shows) never carries a password hash: it shows that the
+/// account has a password, the argon2id hash stays inside the cluster.
+#[tokio::test]
+async fn events_sent_to_clients_carry_no_password_hash() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    c.create("harriet", "Harriet", Some("secret"))
+        .await
+        .unwrap();
+    c.create("hugo", "Hugo", None).await.unwrap();
+    let events = c.events(0, 100).await.unwrap();
+    let hashes: Vec<Option<String>> = events
+        .iter()
+        .filter_map(|l| match &l.event.change {
+            idserver::event::Change::Create { password_hash, .. } => Some(password_hash.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        hashes,
+        vec![
+            Some(idserver::event::REDACTED_PASSWORD_HASH.to_string()),
+            None
+        ]
+    );
+    // The node itself keeps the hash: the password still checks.
+    let wrong = c.delete("harriet", Some("guess")).await.unwrap_err();
+    assert_eq!(wrong.code(), ErrorCode::WrongPassword);
+    c.delete("harriet", Some("secret")).await.unwrap();
+}

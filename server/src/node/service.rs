@@ -5,7 +5,7 @@
 use crate::account::{check_real_name, normalize_login};
 use crate::core::{Input, Role};
 use crate::error::{Error, ErrorCode, Result};
-use crate::event::Change;
+use crate::event::{Change, LoggedEvent};
 use crate::limits::READ_CATCH_UP_WAIT_MS;
 use crate::node::cluster::ClusterState;
 use crate::node::forward::Forwarder;
@@ -117,6 +117,7 @@ impl Service {
                     .store
                     .events_after(since, limit as usize)
                     .await?;
+                let events = events.into_iter().map(LoggedEvent::redacted).collect();
                 Ok((Reply::Events(events), here))
             }
             Request::Replicate {
