@@ -124,7 +124,7 @@ impl RunningServer {
         tokio::spawn(watch_store(shared.clone(), stopped.clone()));
         let service = Arc::new(Service::new(shared.clone(), advertised.to_string()));
         let accept_loop = tokio::spawn(accept_loop(listener, service, config.cluster, stopped));
-        tracing::info!(%local_addr, %advertised, %node_id, redis = %url, "serving");
+        tracing::info!(%local_addr, %advertised, %node_id, redis = %crate::store::redact_url(&url), "serving");
         Ok(RunningServer {
             local_addr,
             node_id,

@@ -20,5 +20,5 @@ mod snapshot;
 pub use child::{child_processes, idle_priority, RedisChild};
 pub use feed::SnapshotFeed;
 pub use records::{Applied, StoredAccount, WriteResult};
-pub use redis_store::Store;
+pub use redis_store::{redact_url, Store};
 pub use snapshot::RdbStream;

@@ -682,6 +682,21 @@ impl Store {
     }
 }
 
+/// `url` fit for logs and errors: a password in it (`redis://user:password@host`) is replaced
+/// by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => format!("{scheme}://***@{host}"),
+    }
+}
+
 /// The stored epoch: a decimal integer, or (written by an older version, whose script went
 /// through Lua's doubles) a number in exponent form such as `1e+17`, read as the integer it
 /// stands for.
@@ -699,5 +714,31 @@ fn parse_epoch(text: &str) -> Result<u64> {
             Ok(value as u64)
         }
         _ => Err(corrupt(format!("stored epoch {text:?} is not a number"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_a_redis_url_never_reaches_a_log() {
+        assert_eq!(
+            redact_url("redis://app:s3cret@10.0.0.5:6379/2"),
+            "redis://app:***@10.0.0.5:6379/2"
+        );
+        assert_eq!(
+            redact_url("redis://:s3cret@host:6379"),
+            "redis://:***@host:6379"
+        );
+        assert_eq!(redact_url("rediss://token@host"), "rediss://***@host");
+        assert_eq!(redact_url("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(
+            redact_url("unix:///run/redis.sock"),
+            "unix:///run/redis.sock"
+        );
+        assert_eq!(parse_epoch("1e+17").unwrap(), 100_000_000_000_000_000);
+        assert_eq!(parse_epoch("1.8446744073709552e+19").unwrap(), u64::MAX);
+        assert!(parse_epoch("nope").is_err());
     }
 }

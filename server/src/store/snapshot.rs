@@ -42,11 +42,12 @@ impl RdbStream {
             .strip_prefix("unix://")
             .or_else(|| url.strip_prefix("redis+unix://"))
         {
-            Box::new(
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(|e| Error::io(format!("failed to connect to {url}"), e))?,
-            )
+            Box::new(tokio::net::UnixStream::connect(path).await.map_err(|e| {
+                Error::io(
+                    format!("failed to connect to {}", super::redact_url(url)),
+                    e,
+                )
+            })?)
         } else {
             let rest = url.strip_prefix("redis://").unwrap_or(url);
             let host_port = rest
@@ -59,7 +60,12 @@ impl RdbStream {
             Box::new(
                 tokio::net::TcpStream::connect(host_port)
                     .await
-                    .map_err(|e| Error::io(format!("failed to connect to {url}"), e))?,
+                    .map_err(|e| {
+                        Error::io(
+                            format!("failed to connect to {}", super::redact_url(url)),
+                            e,
+                        )
+                    })?,
             )
         };
         let timeout = Duration::from_millis(SNAPSHOT_START_TIMEOUT_MS);
