@@ -161,3 +161,9 @@ pub const SPECULATE_EVENTS_MAX: usize = 2;
 
 /// The event log is trimmed to EVENT_LOG_MAX whenever the clock crosses a multiple of this.
 pub const EVENT_LOG_TRIM_EVERY: u64 = 1024;
+
+/// Highest epoch a node accepts from a datagram or a peer request. Epochs count elections, one
+/// at a time: no cluster reaches 2^53. A message with a larger one is malformed or forged, and
+/// taking it would let one datagram push the cluster to the end of the epoch range, where no
+/// election can raise it any more (and `epoch + 1` overflows).
+pub const EPOCH_MAX: u64 = 1 << 53;

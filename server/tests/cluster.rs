@@ -270,3 +270,70 @@ async fn datagrams_of_another_cluster_are_ignored_and_counted() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// One datagram of the cluster's own name with an epoch at the end of the range (a MASTER
+/// naming a stranger, a NEWMASTER, a vote request) used to move every node to that epoch for
+/// good: with u64::MAX no election could raise it any more, and `epoch + 1` overflowed. Epochs
+/// above `EPOCH_MAX` are now refused and counted; the coordinator, the epoch and writes are
+/// untouched.
+#[tokio::test]
+async fn datagrams_with_an_epoch_beyond_the_range_are_ignored_and_counted() {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let coordinator = cluster.agreed(SETTLE).await;
+    let before = cluster.status(coordinator).await.unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stranger = idserver::core::NodeRef {
+        node_id: uuid::Uuid::new_v4(),
+        rank: Some(1),
+        addr: socket.local_addr().unwrap(),
+    };
+    let forged = [
+        idserver::core::Body::Master {
+            coordinator: stranger,
+            clock: u64::MAX,
+            members: vec![stranger],
+        },
+        idserver::core::Body::NewMaster { winner: stranger },
+        idserver::core::Body::GetRank {
+            purpose: idserver::core::Purpose::Election {
+                round: 1,
+                vote: Some(idserver::core::VoteRequest {
+                    epoch: u64::MAX,
+                    last_epoch: u64::MAX,
+                    last_clock: u64::MAX,
+                    pre: false,
+                }),
+            },
+        },
+    ];
+    for body in forged {
+        let msg = idserver::core::Message {
+            from: stranger,
+            epoch: u64::MAX,
+            body,
+        };
+        let bytes = idserver::wire::encode_datagram(&before.cluster, &msg).unwrap();
+        for i in 0..3 {
+            socket.send_to(&bytes, cluster.addr(i)).unwrap();
+        }
+    }
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let statuses = cluster.statuses().await;
+        if statuses.iter().flatten().all(|s| s.ignored_datagrams >= 3) {
+            for s in statuses.iter().flatten() {
+                assert_eq!(
+                    s.epoch, before.epoch,
+                    "no node took the forged epoch: {s:#?}"
+                );
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "{statuses:#?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cluster.agreed(SETTLE).await, coordinator);
+    let mut client = cluster.client(&[0, 1, 2]);
+    client.create("after-forgery", "A", None).await.unwrap();
+}

@@ -32,7 +32,7 @@ impl Node {
         if self.me.rank.is_none() {
             return;
         }
-        let proposed_epoch = self.epoch + 1;
+        let proposed_epoch = self.epoch.saturating_add(1);
         let vote = self.config.strict_cluster_size.map(|_| VoteRequest {
             epoch: proposed_epoch,
             last_epoch: self.last_event_epoch,
@@ -45,7 +45,7 @@ impl Node {
     /// Strict mode: a majority would vote for us. Raise the epoch (stored before the request
     /// goes out), vote for ourselves, and ask for the votes of that epoch.
     fn start_vote(&mut self, now_ms: u64, proposed_epoch: Epoch) {
-        let epoch = proposed_epoch.max(self.epoch + 1);
+        let epoch = proposed_epoch.max(self.epoch.saturating_add(1));
         self.epoch = epoch;
         self.voted_epoch = epoch;
         self.voted_for = Some(self.me.node_id);
@@ -268,7 +268,7 @@ impl Node {
             .max_by_key(|(node, clock)| (*clock, std::cmp::Reverse(node.rank)))
             .map(|(node, _)| node)
             .expect("the candidate itself is always eligible");
-        self.epoch += 1;
+        self.epoch = self.epoch.saturating_add(1);
         // Stored before anything of this election is sent, so a restart never reuses it.
         self.out.push(Output::PersistEpoch(self.epoch));
         self.elections_started += 1;

@@ -120,6 +120,29 @@ pub enum Body {
     Leave,
 }
 
+impl Message {
+    /// The highest epoch the message carries anywhere (its own, a vote's, a log's).
+    pub fn highest_epoch(&self) -> Epoch {
+        let body = match &self.body {
+            Body::GetRank {
+                purpose: Purpose::Election { vote: Some(v), .. },
+            } => v.epoch.max(v.last_epoch),
+            Body::Rank {
+                purpose,
+                last_epoch,
+                ..
+            } => match purpose {
+                Purpose::Election { vote: Some(v), .. } => {
+                    v.epoch.max(v.last_epoch).max(*last_epoch)
+                }
+                _ => *last_epoch,
+            },
+            _ => 0,
+        };
+        self.epoch.max(body)
+    }
+}
+
 impl Body {
     /// The whitepaper's name of the message.
     pub fn name(&self) -> &'static str {

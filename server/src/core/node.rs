@@ -7,6 +7,7 @@ use super::rtt::RoundTrips;
 use super::types::{
     Clock, CoreConfig, ElectionFailure, Epoch, MemberView, NodeId, NodeRef, Rank, Role, View,
 };
+use crate::limits::EPOCH_MAX;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -221,6 +222,8 @@ impl Node {
                 clock,
                 last_epoch,
             } => self.start_join(now_ms, epoch, clock, last_epoch),
+            // Epochs beyond the range are malformed or forged (the wire refuses them too).
+            Input::Message { msg, .. } if msg.highest_epoch() > EPOCH_MAX => {}
             Input::Message { src, msg } => self.on_message(now_ms, src, msg),
             Input::Tick => {}
             Input::Applied { clock, epoch } => {
@@ -234,6 +237,7 @@ impl Node {
                     self.start_candidate(now_ms);
                 }
             }
+            Input::SawEpoch(epoch) if epoch > EPOCH_MAX => {}
             Input::SawEpoch(epoch) => self.observe_epoch(now_ms, epoch),
             Input::Leave => {
                 if self.me.rank.is_some() {

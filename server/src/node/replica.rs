@@ -312,6 +312,7 @@ fn check_epoch(shared: &Shared, epoch: u64) -> Result<()> {
             Ok(())
         }
         EpochCheck::Current => Ok(()),
+        EpochCheck::OutOfRange => Err(invalid("the request's epoch is out of range")),
     }
 }
 

@@ -269,6 +269,12 @@ impl Service {
                 "this request cannot be forwarded",
             ));
         }
+        if epoch > crate::limits::EPOCH_MAX {
+            return Err(Error::refused(
+                ErrorCode::InvalidInput,
+                format!("epoch {epoch} is out of range"),
+            ));
+        }
         let view = self.shared.membership.state().view;
         if epoch > view.epoch {
             self.shared.membership.notify(Input::SawEpoch(epoch));

@@ -4,7 +4,7 @@
 use super::frame::FrameError;
 use super::message::{Envelope, EnvelopeHead};
 use crate::core::Message;
-use crate::limits::DATAGRAM_BYTES_MAX;
+use crate::limits::{DATAGRAM_BYTES_MAX, EPOCH_MAX};
 
 /// Why a datagram was ignored (each is counted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub enum Ignored {
     ForeignCluster,
     /// From a node speaking no version we speak.
     IncompatibleVersion,
+    /// Carries an epoch above [`EPOCH_MAX`]: malformed or forged.
+    EpochOutOfRange,
 }
 
 /// Encodes `msg` for `cluster`.
@@ -42,6 +44,9 @@ pub fn decode_datagram(cluster: &str, bytes: &[u8]) -> Result<Message, Ignored> 
     }
     let envelope: Envelope<Message> =
         ciborium::from_reader(bytes).map_err(|_| Ignored::Unreadable)?;
+    if envelope.body.highest_epoch() > EPOCH_MAX {
+        return Err(Ignored::EpochOutOfRange);
+    }
     Ok(envelope.body)
 }
 
@@ -85,5 +90,31 @@ mod tests {
             decode_datagram("c", &bytes),
             Err(Ignored::IncompatibleVersion)
         );
+    }
+
+    #[test]
+    fn epochs_beyond_the_range_are_refused_wherever_they_are() {
+        let mut huge = message();
+        huge.epoch = u64::MAX;
+        let bytes = encode_datagram("c", &huge).unwrap();
+        assert_eq!(decode_datagram("c", &bytes), Err(Ignored::EpochOutOfRange));
+        let mut vote = message();
+        vote.body = Body::GetRank {
+            purpose: crate::core::Purpose::Election {
+                round: 1,
+                vote: Some(crate::core::VoteRequest {
+                    epoch: EPOCH_MAX + 1,
+                    last_epoch: 0,
+                    last_clock: 0,
+                    pre: true,
+                }),
+            },
+        };
+        let bytes = encode_datagram("c", &vote).unwrap();
+        assert_eq!(decode_datagram("c", &bytes), Err(Ignored::EpochOutOfRange));
+        let mut edge = message();
+        edge.epoch = EPOCH_MAX;
+        let bytes = encode_datagram("c", &edge).unwrap();
+        assert_eq!(decode_datagram("c", &bytes), Ok(edge));
     }
 }

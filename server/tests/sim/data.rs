@@ -346,7 +346,7 @@ impl DataSim {
             return false;
         };
         match check_epoch(ours, epoch) {
-            EpochCheck::Stale => false,
+            EpochCheck::Stale | EpochCheck::OutOfRange => false,
             EpochCheck::Current => true,
             EpochCheck::Newer => {
                 self.sim.input(at, Input::SawEpoch(epoch));

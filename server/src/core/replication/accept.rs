@@ -3,6 +3,7 @@
 //! gap or a divergence is reported, never guessed around.
 
 use crate::core::{Clock, Epoch};
+use crate::limits::EPOCH_MAX;
 
 /// What replication needs to know of an event.
 pub trait Entry {
@@ -23,10 +24,15 @@ pub enum EpochCheck {
     Current,
     /// From a coordinator of a later epoch: taken, and news to the cluster core.
     Newer,
+    /// Beyond [`EPOCH_MAX`]: malformed or forged, refused.
+    OutOfRange,
 }
 
 /// Compares a request's `epoch` with the replica's own.
 pub fn check_epoch(ours: Epoch, theirs: Epoch) -> EpochCheck {
+    if theirs > EPOCH_MAX {
+        return EpochCheck::OutOfRange;
+    }
     match theirs.cmp(&ours) {
         std::cmp::Ordering::Less => EpochCheck::Stale,
         std::cmp::Ordering::Equal => EpochCheck::Current,
@@ -176,5 +182,6 @@ pub(crate) mod tests {
         assert_eq!(check_epoch(5, 4), EpochCheck::Stale);
         assert_eq!(check_epoch(5, 5), EpochCheck::Current);
         assert_eq!(check_epoch(5, 6), EpochCheck::Newer);
+        assert_eq!(check_epoch(5, u64::MAX), EpochCheck::OutOfRange);
     }
 }
