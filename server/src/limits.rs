@@ -167,3 +167,10 @@ pub const EVENT_LOG_TRIM_EVERY: u64 = 1024;
 /// taking it would let one datagram push the cluster to the end of the epoch range, where no
 /// election can raise it any more (and `epoch + 1` overflows).
 pub const EPOCH_MAX: u64 = 1 << 53;
+
+/// Longest password hash a peer may forward: an argon2id PHC string of ours is about 100
+/// characters.
+pub const PASSWORD_HASH_CHARS_MAX: usize = 128;
+
+/// Longest client address a peer may forward (an IPv6 address with brackets and a port is 47).
+pub const CLIENT_ADDR_CHARS_MAX: usize = 64;

@@ -2,7 +2,9 @@
 //! server's argon2id hash of that digest, computed in a bounded pool off the async threads.
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::limits::{PASSWORD_DIGEST_BYTES, PASSWORD_HASHES_CONCURRENT_MAX};
+use crate::limits::{
+    PASSWORD_DIGEST_BYTES, PASSWORD_HASHES_CONCURRENT_MAX, PASSWORD_HASH_CHARS_MAX,
+};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
 use sha2::{Digest, Sha512};
@@ -19,10 +21,58 @@ pub fn client_digest(password: &str) -> Vec<u8> {
     Sha512::digest(password.as_bytes()).to_vec()
 }
 
+/// The hash's length (argon2's default).
+const ARGON2_OUTPUT_BYTES: usize = 32;
+
+fn argon2_params() -> Params {
+    Params::new(
+        ARGON2_MEMORY_KIB,
+        ARGON2_PASSES,
+        ARGON2_LANES,
+        Some(ARGON2_OUTPUT_BYTES),
+    )
+    .expect("OWASP argon2 parameters are valid")
+}
+
 fn argon2() -> Argon2<'static> {
-    let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None)
-        .expect("OWASP argon2 parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params())
+}
+
+/// Checks that `hash` is an argon2id PHC string made with this server's parameters, as every
+/// hash a node stores must be: a hash a peer forwards is stored as it is and verified later
+/// with the parameters it names, so other parameters (a memory or time bomb for every node
+/// that later verifies it) are refused, as is anything longer than a PHC string of ours.
+pub fn check_hash(hash: &str) -> Result<()> {
+    let invalid = |why: String| Err(Error::refused(ErrorCode::InvalidInput, why));
+    if hash.len() > PASSWORD_HASH_CHARS_MAX {
+        return invalid(format!(
+            "password hash of {} characters; at most {PASSWORD_HASH_CHARS_MAX}",
+            hash.len()
+        ));
+    }
+    let parsed = match PasswordHash::new(hash) {
+        Ok(parsed) => parsed,
+        Err(e) => return invalid(format!("password hash is not a PHC string: {e}")),
+    };
+    if parsed.algorithm != argon2::ARGON2ID_IDENT || parsed.version != Some(0x13) {
+        return invalid("password hash is not argon2id version 19".into());
+    }
+    let ours = argon2_params();
+    match Params::try_from(&parsed) {
+        Ok(params)
+            if params.m_cost() == ours.m_cost()
+                && params.t_cost() == ours.t_cost()
+                && params.p_cost() == ours.p_cost()
+                && parsed.hash.is_some_and(|h| h.len() == ARGON2_OUTPUT_BYTES)
+                && parsed.salt.is_some() =>
+        {
+            Ok(())
+        }
+        _ => invalid(format!(
+            "password hash does not use this cluster's argon2id parameters (m={ARGON2_MEMORY_KIB}, \
+             t={ARGON2_PASSES}, p={ARGON2_LANES}, {ARGON2_OUTPUT_BYTES}-byte output)"
+        )),
+    }
 }
 
 fn check_digest(digest: &[u8]) -> Result<()> {
@@ -69,6 +119,10 @@ impl PasswordPool {
     /// Whether `digest` matches the stored hash (constant-time comparison inside argon2).
     pub async fn verify(&self, digest: Vec<u8>, stored: String) -> Result<bool> {
         check_digest(&digest)?;
+        // Verified with the parameters the hash names: never with any but ours.
+        check_hash(&stored).map_err(|e| {
+            Error::refused(ErrorCode::Internal, format!("stored hash refused: {e}"))
+        })?;
         self.run(move || {
             let parsed = PasswordHash::new(&stored).map_err(|e| {
                 Error::refused(ErrorCode::Internal, format!("stored hash is corrupt: {e}"))
@@ -130,6 +184,33 @@ fn hashing_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<HashJo
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_hashes_with_this_clusters_argon2id_parameters_are_taken() {
+        let salt = SaltString::generate(&mut OsRng);
+        let digest = client_digest("pw");
+        let ours = argon2().hash_password(&digest, &salt).unwrap().to_string();
+        assert!(check_hash(&ours).is_ok(), "{ours}");
+        // A memory bomb for whoever verifies it later (here only 8 KiB, same shape).
+        let other = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8, 1, 1, None).unwrap(),
+        )
+        .hash_password(&digest, &salt)
+        .unwrap()
+        .to_string();
+        let refused = |hash: &str| check_hash(hash).unwrap_err().code();
+        assert_eq!(refused(&other), ErrorCode::InvalidInput);
+        let argon2i = ours.replacen("$argon2id$", "$argon2i$", 1);
+        assert_eq!(refused(&argon2i), ErrorCode::InvalidInput);
+        assert_eq!(refused("plain text"), ErrorCode::InvalidInput);
+        assert_eq!(
+            refused(&format!("{ours}{}", "A".repeat(200))),
+            ErrorCode::InvalidInput
+        );
+    }
+
     use super::*;
 
     #[tokio::test]

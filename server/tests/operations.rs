@@ -319,3 +319,47 @@ async fn events_sent_to_clients_carry_no_password_hash() {
     assert_eq!(wrong.code(), ErrorCode::WrongPassword);
     c.delete("harriet", Some("secret")).await.unwrap();
 }
+
+/// A forwarded create carries its argon2id hash, stored as it is and later verified with the
+/// parameters it names: a hash with other parameters (a memory or time bomb for every node
+/// that verifies it) or an overlong client address is refused, and nothing is stored.
+#[tokio::test]
+async fn a_forward_with_foreign_argon2_parameters_is_refused() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    // Once a write went through, the node coordinates and its status names the epoch.
+    c.create("first", "First", None).await.unwrap();
+    let epoch = c.status().await.unwrap().epoch;
+    let create = |login: &str| Request::Create {
+        login: login.into(),
+        real_name: "Mallory".into(),
+        password: None,
+        request_id: Uuid::new_v4(),
+    };
+    let bomb = "$argon2id$v=19$m=4194304,t=1000,p=1$c2FsdHNhbHRzYWx0$\
+                dGhpcyBpcyBub3QgYSByZWFsIGhhc2ggYXQgYWxsISE";
+    let forged = Request::Forward {
+        epoch,
+        client_addr: "203.0.113.9:4000".into(),
+        request: Box::new(create("mallory")),
+        password_hash: Some(bomb.into()),
+        verified_uuid: None,
+    };
+    let err = c.call(forged).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput, "{err}");
+    let long_addr = Request::Forward {
+        epoch,
+        client_addr: "x".repeat(1000),
+        request: Box::new(create("mallory2")),
+        password_hash: None,
+        verified_uuid: None,
+    };
+    let err = c.call(long_addr).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput, "{err}");
+    for login in ["mallory", "mallory2"] {
+        assert_eq!(
+            c.lookup(login).await.unwrap_err().code(),
+            ErrorCode::NotFound
+        );
+    }
+}

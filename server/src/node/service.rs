@@ -151,6 +151,15 @@ impl Service {
                 verified_uuid,
             } => {
                 self.check_forward(epoch, &request)?;
+                if client_addr.len() > crate::limits::CLIENT_ADDR_CHARS_MAX {
+                    return Err(Error::refused(
+                        ErrorCode::InvalidInput,
+                        "the forwarded client address is too long",
+                    ));
+                }
+                if let Some(hash) = &password_hash {
+                    crate::password::check_hash(hash)?;
+                }
                 let prepared = Prepared {
                     password_hash,
                     verified_uuid,
