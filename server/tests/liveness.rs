@@ -347,6 +347,20 @@ fn strict_repeated_failovers_at_25_ms_agree_within_ten_round_trips() {
     repeated_failovers_at_25_ms(true);
 }
 
+/// `n` strict nodes on distinct hosts with this one-way latency, started together and run until
+/// they agree; the simulator and the coordinator.
+fn strict_cluster_agreed(seed: u64, n: usize, latency_ms: (u64, u64)) -> (Sim, usize) {
+    let mut sim = Sim::shaped(seed, n, CoreConfig::default(), true, Shape::DistinctHosts);
+    sim.latency_ms = latency_ms;
+    for i in 0..n {
+        sim.start(i);
+    }
+    let t = sim.now_ms + 3_000;
+    sim.run_until(t);
+    let coordinator = sim.agreed_coordinator().expect("agreed at start-up");
+    (sim, coordinator)
+}
+
 /// A strict coordinator with a bare majority (two of five down) on lossy links with a 40 ms
 /// round trip keeps its lease: a lost heartbeat reply or two must not make it step down.
 /// Before its lease outlasted two lost heartbeats, one lost reply from one member cost the
@@ -355,14 +369,7 @@ fn strict_repeated_failovers_at_25_ms_agree_within_ten_round_trips() {
 fn strict_coordinator_with_a_bare_majority_keeps_its_lease_under_loss() {
     let mut flaps = Vec::new();
     for seed in 0..20 {
-        let mut sim = Sim::shaped(seed, 5, CoreConfig::default(), true, Shape::DistinctHosts);
-        sim.latency_ms = (20, 20);
-        for i in 0..5 {
-            sim.start(i);
-        }
-        let t = sim.now_ms + 2_000;
-        sim.run_until(t);
-        let coordinator = sim.agreed_coordinator().expect("agreed at start-up");
+        let (mut sim, coordinator) = strict_cluster_agreed(seed, 5, (20, 20));
         for i in (0..5).filter(|i| *i != coordinator).take(2) {
             sim.crash(i);
         }
@@ -387,14 +394,7 @@ fn strict_coordinator_with_a_bare_majority_keeps_its_lease_under_loss() {
 /// writing through the survivors meanwhile (each failed forward to the dead coordinator is an
 /// `Input::CoordinatorUnreachable`, every 50 ms, as the client retries).
 fn strict_failover_ms(seed: u64, clients_write: bool) -> u64 {
-    let mut sim = Sim::shaped(seed, 3, CoreConfig::default(), true, Shape::DistinctHosts);
-    sim.latency_ms = (45, 55);
-    for i in 0..3 {
-        sim.start(i);
-    }
-    let t = sim.now_ms + 3_000;
-    sim.run_until(t);
-    let dead = sim.agreed_coordinator().expect("agreed at start-up");
+    let (mut sim, dead) = strict_cluster_agreed(seed, 3, (45, 55));
     sim.crash(dead);
     let killed_at = sim.now_ms;
     while sim.now_ms - killed_at < 5_000 {
