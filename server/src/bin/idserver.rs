@@ -229,7 +229,7 @@ fn signal_error(e: std::io::Error) -> idserver::Error {
 }
 
 /// A broken invariant (the code asserts the cheap ones: clocks consecutive on apply, epochs
-/// never going down, decided never below applied) stops the whole process, not one task of it:
+/// never going down) stops the whole process, not one task of it:
 /// a node that lost its writer or its cluster task would go on answering half-alive. Stopped,
 /// it is restarted on its store and rejoins as any crashed node does.
 fn fail_stop_on_panic() {

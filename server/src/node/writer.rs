@@ -3,7 +3,7 @@
 //! Refused writes consume no clock. In strict mode it also opens each epoch this node
 //! coordinates with an event of that epoch ([`Change::Open`]) before any write.
 
-use crate::core::replication::{recovery, Batch, Opened, Recovery, WriterState};
+use crate::core::replication::{recovery, Batch, Opened, Recovery, WriterState, NOT_OPENED};
 use crate::core::Role;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, Event};
@@ -153,10 +153,8 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, opened: watch::Se
                 }
             }
             Batch::Refuse(why) => refuse(&mut jobs, why),
-            Batch::Open { .. } => refuse(
-                &mut jobs,
-                "this coordinator could not open its epoch yet; retry",
-            ),
+            // (Not after an opening was tried: then `batch` says write or refuse.)
+            Batch::Open { .. } => refuse(&mut jobs, NOT_OPENED),
         }
     }
 }

@@ -7,12 +7,10 @@
 //! up, a crashed peer resets it, requests already sent on a given-up connection may still
 //! arrive (as duplicates) while their answers are dropped.
 
-#![allow(dead_code)]
-
 use super::Sim;
 use idserver::core::replication::{
-    accept, check_epoch, Acceptance, Acks, Batch, Entry, EpochCheck, LinkLimits, Progress,
-    ReplicaStatus, Replication, Send, WriterState,
+    accept, check_epoch, Acceptance, Acks, Batch, Entry, EpochCheck, LinkLimits, Next, Progress,
+    ReplicaStatus, Replication, WriterState,
 };
 use idserver::core::{Input, Role, View};
 use idserver::limits::{FORWARD_TIMEOUT_MS, REPLICATION_PROBE_MS};
@@ -114,8 +112,9 @@ pub struct DataSim {
     pub ackers: BTreeMap<u64, BTreeSet<usize>>,
     writers: Vec<WriterState>,
     coordinations: Vec<Option<Coordination>>,
-    /// Restarts seen per host (a restart forgets the node's memory, not its store).
-    restarts: Vec<u32>,
+    /// Per host, the incarnation last seen running (its restart count), None while down: a
+    /// crash or a restart forgets the node's memory, not its store.
+    seen: Vec<Option<u32>>,
     channels: BTreeMap<Channel, VecDeque<(u64, DataMsg)>>,
     next_conn: u64,
     next_id: u64,
@@ -140,7 +139,7 @@ impl DataSim {
             ackers: BTreeMap::new(),
             writers,
             coordinations: (0..n).map(|_| None).collect(),
-            restarts: sim.hosts.iter().map(|h| h.restarts).collect(),
+            seen: sim.hosts.iter().map(incarnation).collect(),
             channels: BTreeMap::new(),
             next_conn: 1,
             next_id: 1,
@@ -210,15 +209,16 @@ impl DataSim {
         }
     }
 
-    /// A crashed or restarted node forgets its writer, links and waiting writes; its
-    /// connections reset.
+    /// A node that crashed or restarted since the last slice forgets its writer, links and
+    /// waiting writes; its connections reset.
     fn forget_crashed(&mut self) {
         for i in 0..self.logs.len() {
             let host = &self.sim.hosts[i];
-            if host.node.is_some() && host.restarts == self.restarts[i] {
+            let now_seen = incarnation(host);
+            if now_seen == self.seen[i] {
                 continue;
             }
-            self.restarts[i] = host.restarts;
+            self.seen[i] = now_seen;
             self.coordinations[i] = None;
             // The others' connections to it reset (the next read or write fails at once).
             let now = self.sim.now_ms;
@@ -504,16 +504,13 @@ impl DataSim {
         else {
             return;
         };
-        if let Some(conn) = link.conn {
-            // A crashed replica resets the connection.
-            let reset = !replica_up
-                || link
-                    .waiting_since_ms
-                    .is_some_and(|since| now >= since + FORWARD_TIMEOUT_MS);
-            if reset {
-                reconnect(link, now);
-            }
-            let _ = conn;
+        // A silent replica's connection is given up (a crashed one's was reset when it
+        // crashed: see `forget_crashed`).
+        let silent = link
+            .waiting_since_ms
+            .is_some_and(|since| now >= since + FORWARD_TIMEOUT_MS);
+        if link.conn.is_some() && silent {
+            reconnect(link, now);
         }
         if link.conn.is_none() {
             if now < link.connect_at_ms || !replica_up {
@@ -540,12 +537,12 @@ impl DataSim {
             let send = link.progress.next(decided);
             let epoch = link.progress.epoch();
             let msg = match send {
-                Send::Wait => return,
-                Send::Snapshot => DataMsg::Snapshot {
+                Next::Wait => return,
+                Next::Snapshot => DataMsg::Snapshot {
                     epoch,
                     log: self.logs[i].clone(),
                 },
-                Send::Probe { prev } => {
+                Next::Probe { prev } => {
                     link.seq += 1;
                     link.progress.sent(link.seq, send);
                     DataMsg::Replicate {
@@ -555,7 +552,7 @@ impl DataSim {
                         events: Vec::new(),
                     }
                 }
-                Send::Events { from, to } => {
+                Next::Events { from, to } => {
                     link.seq += 1;
                     link.progress.sent(link.seq, send);
                     DataMsg::Replicate {
@@ -652,6 +649,11 @@ impl DataSim {
             .copied()
             .collect()
     }
+}
+
+/// Which incarnation of its node a host runs (its restart count), None while it is down.
+fn incarnation(host: &super::Host) -> Option<u32> {
+    host.node.as_ref().map(|_| host.restarts)
 }
 
 /// Gives the link's connection up; it reconnects after a pause.

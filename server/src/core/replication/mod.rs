@@ -10,6 +10,6 @@ mod quorum;
 mod writer;
 
 pub use accept::{accept, check_epoch, clocks_to_compare, Acceptance, Entry, EpochCheck};
-pub use progress::{LinkLimits, Progress, ReplicaStatus, Send, UnexpectedAnswer};
+pub use progress::{LinkLimits, Next, Progress, ReplicaStatus, UnexpectedAnswer};
 pub use quorum::{Acks, Quorum, Replication};
-pub use writer::{recovery, Batch, Opened, Recovery, WriterState};
+pub use writer::{recovery, Batch, Opened, Recovery, WriterState, NOT_OPENED};

@@ -48,7 +48,7 @@ impl Default for LinkLimits {
 
 /// What to send the replica now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Send {
+pub enum Next {
     /// Ask where it is: an empty batch after this node's event at `prev` (0: none), so that the
     /// answer proves how much of this node's history the replica holds (its clock alone does
     /// not: its events there may be another epoch's).
@@ -149,20 +149,20 @@ impl Progress {
     /// What to send next, with events up to `decided` decided here. Answers still due to a
     /// request whose answer no longer matters are awaited first (a stream that fell out of
     /// step, a snapshot to come).
-    pub fn next(&mut self, decided: Clock) -> Send {
+    pub fn next(&mut self, decided: Clock) -> Next {
         let draining = self.in_flight.iter().any(|p| p.proves.is_none());
         if draining || !self.has_room() {
-            return Send::Wait;
+            return Next::Wait;
         }
         match self.mode {
-            Mode::SnapshotSent => Send::Wait,
+            Mode::SnapshotSent => Next::Wait,
             Mode::Snapshot if self.in_flight.is_empty() => {
                 self.mode = Mode::SnapshotSent;
-                Send::Snapshot
+                Next::Snapshot
             }
-            Mode::Snapshot => Send::Wait,
-            Mode::Probe if self.in_flight.is_empty() => Send::Probe { prev: decided },
-            Mode::Probe => Send::Wait,
+            Mode::Snapshot => Next::Wait,
+            Mode::Probe if self.in_flight.is_empty() => Next::Probe { prev: decided },
+            Mode::Probe => Next::Wait,
             Mode::Stream { from } => {
                 let too_far = !self.synced_since_caught_up
                     && (decided + 1).saturating_sub(from) > self.limits.full_sync_lag;
@@ -174,28 +174,28 @@ impl Progress {
                 }
                 if from > decided {
                     self.synced_since_caught_up = false;
-                    return Send::Wait;
+                    return Next::Wait;
                 }
                 let to = decided.min(from + self.limits.batch_max as u64 - 1);
-                Send::Events { from, to }
+                Next::Events { from, to }
             }
         }
     }
 
     /// Records that `send` (a probe or events, as [`Progress::next`] gave it) went out as
     /// request `seq`.
-    pub fn sent(&mut self, seq: u64, send: Send) {
+    pub fn sent(&mut self, seq: u64, send: Next) {
         assert!(
             self.in_flight.back().is_none_or(|p| p.seq < seq),
             "requests are numbered in order"
         );
         let pending = match send {
-            Send::Probe { prev } => Pending {
+            Next::Probe { prev } => Pending {
                 seq,
                 proves: Some(prev),
                 probe: true,
             },
-            Send::Events { from, to } => {
+            Next::Events { from, to } => {
                 assert!(from <= to, "a batch holds events");
                 self.mode = Mode::Stream { from: to + 1 };
                 Pending {
@@ -204,7 +204,7 @@ impl Progress {
                     probe: false,
                 }
             }
-            Send::Snapshot | Send::Wait => return,
+            Next::Snapshot | Next::Wait => return,
         };
         self.in_flight.push_back(pending);
     }
@@ -318,22 +318,22 @@ mod tests {
     #[test]
     fn a_probe_then_a_pipelined_stream_then_acks() {
         let mut p = Progress::new(3, small());
-        assert_eq!(p.next(5), Send::Probe { prev: 5 });
-        p.sent(1, Send::Probe { prev: 5 });
-        assert_eq!(p.next(5), Send::Wait);
+        assert_eq!(p.next(5), Next::Probe { prev: 5 });
+        p.sent(1, Next::Probe { prev: 5 });
+        assert_eq!(p.next(5), Next::Wait);
         // It lacks the event at 5: it has applied up to 2.
         assert_eq!(p.answered(1, 2, ReplicaStatus::Gap), Ok(None));
-        assert_eq!(p.next(5), Send::Events { from: 3, to: 4 });
-        p.sent(2, Send::Events { from: 3, to: 4 });
-        assert_eq!(p.next(5), Send::Events { from: 5, to: 5 });
-        p.sent(3, Send::Events { from: 5, to: 5 });
+        assert_eq!(p.next(5), Next::Events { from: 3, to: 4 });
+        p.sent(2, Next::Events { from: 3, to: 4 });
+        assert_eq!(p.next(5), Next::Events { from: 5, to: 5 });
+        p.sent(3, Next::Events { from: 5, to: 5 });
         assert_eq!(
             p.next(6),
-            Send::Wait,
+            Next::Wait,
             "two batches in flight fill the window"
         );
         assert_eq!(p.answered(2, 4, ReplicaStatus::Ok), Ok(Some(4)));
-        assert_eq!(p.next(6), Send::Events { from: 6, to: 6 });
+        assert_eq!(p.next(6), Next::Events { from: 6, to: 6 });
         assert_eq!(p.answered(3, 5, ReplicaStatus::Ok), Ok(Some(5)));
         assert_eq!(
             p.answered(9, 5, ReplicaStatus::Ok),
@@ -347,51 +347,51 @@ mod tests {
     #[test]
     fn divergence_drains_then_sends_a_snapshot_and_the_replica_catches_up_by_events() {
         let mut p = Progress::new(3, small());
-        p.sent(1, Send::Probe { prev: 4 });
+        p.sent(1, Next::Probe { prev: 4 });
         assert_eq!(p.answered(1, 4, ReplicaStatus::Ok), Ok(Some(4)));
-        assert_eq!(p.next(8), Send::Events { from: 5, to: 6 });
-        p.sent(2, Send::Events { from: 5, to: 6 });
-        p.sent(3, Send::Events { from: 7, to: 8 });
+        assert_eq!(p.next(8), Next::Events { from: 5, to: 6 });
+        p.sent(2, Next::Events { from: 5, to: 6 });
+        p.sent(3, Next::Events { from: 7, to: 8 });
         assert_eq!(
             p.answered(2, 4, ReplicaStatus::Diverged { at: 5 }),
             Ok(None)
         );
-        assert_eq!(p.next(8), Send::Wait, "the answer still due is read first");
+        assert_eq!(p.next(8), Next::Wait, "the answer still due is read first");
         assert_eq!(
             p.answered(3, 8, ReplicaStatus::Ok),
             Ok(None),
             "it proves nothing now"
         );
-        assert_eq!(p.next(8), Send::Snapshot);
-        assert_eq!(p.next(8), Send::Wait);
+        assert_eq!(p.next(8), Next::Snapshot);
+        assert_eq!(p.next(8), Next::Wait);
         assert_eq!(p.snapshot_answered(8, ReplicaStatus::Ok), Some(8));
         // Far behind after the snapshot, it still catches up by events.
-        assert_eq!(p.next(40), Send::Events { from: 9, to: 10 });
+        assert_eq!(p.next(40), Next::Events { from: 9, to: 10 });
     }
 
     #[test]
     fn a_replica_ahead_or_too_far_behind_gets_a_snapshot() {
         let mut p = Progress::new(1, small());
-        p.sent(1, Send::Probe { prev: 3 });
+        p.sent(1, Next::Probe { prev: 3 });
         assert_eq!(p.answered(1, 7, ReplicaStatus::Ok), Ok(Some(3)));
-        assert_eq!(p.next(3), Send::Snapshot);
+        assert_eq!(p.next(3), Next::Snapshot);
         let mut q = Progress::new(1, small());
-        q.sent(1, Send::Probe { prev: 30 });
+        q.sent(1, Next::Probe { prev: 30 });
         assert_eq!(q.answered(1, 2, ReplicaStatus::Gap), Ok(None));
-        assert_eq!(q.next(30), Send::Snapshot);
+        assert_eq!(q.next(30), Next::Snapshot);
     }
 
     #[test]
     fn idle_links_probe_again_and_a_reset_forgets_what_was_in_flight() {
         let mut p = Progress::new(1, small());
-        p.sent(1, Send::Probe { prev: 0 });
+        p.sent(1, Next::Probe { prev: 0 });
         assert_eq!(p.answered(1, 0, ReplicaStatus::Ok), Ok(Some(0)));
-        assert_eq!(p.next(0), Send::Wait);
+        assert_eq!(p.next(0), Next::Wait);
         p.idle();
-        assert_eq!(p.next(0), Send::Probe { prev: 0 });
-        p.sent(2, Send::Probe { prev: 0 });
+        assert_eq!(p.next(0), Next::Probe { prev: 0 });
+        p.sent(2, Next::Probe { prev: 0 });
         p.reset();
         assert_eq!(p.in_flight(), 0);
-        assert_eq!(p.next(2), Send::Probe { prev: 2 });
+        assert_eq!(p.next(2), Next::Probe { prev: 2 });
     }
 }

@@ -25,6 +25,9 @@ pub struct Opened {
     pub clock: Clock,
 }
 
+/// Why writes are refused while the coordinator's epoch is not opened.
+pub const NOT_OPENED: &str = "this coordinator could not open its epoch yet; retry";
+
 /// What to do with the writes waiting now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Batch {
@@ -62,7 +65,7 @@ impl WriterState {
         }
         if let Some(epoch) = self.to_open(view) {
             if tried_opening {
-                return Batch::Refuse("this coordinator could not open its epoch yet; retry");
+                return Batch::Refuse(NOT_OPENED);
             }
             return Batch::Open { epoch };
         }
