@@ -7,12 +7,14 @@
 use crate::error::{Error, Result};
 use crate::history::{now_ms, NodeView, Sample, SeenEvents};
 use crate::limits::{
-    EVENTS_PAGE, MCAST_GROUP, NODE_PORT, ONE_HOST_NAME, POLL_EVENTS_EVERY, POLL_STATUS_MS,
-    PROBE_CONNECT_MS, PROBE_REPLY_MS, STOP_WAIT_MS,
+    CREDENTIALS_VALID_S, EVENTS_PAGE, MCAST_GROUP, NODE_PORT, ONE_HOST_NAME, POLL_EVENTS_EVERY,
+    POLL_STATUS_MS, PROBE_CONNECT_MS, PROBE_REPLY_MS, STOP_WAIT_MS,
 };
-use crate::scenario::{Discovery, Layout, Mode};
+use crate::scenario::{Discovery, Layout, Mode, Security};
 use idserver::client::{Client, ClientConfig};
+use idserver::connection::Transport;
 use idserver::event::LoggedEvent;
+use idserver::security::mint::{CredentialSet, NodeSpec};
 use idserver::wire::StatusView;
 use netns::{Host, Lab};
 use nix::sys::signal::{kill, Signal};
@@ -38,6 +40,8 @@ pub struct NodeConfig {
     pub discovery: Discovery,
     /// A host per node, or one for all.
     pub layout: Layout,
+    /// Credentials minted for the run, or `--insecure-plaintext`.
+    pub security: Security,
     /// How many nodes.
     pub nodes: u32,
     /// How many client hosts.
@@ -147,6 +151,10 @@ pub struct LabCluster {
     samples: Arc<Mutex<Vec<Sample>>>,
     seen: Arc<Mutex<Vec<SeenEvents>>>,
     pollers: Vec<tokio::task::JoinHandle<()>>,
+    /// The run's credentials (None: plaintext).
+    creds: Option<CredentialSet>,
+    /// How clients connect.
+    transport: Transport,
     // Dropped last: the namespaces go once every process and runtime in them is gone.
     lab: Lab,
 }
@@ -185,7 +193,19 @@ impl LabCluster {
             clients.push(HostRuntime::start(&host, 2)?);
         }
         let count = nodes.len();
+        let creds = match config.security {
+            Security::InsecurePlaintext => None,
+            Security::Tls => Some(mint(&data_root, &config.cluster, &nodes)?),
+        };
+        let transport = match &creds {
+            None => Transport::InsecurePlaintext,
+            Some(creds) => creds
+                .client_transport()
+                .map_err(|e| Error::Setup(format!("failed to load the run's CA: {e}")))?,
+        };
         let mut cluster = LabCluster {
+            creds,
+            transport,
             nodes,
             clients,
             config,
@@ -198,6 +218,28 @@ impl LabCluster {
         };
         cluster.start_pollers();
         Ok(cluster)
+    }
+
+    /// How clients connect to the nodes.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The run's credentials, if nodes run with them.
+    pub fn credentials(&self) -> Option<&CredentialSet> {
+        self.creds.as_ref()
+    }
+
+    /// A client for node `i` alone, quick to give up (status and event probes).
+    fn probe_client(&self, i: usize) -> Client {
+        Client::new(ClientConfig {
+            servers: vec![self.addr(i).to_string()],
+            cluster: self.config.cluster.clone(),
+            connect_timeout_ms: PROBE_CONNECT_MS,
+            reply_timeout_ms: PROBE_REPLY_MS,
+            retry_for_ms: 0,
+            transport: self.transport.clone(),
+        })
     }
 
     /// The lab (for faults).
@@ -320,6 +362,10 @@ impl LabCluster {
         if let Some(k) = self.config.min_acks {
             cmd.args(["--min-acks", &k.to_string()]);
         }
+        match &self.creds {
+            Some(creds) => cmd.args(creds.node_args(&name)),
+            None => cmd.arg("--insecure-plaintext"),
+        };
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -471,7 +517,7 @@ impl LabCluster {
 
     /// Node `i`'s status, asked from inside its own host (so partitions do not hide it).
     pub async fn status(&self, i: usize) -> Option<StatusView> {
-        let mut client = probe_client(self.addr(i), &self.config.cluster);
+        let mut client = self.probe_client(i);
         self.nodes[i]
             .runtime
             .handle()
@@ -486,7 +532,7 @@ impl LabCluster {
         let asks: Vec<_> = nodes
             .iter()
             .map(|&i| {
-                let mut client = probe_client(self.addr(i), &self.config.cluster);
+                let mut client = self.probe_client(i);
                 (
                     i,
                     self.nodes[i]
@@ -505,7 +551,7 @@ impl LabCluster {
 
     /// Node `i`'s whole retained event log.
     pub async fn events(&self, i: usize) -> Option<Vec<LoggedEvent>> {
-        let client = probe_client(self.addr(i), &self.config.cluster);
+        let client = self.probe_client(i);
         self.nodes[i]
             .runtime
             .handle()
@@ -525,7 +571,7 @@ impl LabCluster {
             .keys()
             .next_back()
             .map_or(0, |(clock, _)| *clock);
-        let client = probe_client(self.addr(i), &self.config.cluster);
+        let client = self.probe_client(i);
         let fetched = self.nodes[i]
             .runtime
             .handle()
@@ -548,7 +594,7 @@ impl LabCluster {
 
     fn start_pollers(&mut self) {
         for i in 0..self.nodes.len() {
-            let client = probe_client(self.addr(i), &self.config.cluster);
+            let client = self.probe_client(i);
             let samples = self.samples.clone();
             let seen = self.seen.clone();
             let poller = self.nodes[i]
@@ -613,14 +659,25 @@ pub fn client_host_name(c: u32) -> String {
     }
 }
 
-fn probe_client(addr: SocketAddr, cluster: &str) -> Client {
-    Client::new(ClientConfig {
-        servers: vec![addr.to_string()],
-        cluster: cluster.to_string(),
-        connect_timeout_ms: PROBE_CONNECT_MS,
-        reply_timeout_ms: PROBE_REPLY_MS,
-        retry_for_ms: 0,
-    })
+/// A fresh CA, a certificate per node naming its host's address, and a cluster key, in
+/// `data_root/credentials` (removed with the run's data).
+fn mint(data_root: &Path, cluster: &str, nodes: &[Node]) -> Result<CredentialSet> {
+    let specs: Vec<NodeSpec> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| NodeSpec {
+            name: format!("n{}", i + 1),
+            ips: vec![node.host.addr().into()],
+            dns_names: Vec::new(),
+        })
+        .collect();
+    CredentialSet::write(
+        &data_root.join("credentials"),
+        cluster,
+        &specs,
+        Duration::from_secs(CREDENTIALS_VALID_S),
+    )
+    .map_err(|e| Error::Setup(format!("failed to mint the run's credentials: {e}")))
 }
 
 /// Every event after `since`, page by page.

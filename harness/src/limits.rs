@@ -47,3 +47,6 @@ pub const OP_SESSIONS_PER_CLIENT_HOST: u32 = 10;
 pub const LOAD_SESSION_ID_BASE: u32 = 100;
 /// See [`LOAD_SESSION_ID_BASE`].
 pub const LOAD_SESSION_IDS_PER_LOAD: u32 = 1000;
+
+/// How long the credentials minted for a run are valid (longer than any run).
+pub const CREDENTIALS_VALID_S: u64 = 7 * 24 * 3600;

@@ -397,6 +397,7 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
             min_acks: None,
             discovery: Discovery::Peers,
             layout: Layout::Hosts,
+            security: harness::scenario::Security::Tls,
             nodes,
             client_hosts: 1,
             keep_data: false,
@@ -441,8 +442,12 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
         serde_json::to_string(&hosts).expect("hosts serialise"),
     )
     .map_err(|e| format!("failed to write {}: {e}", record.display()))?;
+    let ca = cluster
+        .credentials()
+        .map(|c| c.ca().display().to_string())
+        .unwrap_or_default();
     println!(
-        "\nTry: idlab exec client -- idclient --server {} --status\nNode logs: {}/nodes/. Ctrl-C tears the cluster down.",
+        "\nTry: idlab exec client -- idclient --tls-ca {ca} --server {} --status\nNode logs: {}/nodes/. Ctrl-C tears the cluster down.",
         cluster.host(0).addr(),
         evidence.display()
     );

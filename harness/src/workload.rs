@@ -6,6 +6,7 @@ use crate::history::{now_ms, OpRecord, Outcome};
 use crate::limits::CLIENT_REPLY_MS;
 use crate::scenario::{LoadSpec, OpKind};
 use idserver::client::{Client, ClientConfig};
+use idserver::connection::Transport;
 use idserver::password::client_digest;
 use idserver::wire::{Reply, Request};
 use idserver::ErrorCode;
@@ -47,6 +48,7 @@ impl Session {
         host: u32,
         servers: Vec<String>,
         cluster: &str,
+        transport: Transport,
         history: History,
     ) -> Session {
         let client = Client::new(ClientConfig {
@@ -55,6 +57,7 @@ impl Session {
             connect_timeout_ms: 300,
             reply_timeout_ms: CLIENT_REPLY_MS,
             retry_for_ms: 3_000,
+            transport,
         });
         Session {
             id,
@@ -150,7 +153,8 @@ fn classify(code: ErrorCode) -> Outcome {
         | ErrorCode::NewNameTaken
         | ErrorCode::InvalidInput
         | ErrorCode::WrongCluster
-        | ErrorCode::VersionMismatch => Outcome::Fail,
+        | ErrorCode::VersionMismatch
+        | ErrorCode::Forbidden => Outcome::Fail,
         ErrorCode::Unreachable
         | ErrorCode::Unavailable
         | ErrorCode::AckTimeout

@@ -38,12 +38,26 @@ fn multicast_discovery_and_election_in_a_lab_host() {
         &addr,
     ];
     let dir = tempfile::tempdir().unwrap();
+    // With credentials, as users run it: the nodes' datagrams are sealed, and the client's
+    // discovery questions (it holds no key) are still answered.
+    let creds = idserver::security::mint::CredentialSet::write(
+        &dir.path().join("credentials"),
+        "mc",
+        &[idserver::security::mint::NodeSpec {
+            name: "h1".into(),
+            ips: vec![host.addr().into()],
+            dns_names: Vec::new(),
+        }],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
     let nodes = Nodes(
         (0..3)
             .map(|i| {
                 host.command(built("idserver"))
                     .args(["--listen", &addr, "--numport", &(6001 + i).to_string()])
                     .args(multicast)
+                    .args(creds.node_args("h1"))
                     .arg("--data-dir")
                     .arg(dir.path().join(format!("n{i}")))
                     .stdout(Stdio::null())
@@ -58,6 +72,8 @@ fn multicast_discovery_and_election_in_a_lab_host() {
         let out = host
             .command(built("idclient"))
             .args(multicast)
+            .arg("--tls-ca")
+            .arg(creds.ca())
             .args(["--json", "--status"])
             .output()
             .unwrap();
@@ -74,4 +90,5 @@ fn multicast_discovery_and_election_in_a_lab_host() {
     };
     drop(nodes);
     assert_eq!(json["status"]["cluster"], "mc");
+    assert_eq!(json["status"]["authenticated"], true);
 }

@@ -5,7 +5,9 @@
 //! acknowledged write is lost. Needs root.
 
 use idserver::client::{Client, ClientConfig};
+use idserver::connection::Transport;
 use idserver::core::Role;
+use idserver::security::mint::{CredentialSet, NodeSpec};
 use idserver::wire::{Request, StatusView};
 use idserver::ErrorCode;
 use netns::{Host, Lab, PartitionMode};
@@ -49,6 +51,21 @@ impl LabCluster {
             lab.add_host(name).unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
+        // Nodes run as users run them: with credentials minted for this cluster.
+        let specs: Vec<NodeSpec> = (1..=3)
+            .map(|i| NodeSpec {
+                name: format!("n{i}"),
+                ips: vec![lab.host(&format!("n{i}")).unwrap().addr().into()],
+                dns_names: Vec::new(),
+            })
+            .collect();
+        let creds = CredentialSet::write(
+            &dir.path().join("credentials"),
+            CLUSTER,
+            &specs,
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
         let mut nodes = Vec::new();
         let peers: Vec<String> = (1..=3)
             .map(|i| format!("{}:{PORT}", lab.host(&format!("n{i}")).unwrap().addr()))
@@ -73,6 +90,7 @@ impl LabCluster {
                     mode,
                 ])
                 .args(args)
+                .args(creds.node_args(&format!("n{i}")))
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("n{i}")))
                 .stdout(Stdio::null())
@@ -80,6 +98,11 @@ impl LabCluster {
                 .spawn()
                 .unwrap();
             nodes.push(node);
+        }
+        let mut cas = CAS.lock().unwrap();
+        for i in 1..=3 {
+            let addr = SocketAddr::from((lab.host(&format!("n{i}")).unwrap().addr(), PORT));
+            cas.insert(addr, creds.ca());
         }
         LabCluster {
             nodes,
@@ -115,14 +138,24 @@ where
     .unwrap()
 }
 
+/// The CA of the cluster serving at each address (tests run in parallel, each lab with its own
+/// addresses).
+static CAS: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, std::path::PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// A client of `servers` (made inside the host whose namespace it should use).
 fn client_of(servers: Vec<SocketAddr>, retry_for_ms: u64) -> Client {
+    let ca = CAS.lock().unwrap()[&servers[0]].clone();
     Client::new(ClientConfig {
         servers: servers.iter().map(|s| s.to_string()).collect(),
         cluster: CLUSTER.to_string(),
         connect_timeout_ms: 300,
         reply_timeout_ms: 3_000,
         retry_for_ms,
+        transport: Transport::Tls {
+            connector: idserver::security::tls::client_connector(&ca).unwrap(),
+            server_name: None,
+        },
     })
 }
 

@@ -4,13 +4,14 @@
 
 use crate::account::AccountView;
 use crate::config::DEFAULT_CLUSTER;
-use crate::connection::Connection;
+use crate::connection::{Connection, Transport};
 use crate::discovery::Discovery;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::LoggedEvent;
 use crate::limits::{
     CLIENT_CONNECT_TIMEOUT_MS, CLIENT_LAST_TRY_MS, CLIENT_REPLY_TIMEOUT_MS, CLIENT_RETRY_FOR_MS,
-    CLIENT_RETRY_PAUSE_MS, REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX,
+    CLIENT_RETRY_PAUSE_MS, CONNECTION_REUSE_IDLE_MAX_MS, REPLY_FRAME_BYTES_MAX,
+    REQUEST_FRAME_BYTES_MAX,
 };
 use crate::password::client_digest;
 use crate::wire::{decode, encode, Envelope, ListKind, Reply, Request, StatusView};
@@ -20,7 +21,8 @@ use uuid::Uuid;
 
 /// Where and how a client connects.
 ///
-/// Defaults: no servers, cluster `idlab`, 1 s to connect, 10 s for a reply, retry for 3 s.
+/// Defaults: no servers, cluster `idlab`, 1 s to connect, 10 s for a reply, retry for 3 s,
+/// plain TCP (set `transport` to TLS with the cluster's CA for a cluster that has one).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Servers as `host:port`, tried in this order.
@@ -33,6 +35,8 @@ pub struct ClientConfig {
     pub reply_timeout_ms: u64,
     /// How long to keep retrying while servers answer "unavailable" or none answers.
     pub retry_for_ms: u64,
+    /// TLS (verifying servers against the cluster's CA) or plain TCP.
+    pub transport: Transport,
 }
 
 impl Default for ClientConfig {
@@ -43,6 +47,7 @@ impl Default for ClientConfig {
             connect_timeout_ms: CLIENT_CONNECT_TIMEOUT_MS,
             reply_timeout_ms: CLIENT_REPLY_TIMEOUT_MS,
             retry_for_ms: CLIENT_RETRY_FOR_MS,
+            transport: Transport::InsecurePlaintext,
         }
     }
 }
@@ -83,12 +88,18 @@ impl Client {
             .map(|(i, _)| self.config.servers[*i].as_str())
     }
 
-    /// A client for the servers `discovery` finds, fastest first.
-    pub async fn discover(discovery: &Discovery, cluster: &str) -> Result<Client> {
+    /// A client for the servers `discovery` finds, fastest first, connecting over
+    /// `transport`.
+    pub async fn discover(
+        discovery: &Discovery,
+        cluster: &str,
+        transport: Transport,
+    ) -> Result<Client> {
         let found = discovery.run(cluster).await?;
         Ok(Client::new(ClientConfig {
             servers: found.servers.iter().map(|s| s.to_string()).collect(),
             cluster: cluster.to_string(),
+            transport,
             ..ClientConfig::default()
         }))
     }
@@ -186,10 +197,22 @@ impl Client {
             .saturating_duration_since(tokio::time::Instant::now())
             .as_millis() as u64;
         let left_ms = left_ms.max(CLIENT_LAST_TRY_MS);
-        if self.bound.as_ref().is_none_or(|(i, _)| *i != index) {
+        // A connection unused for long may be one the server is closing: open a new one.
+        let stale = Duration::from_millis(CONNECTION_REUSE_IDLE_MAX_MS);
+        if self
+            .bound
+            .as_ref()
+            .is_none_or(|(i, conn)| *i != index || conn.idle_for() >= stale)
+        {
             let addr = &self.config.servers[index];
             let connect_ms = self.config.connect_timeout_ms.min(left_ms);
-            let conn = Connection::connect(addr, connect_ms, REPLY_FRAME_BYTES_MAX).await?;
+            let conn = Connection::connect(
+                addr,
+                connect_ms,
+                REPLY_FRAME_BYTES_MAX,
+                &self.config.transport,
+            )
+            .await?;
             self.bound = Some((index, conn));
         }
         self.seq += 1;
@@ -353,7 +376,7 @@ pub(crate) async fn exchange(
 
 /// The frame of request number `seq` carrying the session clock `clock` (and, for a write,
 /// whether its request id is sent for the first time: see [`Envelope::fresh`]).
-pub(crate) fn request_frame(
+pub fn request_frame(
     cluster: &str,
     seq: u64,
     clock: u64,

@@ -2,6 +2,7 @@
 
 pub use crate::core::replication::Replication;
 use crate::core::CoreConfig;
+use crate::security::Security;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
@@ -14,7 +15,8 @@ pub const DEFAULT_CLUSTER: &str = "idlab";
 /// Everything a server needs to start.
 ///
 /// Defaults: listen on `0.0.0.0:5151`, cluster `idlab`, data in `./idserver-data`, its own
-/// `redis-server` (found on PATH) with `appendfsync everysec`, no peers.
+/// `redis-server` (found on PATH) with `appendfsync everysec`, no peers, and (for the
+/// library; the `idserver` binary asks for one or the other) no credentials.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// TCP address to serve clients on (port 0 picks a free port).
@@ -33,6 +35,8 @@ pub struct ServerConfig {
     pub cluster_net: ClusterConfig,
     /// How writes are acknowledged.
     pub replication: Replication,
+    /// TLS and datagram authentication, or none.
+    pub security: Security,
 }
 
 /// Discovery and protocol timings.
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             appendfsync: "everysec".to_string(),
             cluster_net: ClusterConfig::default(),
             replication: Replication::default(),
+            security: Security::InsecurePlaintext,
         }
     }
 }

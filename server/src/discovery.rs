@@ -8,6 +8,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{
     DATAGRAM_BYTES_MAX, DISCOVERY_ATTEMPTS_MAX, DISCOVERY_GRACE_MS, DISCOVERY_WAIT_MS,
 };
+use crate::security::seal;
 use crate::wire::{decode_datagram, encode_datagram};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -110,14 +111,17 @@ impl Asker<'_> {
     }
 
     async fn recv_until(&self, deadline: Instant) -> Option<Message> {
-        let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
+        let mut buf = vec![0u8; DATAGRAM_BYTES_MAX + seal::HEADER_BYTES];
         loop {
             let received = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await;
             match received {
                 Err(_) => return None,
                 Ok(Err(_)) => continue, // e.g. ICMP port unreachable from a stopped peer
                 Ok(Ok((len, _))) => {
-                    if let Ok(msg) = decode_datagram(self.cluster, &buf[..len]) {
+                    // Answers are sealed, and a client holds no key: they are hints. Only the
+                    // TLS handshake with a server proves it is one of the cluster.
+                    let payload = seal::payload_unverified(&buf[..len]);
+                    if let Ok(msg) = decode_datagram(self.cluster, payload) {
                         return Some(msg);
                     }
                 }

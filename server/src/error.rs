@@ -36,6 +36,9 @@ pub enum ErrorCode {
     BadFrame,
     /// The server failed in a way the client cannot fix (storage down, a bug).
     Internal,
+    /// A request only cluster members may send (forwarded writes, replication, snapshots)
+    /// came over a connection that did not prove membership with a cluster certificate.
+    Forbidden,
     /// A code this build does not know (sent by a newer peer).
     #[serde(other)]
     Unknown,
@@ -43,7 +46,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in exit-code order (for documentation and tests).
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::LoginExists,
         ErrorCode::NotFound,
         ErrorCode::WrongPassword,
@@ -58,6 +61,7 @@ impl ErrorCode {
         ErrorCode::BadFrame,
         ErrorCode::Internal,
         ErrorCode::Unknown,
+        ErrorCode::Forbidden,
     ];
 
     /// Whether the code refuses a request because of what the directory holds (a login taken,
@@ -90,6 +94,7 @@ impl ErrorCode {
             ErrorCode::BadFrame => 14,
             ErrorCode::Internal => 15,
             ErrorCode::Unknown => 16,
+            ErrorCode::Forbidden => 17,
         }
     }
 
@@ -110,6 +115,7 @@ impl ErrorCode {
             ErrorCode::BadFrame => "bad_frame",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 
@@ -130,6 +136,7 @@ impl ErrorCode {
             ErrorCode::BadFrame => "malformed message",
             ErrorCode::Internal => "server error",
             ErrorCode::Unknown => "unknown error",
+            ErrorCode::Forbidden => "only cluster members may send this",
         }
     }
 

@@ -9,7 +9,9 @@
 //!   replication links and the replica side, request serving, the TCP front.
 //! - [`store`]: the node's Redis (MULTI/EXEC transactions make each batch of writes atomic),
 //!   its `redis-server` child and full-sync snapshots (streamed out, fed in).
-//! - [`wire`]: frames and messages (no sockets); [`connection`]: frames over TCP.
+//! - [`wire`]: frames and messages (no sockets); [`connection`]: frames over TCP or TLS.
+//! - [`security`]: TLS (mutual between nodes), sealed datagrams with replay windows, the
+//!   cluster key file, counters of what was refused.
 //! - [`client`]: the client library `idclient` is built on; [`discovery`]: finding servers
 //!   by GETMASTER / GETRANK.
 //! - The vocabulary: [`account`] (the record and SPEC.md's input rules), [`event`] (writes as
@@ -30,6 +32,7 @@ pub mod event;
 pub mod limits;
 pub mod node;
 pub mod password;
+pub mod security;
 pub mod store;
 pub mod time;
 pub mod wire;

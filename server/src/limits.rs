@@ -174,3 +174,58 @@ pub const PASSWORD_HASH_CHARS_MAX: usize = 128;
 
 /// Longest client address a peer may forward (an IPv6 address with brackets and a port is 47).
 pub const CLIENT_ADDR_CHARS_MAX: usize = 64;
+
+/// Keys a cluster key file may list: the signing key and one being rolled over.
+pub const CLUSTER_KEYS_MAX: usize = 2;
+
+/// Shortest cluster key: 256 bits.
+pub const CLUSTER_KEY_BYTES_MIN: usize = 32;
+
+/// A cluster key file larger than this is not one.
+pub const CLUSTER_KEY_FILE_BYTES_MAX: u64 = 4096;
+
+/// A certificate, key or CA file larger than this is not one.
+pub const TLS_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Sequences below a sender's highest that are still accepted once (reordered datagrams: one
+/// sequence counts a sender's datagrams to every destination); anything older is a replay.
+/// A multiple of 64.
+pub const REPLAY_WINDOW: usize = 1024;
+
+/// Senders whose replay windows are kept (only key holders get one).
+pub const REPLAY_SENDERS_MAX: usize = 1024;
+
+/// At most one warning per this long about rejected datagrams or connections (with counts).
+pub const REJECTED_LOG_INTERVAL_MS: u64 = 10_000;
+
+/// A TLS handshake not finished within this is dropped: a connection that says nothing holds
+/// no slot for long.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 3_000;
+
+/// Connections still in their TLS handshake. Generous: a held-open connection costs a task
+/// and a few KiB, and 5,000 of them must not keep a new client out.
+pub const HANDSHAKES_MAX: usize = 16_384;
+
+/// Client connections (no cluster certificate) open at once; more are closed at once.
+pub const CLIENT_CONNECTIONS_MAX: usize = 16_384;
+
+/// Peer connections (a verified cluster certificate) open at once: a budget of their own, so
+/// that clients cannot crowd replication out.
+pub const PEER_CONNECTIONS_MAX: usize = 1024;
+
+/// A client connection that sends no request for this long is closed.
+pub const CLIENT_IDLE_TIMEOUT_MS: u64 = 120_000;
+
+/// A client's request frame, once begun, must arrive whole within this.
+pub const CLIENT_FRAME_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// Client and forwarder connections unused for this long are not reused but opened afresh
+/// (well under [`CLIENT_IDLE_TIMEOUT_MS`], so a reused one is never one the server just closed).
+pub const CONNECTION_REUSE_IDLE_MAX_MS: u64 = 60_000;
+
+/// Largest request frame from a client (no cluster certificate): a write with the longest
+/// login and real name is under 2 KiB.
+pub const CLIENT_REQUEST_FRAME_BYTES_MAX: usize = 64 * 1024;
+
+/// Entries per page of a listing (`--get`); the client library fetches page after page.
+pub const LIST_PAGE_MAX: usize = 10_000;

@@ -10,12 +10,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
+
+use idserver::security::mint::{CredentialSet, NodeSpec};
 const IDCLIENT: &str = env!("CARGO_BIN_EXE_idclient");
 
 /// An `idserver` process, killed on drop if the test did not stop it.
 struct ServerProcess {
     child: Child,
     port: u16,
+    creds: CredentialSet,
+    _creds_dir: tempfile::TempDir,
 }
 
 impl ServerProcess {
@@ -24,6 +28,18 @@ impl ServerProcess {
     }
 
     fn start_with(data_dir: &Path, args: &[&str]) -> ServerProcess {
+        let creds_dir = tempfile::tempdir().unwrap();
+        let creds = CredentialSet::write(
+            creds_dir.path(),
+            "bin-test",
+            &[NodeSpec {
+                name: "node".into(),
+                ips: vec!["127.0.0.1".parse().unwrap()],
+                dns_names: Vec::new(),
+            }],
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
         let mut child = Command::new(IDSERVER)
             .args([
                 "--numport",
@@ -35,6 +51,7 @@ impl ServerProcess {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(creds.node_args("node"))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -50,7 +67,12 @@ impl ServerProcess {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("idserver printed {line:?}"));
-        ServerProcess { child, port }
+        ServerProcess {
+            child,
+            port,
+            creds,
+            _creds_dir: creds_dir,
+        }
     }
 
     fn pid(&self) -> Pid {
@@ -58,6 +80,11 @@ impl ServerProcess {
     }
 
     fn client(&self, args: &[&str]) -> (i32, Value) {
+        self.client_with_ca(&self.creds.ca(), args)
+    }
+
+    /// `idclient` verifying the server against the CA in `ca`.
+    fn client_with_ca(&self, ca: &Path, args: &[&str]) -> (i32, Value) {
         let out = Command::new(IDCLIENT)
             .args([
                 "--server",
@@ -67,7 +94,9 @@ impl ServerProcess {
                 "--cluster",
                 "bin-test",
                 "--json",
+                "--tls-ca",
             ])
+            .arg(ca)
             .args(args)
             .output()
             .unwrap();
@@ -121,7 +150,8 @@ fn each_signal_saves_and_a_restart_serves_the_same_data() {
     assert!(server.stop(Signal::SIGTERM).success());
     assert!(wait_gone(redis), "own redis stops with the server");
 
-    for signal in [Signal::SIGINT, Signal::SIGHUP] {
+    {
+        let signal = Signal::SIGINT;
         let server = ServerProcess::start(dir.path());
         let (status, found) = server.client(&["--lookup", "jane"]);
         assert_eq!(status, 0, "{found}");
@@ -238,6 +268,7 @@ fn every_error_has_its_exit_code_and_json_shape() {
             "127.0.0.1",
             "-n",
             &port.to_string(),
+            "--insecure-plaintext",
             "--lookup",
             "lee",
         ])
@@ -297,4 +328,139 @@ fn a_hung_server_is_given_up_as_soon_as_a_dead_one() {
         0,
         "served once resumed"
     );
+}
+
+#[test]
+fn credentials_are_required_unless_plaintext_is_asked_for_by_name() {
+    let out = Command::new(IDSERVER)
+        .args(["--numport", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--tls-cert") && stderr.contains("--cluster-key-file"),
+        "{stderr}"
+    );
+    let out = Command::new(IDCLIENT).args(["--status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--tls-ca") && stderr.contains("--insecure-plaintext"),
+        "{stderr}"
+    );
+    // A key file with a typo names its line.
+    let dir = tempfile::tempdir().unwrap();
+    let creds = CredentialSet::write(
+        dir.path(),
+        "bin-test",
+        &[NodeSpec {
+            name: "node".into(),
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            dns_names: Vec::new(),
+        }],
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    std::fs::write(creds.cluster_key(), "# key\nnot-hex\n").unwrap();
+    let out = Command::new(IDSERVER)
+        .args(["--numport", "0", "--listen", "127.0.0.1", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(creds.node_args("node"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cluster.key:2: a key is hex digits"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_client_without_the_cluster_ca_is_refused_and_plaintext_is_told_to_use_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    assert_eq!(server.client(&["--create", "tls", "T"]).0, 0);
+    // Another CA: the handshake fails, the client says why.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = CredentialSet::write(
+        other.path(),
+        "bin-test",
+        &[],
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap()
+    .ca();
+    let (status, json) = server.client_with_ca(&other_ca, &["--lookup", "tls"]);
+    assert_eq!(status, 8, "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("TLS handshake") && message.contains("UnknownIssuer"),
+        "{message}"
+    );
+    // Plain TCP to a TLS server: told so, not a frame size puzzle.
+    let out = Command::new(IDCLIENT)
+        .args([
+            "-s",
+            "127.0.0.1",
+            "-n",
+            &server.port.to_string(),
+            "--cluster",
+            "bin-test",
+        ])
+        .args(["--insecure-plaintext", "--json", "--lookup", "tls"])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("speaks TLS"), "{message}");
+    let (_, status) = server.client(&["--status"]);
+    assert!(status["status"]["authenticated"].as_bool().unwrap());
+    assert!(
+        status["status"]["rejected_connections"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
+}
+
+#[test]
+fn sighup_rolls_the_credentials_over_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    assert_eq!(server.client(&["--create", "roll", "R"]).0, 0);
+    let old_ca = dir.path().join("old-ca.pem");
+    std::fs::copy(server.creds.ca(), &old_ca).unwrap();
+    // A new CA and certificate in the same files, then SIGHUP.
+    std::fs::remove_file(server.creds.dir.join("ca-key.pem")).unwrap();
+    CredentialSet::write(
+        &server.creds.dir,
+        "bin-test",
+        &[NodeSpec {
+            name: "node".into(),
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            dns_names: Vec::new(),
+        }],
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    // SIGHUP is handled once the server has said it listens; it reloads and serves on.
+    kill(server.pid(), Signal::SIGHUP).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, json) = server.client(&["--lookup", "roll"]);
+        if status == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new CA never accepted: {json}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, json) = server.client_with_ca(&old_ca, &["--lookup", "roll"]);
+    assert_eq!(
+        status, 8,
+        "the old CA no longer verifies the server: {json}"
+    );
+    assert!(server.stop(Signal::SIGTERM).success());
 }

@@ -197,7 +197,9 @@ async fn any_server_takes_requests_and_a_client_fails_over_by_itself() {
         peers: (0..3).map(|i| cluster.addr(i)).collect(),
         mcast: None,
     };
-    let mut client = Client::discover(&discovery, &cluster.name).await.unwrap();
+    let mut client = Client::discover(&discovery, &cluster.name, cluster.transport.clone())
+        .await
+        .unwrap();
     assert_eq!(client.servers().len(), 3);
     client.lookup("olga").await.unwrap();
     let bound: SocketAddr = client.bound_server().unwrap().parse().unwrap();
@@ -224,6 +226,7 @@ async fn requests_get_unavailable_while_no_coordinator_is_known() {
         servers: vec![cluster.addr(0).to_string()],
         cluster: cluster.name.clone(),
         retry_for_ms: 2_000,
+        transport: cluster.transport.clone(),
         ..ClientConfig::default()
     });
     // Retried while the server starts; then the joining node answers "unavailable" at once.

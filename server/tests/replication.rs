@@ -311,6 +311,7 @@ async fn a_write_sent_fresh_is_not_looked_up_and_every_later_attempt_is() {
     let mut failing_over = Client::new(idserver::client::ClientConfig {
         servers: vec![dead_addr, cluster.addr(node).to_string()],
         cluster: cluster.name.clone(),
+        transport: cluster.transport.clone(),
         ..Default::default()
     });
     assert_eq!(
@@ -487,16 +488,19 @@ async fn a_node_on_an_external_redis_full_syncs_into_a_spare_database_and_swaps(
 /// Sends `request` as a peer of the cluster over a fresh connection; returns the reply.
 async fn as_peer(cluster: &Cluster, i: usize, request: Request) -> Reply {
     use idserver::wire::{decode, encode, Envelope};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(cluster.addr(i))
-        .await
-        .unwrap();
+    // With the certificate of the other node: a peer connection.
+    let other = (i + 1) % cluster.size;
+    let mut conn = idserver::connection::Connection::connect(
+        &cluster.addr(i).to_string(),
+        1_000,
+        16 << 20,
+        &cluster.peer_transport(other),
+    )
+    .await
+    .unwrap();
     let frame = encode(&Envelope::new(&cluster.name, 1, request), 16 << 20).unwrap();
-    stream.write_all(&frame).await.unwrap();
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).await.unwrap();
-    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut payload).await.unwrap();
+    conn.write_frame(&frame).await.unwrap();
+    let payload = conn.read_frame().await.unwrap().unwrap();
     let reply: Envelope<Reply> = decode(&payload).unwrap();
     reply.body
 }

@@ -138,6 +138,7 @@ impl Exec<'_> {
                 key.0,
                 servers,
                 self.cluster.cluster_name(),
+                self.cluster.transport().clone(),
                 self.history.clone(),
             );
             self.sessions.insert(key, session);
@@ -230,6 +231,7 @@ impl Exec<'_> {
                 spec.from,
                 servers,
                 self.cluster.cluster_name(),
+                self.cluster.transport().clone(),
                 self.history.clone(),
             );
             let generator = Generator::new(self.seed, load, c, spec.clone());

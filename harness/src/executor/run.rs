@@ -59,6 +59,7 @@ pub async fn run(
         min_acks: scenario.min_acks,
         discovery: scenario.discovery,
         layout: scenario.layout,
+        security: scenario.security,
         nodes: scenario.nodes,
         client_hosts: scenario.client_hosts,
         keep_data: options.keep_data,

@@ -121,6 +121,17 @@ impl Parser<'_> {
                 &[("hosts", Layout::Hosts), ("one-host", Layout::OneHost)],
             )?,
         };
+        let security = match &raw.security {
+            None => Security::Tls,
+            Some(s) => self.choice(
+                s,
+                "security",
+                &[
+                    ("tls", Security::Tls),
+                    ("insecure-plaintext", Security::InsecurePlaintext),
+                ],
+            )?,
+        };
         if layout == Layout::OneHost && discovery == Discovery::Multicast {
             let at = raw.layout.as_ref().map_or(0, |l| l.span().start);
             return Err(self.error(
@@ -177,6 +188,7 @@ impl Parser<'_> {
             long: raw.long.unwrap_or(false),
             discovery,
             layout,
+            security,
             timeout_s: raw.timeout_s.unwrap_or(120),
             recover: raw.recover.unwrap_or(true),
             link,

@@ -28,6 +28,8 @@ pub struct Scenario {
     pub discovery: Discovery,
     /// Where nodes run: a host each, or all on one host.
     pub layout: Layout,
+    /// Credentials (the default) or none.
+    pub security: Security,
     /// Longest the scenario may run, in seconds.
     pub timeout_s: u64,
     /// Heal, resume and restart everything before the final checks.
@@ -79,6 +81,17 @@ pub enum Layout {
     /// One host for all: one address, ports 5151, 5152, … Nodes talk over loopback, so there
     /// is no link between them to cut or slow.
     OneHost,
+}
+
+/// Whether nodes run with credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Security {
+    /// A CA, node certificates and a cluster key minted for the run: mutual TLS between
+    /// nodes, TLS to clients, sealed datagrams (`idserver`'s default).
+    #[default]
+    Tls,
+    /// `--insecure-plaintext` everywhere.
+    InsecurePlaintext,
 }
 
 /// Link conditions for one direction or both.

@@ -5,6 +5,7 @@ use clap::{ArgGroup, Parser, ValueEnum};
 use idserver::account::{parse_uuid, AccountView};
 use idserver::client::{Client, ClientConfig};
 use idserver::config::{DEFAULT_CLUSTER, DEFAULT_NUMPORT};
+use idserver::connection::Transport;
 use idserver::discovery::Discovery;
 use idserver::wire::StatusView;
 use idserver::ErrorCode;
@@ -19,8 +20,25 @@ const JSON_SCHEMA: u32 = 1;
 /// Client of the identity server: one operation per run.
 #[derive(Debug, Parser)]
 #[command(version, about, group(ArgGroup::new("op").required(true).args(
-    ["create", "lookup", "reverse_lookup", "modify", "delete", "get", "status", "events"])))]
+    ["create", "lookup", "reverse_lookup", "modify", "delete", "get", "status", "events"])),
+    group(ArgGroup::new("transport").required(true).args(["tls_ca", "insecure_plaintext"])))]
 struct Args {
+    /// The cluster CA's certificate (PEM): the server must present a certificate it signed
+    /// that names the address connected to (or --tls-server-name).
+    #[arg(long, value_name = "FILE", env = "IDCLIENT_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry, instead of the address connected to.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "IDCLIENT_TLS_SERVER_NAME",
+        requires = "tls_ca"
+    )]
+    tls_server_name: Option<String>,
+    /// Plain TCP, no TLS: anyone on the path reads the password digest (and can replay it)
+    /// and can answer in the server's place. For servers run with --insecure-plaintext.
+    #[arg(long)]
+    insecure_plaintext: bool,
     /// Server host name or address (default: discover with --peers or --mcast, else localhost).
     #[arg(short, long, env = "IDCLIENT_SERVER")]
     server: Option<String>,
@@ -253,15 +271,36 @@ async fn connect(args: &Args) -> idserver::Result<Client> {
         })
         .collect::<idserver::Result<Vec<_>>>()?;
     let mcast = args.mcast.zip(args.mcast_if);
+    let transport = transport(args)?;
     if args.server.is_none() && (!peers.is_empty() || mcast.is_some()) {
-        return Client::discover(&Discovery { peers, mcast }, &args.cluster).await;
+        return Client::discover(&Discovery { peers, mcast }, &args.cluster, transport).await;
     }
     let host = args.server.as_deref().unwrap_or("localhost");
     Ok(Client::new(ClientConfig {
         servers: vec![format!("{host}:{}", args.numport)],
         cluster: args.cluster.clone(),
+        transport,
         ..ClientConfig::default()
     }))
+}
+
+/// TLS with `--tls-ca`, or plain TCP with `--insecure-plaintext` (clap requires one).
+fn transport(args: &Args) -> idserver::Result<Transport> {
+    let Some(ca) = &args.tls_ca else {
+        return Ok(Transport::InsecurePlaintext);
+    };
+    let server_name = args
+        .tls_server_name
+        .as_deref()
+        .map(idserver::security::tls::server_name_of)
+        .transpose()
+        .map_err(|e| idserver::Error::refused(ErrorCode::InvalidInput, e.to_string()))?;
+    let connector = idserver::security::tls::client_connector(ca)
+        .map_err(|e| idserver::Error::refused(ErrorCode::InvalidInput, e.to_string()))?;
+    Ok(Transport::Tls {
+        connector,
+        server_name,
+    })
 }
 
 /// An event for `--json`, without its password hash.
@@ -301,7 +340,7 @@ fn account_line(account: &AccountView) -> String {
 fn status_text(status: &StatusView) -> String {
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
     let mut text = format!(
-        "node:        {}\ncluster:     {}\naddress:     {}\nrank:        {}\nrole:        {}\nepoch:       {}\ncoordinator: {} (rank {})\nclock:       {}\naccounts:    {}\nelections:   {} started, {} failed rounds in a row (last: {}), rtt {} ms\nmembers:",
+        "node:        {}\ncluster:     {}\naddress:     {}\nrank:        {}\nrole:        {}\nepoch:       {}\ncoordinator: {} (rank {})\nclock:       {}\naccounts:    {}\nelections:   {} started, {} failed rounds in a row (last: {}), rtt {} ms\nsecurity:    {}; rejected {} datagrams, {} connections, {} requests; ignored {} datagrams\nmembers:",
         status.node_id,
         status.cluster,
         status.addr,
@@ -316,6 +355,15 @@ fn status_text(status: &StatusView) -> String {
         status.failed_rounds,
         or_none(status.last_failure.clone()),
         status.rtt_ms,
+        if status.authenticated {
+            "TLS and sealed datagrams"
+        } else {
+            "insecure plaintext"
+        },
+        status.rejected_datagrams,
+        status.rejected_connections,
+        status.rejected_requests,
+        status.ignored_datagrams,
     );
     for m in &status.members {
         text += &format!(

@@ -1,5 +1,5 @@
-//! `idserver`: one node of the identity service. Parses flags, starts the server, and shuts it
-//! down cleanly on SIGINT, SIGTERM or SIGHUP.
+//! `idserver`: one node of the identity service. Parses flags, starts the server, shuts it
+//! down cleanly on SIGINT or SIGTERM, and reads its credentials again on SIGHUP.
 
 use clap::Parser;
 use idserver::address::{self, AddressFlags, HostAddresses};
@@ -8,9 +8,11 @@ use idserver::config::{
 };
 use idserver::core::CoreConfig;
 use idserver::node::server::RunningServer;
+use idserver::security::{CredentialFiles, Credentials, Security, TlsFiles};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Many small allocations per request (frames, events, Redis commands): under load perf showed
@@ -25,9 +27,53 @@ const EXIT_START_FAILED: u8 = 1;
 ///
 /// Without --redis it runs its own redis-server (on a private unix socket, data and
 /// append-only file in --data-dir), which stops with it, even if it is killed.
+///
+/// Credentials are required: --tls-cert, --tls-key and --tls-ca (mutual TLS between nodes, TLS
+/// to clients) and --cluster-key-file (signs cluster datagrams); SIGHUP reads them again, for
+/// a rollover without downtime. --insecure-plaintext runs without any: then anyone who
+/// reaches the port can take the cluster over.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
+    /// This node's certificate chain (PEM), signed by the cluster CA; it must name the address
+    /// peers and clients reach the node at (an IP address SAN).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IDSERVER_TLS_CERT",
+        required_unless_present = "insecure_plaintext"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IDSERVER_TLS_KEY",
+        required_unless_present = "insecure_plaintext"
+    )]
+    tls_key: Option<PathBuf>,
+    /// The cluster CA's certificate(s) (PEM): peers must present a certificate it signed.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IDSERVER_TLS_CA",
+        required_unless_present = "insecure_plaintext"
+    )]
+    tls_ca: Option<PathBuf>,
+    /// The cluster key: hex, one key per line (the first signs; a second is accepted during
+    /// a rollover). Make one with `openssl rand -hex 32`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IDSERVER_CLUSTER_KEY_FILE",
+        required_unless_present = "insecure_plaintext"
+    )]
+    cluster_key_file: Option<PathBuf>,
+    /// No TLS and no datagram authentication: anyone who reaches this node's port can act as a
+    /// member and take the cluster over, and anyone on the path reads password digests. For a
+    /// trusted, closed network only.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_ca", "cluster_key_file"])]
+    insecure_plaintext: bool,
     /// TCP port to serve clients on (0 picks a free one; the chosen address is printed).
     #[arg(short = 'n', long, default_value_t = DEFAULT_NUMPORT, env = "IDSERVER_NUMPORT")]
     numport: u16,
@@ -165,7 +211,15 @@ fn main() -> ExitCode {
             ..CoreConfig::default()
         },
     };
+    let security = match security(&args) {
+        Ok(security) => security,
+        Err(err) => {
+            eprintln!("idserver: {err}");
+            return ExitCode::from(EXIT_START_FAILED);
+        }
+    };
     let config = ServerConfig {
+        security,
         listen: SocketAddr::new(args.listen, args.numport),
         cluster: args.cluster,
         data_dir: args.data_dir,
@@ -193,21 +247,68 @@ fn main() -> ExitCode {
     }
 }
 
+/// The credentials the flags name, loaded (or plaintext, if asked for).
+fn security(args: &Args) -> idserver::Result<Security> {
+    if args.insecure_plaintext {
+        return Ok(Security::InsecurePlaintext);
+    }
+    let (Some(cert), Some(key), Some(ca), Some(cluster_key)) = (
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        args.tls_ca.clone(),
+        args.cluster_key_file.clone(),
+    ) else {
+        unreachable!("clap requires every credential flag without --insecure-plaintext");
+    };
+    let files = CredentialFiles {
+        tls: TlsFiles { cert, key, ca },
+        cluster_key,
+    };
+    Ok(Security::Authenticated(Arc::new(Credentials::load(
+        files,
+        &args.cluster,
+    )?)))
+}
+
 async fn run(config: ServerConfig) -> idserver::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let security = config.security.clone();
+    if matches!(security, Security::InsecurePlaintext) {
+        tracing::warn!(
+            "--insecure-plaintext: no TLS, no datagram authentication; anyone who reaches this \
+             node's port can act as a cluster member"
+        );
+    }
     let server = RunningServer::start(config).await?;
     println!("listening on {}", server.local_addr());
-    let name = tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-        _ = hangup.recv() => "SIGHUP",
+    let name = loop {
+        tokio::select! {
+            _ = interrupt.recv() => break "SIGINT",
+            _ = terminate.recv() => break "SIGTERM",
+            _ = hangup.recv() => reload(&security),
+        }
     };
     tracing::info!(signal = name, "shutting down");
     server.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: the credential files are read again; on any error the ones in use stay.
+fn reload(security: &Security) {
+    match security {
+        Security::InsecurePlaintext => {
+            tracing::warn!("SIGHUP: no credentials to reload (--insecure-plaintext)")
+        }
+        Security::Authenticated(credentials) => match credentials.reload() {
+            Ok(()) => tracing::info!("SIGHUP: credentials reloaded"),
+            Err(err) => {
+                tracing::error!(error = %err, "SIGHUP: failed to reload credentials; the ones in use stay")
+            }
+        },
+    }
 }
 
 fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, String> {

@@ -32,6 +32,15 @@ pub enum Input {
         /// What it says.
         msg: Message,
     },
+    /// A client's question (GETMASTER, or GETRANK for a client) that proved nothing about its
+    /// sender: with datagram authentication on, anyone may ask, but what they say changes
+    /// nothing here (no epoch, no member, no vote). The answer goes to `src`.
+    Query {
+        /// Where it came from: the answer goes there.
+        src: SocketAddr,
+        /// The question.
+        body: Body,
+    },
     /// A deadline given by [`Node::poll_timeout`] passed (extra ticks are harmless).
     Tick,
     /// The node applied events up to `clock`; the last was made in `epoch`.
@@ -225,6 +234,7 @@ impl Node {
             // Epochs beyond the range are malformed or forged (the wire refuses them too).
             Input::Message { msg, .. } if msg.highest_epoch() > EPOCH_MAX => {}
             Input::Message { src, msg } => self.on_message(now_ms, src, msg),
+            Input::Query { src, body } => self.on_query(now_ms, src, body),
             Input::Tick => {}
             Input::Applied { clock, epoch } => {
                 self.clock = clock;
@@ -468,17 +478,7 @@ impl Node {
                 };
                 self.on_rank(now_ms, purpose, reply)
             }
-            Body::GetMaster => {
-                if let Some(coordinator) = self.coordinator {
-                    let members = self.members.values().map(|m| m.node).collect();
-                    let body = Body::Master {
-                        coordinator,
-                        clock: self.clock,
-                        members,
-                    };
-                    self.send(src, body);
-                }
-            }
+            Body::GetMaster => self.answer_get_master(src),
             Body::Master {
                 coordinator, clock, ..
             } => {
@@ -488,6 +488,32 @@ impl Node {
             }
             Body::NewMaster { winner } => self.on_new_master(now_ms, msg.epoch, winner),
             Body::Leave => self.on_leave(now_ms, &msg.from),
+        }
+    }
+
+    /// Answers a client's question without taking anything from it.
+    fn on_query(&mut self, now_ms: u64, src: SocketAddr, body: Body) {
+        match body {
+            Body::GetMaster => self.answer_get_master(src),
+            Body::GetRank {
+                purpose: Purpose::Client,
+            } => {
+                let body = self.rank_body(now_ms, Purpose::Client);
+                self.send(src, body);
+            }
+            _ => {}
+        }
+    }
+
+    fn answer_get_master(&mut self, src: SocketAddr) {
+        if let Some(coordinator) = self.coordinator {
+            let members = self.members.values().map(|m| m.node).collect();
+            let body = Body::Master {
+                coordinator,
+                clock: self.clock,
+                members,
+            };
+            self.send(src, body);
         }
     }
 

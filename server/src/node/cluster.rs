@@ -3,17 +3,19 @@
 //! request handlers read. It decides nothing itself; [`crate::core::Node`] does.
 
 use crate::config::ClusterConfig;
-use crate::core::{Input, Message, Node, Output, View};
+use crate::core::{Body, Input, Message, Node, Output, Purpose, View};
 use crate::error::{Error, Result};
 use crate::limits::{CLUSTER_COMMANDS_QUEUED_MAX, DATAGRAM_BYTES_MAX};
+use crate::node::shared::{Guard, Identity};
+use crate::security::seal::{self, Rejected, Sealer, Windows};
+use crate::security::{Rejection, Security};
 use crate::store::Store;
-use crate::wire::{decode_datagram, encode_datagram};
+use crate::wire::{decode_datagram, encode_datagram, Ignored};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
-use uuid::Uuid;
 
 /// Failed election rounds in a row before a warning, and how often it is repeated after.
 const FAILED_ROUNDS_WARN: u64 = 3;
@@ -119,12 +121,12 @@ pub struct Watches {
 /// Starts the cluster task for this node.
 pub async fn start(
     config: &ClusterConfig,
-    cluster: &str,
-    node_id: Uuid,
+    identity: &Identity,
     addr: SocketAddr,
     udp: UdpSocket,
     store: Store,
     watches: Watches,
+    guard: Guard,
 ) -> Result<ClusterHandle> {
     let Watches {
         mut store_answers,
@@ -136,7 +138,7 @@ pub async fn start(
         _ => None,
     };
     let started = Instant::now();
-    let mut node = Node::new(config.core, node_id, addr);
+    let mut node = Node::new(config.core, identity.node_id, addr);
     let clock = store.clock().await?;
     let start = Input::Start {
         epoch: store.epoch().await?,
@@ -149,7 +151,7 @@ pub async fn start(
     });
     let (commands_tx, mut commands_rx) = mpsc::channel(CLUSTER_COMMANDS_QUEUED_MAX);
     let shell = Shell {
-        cluster: cluster.to_string(),
+        cluster: identity.cluster.clone(),
         // The other members only: the server leaves this node's own entries out
         // (`address::others`).
         peers: config.peers.clone(),
@@ -158,14 +160,17 @@ pub async fn start(
         store,
         state: state_tx,
         ignored: 0,
+        guard,
+        sealer: Sealer::new(),
+        windows: Windows::default(),
     };
     tokio::spawn(async move {
         let mut shell = shell;
         let first = node.step(elapsed_ms(started), start);
         shell.carry_out(first).await;
         shell.publish(&node);
-        let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
-        let mut mcast_buf = vec![0u8; DATAGRAM_BYTES_MAX];
+        let mut buf = vec![0u8; DATAGRAM_BYTES_MAX + seal::HEADER_BYTES];
+        let mut mcast_buf = vec![0u8; DATAGRAM_BYTES_MAX + seal::HEADER_BYTES];
         let udp = shell.udp.clone();
         let mcast_socket = shell.mcast.as_ref().map(|m| m.recv.clone());
         loop {
@@ -311,18 +316,64 @@ struct Shell {
     store: Store,
     state: watch::Sender<ClusterState>,
     ignored: u64,
+    guard: Guard,
+    sealer: Sealer,
+    windows: Windows,
 }
 
 impl Shell {
     fn decode(&mut self, bytes: &[u8], src: SocketAddr) -> Option<Input> {
-        match decode_datagram(&self.cluster, bytes) {
-            Ok(msg) => Some(Input::Message { src, msg }),
-            Err(why) => {
-                self.ignored += 1;
-                tracing::debug!(%src, ?why, "ignoring datagram");
-                None
+        let credentials = match &self.guard.security {
+            Security::InsecurePlaintext => {
+                return match decode_datagram(&self.cluster, bytes) {
+                    Ok(msg) => Some(Input::Message { src, msg }),
+                    Err(why) => self.ignore(src, why),
+                };
             }
+            Security::Authenticated(credentials) => credentials.current(),
+        };
+        match seal::open(&credentials.keys, bytes) {
+            Ok(opened) => {
+                let msg = match decode_datagram(&self.cluster, opened.payload) {
+                    Ok(msg) => msg,
+                    Err(why) => return self.ignore(src, why),
+                };
+                if !self.windows.admit(msg.from.node_id, opened.seq) {
+                    return self.reject(src, Rejected::Replayed, msg.body.name());
+                }
+                Some(Input::Message { src, msg })
+            }
+            // Clients hold no key: their questions are answered, and nothing they say is
+            // taken (see `Input::Query`).
+            Err(Rejected::Unsealed) => match decode_datagram(&self.cluster, bytes) {
+                Ok(Message {
+                    body:
+                        body @ (Body::GetMaster
+                        | Body::GetRank {
+                            purpose: Purpose::Client,
+                        }),
+                    ..
+                }) => Some(Input::Query { src, body }),
+                Ok(msg) => self.reject(src, Rejected::Unsealed, msg.body.name()),
+                Err(why) => self.ignore(src, why),
+            },
+            Err(why) => self.reject(src, why, "datagram"),
         }
+    }
+
+    fn ignore(&mut self, src: SocketAddr, why: Ignored) -> Option<Input> {
+        self.ignored += 1;
+        tracing::debug!(%src, ?why, "ignoring datagram");
+        None
+    }
+
+    fn reject(&mut self, src: SocketAddr, why: Rejected, what: &str) -> Option<Input> {
+        self.guard.rejections.note(
+            Rejection::Datagram,
+            src,
+            &format!("{what}: {}", why.as_str()),
+        );
+        None
     }
 
     async fn carry_out(&mut self, outputs: Vec<Output>) {
@@ -349,12 +400,18 @@ impl Shell {
         }
     }
 
-    async fn send(&self, to: SocketAddr, msg: &Message) {
+    async fn send(&mut self, to: SocketAddr, msg: &Message) {
         let bytes = match encode_datagram(&self.cluster, msg) {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::error!(error = %e, "failed to encode a datagram");
                 return;
+            }
+        };
+        let bytes = match &self.guard.security {
+            Security::InsecurePlaintext => bytes,
+            Security::Authenticated(credentials) => {
+                self.sealer.seal(&credentials.current().keys, &bytes)
             }
         };
         if let Err(e) = self.udp.send_to(&bytes, to).await {

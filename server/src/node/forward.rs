@@ -2,12 +2,13 @@
 //! connections. A failure here is what tells the core that the coordinator may be gone.
 
 use crate::client::exchange;
-use crate::connection::Connection;
+use crate::connection::{Connection, Transport};
 use crate::error::Result;
 use crate::limits::{
-    CLIENT_CONNECT_TIMEOUT_MS, FORWARD_CONNECTIONS_IDLE_MAX, FORWARD_TIMEOUT_MS,
-    REPLY_FRAME_BYTES_MAX,
+    CLIENT_CONNECT_TIMEOUT_MS, CONNECTION_REUSE_IDLE_MAX_MS, FORWARD_CONNECTIONS_IDLE_MAX,
+    FORWARD_TIMEOUT_MS, REPLY_FRAME_BYTES_MAX,
 };
+use crate::security::Security;
 use crate::wire::{Reply, Request};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,15 +19,17 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Forwarder {
     cluster: String,
+    security: Security,
     idle: Mutex<Vec<(SocketAddr, Connection)>>,
     seq: AtomicU64,
 }
 
 impl Forwarder {
-    /// A forwarder for `cluster`.
-    pub fn new(cluster: String) -> Self {
+    /// A forwarder for `cluster`, connecting as `security` says.
+    pub fn new(cluster: String, security: Security) -> Self {
         Forwarder {
             cluster,
+            security,
             idle: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
         }
@@ -44,7 +47,7 @@ impl Forwarder {
     ) -> Result<(Reply, u64)> {
         let mut conn = match self.take_idle(to) {
             Some(conn) => conn,
-            None => connect(to).await?,
+            None => connect(to, &self.security.peer_transport()).await?,
         };
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
@@ -64,6 +67,9 @@ impl Forwarder {
 
     fn take_idle(&self, to: SocketAddr) -> Option<Connection> {
         let mut idle = self.idle.lock().expect("forwarder lock poisoned");
+        // One unused for long may be one the other side is closing: open a new one instead.
+        let reusable = Duration::from_millis(CONNECTION_REUSE_IDLE_MAX_MS);
+        idle.retain(|(_, conn)| conn.idle_for() < reusable);
         let index = idle.iter().position(|(addr, _)| *addr == to)?;
         Some(idle.swap_remove(index).1)
     }
@@ -79,11 +85,12 @@ impl Forwarder {
 }
 
 /// Opens a peer connection to `to`.
-pub async fn connect(to: SocketAddr) -> Result<Connection> {
+pub async fn connect(to: SocketAddr, transport: &Transport) -> Result<Connection> {
     Connection::connect(
         &to.to_string(),
         CLIENT_CONNECT_TIMEOUT_MS,
         REPLY_FRAME_BYTES_MAX,
+        transport,
     )
     .await
 }

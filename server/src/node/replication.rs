@@ -207,13 +207,14 @@ struct Link {
 impl Link {
     async fn run(mut self) {
         loop {
-            let mut conn = match connect(self.node.addr).await {
-                Ok(conn) => conn,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(RECONNECT_PAUSE_MS)).await;
-                    continue;
-                }
-            };
+            let mut conn =
+                match connect(self.node.addr, &self.shared.security.peer_transport()).await {
+                    Ok(conn) => conn,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(RECONNECT_PAUSE_MS)).await;
+                        continue;
+                    }
+                };
             self.progress.reset();
             if let Err(e) = self.serve(&mut conn).await {
                 if self.still_coordinating().is_err() {
@@ -455,7 +456,7 @@ impl SnapshotSender {
 
     /// Frames are made up to SNAPSHOT_PIECES_AHEAD ahead while earlier ones are sent.
     async fn send(self, done: &SnapshotDone) -> Result<((u64, ReplicaStatus), u64)> {
-        let mut conn = connect(self.to).await?;
+        let mut conn = connect(self.to, &self.shared.security.peer_transport()).await?;
         let (frames_tx, mut frames) = mpsc::channel(SNAPSHOT_PIECES_AHEAD);
         let maker = tokio::spawn(make_snapshot_frames(
             self.shared.clone(),

@@ -5,15 +5,18 @@
 
 use crate::address::{self, AddressFlags, HostAddresses};
 use crate::config::{ClusterConfig, ServerConfig};
-use crate::connection::Connection;
+use crate::connection::{Connection, ReadLimits, Stream};
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{
-    CLUSTER_NAME_BYTES_MAX, CONNECTIONS_MAX, REDIS_SUPERVISE_MS, REPLY_FRAME_BYTES_MAX,
-    REQUEST_FRAME_BYTES_MAX, SHUTDOWN_DRAIN_TIMEOUT_MS, STORE_HANG_MS, STORE_PROBE_MS,
+    CLIENT_CONNECTIONS_MAX, CLIENT_FRAME_READ_TIMEOUT_MS, CLIENT_IDLE_TIMEOUT_MS,
+    CLIENT_REQUEST_FRAME_BYTES_MAX, CLUSTER_NAME_BYTES_MAX, HANDSHAKES_MAX, PEER_CONNECTIONS_MAX,
+    REDIS_SUPERVISE_MS, REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX, SHUTDOWN_DRAIN_TIMEOUT_MS,
+    STORE_HANG_MS, STORE_PROBE_MS, TLS_HANDSHAKE_TIMEOUT_MS,
 };
 use crate::node::cluster;
 use crate::node::service::Service;
-use crate::node::shared::{Shared, Storage};
+use crate::node::shared::{Guard, Identity, Shared, Storage};
+use crate::security::{Origin, Rejection, Rejections, Security};
 use crate::store::{RedisChild, Store};
 use crate::wire::{
     decode, encode, Envelope, EnvelopeHead, FrameError, Reply, Request, WireError,
@@ -92,10 +95,18 @@ impl RunningServer {
         }
         let (stop, stopped) = watch::channel(false);
         let (answers, store_answers) = watch::channel(true);
+        let rejections = Arc::new(Rejections::default());
+        let guard = Guard {
+            security: config.security.clone(),
+            rejections: rejections.clone(),
+        };
+        let identity = Identity {
+            node_id,
+            cluster: config.cluster.clone(),
+        };
         let membership = cluster::start(
             &cluster_net,
-            &config.cluster,
-            node_id,
+            &identity,
             advertised,
             udp,
             store.clone(),
@@ -103,14 +114,14 @@ impl RunningServer {
                 store_answers,
                 stop: stopped.clone(),
             },
+            guard.clone(),
         )
         .await?;
         let applied = store.clock().await?;
         let shared = Arc::new(Shared::new(
             store,
             membership,
-            node_id,
-            config.cluster.clone(),
+            identity,
             config.replication,
             Storage {
                 redis_child: redis,
@@ -118,12 +129,22 @@ impl RunningServer {
                 scratch_dir: config.data_dir.clone(),
                 answers,
             },
+            guard,
             applied,
         ));
         tokio::spawn(supervise_redis(shared.clone(), stopped.clone()));
         tokio::spawn(watch_store(shared.clone(), stopped.clone()));
         let service = Arc::new(Service::new(shared.clone(), advertised.to_string()));
-        let accept_loop = tokio::spawn(accept_loop(listener, service, config.cluster, stopped));
+        let front = Front {
+            service,
+            cluster: config.cluster.as_str().into(),
+            security: config.security.clone(),
+            rejections,
+            handshakes: Arc::new(Semaphore::new(HANDSHAKES_MAX)),
+            clients: Arc::new(Semaphore::new(CLIENT_CONNECTIONS_MAX)),
+            peers: Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX)),
+        };
+        let accept_loop = tokio::spawn(accept_loop(listener, front, stopped));
         tracing::info!(%local_addr, %advertised, %node_id, redis = %crate::store::redact_url(&url), "serving");
         Ok(RunningServer {
             local_addr,
@@ -268,33 +289,30 @@ async fn watch_store(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What the TCP front needs to serve connections.
+struct Front {
     service: Arc<Service>,
-    cluster: String,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    let cluster: Arc<str> = cluster.into();
+    cluster: Arc<str>,
+    security: Security,
+    rejections: Arc<Rejections>,
+    handshakes: Arc<Semaphore>,
+    clients: Arc<Semaphore>,
+    peers: Arc<Semaphore>,
+}
+
+async fn accept_loop(listener: TcpListener, front: Front, mut stopped: watch::Receiver<bool>) {
+    let front = Arc::new(front);
     let mut connections = JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            _ = stopped.changed() => break,
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
-        };
         let accepted = tokio::select! {
             _ = stopped.changed() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
-                let service = service.clone();
-                let cluster = cluster.clone();
+                let front = front.clone();
                 let stopped = stopped.clone();
-                connections.spawn(async move {
-                    serve_connection(stream, peer, service, &cluster, stopped).await;
-                    drop(permit);
-                });
+                connections.spawn(async move { front.serve(stream, peer, stopped).await });
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -314,46 +332,151 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    service: Arc<Service>,
-    cluster: &str,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut conn = Connection::new(stream, REQUEST_FRAME_BYTES_MAX);
-    let client_addr = peer.to_string();
-    loop {
-        let read = tokio::select! {
-            _ = stopped.changed() => return,
-            read = conn.read_frame() => read,
+impl Front {
+    /// Proves who is on the other end (TLS), takes a slot of that kind's budget and serves.
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr, stopped: watch::Receiver<bool>) {
+        let _ = stream.set_nodelay(true);
+        let (stream, origin) = match self.handshake(stream, peer).await {
+            Some(secured) => secured,
+            None => return,
         };
-        let payload = match read {
-            Ok(Some(payload)) => payload,
-            Ok(None) => return,
-            Err(Error::Frame(err @ FrameError::TooLarge { .. })) => {
-                // The rest of the stream cannot be framed any more: say why, then close.
-                tracing::debug!(%peer, error = %err, "refusing oversized frame");
-                let _ = send(&mut conn, cluster, 0, 0, bad_frame(&err.to_string())).await;
-                return;
-            }
-            Err(err) => {
-                tracing::debug!(%peer, error = %err, "closing connection");
-                return;
-            }
+        let budget = match origin {
+            Origin::Peer => &self.peers,
+            Origin::Client | Origin::Unverified => &self.clients,
         };
-        let (seq, clock, reply) = match parse_request(&payload, cluster) {
-            Ok((seq, clock, fresh, request)) => {
-                let (reply, clock) = service.handle(request, &client_addr, clock, fresh).await;
-                (seq, clock, reply)
-            }
-            Err(refused) => {
-                let (seq, reply) = *refused;
-                (seq, 0, reply)
-            }
-        };
-        if send(&mut conn, cluster, seq, clock, reply).await.is_err() {
+        let Ok(_permit) = budget.clone().try_acquire_owned() else {
+            self.rejections.note(
+                Rejection::Connection,
+                peer,
+                &format!("{} connections are at their limit", origin.as_str()),
+            );
             return;
+        };
+        let frame_max = match origin {
+            Origin::Client => CLIENT_REQUEST_FRAME_BYTES_MAX,
+            Origin::Peer | Origin::Unverified => REQUEST_FRAME_BYTES_MAX,
+        };
+        let conn = Connection::over(stream, frame_max);
+        self.serve_frames(conn, peer, origin, stopped).await;
+    }
+
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(Box<dyn Stream>, Origin)> {
+        let credentials = match &self.security {
+            Security::InsecurePlaintext => return Some((Box::new(stream), Origin::Unverified)),
+            Security::Authenticated(credentials) => credentials,
+        };
+        let Ok(_permit) = self.handshakes.try_acquire() else {
+            self.rejections.note(
+                Rejection::Connection,
+                peer,
+                "too many TLS handshakes at once",
+            );
+            return None;
+        };
+        let acceptor = credentials.current().tls.acceptor.clone();
+        let timeout = Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                // The verifier accepted the certificate, if one was presented: only the CA's
+                // certificates pass.
+                let presented = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|certs| !certs.is_empty());
+                let origin = if presented {
+                    Origin::Peer
+                } else {
+                    Origin::Client
+                };
+                Some((Box::new(tls), origin))
+            }
+            Ok(Err(e)) => {
+                self.rejections.note(
+                    Rejection::Connection,
+                    peer,
+                    &format!("TLS handshake failed: {e}"),
+                );
+                None
+            }
+            Err(_) => {
+                self.rejections
+                    .note(Rejection::Connection, peer, "TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    async fn serve_frames(
+        &self,
+        mut conn: Connection,
+        peer: SocketAddr,
+        origin: Origin,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let cluster = &*self.cluster;
+        let client_addr = peer.to_string();
+        // Peers are proven members and keep their connections open (the forwarder's pool,
+        // replication links); anyone else is held to timeouts.
+        let limits = (origin != Origin::Peer).then_some(ReadLimits {
+            idle: Duration::from_millis(CLIENT_IDLE_TIMEOUT_MS),
+            frame: Duration::from_millis(CLIENT_FRAME_READ_TIMEOUT_MS),
+        });
+        loop {
+            let read = tokio::select! {
+                _ = stopped.changed() => return,
+                read = conn.read_frame_within(limits) => read,
+            };
+            let payload = match read {
+                Ok(Some(payload)) => payload,
+                Ok(None) => return,
+                Err(Error::Frame(err @ FrameError::TooLarge { .. })) => {
+                    // The rest of the stream cannot be framed any more: say why, then close.
+                    tracing::debug!(%peer, error = %err, "refusing oversized frame");
+                    let _ = send(&mut conn, cluster, 0, 0, bad_frame(&err.to_string())).await;
+                    return;
+                }
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "closing connection");
+                    return;
+                }
+            };
+            let (seq, clock, reply) = match parse_request(&payload, cluster) {
+                Ok((seq, _, _, request)) if origin == Origin::Client && request.is_peer_only() => {
+                    self.rejections.note(
+                        Rejection::Request,
+                        peer,
+                        &format!("{} from a client connection", request.name()),
+                    );
+                    let reply = refusal(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "{} is for cluster members only: this connection presented no \
+                             cluster certificate",
+                            request.name()
+                        ),
+                    );
+                    (seq, 0, reply)
+                }
+                Ok((seq, clock, fresh, request)) => {
+                    let (reply, clock) = self
+                        .service
+                        .handle(request, &client_addr, clock, fresh)
+                        .await;
+                    (seq, clock, reply)
+                }
+                Err(refused) => {
+                    let (seq, reply) = *refused;
+                    (seq, 0, reply)
+                }
+            };
+            if send(&mut conn, cluster, seq, clock, reply).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -48,7 +48,7 @@ impl Service {
         Service {
             writer: crate::node::writer::Writer::start(shared.clone()),
             replicator: Replicator::start(shared.clone()),
-            forwarder: Forwarder::new(shared.cluster.clone()),
+            forwarder: Forwarder::new(shared.cluster.clone(), shared.security.clone()),
             passwords: PasswordPool::default(),
             replica: Replica::default(),
             shared,
@@ -269,10 +269,7 @@ impl Service {
 
     /// Checks that a forwarded request may be served here: we coordinate its epoch.
     fn check_forward(&self, epoch: u64, request: &Request) -> Result<()> {
-        if matches!(
-            request,
-            Request::Forward { .. } | Request::Replicate { .. } | Request::Snapshot { .. }
-        ) {
+        if request.is_peer_only() {
             return Err(Error::refused(
                 ErrorCode::InvalidInput,
                 "this request cannot be forwarded",
@@ -574,6 +571,7 @@ impl Service {
             ignored_datagrams,
         } = self.shared.membership.state();
         let now_ms = self.shared.membership.now_ms();
+        let rejected = self.shared.rejections.counts();
         let members = view
             .members
             .iter()
@@ -608,6 +606,13 @@ impl Service {
             failed_rounds: view.failed_rounds,
             last_failure: view.last_failure.map(|f| f.as_str().to_string()),
             rtt_ms: view.rtt_ms,
+            authenticated: matches!(
+                self.shared.security,
+                crate::security::Security::Authenticated(_)
+            ),
+            rejected_datagrams: rejected.datagrams,
+            rejected_connections: rejected.connections,
+            rejected_requests: rejected.requests,
         }))
     }
 }

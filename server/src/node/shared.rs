@@ -7,8 +7,10 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::node::cluster::ClusterHandle;
 use crate::node::recent::RecentEvents;
+use crate::security::{Rejections, Security};
 use crate::store::{RedisChild, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
@@ -25,6 +27,24 @@ pub struct Storage {
     /// Whether the node's Redis answers (see [`crate::limits::STORE_HANG_MS`]); the cluster
     /// task holds a receiver of it.
     pub answers: watch::Sender<bool>,
+}
+
+/// Which node of which cluster.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The node's id.
+    pub node_id: Uuid,
+    /// The cluster's name.
+    pub cluster: String,
+}
+
+/// How the node is guarded.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// Credentials, or none.
+    pub security: Security,
+    /// Counters of refused input, shared with the cluster task and the TCP front.
+    pub rejections: Arc<Rejections>,
 }
 
 /// The node's shared state.
@@ -48,6 +68,10 @@ pub struct Shared {
     pub scratch_dir: std::path::PathBuf,
     /// The latest events applied here.
     pub recent: RecentEvents,
+    /// How this node proves itself to others and checks them.
+    pub security: Security,
+    /// What was refused for failing authentication or a limit.
+    pub rejections: Arc<Rejections>,
     applied: watch::Sender<u64>,
     /// On the coordinator, the last clock its writer decided (sent to replicas while its own
     /// Redis writes it); never below `applied`.
@@ -61,22 +85,24 @@ impl Shared {
     pub fn new(
         store: Store,
         membership: ClusterHandle,
-        node_id: Uuid,
-        cluster: String,
+        identity: Identity,
         replication: Replication,
         storage: Storage,
+        guard: Guard,
         applied: u64,
     ) -> Self {
         Shared {
             store,
             membership,
-            node_id,
-            cluster,
+            node_id: identity.node_id,
+            cluster: identity.cluster,
             replication,
             redis_child: Mutex::new(storage.redis_child),
             redis_bin: storage.redis_bin,
             scratch_dir: storage.scratch_dir,
             recent: RecentEvents::default(),
+            security: guard.security,
+            rejections: guard.rejections,
             applied: watch::Sender::new(applied),
             decided: watch::Sender::new(applied),
             syncing: AtomicBool::new(false),

@@ -196,6 +196,32 @@ pub enum Request {
 }
 
 impl Request {
+    /// Whether only a cluster member may send it: a forwarded write (its password check was
+    /// done by the sender), replication, a snapshot.
+    pub fn is_peer_only(&self) -> bool {
+        matches!(
+            self,
+            Request::Forward { .. } | Request::Replicate { .. } | Request::Snapshot { .. }
+        )
+    }
+
+    /// The request's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Create { .. } => "create",
+            Request::Lookup { .. } => "lookup",
+            Request::ReverseLookup { .. } => "reverse_lookup",
+            Request::Modify { .. } => "modify",
+            Request::Delete { .. } => "delete",
+            Request::List { .. } => "list",
+            Request::Status => "status",
+            Request::Forward { .. } => "forward",
+            Request::Events { .. } => "events",
+            Request::Replicate { .. } => "replicate",
+            Request::Snapshot { .. } => "snapshot",
+        }
+    }
+
     /// Whether the request changes the directory (an event) rather than reading it.
     pub fn is_write(&self) -> bool {
         match self {
@@ -256,6 +282,18 @@ pub struct StatusView {
     /// The round-trip estimate the election timings follow, in milliseconds.
     #[serde(default)]
     pub rtt_ms: u64,
+    /// Whether the node runs with credentials (TLS, sealed datagrams).
+    #[serde(default)]
+    pub authenticated: bool,
+    /// Datagrams refused: unsealed (other than a client's question), forged, replayed.
+    #[serde(default)]
+    pub rejected_datagrams: u64,
+    /// Connections refused: a failed or timed-out TLS handshake, or over their budget.
+    #[serde(default)]
+    pub rejected_connections: u64,
+    /// Peer-only requests refused on client connections.
+    #[serde(default)]
+    pub rejected_requests: u64,
 }
 
 /// One member in a [`StatusView`].

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use idserver::client::{Client, ClientConfig};
+use idserver::connection::Transport;
 use idserver::core::Role;
+use idserver::security::mint::{CredentialSet, NodeSpec};
 use idserver::wire::StatusView;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -21,11 +23,38 @@ pub struct Cluster {
     pub dir: TempDir,
     pub nodes: Vec<Option<Child>>,
     pub extra_args: Vec<String>,
+    /// The cluster's credentials (None: `--insecure-plaintext`).
+    pub creds: Option<CredentialSet>,
+    /// How its clients connect.
+    pub transport: Transport,
     idserver: String,
 }
 
 impl Cluster {
+    /// A cluster with fresh credentials (TLS, sealed datagrams), as users run one.
     pub fn new(idserver: &str, size: usize) -> Cluster {
+        let mut cluster = Cluster::insecure(idserver, size);
+        let nodes: Vec<NodeSpec> = (0..size)
+            .map(|i| NodeSpec {
+                name: format!("node{i}"),
+                ips: vec![cluster.addr(i).ip()],
+                dns_names: Vec::new(),
+            })
+            .collect();
+        let creds = CredentialSet::write(
+            &cluster.dir.path().join("creds"),
+            &cluster.name,
+            &nodes,
+            Duration::from_secs(24 * 3600),
+        )
+        .unwrap();
+        cluster.transport = creds.client_transport().unwrap();
+        cluster.creds = Some(creds);
+        cluster
+    }
+
+    /// A cluster run with `--insecure-plaintext`.
+    pub fn insecure(idserver: &str, size: usize) -> Cluster {
         let id = uuid::Uuid::new_v4();
         let bytes = id.as_bytes();
         Cluster {
@@ -35,7 +64,30 @@ impl Cluster {
             dir: tempfile::tempdir().unwrap(),
             nodes: (0..size).map(|_| None).collect(),
             extra_args: Vec::new(),
+            creds: None,
+            transport: Transport::InsecurePlaintext,
             idserver: idserver.to_string(),
+        }
+    }
+
+    /// How node `i` connects to the others (its own certificate: a peer connection).
+    pub fn peer_transport(&self, i: usize) -> Transport {
+        match &self.creds {
+            Some(creds) => Transport::Tls {
+                connector: idserver::security::NodeTls::load(&creds.node(&format!("node{i}")).tls)
+                    .unwrap()
+                    .connector,
+                server_name: None,
+            },
+            None => Transport::InsecurePlaintext,
+        }
+    }
+
+    /// Node `i`'s credential flags.
+    pub fn credential_args(&self, i: usize) -> Vec<String> {
+        match &self.creds {
+            Some(creds) => creds.node_args(&format!("node{i}")),
+            None => vec!["--insecure-plaintext".to_string()],
         }
     }
 
@@ -68,6 +120,7 @@ impl Cluster {
                 &PORT.to_string(),
             ])
             .args(["--cluster", &self.name, "--peers", &self.peers()])
+            .args(self.credential_args(i))
             .arg("--data-dir")
             .arg(self.dir.path().join(data))
             .args(&self.extra_args)
@@ -119,6 +172,7 @@ impl Cluster {
         Client::new(ClientConfig {
             servers: servers.iter().map(|i| self.addr(*i).to_string()).collect(),
             cluster: self.name.clone(),
+            transport: self.transport.clone(),
             ..ClientConfig::default()
         })
     }
@@ -130,6 +184,7 @@ impl Cluster {
             connect_timeout_ms: 200,
             reply_timeout_ms: 500,
             retry_for_ms: 0,
+            transport: self.transport.clone(),
         });
         client.status().await.ok()
     }
