@@ -8,8 +8,9 @@ use crate::error::{Error, Result};
 use crate::history::{now_ms, NodeView, Sample, SeenEvents};
 use crate::limits::{
     CREDENTIALS_VALID_S, EVENTS_PAGE, MCAST_GROUP, NODE_PORT, ONE_HOST_NAME, POLL_EVENTS_EVERY,
-    POLL_STATUS_MS, PROBE_CONNECT_MS, PROBE_REPLY_MS, STOP_WAIT_MS,
+    POLL_STATUS_MS, PROBE_CONNECT_MS, PROBE_REPLY_MS, ROGUE_HOST_NAME, STOP_WAIT_MS,
 };
+use crate::rogue::RogueKit;
 use crate::scenario::{Discovery, Layout, Mode, Security};
 use idserver::client::{Client, ClientConfig};
 use idserver::connection::Transport;
@@ -42,6 +43,8 @@ pub struct NodeConfig {
     pub layout: Layout,
     /// Credentials minted for the run, or `--insecure-plaintext`.
     pub security: Security,
+    /// Add the `rogue` host (no credentials of the cluster).
+    pub rogue: bool,
     /// How many nodes.
     pub nodes: u32,
     /// How many client hosts.
@@ -155,6 +158,8 @@ pub struct LabCluster {
     creds: Option<CredentialSet>,
     /// How clients connect.
     transport: Transport,
+    /// The `rogue` host's runtime and credentials of its own, if the run has one.
+    rogue: Option<(HostRuntime, Arc<RogueKit>)>,
     // Dropped last: the namespaces go once every process and runtime in them is gone.
     lab: Lab,
 }
@@ -203,9 +208,22 @@ impl LabCluster {
                 .client_transport()
                 .map_err(|e| Error::Setup(format!("failed to load the run's CA: {e}")))?,
         };
+        let rogue = if config.rogue {
+            let host = lab.add_host(ROGUE_HOST_NAME)?;
+            let kit = RogueKit::mint(
+                &data_root.join("rogue"),
+                &config.cluster,
+                host.addr().into(),
+                creds.as_ref().map(|c| c.ca()).as_deref(),
+            )?;
+            Some((HostRuntime::start(&host, 1)?, Arc::new(kit)))
+        } else {
+            None
+        };
         let mut cluster = LabCluster {
             creds,
             transport,
+            rogue,
             nodes,
             clients,
             config,
@@ -218,6 +236,14 @@ impl LabCluster {
         };
         cluster.start_pollers();
         Ok(cluster)
+    }
+
+    /// The `rogue` host's runtime and kit.
+    pub fn rogue(&self) -> Result<(tokio::runtime::Handle, Arc<RogueKit>)> {
+        let (runtime, kit) = self.rogue.as_ref().ok_or_else(|| {
+            Error::Step("this run has no rogue host (no `rogue` step was parsed)".into())
+        })?;
+        Ok((runtime.handle().clone(), kit.clone()))
     }
 
     /// How clients connect to the nodes.

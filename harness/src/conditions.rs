@@ -1,6 +1,7 @@
 //! Conditions of `await` and `assert` steps, judged on the statuses the live nodes give now.
 
 use crate::cluster::LabCluster;
+use crate::scenario::RejectedKind;
 use idserver::core::Role;
 use idserver::wire::StatusView;
 
@@ -23,6 +24,10 @@ pub enum Resolved {
     Role(usize, Role),
     /// This many nodes call themselves coordinator.
     Coordinators(u32),
+    /// No live node's epoch is above this.
+    EpochsAtMost(u64),
+    /// This node (or every live one) refused at least this many.
+    Rejected(Option<usize>, RejectedKind, u64),
 }
 
 /// The coordinator every answering live node names, if they agree and it says so itself.
@@ -91,6 +96,22 @@ pub fn evaluate(
                 .count() as u32
                 == *n
         }
+        Resolved::EpochsAtMost(max) => statuses
+            .iter()
+            .all(|(_, s)| s.as_ref().is_some_and(|s| s.epoch <= *max)),
+        Resolved::Rejected(node, kind, at_least) => {
+            let counted = |s: &StatusView| match kind {
+                RejectedKind::Datagrams => s.rejected_datagrams,
+                RejectedKind::Connections => s.rejected_connections,
+                RejectedKind::Requests => s.rejected_requests,
+            };
+            match node {
+                Some(i) => status_of(*i).is_some_and(|s| counted(s) >= *at_least),
+                None => statuses
+                    .iter()
+                    .all(|(_, s)| s.as_ref().is_some_and(|s| counted(s) >= *at_least)),
+            }
+        }
     };
     (held, state)
 }
@@ -102,12 +123,20 @@ pub fn describe_statuses(cluster: &LabCluster, statuses: &[(usize, Option<Status
         .map(|(i, s)| match s {
             None => format!("{} silent", cluster.name(*i)),
             Some(s) => format!(
-                "{} {} rank {} epoch {} clock {}{}",
+                "{} {} rank {} epoch {} clock {}{}{}",
                 cluster.name(*i),
                 s.role,
                 s.rank.map_or("-".into(), |r| r.to_string()),
                 s.epoch,
                 s.clock,
+                if s.rejected_datagrams + s.rejected_connections + s.rejected_requests > 0 {
+                    format!(
+                        " rejected {}d/{}c/{}r",
+                        s.rejected_datagrams, s.rejected_connections, s.rejected_requests
+                    )
+                } else {
+                    String::new()
+                },
                 s.coordinator_addr
                     .as_deref()
                     .and_then(|a| cluster.index_of(a))

@@ -26,6 +26,13 @@ pub fn describe_condition(c: &Condition) -> String {
         Condition::Ranks(r) => format!("ranks are {r:?}"),
         Condition::Role(s, role) => format!("{} is {role}", describe_selector(s)),
         Condition::Coordinators(n) => format!("{n} coordinator(s)"),
+        Condition::EpochsAtMost(e) => format!("every epoch at most {e}"),
+        Condition::Rejected(s, kind, n) => format!(
+            "{} rejected at least {n} {}",
+            s.as_ref()
+                .map_or("every live node".into(), describe_selector),
+            kind.as_str()
+        ),
     }
 }
 
@@ -136,6 +143,20 @@ pub fn summarize(action: &Action) -> String {
             r.duration_ms
         ),
         Action::Repeat { first, times } => format!("repeat from step {} {times} times", first + 1),
+        Action::Rogue {
+            attack,
+            nodes,
+            count,
+            ..
+        } => format!(
+            "rogue {} ×{count} at {}",
+            attack.as_str(),
+            nodes
+                .iter()
+                .map(describe_selector)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

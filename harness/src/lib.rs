@@ -7,6 +7,8 @@
 //!   node, a client host; start, signal, query.
 //! - [`faults`]: partitions, link conditions and the seeded random fault schedule.
 //! - [`workload`]: client sessions, single operations and generated loads.
+//! - [`rogue`]: the `rogue` host without credentials and its attacks (forged datagrams and
+//!   peer requests, replays of captured datagrams, garbage).
 //! - [`conditions`]: `await` / `assert` conditions judged on node statuses; [`describe`]:
 //!   steps and conditions in words.
 //! - [`executor`]: runs one scenario's steps, recovers, collects logs, runs the checkers, and
@@ -27,6 +29,7 @@ pub mod faults;
 pub mod history;
 pub mod limits;
 pub mod report;
+pub mod rogue;
 pub mod scenario;
 pub mod workload;
 

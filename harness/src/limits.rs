@@ -50,3 +50,15 @@ pub const LOAD_SESSION_IDS_PER_LOAD: u32 = 1000;
 
 /// How long the credentials minted for a run are valid (longer than any run).
 pub const CREDENTIALS_VALID_S: u64 = 7 * 24 * 3600;
+
+/// How many times a `rogue` step tries its attack per node, by default.
+pub const ROGUE_COUNT: u32 = 10;
+
+/// The epoch a `rogue` step's forgeries claim, by default (the 10^15).
+pub const ROGUE_EPOCH: u64 = 1_000_000_000_000_000;
+
+/// How long a `replay` step listens on the target's link for genuine datagrams.
+pub const ROGUE_CAPTURE_MS: u64 = 3_000;
+
+/// The lab name of the host without credentials that `rogue` steps attack from.
+pub const ROGUE_HOST_NAME: &str = "rogue";

@@ -398,6 +398,7 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
             discovery: Discovery::Peers,
             layout: Layout::Hosts,
             security: harness::scenario::Security::Tls,
+            rogue: false,
             nodes,
             client_hosts: 1,
             keep_data: false,

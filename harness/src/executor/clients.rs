@@ -285,6 +285,14 @@ impl Exec<'_> {
             Condition::Ranks(r) => Resolved::Ranks(r.clone()),
             Condition::Role(s, role) => Resolved::Role(self.resolve(s).await?, *role),
             Condition::Coordinators(n) => Resolved::Coordinators(*n),
+            Condition::EpochsAtMost(e) => Resolved::EpochsAtMost(*e),
+            Condition::Rejected(s, kind, n) => {
+                let node = match s {
+                    Some(s) => Some(self.resolve(s).await?),
+                    None => None,
+                };
+                Resolved::Rejected(node, *kind, *n)
+            }
         })
     }
 }

@@ -4,12 +4,13 @@
 //!
 //! `run`: the step loop, each action's dispatch, recovery and the checkers; `nodes`: node
 //! steps and selectors; `fault_steps`: partitions, links, random faults, fault windows;
-//! `clients`: operations, loads, `await` and `assert`.
+//! `clients`: operations, loads, `await` and `assert`; `rogue_steps`: the rogue host's attacks.
 
 mod clients;
 mod fault_steps;
 mod nodes;
 mod result;
+mod rogue_steps;
 mod run;
 
 pub use result::*;

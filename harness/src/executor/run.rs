@@ -60,6 +60,7 @@ pub async fn run(
         discovery: scenario.discovery,
         layout: scenario.layout,
         security: scenario.security,
+        rogue: scenario.rogue,
         nodes: scenario.nodes,
         client_hosts: scenario.client_hosts,
         keep_data: options.keep_data,
@@ -291,6 +292,12 @@ impl Exec<'_> {
             }
             Action::RandomFaults(spec) => self.random_faults(spec).await,
             Action::Repeat { .. } => Ok(String::new()),
+            Action::Rogue {
+                attack,
+                nodes,
+                count,
+                epoch,
+            } => self.rogue(*attack, nodes, *count, *epoch).await,
         }
     }
 

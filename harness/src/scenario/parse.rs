@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::raw::*;
 use super::types::*;
 use crate::error::{Error, Result};
-use crate::limits::{CLIENT_HOSTS_MAX, LOAD_CLIENTS_MAX, NODES_MAX};
+use crate::limits::{CLIENT_HOSTS_MAX, LOAD_CLIENTS_MAX, NODES_MAX, ROGUE_COUNT, ROGUE_EPOCH};
 
 /// Reads and checks a scenario file.
 /// Why `action` cannot run with every node on one host, if it cannot.
@@ -189,6 +189,9 @@ impl Parser<'_> {
             discovery,
             layout,
             security,
+            rogue: steps
+                .iter()
+                .any(|s: &Step| matches!(s.action, Action::Rogue { .. })),
             timeout_s: raw.timeout_s.unwrap_or(120),
             recover: raw.recover.unwrap_or(true),
             link,
@@ -489,6 +492,8 @@ impl Parser<'_> {
                         "ranks",
                         "role",
                         "count",
+                        "epoch",
+                        "what",
                         "timeout_ms",
                         "measure",
                     ][..],
@@ -509,6 +514,8 @@ impl Parser<'_> {
                         "ranks",
                         "role",
                         "count",
+                        "epoch",
+                        "what",
                         "within_ms",
                         "expect",
                     ][..],
@@ -523,6 +530,23 @@ impl Parser<'_> {
                 &["kinds", "rate_per_s", "duration_ms", "fault_ms"][..],
                 self.random(s, at)?,
             ),
+            "rogue" => {
+                let attack = self.required(&s.attack, "attack", name, at)?;
+                let attack = self.choice(attack, "attack", &crate::rogue::Attack::ALL)?;
+                let mut list = self.node_list(&s.nodes, nodes, labels)?;
+                if list.is_empty() {
+                    list = (1..=nodes).map(Selector::Node).collect();
+                }
+                (
+                    &["attack", "nodes", "count", "epoch"][..],
+                    Action::Rogue {
+                        attack,
+                        nodes: list,
+                        count: s.count.as_ref().map_or(ROGUE_COUNT, |c| *c.get_ref()),
+                        epoch: s.epoch.as_ref().map_or(ROGUE_EPOCH, |e| *e.get_ref()),
+                    },
+                )
+            }
             "repeat" => {
                 let first = *self
                     .required(&s.first_step, "first_step", name, at)?
@@ -548,7 +572,8 @@ impl Parser<'_> {
                     format!(
                         "unknown step `{other}`, expected one of start, kill, pause, resume, \
                          stop, restart, kill-redis, pause-redis, resume-redis, partition, heal, \
-                         link, op, load, await-load, wait, await, assert, random-faults, repeat"
+                         link, op, load, await-load, wait, await, assert, random-faults, repeat, \
+                         rogue"
                     ),
                 ))
             }
@@ -885,12 +910,38 @@ impl Parser<'_> {
                     .required(&s.count, "count", "coordinators", that.span().start)?
                     .get_ref(),
             ),
+            "epochs-at-most" => Condition::EpochsAtMost(
+                *self
+                    .required(&s.epoch, "epoch", "epochs-at-most", that.span().start)?
+                    .get_ref(),
+            ),
+            "rejected" => {
+                let what = self.required(&s.what, "what", "rejected", that.span().start)?;
+                let kind = self.choice(
+                    what,
+                    "what",
+                    &[
+                        ("datagrams", RejectedKind::Datagrams),
+                        ("connections", RejectedKind::Connections),
+                        ("requests", RejectedKind::Requests),
+                    ],
+                )?;
+                let count = *self
+                    .required(&s.count, "count", "rejected", that.span().start)?
+                    .get_ref();
+                let node = match &s.node {
+                    Some(n) => Some(self.node_selector(n, nodes, labels)?),
+                    None => None,
+                };
+                Condition::Rejected(node, kind, u64::from(count))
+            }
             other => {
                 return Err(self.error(
                     that.span().start,
                     format!(
                         "unknown condition `{other}`, expected one of agreed, converged, \
-                         coordinator, not-coordinator, rank, ranks, role, coordinators"
+                         coordinator, not-coordinator, rank, ranks, role, coordinators, \
+                         epochs-at-most, rejected"
                     ),
                 ))
             }
@@ -1001,8 +1052,16 @@ expect = "violated"
             err("nodes = 3\n[[step]]\ndo = \"kil\"\n"),
             "s.toml:3:6: unknown step `kil`, expected one of start, kill, pause, resume, stop, \
              restart, kill-redis, pause-redis, resume-redis, partition, heal, link, op, load, \
-             await-load, wait, await, assert, random-faults, repeat"
+             await-load, wait, await, assert, random-faults, repeat, rogue"
         );
+        assert_eq!(
+            err("nodes = 3\n[[step]]\ndo = \"rogue\"\nattack = \"forge-mastr\"\n"),
+            "s.toml:4:10: unknown attack `forge-mastr`, expected `forge-master` or \
+             `forge-newmaster` or `forge-rank` or `forge-heartbeat` or `forge-replicate` or \
+             `forge-snapshot` or `forge-forward` or `replay` or `flood`"
+        );
+        assert!(err("nodes = 3\nsecurity = \"tsl\"\n")
+            .starts_with("s.toml:2:12: unknown security `tsl`"));
         assert!(err("nodes = 3\nnodez = 4\n").starts_with("s.toml:2:1: unknown field `nodez`"));
         assert!(err("nodes = 3\n[[step]]\ndo = \"wait\"\nms = \"x\"\n")
             .starts_with("s.toml:4:6: invalid type: string"));

@@ -118,4 +118,7 @@ raw_step! {
     fault_ms: u64,
     times: u32,
     first_step: u32,
+    attack: String,
+    epoch: u64,
+    what: String,
 }

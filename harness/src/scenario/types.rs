@@ -30,6 +30,8 @@ pub struct Scenario {
     pub layout: Layout,
     /// Credentials (the default) or none.
     pub security: Security,
+    /// Whether a `rogue` host is needed (some step attacks from it).
+    pub rogue: bool,
     /// Longest the scenario may run, in seconds.
     pub timeout_s: u64,
     /// Heal, resume and restart everything before the final checks.
@@ -224,6 +226,18 @@ pub enum Action {
     },
     /// A seeded random schedule of faults.
     RandomFaults(RandomSpec),
+    /// The `rogue` host (no credentials) attacks the nodes.
+    Rogue {
+        /// What it tries.
+        attack: crate::rogue::Attack,
+        /// At which nodes.
+        nodes: Vec<Selector>,
+        /// How many times per node (forgeries, requests, garbage; replays per captured
+        /// datagram, of which up to `count` are captured).
+        count: u32,
+        /// The epoch forgeries claim.
+        epoch: u64,
+    },
     /// Run the steps from `first_step` (1-based) to this one again, `times` more times.
     Repeat {
         /// 0-based index of the first repeated step.
@@ -401,6 +415,32 @@ pub enum Condition {
     Coordinators(u32),
     /// Agreed, and every live node applied the same clock.
     Converged,
+    /// No live node's epoch is above this.
+    EpochsAtMost(u64),
+    /// The node (or every live node) refused at least this many of these.
+    Rejected(Option<Selector>, RejectedKind, u64),
+}
+
+/// A rejection counter of a node's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectedKind {
+    /// Datagrams that failed authentication.
+    Datagrams,
+    /// Connections that failed TLS or their budget.
+    Connections,
+    /// Peer-only requests on client connections.
+    Requests,
+}
+
+impl RejectedKind {
+    /// As written in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectedKind::Datagrams => "datagrams",
+            RejectedKind::Connections => "connections",
+            RejectedKind::Requests => "requests",
+        }
+    }
 }
 
 /// Whether an assertion is expected to hold.

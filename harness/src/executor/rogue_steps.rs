@@ -1,0 +1,48 @@
+//! `rogue` steps: the rogue host attacks the resolved nodes (a replay first captures genuine
+//! datagrams on each target's link).
+
+use super::run::Exec;
+use crate::error::{Error, Result};
+use crate::limits::ROGUE_CAPTURE_MS;
+use crate::rogue::{self, Attack};
+use crate::scenario::Selector;
+use std::time::Duration;
+
+impl Exec<'_> {
+    pub(super) async fn rogue(
+        &mut self,
+        attack: Attack,
+        nodes: &[Selector],
+        count: u32,
+        epoch: u64,
+    ) -> Result<String> {
+        let mut targets = Vec::new();
+        for sel in nodes {
+            targets.push(self.resolve(sel).await?);
+        }
+        let mut captured = Vec::new();
+        if attack == Attack::Replay {
+            for &i in &targets {
+                let host = self.cluster.host(i).clone();
+                let addr = self.cluster.addr(i);
+                let window = Duration::from_millis(ROGUE_CAPTURE_MS);
+                let got = tokio::task::spawn_blocking(move || {
+                    rogue::capture(&host, addr, count as usize, window)
+                })
+                .await
+                .map_err(|e| Error::Step(format!("capture: {e}")))??;
+                captured.extend(got);
+            }
+        }
+        let addrs: Vec<_> = targets.iter().map(|&i| self.cluster.addr(i)).collect();
+        let (runtime, kit) = self.cluster.rogue()?;
+        let cluster = self.cluster.cluster_name().to_string();
+        let times = if attack == Attack::Replay { 3 } else { count };
+        runtime
+            .spawn(async move {
+                rogue::run(&kit, &cluster, attack, &addrs, times, epoch, captured).await
+            })
+            .await
+            .map_err(|e| Error::Step(format!("the rogue's task failed: {e}")))?
+    }
+}
