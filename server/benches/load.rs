@@ -9,8 +9,10 @@
 //! runs at idle priority, `SCHED_IDLE`, standing in for a machine of its own);
 //! `--node-threads N` starts the nodes with `--worker-threads N` (default 1: the three nodes,
 //! their Redis and this load generator share the machine's cores; 0 leaves idserver's default
-//! of one per CPU); the environment variable `LOAD_IDSERVER` names another `idserver` binary
-//! to measure (to compare two builds side by side). Phases:
+//! of one per CPU); `--plaintext` runs the nodes with `--insecure-plaintext` (by default they
+//! run with credentials: TLS and sealed datagrams), to measure what security costs; the
+//! environment variable `LOAD_IDSERVER` names another `idserver` binary to measure (to compare
+//! two builds side by side). Phases:
 //! 1. one client, creates without a password, one at a time: latency p50/p99, creates/s;
 //! 2. 64 concurrent clients for 5 s: acked creates/s, latency p50/p99;
 //! 3. 8 clients creating with passwords (argon2id) for 3 s: creates/s;
@@ -166,7 +168,11 @@ async fn main() {
     };
     // Another build's idserver, for side-by-side runs of two versions.
     let idserver = std::env::var("LOAD_IDSERVER").unwrap_or_else(|_| IDSERVER.to_string());
-    let mut cluster = Cluster::new(&idserver, 3);
+    let mut cluster = if args.iter().any(|a| a == "--plaintext") {
+        Cluster::insecure(&idserver, 3)
+    } else {
+        Cluster::new(&idserver, 3)
+    };
     if node_threads > 0 {
         cluster.extra_args = vec!["--worker-threads".into(), node_threads.to_string()];
     }

@@ -161,6 +161,7 @@ enum Mode {
 fn main() -> ExitCode {
     let args = Args::parse();
     fail_stop_on_panic();
+    raise_open_files_limit();
     let filter = if args.verbose {
         "idserver=debug,info"
     } else {
@@ -327,6 +328,18 @@ fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, String> {
 
 fn signal_error(e: std::io::Error) -> idserver::Error {
     idserver::Error::io("failed to install signal handlers", e)
+}
+
+/// Every connection is a file descriptor: the soft limit (often 1,024) is raised to the hard
+/// one, so that many idle clients (see `limits::CLIENT_CONNECTIONS_MAX`) exhaust budgets that
+/// refuse them cleanly before they exhaust descriptors.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }
 
 /// A broken invariant (the code asserts the cheap ones: clocks consecutive on apply, epochs
