@@ -14,7 +14,7 @@ use crate::limits::{
     REQUEST_FRAME_BYTES_MAX,
 };
 use crate::password::client_digest;
-use crate::wire::{decode, encode, Envelope, ListKind, Reply, Request, StatusView};
+use crate::wire::{decode, encode, Envelope, ListKind, Listing, Reply, Request, StatusView};
 use serde_bytes::ByteBuf;
 use std::time::Duration;
 use uuid::Uuid;
@@ -305,40 +305,69 @@ impl Client {
 
     /// Every login name, sorted.
     pub async fn users(&mut self) -> Result<Vec<String>> {
-        match self
-            .call(Request::List {
-                what: ListKind::Users,
-            })
-            .await?
-        {
-            Reply::Users(users) => Ok(users),
-            other => Err(unexpected(&other)),
-        }
+        let mut users = Vec::new();
+        self.list(ListKind::Users, |page| match page {
+            Listing::Users(page) => Ok(users.extend(page)),
+            other => Err(unexpected_listing(&other)),
+        })
+        .await?;
+        users.sort();
+        users.dedup();
+        Ok(users)
     }
 
     /// Every UUID, sorted.
     pub async fn uuids(&mut self) -> Result<Vec<Uuid>> {
-        match self
-            .call(Request::List {
-                what: ListKind::Uuids,
-            })
-            .await?
-        {
-            Reply::Uuids(uuids) => Ok(uuids),
-            other => Err(unexpected(&other)),
-        }
+        let mut uuids = Vec::new();
+        self.list(ListKind::Uuids, |page| match page {
+            Listing::Uuids(page) => Ok(uuids.extend(page)),
+            other => Err(unexpected_listing(&other)),
+        })
+        .await?;
+        uuids.sort();
+        uuids.dedup();
+        Ok(uuids)
     }
 
     /// Every account, sorted by login name.
     pub async fn all(&mut self) -> Result<Vec<AccountView>> {
-        match self
-            .call(Request::List {
-                what: ListKind::All,
-            })
-            .await?
-        {
-            Reply::All(accounts) => Ok(accounts),
-            other => Err(unexpected(&other)),
+        let mut accounts = Vec::new();
+        self.list(ListKind::All, |page| match page {
+            Listing::All(page) => Ok(accounts.extend(page)),
+            other => Err(unexpected_listing(&other)),
+        })
+        .await?;
+        accounts.sort_by(|a, b| a.login.cmp(&b.login));
+        accounts.dedup_by(|a, b| a.login == b.login);
+        Ok(accounts)
+    }
+
+    /// Asks for the pages of a listing one after another, handing each to `take`. Pages name
+    /// the same login index hashes on every node, so a failover between two pages loses
+    /// nothing.
+    async fn list(
+        &mut self,
+        what: ListKind,
+        mut take: impl FnMut(Listing) -> Result<()>,
+    ) -> Result<()> {
+        let mut from = 0;
+        loop {
+            match self.call(Request::List { what, from }).await? {
+                Reply::Listed { page, next } => {
+                    take(page)?;
+                    match next {
+                        Some(next) if next > from => from = next,
+                        Some(next) => {
+                            return Err(Error::refused(
+                                ErrorCode::BadFrame,
+                                format!("a listing page from {from} named {next} as the next"),
+                            ))
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
         }
     }
 
@@ -420,6 +449,13 @@ pub(crate) async fn exchange_frame(
 
 fn digest(password: &str) -> ByteBuf {
     ByteBuf::from(client_digest(password))
+}
+
+fn unexpected_listing(page: &Listing) -> Error {
+    Error::refused(
+        ErrorCode::BadFrame,
+        format!("unexpected listing page {page:?}"),
+    )
 }
 
 fn unexpected(reply: &Reply) -> Error {

@@ -227,5 +227,9 @@ pub const CONNECTION_REUSE_IDLE_MAX_MS: u64 = 60_000;
 /// login and real name is under 2 KiB.
 pub const CLIENT_REQUEST_FRAME_BYTES_MAX: usize = 64 * 1024;
 
-/// Entries per page of a listing (`--get`); the client library fetches page after page.
-pub const LIST_PAGE_MAX: usize = 10_000;
+/// A page of a listing (`--get`) is cut after the login index hash that brings it to this
+/// many entries; the client library fetches page after page.
+pub const LIST_PAGE_ENTRIES: usize = 10_000;
+
+/// Login index hashes read in one pipeline while making a page (of 65,536).
+pub const LIST_SHARDS_PER_READ: u32 = 1024;

@@ -180,6 +180,7 @@ async fn get_lists_users_uuids_and_all_sorted_without_passwords() {
     let reply = c
         .call(Request::List {
             what: idserver::wire::ListKind::All,
+            from: 0,
         })
         .await
         .unwrap();
@@ -362,4 +363,42 @@ async fn a_forward_with_foreign_argon2_parameters_is_refused() {
             ErrorCode::NotFound
         );
     }
+}
+
+#[tokio::test]
+async fn listings_come_in_pages_that_together_hold_every_account_once() {
+    let t = TestServer::start().await;
+    let mut c = t.client();
+    let mut logins: Vec<String> = (0..300).map(|n| format!("user{n:03}")).collect();
+    for login in &logins {
+        c.create(login, "", None).await.unwrap();
+    }
+    logins.sort();
+    assert_eq!(c.users().await.unwrap(), logins);
+    assert_eq!(c.all().await.unwrap().len(), 300);
+
+    // Pages of at least 7: each sorted, none overlapping, together everything.
+    let url = format!("unix://{}/redis.sock", t.dir.path().display());
+    let store = idserver::store::Store::connect(&url).await.unwrap();
+    let (mut from, mut seen, mut pages) = (0, Vec::new(), 0);
+    loop {
+        let (page, next) = store.logins_page(from, 7).await.unwrap();
+        assert!(
+            page.len() >= 7 || next.is_none(),
+            "a short page before the end"
+        );
+        assert_eq!(store.accounts_of(&page).await.unwrap().len(), page.len());
+        seen.extend(page.into_keys());
+        pages += 1;
+        match next {
+            Some(next) => {
+                assert!(next > from);
+                from = next;
+            }
+            None => break,
+        }
+    }
+    assert!(pages > 10, "{pages} pages");
+    seen.sort();
+    assert_eq!(seen, logins, "every login once");
 }

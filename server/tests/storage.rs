@@ -231,7 +231,9 @@ async fn a_directory_in_the_first_layout_is_moved_and_served() {
         ("bob", None)
     );
     assert_eq!(store.count().await.unwrap(), 2);
-    assert_eq!(store.accounts().await.unwrap().len(), 2);
+    let (index, next) = store.logins_page(0, 10).await.unwrap();
+    assert_eq!(next, None, "two accounts fit one page");
+    assert_eq!(store.accounts_of(&index).await.unwrap().len(), 2);
     assert_eq!(
         store.request_result(request).await.unwrap(),
         Some(WriteResult {

@@ -6,7 +6,7 @@ use crate::account::{check_real_name, normalize_login};
 use crate::core::{Input, Role};
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, LoggedEvent};
-use crate::limits::READ_CATCH_UP_WAIT_MS;
+use crate::limits::{LIST_PAGE_ENTRIES, READ_CATCH_UP_WAIT_MS};
 use crate::node::cluster::ClusterState;
 use crate::node::forward::Forwarder;
 use crate::node::replica::Replica;
@@ -14,7 +14,7 @@ use crate::node::replication::Replicator;
 use crate::node::shared::Shared;
 use crate::password::PasswordPool;
 use crate::store::{Applied, StoredAccount, WriteResult};
-use crate::wire::{ListKind, MemberStatus, Reply, Request, StatusView};
+use crate::wire::{ListKind, Listing, MemberStatus, Reply, Request, StatusView};
 use serde_bytes::ByteBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -525,15 +525,19 @@ impl Service {
                 Some(account) => Ok(Reply::Account(account.view)),
                 None => Err(not_found(&format!("no account has UUID {uuid}"))),
             },
-            Request::List { what } => Ok(match what {
-                ListKind::Users => Reply::Users(store.logins().await?.into_keys().collect()),
-                ListKind::Uuids => {
-                    let mut uuids: Vec<Uuid> = store.logins().await?.into_values().collect();
-                    uuids.sort();
-                    Reply::Uuids(uuids)
-                }
-                ListKind::All => Reply::All(store.accounts().await?),
-            }),
+            Request::List { what, from } => {
+                let (entries, next) = store.logins_page(from, LIST_PAGE_ENTRIES).await?;
+                let page = match what {
+                    ListKind::Users => Listing::Users(entries.into_keys().collect()),
+                    ListKind::Uuids => {
+                        let mut uuids: Vec<Uuid> = entries.into_values().collect();
+                        uuids.sort();
+                        Listing::Uuids(uuids)
+                    }
+                    ListKind::All => Listing::All(store.accounts_of(&entries).await?),
+                };
+                Ok(Reply::Listed { page, next })
+            }
             _ => Err(Error::refused(ErrorCode::InvalidInput, "not a read")),
         }
     }

@@ -45,7 +45,15 @@ pub(super) fn login_key(login: &str) -> String {
     for byte in login.as_bytes() {
         hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("{LOGINS}{:04x}", hash & 0xffff)
+    login_shard_key((hash & 0xffff) as u32)
+}
+
+/// How many hashes the login index is spread over.
+pub const LOGIN_SHARDS: u32 = 1 << 16;
+
+/// The name of login index hash number `n` (of [`LOGIN_SHARDS`]).
+pub(super) fn login_shard_key(n: u32) -> String {
+    format!("{LOGINS}{n:04x}")
 }
 
 /// The hash of request results made in the period-th REQUEST_ID_TTL_MS of Unix time (by the

@@ -27,7 +27,7 @@ use super::records::{Applied, StoredAccount, WriteResult};
 use crate::account::AccountView;
 use crate::error::{Error, Result};
 use crate::event::{Event, LoggedEvent};
-use crate::limits::{ACCOUNTS_PER_BATCH, SPECULATE_EVENTS_MAX};
+use crate::limits::{ACCOUNTS_PER_BATCH, LIST_SHARDS_PER_READ, SPECULATE_EVENTS_MAX};
 use crate::time::now_ms;
 use redis::aio::ConnectionManager;
 use redis::Script;
@@ -618,57 +618,68 @@ impl Store {
         }
     }
 
-    /// Every field of every hash whose name starts with `prefix`, read ACCOUNTS_PER_BATCH
-    /// hashes per round trip.
-    async fn hash_entries(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// One page of the login index: the entries of its hashes from number `from` on (of
+    /// [`LOGIN_SHARDS`]), read [`LIST_SHARDS_PER_READ`] at a time until at least `at_least`
+    /// entries are in, sorted by login name; and the hash to go on from (`None`: none left).
+    /// The hashes are the same on every node, so a page can be asked of any node.
+    pub async fn logins_page(
+        &self,
+        from: u32,
+        at_least: usize,
+    ) -> Result<(BTreeMap<String, Uuid>, Option<u32>)> {
         let mut conn = self.conn.clone();
-        let mut entries = Vec::new();
-        for keys in self.hash_keys(prefix).await?.chunks(ACCOUNTS_PER_BATCH) {
+        let mut page = BTreeMap::new();
+        let mut shard = from.min(LOGIN_SHARDS);
+        let mut per_read = LIST_SHARDS_PER_READ;
+        while shard < LOGIN_SHARDS && page.len() < at_least {
+            let end = (shard + per_read).min(LOGIN_SHARDS);
             let mut read = redis::pipe();
-            for key in keys {
-                read.cmd("HGETALL").arg(key);
+            for n in shard..end {
+                read.cmd("HGETALL").arg(login_shard_key(n));
             }
             let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = read.query_async(&mut conn).await?;
-            entries.extend(hashes.into_iter().flatten());
-        }
-        Ok(entries)
-    }
-
-    /// Every login name with its UUID, sorted by login name.
-    pub async fn logins(&self) -> Result<BTreeMap<String, Uuid>> {
-        self.hash_entries(LOGINS)
-            .await?
-            .into_iter()
-            .map(|(login, uuid)| {
+            for (login, uuid) in hashes.into_iter().flatten() {
                 let login =
                     String::from_utf8(login).map_err(|e| corrupt(format!("index login: {e}")))?;
                 let uuid = Uuid::from_slice(&uuid)
                     .map_err(|e| corrupt(format!("index entry {login:?}: {e}")))?;
-                Ok((login, uuid))
-            })
-            .collect()
+                page.insert(login, uuid);
+            }
+            // Read no more hashes than the entries so far say it takes to fill the page, so
+            // that a large directory still gives pages of about `at_least`.
+            let read = u64::from(end - from.min(LOGIN_SHARDS));
+            let per_shard = (page.len() as u64).div_ceil(read).max(1);
+            let missing = at_least.saturating_sub(page.len()) as u64;
+            per_read = missing
+                .div_ceil(per_shard)
+                .clamp(1, u64::from(LIST_SHARDS_PER_READ)) as u32;
+            shard = end;
+        }
+        Ok((page, (shard < LOGIN_SHARDS).then_some(shard)))
     }
 
-    /// Every account, sorted by login name. (Read hash by hash: an account being renamed
-    /// meanwhile may be seen under either name.)
-    pub async fn accounts(&self) -> Result<Vec<AccountView>> {
-        let mut parts: HashMap<Uuid, [Option<Vec<u8>>; 2]> = HashMap::new();
-        for (field, value) in self.hash_entries(ACCOUNTS).await? {
-            let (uuid, part) = match field.len() {
-                16 => (&field[..], 0),
-                17 => (&field[..16], 1),
-                _ => return Err(corrupt(format!("account field {field:?}"))),
-            };
-            let uuid = Uuid::from_slice(uuid).expect("16 bytes");
-            parts.entry(uuid).or_default()[part] = Some(value);
+    /// The accounts of these login index entries, in their order (one missing meanwhile, by a
+    /// delete, is left out).
+    pub async fn accounts_of(&self, entries: &BTreeMap<String, Uuid>) -> Result<Vec<AccountView>> {
+        let mut conn = self.conn.clone();
+        let mut out = Vec::with_capacity(entries.len());
+        let uuids: Vec<Uuid> = entries.values().copied().collect();
+        for chunk in uuids.chunks(ACCOUNTS_PER_BATCH) {
+            let mut read = redis::pipe();
+            for uuid in chunk {
+                read.cmd("HMGET")
+                    .arg(account_key(uuid))
+                    .arg(uuid.as_bytes())
+                    .arg(&changing_field(uuid)[..]);
+            }
+            let parts: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> =
+                read.query_async(&mut conn).await?;
+            for (uuid, (fixed, changing)) in chunk.iter().zip(parts) {
+                if fixed.is_some() || changing.is_some() {
+                    out.push(account_from(*uuid, fixed.as_deref(), changing.as_deref())?.view);
+                }
+            }
         }
-        let mut out = parts
-            .into_iter()
-            .map(|(uuid, [fixed, changing])| {
-                Ok(account_from(uuid, fixed.as_deref(), changing.as_deref())?.view)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        out.sort_by(|a, b| a.login.cmp(&b.login));
         Ok(out)
     }
 

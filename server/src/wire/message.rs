@@ -139,10 +139,13 @@ pub enum Request {
         /// Identifies this write across retries.
         request_id: Uuid,
     },
-    /// List accounts.
+    /// One page of a listing of the accounts.
     List {
         /// What to list.
         what: ListKind,
+        /// Where the page starts: 0 for the first, then the previous page's `next`.
+        #[serde(default)]
+        from: u32,
     },
     /// The node's view of itself and the cluster.
     Status,
@@ -309,6 +312,18 @@ pub struct MemberStatus {
     pub last_seen_ms_ago: u64,
 }
 
+/// One page of a [`Request::List`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Listing {
+    /// Login names.
+    Users(Vec<String>),
+    /// UUIDs.
+    Uuids(Vec<Uuid>),
+    /// Accounts with their details (never passwords).
+    All(Vec<AccountView>),
+}
+
 /// A server's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -330,12 +345,15 @@ pub enum Reply {
         /// UUID of the removed account.
         uuid: Uuid,
     },
-    /// Login names, sorted.
-    Users(Vec<String>),
-    /// UUIDs, sorted.
-    Uuids(Vec<Uuid>),
-    /// Accounts, sorted by login name.
-    All(Vec<AccountView>),
+    /// A page of a listing, and where the next one starts (`None`: this was the last). A
+    /// page is sorted; the pages together hold every account once (one renamed meanwhile may
+    /// appear under both names, or neither).
+    Listed {
+        /// The page.
+        page: Listing,
+        /// The `from` of the next page.
+        next: Option<u32>,
+    },
     /// See [`StatusView`].
     Status(StatusView),
     /// Logged events, in clock order.
