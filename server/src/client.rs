@@ -307,7 +307,10 @@ impl Client {
     pub async fn users(&mut self) -> Result<Vec<String>> {
         let mut users = Vec::new();
         self.list(ListKind::Users, |page| match page {
-            Listing::Users(page) => Ok(users.extend(page)),
+            Listing::Users(page) => {
+                users.extend(page);
+                Ok(())
+            }
             other => Err(unexpected_listing(&other)),
         })
         .await?;
@@ -320,7 +323,10 @@ impl Client {
     pub async fn uuids(&mut self) -> Result<Vec<Uuid>> {
         let mut uuids = Vec::new();
         self.list(ListKind::Uuids, |page| match page {
-            Listing::Uuids(page) => Ok(uuids.extend(page)),
+            Listing::Uuids(page) => {
+                uuids.extend(page);
+                Ok(())
+            }
             other => Err(unexpected_listing(&other)),
         })
         .await?;
@@ -333,7 +339,10 @@ impl Client {
     pub async fn all(&mut self) -> Result<Vec<AccountView>> {
         let mut accounts = Vec::new();
         self.list(ListKind::All, |page| match page {
-            Listing::All(page) => Ok(accounts.extend(page)),
+            Listing::All(page) => {
+                accounts.extend(page);
+                Ok(())
+            }
             other => Err(unexpected_listing(&other)),
         })
         .await?;
