@@ -61,6 +61,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// An account's two fields as read (fixed, changing), either missing.
+type AccountParts = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 impl Store {
     /// Connects to the Redis at `url` (`redis://host:port/db` or `unix:///path/to.sock`).
     pub async fn connect(url: &str) -> Result<Store> {
@@ -672,8 +675,7 @@ impl Store {
                     .arg(uuid.as_bytes())
                     .arg(&changing_field(uuid)[..]);
             }
-            let parts: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> =
-                read.query_async(&mut conn).await?;
+            let parts: Vec<AccountParts> = read.query_async(&mut conn).await?;
             for (uuid, (fixed, changing)) in chunk.iter().zip(parts) {
                 if fixed.is_some() || changing.is_some() {
                     out.push(account_from(*uuid, fixed.as_deref(), changing.as_deref())?.view);
