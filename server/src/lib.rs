@@ -17,6 +17,7 @@
 //! - The vocabulary: [`account`] (the record and SPEC.md's input rules), [`event`] (writes as
 //!   events carrying their results), [`password`] (client-side SHA-512 digest, server-side
 //!   argon2id in a bounded pool), [`error`] (the one error type, stable error codes).
+//! - [`fuzz`]: every decoder of outside input as a fuzz target.
 //! - Settings: [`config`] (settings and defaults), [`limits`] (every bound, with its reason),
 //!   [`address`] (the address a node advertises, which `--peers` entry is itself), [`time`].
 
@@ -29,6 +30,7 @@ pub mod core;
 pub mod discovery;
 pub mod error;
 pub mod event;
+pub mod fuzz;
 pub mod limits;
 pub mod node;
 pub mod password;

@@ -18,6 +18,23 @@ mod redis_store;
 mod snapshot;
 
 pub use child::{child_processes, idle_priority, RedisChild};
+pub use log_entry::{decode as decode_log_entry, encode as encode_log_entry};
+
+/// Reads `data` as the store reads its records (for [`crate::fuzz`]): the first byte picks an
+/// account record (fixed and changing parts, split at the second byte's value) or a request
+/// result. Errors are the point; a panic is a bug.
+pub fn decode_records(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    if which % 2 == 0 {
+        let _ = keys::parse_result(rest);
+        return;
+    }
+    let at = usize::from(rest.first().copied().unwrap_or(0)).min(rest.len());
+    let (fixed, changing) = rest.split_at(at);
+    let _ = keys::account_from(uuid::Uuid::nil(), Some(fixed), Some(changing));
+}
 pub use feed::SnapshotFeed;
 pub use records::{Applied, StoredAccount, WriteResult};
 pub use redis_store::{redact_url, Store};
