@@ -41,7 +41,7 @@ fn main() {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, f)| *f)
-        .or_else(|| (name == "scenario").then_some(scenario as fn(&[u8])))
+        .or_else(|| (name == "scenario").then_some(scenario as idserver::fuzz::Target))
         .unwrap_or_else(|| {
             let names: Vec<&str> = idserver::fuzz::TARGETS.iter().map(|(n, _)| *n).collect();
             eprintln!("usage: idfuzz {}|scenario", names.join("|"));

@@ -691,11 +691,7 @@ fn mint(data_root: &Path, cluster: &str, nodes: &[Node]) -> Result<CredentialSet
     let specs: Vec<NodeSpec> = nodes
         .iter()
         .enumerate()
-        .map(|(i, node)| NodeSpec {
-            name: format!("n{}", i + 1),
-            ips: vec![node.host.addr().into()],
-            dns_names: Vec::new(),
-        })
+        .map(|(i, node)| NodeSpec::at(format!("n{}", i + 1), node.host.addr().into()))
         .collect();
     CredentialSet::write(
         &data_root.join("credentials"),

@@ -98,11 +98,7 @@ impl RogueKit {
         let own = CredentialSet::write(
             dir,
             cluster,
-            &[NodeSpec {
-                name: "rogue".into(),
-                ips: vec![ip],
-                dns_names: Vec::new(),
-            }],
+            &[NodeSpec::at("rogue", ip)],
             Duration::from_secs(24 * 3600),
         )
         .map_err(setup)?;

@@ -43,11 +43,10 @@ fn multicast_discovery_and_election_in_a_lab_host() {
     let creds = idserver::security::mint::CredentialSet::write(
         &dir.path().join("credentials"),
         "mc",
-        &[idserver::security::mint::NodeSpec {
-            name: "h1".into(),
-            ips: vec![host.addr().into()],
-            dns_names: Vec::new(),
-        }],
+        &[idserver::security::mint::NodeSpec::at(
+            "h1",
+            host.addr().into(),
+        )],
         Duration::from_secs(3600),
     )
     .unwrap();

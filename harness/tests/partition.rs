@@ -53,10 +53,11 @@ impl LabCluster {
         let dir = tempfile::tempdir().unwrap();
         // Nodes run as users run them: with credentials minted for this cluster.
         let specs: Vec<NodeSpec> = (1..=3)
-            .map(|i| NodeSpec {
-                name: format!("n{i}"),
-                ips: vec![lab.host(&format!("n{i}")).unwrap().addr().into()],
-                dns_names: Vec::new(),
+            .map(|i| {
+                NodeSpec::at(
+                    format!("n{i}"),
+                    lab.host(&format!("n{i}")).unwrap().addr().into(),
+                )
             })
             .collect();
         let creds = CredentialSet::write(

@@ -10,8 +10,11 @@ use crate::wire::{decode, encode, frame_len, Envelope, EnvelopeHead, Reply, Requ
 use rand::Rng;
 use std::sync::LazyLock;
 
+/// A fuzz target: takes any bytes, must not panic.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("frame", frame),
     ("datagram", datagram),
     ("log_entry", log_entry),

@@ -14,6 +14,13 @@ const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
 use idserver::security::mint::{CredentialSet, NodeSpec};
 const IDCLIENT: &str = env!("CARGO_BIN_EXE_idclient");
 
+/// Credentials in `dir` for the one node `node` at 127.0.0.1 (a CA and cluster key already
+/// there are kept).
+fn mint(dir: &Path) -> CredentialSet {
+    let node = NodeSpec::at("node", "127.0.0.1".parse().unwrap());
+    CredentialSet::write(dir, "bin-test", &[node], Duration::from_secs(3600)).unwrap()
+}
+
 /// An `idserver` process, killed on drop if the test did not stop it.
 struct ServerProcess {
     child: Child,
@@ -29,17 +36,7 @@ impl ServerProcess {
 
     fn start_with(data_dir: &Path, args: &[&str]) -> ServerProcess {
         let creds_dir = tempfile::tempdir().unwrap();
-        let creds = CredentialSet::write(
-            creds_dir.path(),
-            "bin-test",
-            &[NodeSpec {
-                name: "node".into(),
-                ips: vec!["127.0.0.1".parse().unwrap()],
-                dns_names: Vec::new(),
-            }],
-            std::time::Duration::from_secs(3600),
-        )
-        .unwrap();
+        let creds = mint(creds_dir.path());
         let mut child = Command::new(IDSERVER)
             .args([
                 "--numport",
@@ -351,17 +348,7 @@ fn credentials_are_required_unless_plaintext_is_asked_for_by_name() {
     );
     // A key file with a typo names its line.
     let dir = tempfile::tempdir().unwrap();
-    let creds = CredentialSet::write(
-        dir.path(),
-        "bin-test",
-        &[NodeSpec {
-            name: "node".into(),
-            ips: vec!["127.0.0.1".parse().unwrap()],
-            dns_names: Vec::new(),
-        }],
-        std::time::Duration::from_secs(3600),
-    )
-    .unwrap();
+    let creds = mint(dir.path());
     std::fs::write(creds.cluster_key(), "# key\nnot-hex\n").unwrap();
     let out = Command::new(IDSERVER)
         .args(["--numport", "0", "--listen", "127.0.0.1", "--data-dir"])
@@ -432,17 +419,7 @@ fn sighup_rolls_the_credentials_over_without_a_restart() {
     std::fs::copy(server.creds.ca(), &old_ca).unwrap();
     // A new CA and certificate in the same files, then SIGHUP.
     std::fs::remove_file(server.creds.dir.join("ca-key.pem")).unwrap();
-    CredentialSet::write(
-        &server.creds.dir,
-        "bin-test",
-        &[NodeSpec {
-            name: "node".into(),
-            ips: vec!["127.0.0.1".parse().unwrap()],
-            dns_names: Vec::new(),
-        }],
-        std::time::Duration::from_secs(3600),
-    )
-    .unwrap();
+    mint(&server.creds.dir);
     // SIGHUP is handled once the server has said it listens; it reloads and serves on.
     kill(server.pid(), Signal::SIGHUP).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -252,11 +252,7 @@ async fn peer_requests_need_a_cluster_certificate() {
     let other = CredentialSet::write(
         other_dir.path(),
         &cluster.name,
-        &[NodeSpec {
-            name: "rogue".into(),
-            ips: vec![cluster.addr(0).ip()],
-            dns_names: Vec::new(),
-        }],
+        &[NodeSpec::at("rogue", cluster.addr(0).ip())],
         Duration::from_secs(60),
     )
     .unwrap();

@@ -174,6 +174,17 @@ pub struct NodeSpec {
     pub dns_names: Vec<String>,
 }
 
+impl NodeSpec {
+    /// Node `name` reached at `ip` only.
+    pub fn at(name: impl Into<String>, ip: IpAddr) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            ips: vec![ip],
+            dns_names: Vec::new(),
+        }
+    }
+}
+
 impl CredentialSet {
     /// Writes (or completes) the set in `dir` for `cluster`: the CA and the cluster key are
     /// made once and kept; each node in `nodes` gets a new certificate.

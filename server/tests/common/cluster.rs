@@ -35,11 +35,7 @@ impl Cluster {
     pub fn new(idserver: &str, size: usize) -> Cluster {
         let mut cluster = Cluster::insecure(idserver, size);
         let nodes: Vec<NodeSpec> = (0..size)
-            .map(|i| NodeSpec {
-                name: format!("node{i}"),
-                ips: vec![cluster.addr(i).ip()],
-                dns_names: Vec::new(),
-            })
+            .map(|i| NodeSpec::at(format!("node{i}"), cluster.addr(i).ip()))
             .collect();
         let creds = CredentialSet::write(
             &cluster.dir.path().join("creds"),
