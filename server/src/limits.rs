@@ -233,3 +233,8 @@ pub const LIST_PAGE_ENTRIES: usize = 10_000;
 
 /// Login index hashes read in one pipeline while making a page (of 65,536).
 pub const LIST_SHARDS_PER_READ: u32 = 1024;
+
+/// Answers a node gives per second (and in a burst) to questions that proved nothing about
+/// their sender (clients' GETMASTER and GETRANK, with datagram authentication on): an answer is
+/// larger than its question, and a forged source would aim it at someone else.
+pub const QUERY_ANSWERS_PER_S: u32 = 1000;

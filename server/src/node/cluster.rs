@@ -5,7 +5,7 @@
 use crate::config::ClusterConfig;
 use crate::core::{Body, Input, Message, Node, Output, Purpose, View};
 use crate::error::{Error, Result};
-use crate::limits::{CLUSTER_COMMANDS_QUEUED_MAX, DATAGRAM_BYTES_MAX};
+use crate::limits::{CLUSTER_COMMANDS_QUEUED_MAX, DATAGRAM_BYTES_MAX, QUERY_ANSWERS_PER_S};
 use crate::node::shared::{Guard, Identity};
 use crate::security::seal::{self, Rejected, Sealer, Windows};
 use crate::security::{Rejection, Security};
@@ -163,6 +163,7 @@ pub async fn start(
         guard,
         sealer: Sealer::new(),
         windows: Windows::default(),
+        queries: Ration::new(QUERY_ANSWERS_PER_S),
     };
     tokio::spawn(async move {
         let mut shell = shell;
@@ -319,6 +320,37 @@ struct Shell {
     guard: Guard,
     sealer: Sealer,
     windows: Windows,
+    queries: Ration,
+}
+
+/// A token bucket: `per_s` a second, as many in a burst.
+struct Ration {
+    per_s: u32,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Ration {
+    fn new(per_s: u32) -> Ration {
+        Ration {
+            per_s,
+            tokens: f64::from(per_s),
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes a token if one is left at `now`.
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * f64::from(self.per_s);
+        self.tokens = (self.tokens + refill).min(f64::from(self.per_s));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Shell {
@@ -456,5 +488,21 @@ impl Shell {
             *current = state;
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ration_gives_a_burst_then_its_rate() {
+        let start = Instant::now();
+        let mut ration = Ration::new(100);
+        let burst = (0..150).filter(|_| ration.take(start)).count();
+        assert_eq!(burst, 100);
+        let later = start + Duration::from_millis(50);
+        let refilled = (0..150).filter(|_| ration.take(later)).count();
+        assert_eq!(refilled, 5);
     }
 }
