@@ -385,7 +385,14 @@ impl Shell {
                             purpose: Purpose::Client,
                         }),
                     ..
-                }) => Some(Input::Query { src, body }),
+                }) => {
+                    // An answer is larger than the question and anyone may ask with a
+                    // forged source: answers are rationed, so a node is a poor amplifier.
+                    if !self.queries.take(Instant::now()) {
+                        return self.reject(src, Rejected::Unsealed, "question over the rate");
+                    }
+                    Some(Input::Query { src, body })
+                }
                 Ok(msg) => self.reject(src, Rejected::Unsealed, msg.body.name()),
                 Err(why) => self.ignore(src, why),
             },
