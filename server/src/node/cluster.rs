@@ -6,9 +6,8 @@ use crate::config::ClusterConfig;
 use crate::core::{Body, Input, Message, Node, Output, Purpose, View};
 use crate::error::{Error, Result};
 use crate::limits::{CLUSTER_COMMANDS_QUEUED_MAX, DATAGRAM_BYTES_MAX, QUERY_ANSWERS_PER_S};
-use crate::node::shared::{Guard, Identity};
 use crate::security::seal::{self, Rejected, Sealer, Windows};
-use crate::security::{Rejection, Security};
+use crate::security::{Guard, Rejection, Security};
 use crate::store::Store;
 use crate::wire::{decode_datagram, encode_datagram, Ignored};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -16,10 +15,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
 
 /// Failed election rounds in a row before a warning, and how often it is repeated after.
 const FAILED_ROUNDS_WARN: u64 = 3;
 const FAILED_ROUNDS_REWARN: u64 = 20;
+
+/// Which node of which cluster.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The node's id.
+    pub node_id: Uuid,
+    /// The cluster's name.
+    pub cluster: String,
+}
 
 /// What the request handlers see of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,9 +14,10 @@ use crate::limits::{
     STORE_HANG_MS, STORE_PROBE_MS, TLS_HANDSHAKE_TIMEOUT_MS,
 };
 use crate::node::cluster;
+use crate::node::cluster::Identity;
 use crate::node::service::Service;
-use crate::node::shared::{Guard, Identity, Shared, Storage};
-use crate::security::{Origin, Rejection, Rejections, Security};
+use crate::node::shared::{Shared, Storage};
+use crate::security::{Guard, Origin, Rejection, Rejections, Security};
 use crate::store::{RedisChild, Store};
 use crate::wire::{
     decode, encode, Envelope, EnvelopeHead, FrameError, Reply, Request, WireError,

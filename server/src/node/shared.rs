@@ -5,9 +5,9 @@ use crate::core::replication::Replication;
 use crate::core::Input;
 use crate::error::Result;
 use crate::event::Event;
-use crate::node::cluster::ClusterHandle;
+use crate::node::cluster::{ClusterHandle, Identity};
 use crate::node::recent::RecentEvents;
-use crate::security::{Rejections, Security};
+use crate::security::{Guard, Rejections, Security};
 use crate::store::{RedisChild, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,24 +27,6 @@ pub struct Storage {
     /// Whether the node's Redis answers (see [`crate::limits::STORE_HANG_MS`]); the cluster
     /// task holds a receiver of it.
     pub answers: watch::Sender<bool>,
-}
-
-/// Which node of which cluster.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// The node's id.
-    pub node_id: Uuid,
-    /// The cluster's name.
-    pub cluster: String,
-}
-
-/// How the node is guarded.
-#[derive(Debug, Clone)]
-pub struct Guard {
-    /// Credentials, or none.
-    pub security: Security,
-    /// Counters of refused input, shared with the cluster task and the TCP front.
-    pub rejections: Arc<Rejections>,
 }
 
 /// The node's shared state.

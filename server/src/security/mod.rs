@@ -110,6 +110,15 @@ impl Credentials {
     }
 }
 
+/// How the node is guarded.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// Credentials, or none.
+    pub security: Security,
+    /// Counters of refused input, shared with the cluster task and the TCP front.
+    pub rejections: Arc<Rejections>,
+}
+
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
