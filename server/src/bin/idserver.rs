@@ -30,7 +30,7 @@ const EXIT_START_FAILED: u8 = 1;
 ///
 /// Credentials are required: --tls-cert, --tls-key and --tls-ca (mutual TLS between nodes, TLS
 /// to clients) and --cluster-key-file (signs cluster datagrams); SIGHUP reads them again, for
-/// a rollover without downtime. --insecure-plaintext runs without any: then anyone who
+/// a rollover without downtime; `idkeys` makes them all. --insecure-plaintext runs without any: then anyone who
 /// reaches the port can take the cluster over.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
