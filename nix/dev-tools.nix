@@ -1,0 +1,18 @@
+# What the dev shell holds, as nixpkgs attribute names, and which of them stands for each
+# Debian package `scripts/install-deps` installs (scripts/check-nix keeps the two in step:
+# every package install-deps names must be mapped here, to a tool of the shell).
+{
+  shell = [
+    "cargo" "rustc" "clippy" "rustfmt" "cargo-nextest" "pkg-config"
+    "redis" "iproute2" "iptables" "nftables" "procps" "nix"
+    "docker-client" "etcd" "openssh"
+  ];
+  debian = {
+    "redis-server" = "redis";
+    "redis-tools" = "redis";
+    "iproute2" = "iproute2";
+    "iptables" = "iptables";
+    "procps" = "procps";
+    "nix-bin" = "nix";
+  };
+}

@@ -1,0 +1,31 @@
+# The workspace built from Cargo.lock: `idserver` (idserver, idclient, idkeys) or `idlab`.
+# Inside the build sandbox only the unit tests run (`--lib`): the integration tests start
+# redis-server and real clusters with timing bounds, and the lab needs root and network
+# namespaces; they run in `.ci/run` and `nix run .#test` / `.#lab` on a real host instead.
+{ lib, rustPlatform, pkg-config, crate ? "idserver" }:
+
+rustPlatform.buildRustPackage {
+  pname = if crate == "harness" then "idlab" else crate;
+  version = "0.1.0";
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../Cargo.toml
+      ../Cargo.lock
+      ../server
+      ../netns
+      ../harness
+      ../scenarios
+    ];
+  };
+  cargoLock.lockFile = ../Cargo.lock;
+  cargoBuildFlags = [ "-p" crate ];
+  cargoTestFlags = [ "-p" crate "--lib" ];
+  nativeBuildInputs = [ pkg-config ];
+  meta = {
+    description = "Replicated identity server (login name <-> UUID) and its fault lab";
+    license = with lib.licenses; [ mit asl20 ];
+    mainProgram = if crate == "harness" then "idlab" else "idserver";
+    platforms = lib.platforms.linux;
+  };
+}
