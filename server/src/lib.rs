@@ -18,13 +18,14 @@
 //!   events carrying their results), [`password`] (client-side SHA-512 digest, server-side
 //!   argon2id in a bounded pool), [`error`] (the one error type, stable error codes).
 //! - [`fuzz`]: every decoder of outside input as a fuzz target.
-//! - Settings: [`config`] (settings and defaults), [`limits`] (every bound, with its reason),
+//! - Settings: [`config`] (settings and defaults), [`config_file`] (`--config` TOML), [`limits`] (every bound, with its reason),
 //!   [`address`] (the address a node advertises, which `--peers` entry is itself), [`time`].
 
 pub mod account;
 pub mod address;
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod core;
 pub mod discovery;

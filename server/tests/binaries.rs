@@ -441,3 +441,86 @@ fn sighup_rolls_the_credentials_over_without_a_restart() {
     );
     assert!(server.stop(Signal::SIGTERM).success());
 }
+
+#[test]
+fn a_config_file_sets_what_flags_and_variables_do_not_and_its_errors_name_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = mint(dir.path());
+    let config = dir.path().join("idserver.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# one node\ncluster = \"bin-test\"\nnumport = 0\nlisten = \"127.0.0.1\"\n\
+             data-dir = {:?}\ntls-cert = {:?}\ntls-key = {:?}\ntls-ca = {:?}\n\
+             cluster-key-file = {:?}\npeers = [\"127.0.0.1:1\"]\nmode = \"strict\"\n",
+            dir.path().join("data"),
+            creds.node("node").tls.cert,
+            creds.node("node").tls.key,
+            creds.ca(),
+            creds.cluster_key(),
+        ),
+    )
+    .unwrap();
+    // Where each value comes from: flag > environment > file > default.
+    let out = Command::new(IDSERVER)
+        .arg("--config")
+        .arg(&config)
+        .args(["--print-config", "--mode", "whitepaper"])
+        .env("IDSERVER_CLUSTER", "from-env")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "mode = \"whitepaper\"  # flag",
+        "cluster = \"from-env\"  # environment",
+        "listen = \"127.0.0.1\"  # file",
+        "peers = [\"127.0.0.1:1\"]  # file",
+        "appendfsync = \"everysec\"  # default",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line:?} not in\n{shown}");
+    }
+    // A node started from the file alone serves.
+    let mut child = Command::new(IDSERVER)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(line.starts_with("listening on 127.0.0.1:"), "{line}");
+    // Typos and wrong values: file:line:col, exit status 2.
+    for (text, expected) in [
+        ("numprt = 5\n", "bad.toml:1:1: unknown setting `numprt`"),
+        (
+            "\nverbose = \"yes\"\n",
+            "bad.toml:2:11: `verbose` takes true or false, not string",
+        ),
+        (
+            "numport = 99999\n",
+            "bad.toml:1:11: numport: invalid value '99999'",
+        ),
+        (
+            "peers = [1.5]\n",
+            "bad.toml:1:9: `peers` takes a list of strings",
+        ),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let out = Command::new(IDSERVER)
+            .arg("--config")
+            .arg(&bad)
+            .arg("--insecure-plaintext")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+}

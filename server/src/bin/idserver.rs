@@ -1,7 +1,6 @@
 //! `idserver`: one node of the identity service. Parses flags, starts the server, shuts it
 //! down cleanly on SIGINT or SIGTERM, and reads its credentials again on SIGHUP.
 
-use clap::Parser;
 use idserver::address::{self, AddressFlags, HostAddresses};
 use idserver::config::{
     ClusterConfig, Replication, ServerConfig, DEFAULT_CLUSTER, DEFAULT_NUMPORT,
@@ -32,9 +31,18 @@ const EXIT_START_FAILED: u8 = 1;
 /// to clients) and --cluster-key-file (signs cluster datagrams); SIGHUP reads them again, for
 /// a rollover without downtime; `idkeys` makes them all. --insecure-plaintext runs without any: then anyone who
 /// reaches the port can take the cluster over.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(version, about, long_about)]
 struct Args {
+    /// A TOML file of settings: each flag's long name as a key (`numport = 5151`,
+    /// `data-dir = "/var/lib/idserver"`, `peers = ["10.0.0.1:5151"]`, `verbose = true`).
+    /// Flags and environment variables override it; it overrides the defaults.
+    #[arg(long, value_name = "FILE", env = "IDSERVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print every setting's effective value and where it came from (flag, environment, file,
+    /// default), then exit.
+    #[arg(long)]
+    print_config: bool,
     /// This node's certificate chain (PEM), signed by the cluster CA; it must name the address
     /// peers and clients reach the node at (an IP address SAN).
     #[arg(
@@ -158,8 +166,64 @@ enum Mode {
     Strict,
 }
 
+/// The command line, with `--config`'s settings where no flag or variable set them.
+fn parse_args() -> Result<Args, ExitCode> {
+    use clap::{CommandFactory, FromArgMatches};
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = Args::command();
+    let lenient = command
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(&raw)
+        .ok();
+    let config = lenient
+        .as_ref()
+        .and_then(|m| m.get_one::<PathBuf>("config").cloned());
+    let merged = match (config, &lenient) {
+        (Some(path), Some(lenient)) => {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                eprintln!("idserver: failed to read --config {shown}: {e}");
+                ExitCode::from(EXIT_START_FAILED)
+            })?;
+            Some(
+                idserver::config_file::merge(&command, lenient, raw.clone(), &shown, &text)
+                    .map_err(|e| {
+                        eprintln!("idserver: {e}");
+                        ExitCode::from(2)
+                    })?,
+            )
+        }
+        _ => None,
+    };
+    let args = merged.as_ref().map_or(raw, |m| m.args.clone());
+    let matches = match command.clone().try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(e) => match merged.as_ref().and_then(|m| m.locate(&e.to_string())) {
+            Some(located) => {
+                eprintln!("idserver: {}", located.trim_end());
+                return Err(ExitCode::from(2));
+            }
+            None => e.exit(),
+        },
+    };
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args.print_config {
+        let from_file = merged.map(|m| m.from_file).unwrap_or_default();
+        print!(
+            "{}",
+            idserver::config_file::describe(&command, &matches, &from_file)
+        );
+        return Err(ExitCode::SUCCESS);
+    }
+    Ok(args)
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     fail_stop_on_panic();
     raise_open_files_limit();
     let filter = if args.verbose {
