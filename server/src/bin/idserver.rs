@@ -80,7 +80,7 @@ struct Args {
     /// No TLS and no datagram authentication: anyone who reaches this node's port can act as a
     /// member and take the cluster over, and anyone on the path reads password digests. For a
     /// trusted, closed network only.
-    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_ca", "cluster_key_file"])]
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_ca", "cluster_key_file"], env = "IDSERVER_INSECURE_PLAINTEXT")]
     insecure_plaintext: bool,
     /// TCP port to serve clients on (0 picks a free one; the chosen address is printed).
     #[arg(short = 'n', long, default_value_t = DEFAULT_NUMPORT, env = "IDSERVER_NUMPORT")]
@@ -89,7 +89,7 @@ struct Args {
     #[arg(long, default_value = "0.0.0.0", env = "IDSERVER_LISTEN")]
     listen: IpAddr,
     /// Log every request and storage step (else: start, stop and errors only).
-    #[arg(short, long)]
+    #[arg(short, long, env = "IDSERVER_VERBOSE")]
     verbose: bool,
     /// Name of the cluster this node belongs to; a Redis of another cluster is refused.
     #[arg(long, default_value = DEFAULT_CLUSTER, env = "IDSERVER_CLUSTER")]
@@ -109,7 +109,7 @@ struct Args {
     #[arg(long, env = "IDSERVER_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
     /// fsync policy of the own Redis's append-only file.
-    #[arg(long, default_value = "everysec", value_parser = ["always", "everysec", "no"])]
+    #[arg(long, default_value = "everysec", value_parser = ["always", "everysec", "no"], env = "IDSERVER_APPENDFSYNC")]
     appendfsync: String,
     /// Every member's HOST:PORT, comma-separated, this node included: its own entry is the
     /// one with its port at one of this host's addresses (so several nodes on one host differ
@@ -128,35 +128,35 @@ struct Args {
     #[arg(long, env = "IDSERVER_ADVERTISE")]
     advertise: Option<IpAddr>,
     /// Interval of the coordinator's GETRANK heartbeat.
-    #[arg(long, default_value_t = CoreConfig::default().heartbeat_ms)]
+    #[arg(long, default_value_t = CoreConfig::default().heartbeat_ms, env = "IDSERVER_HEARTBEAT_MS")]
     heartbeat_ms: u64,
     /// Silent heartbeats before a follower suspects the coordinator (then asks the others).
-    #[arg(long, default_value_t = CoreConfig::default().suspect_misses)]
+    #[arg(long, default_value_t = CoreConfig::default().suspect_misses, env = "IDSERVER_SUSPECT_MISSES")]
     suspect_misses: u32,
     /// Silent heartbeats before the coordinator declares a member dead and frees its rank.
-    #[arg(long, default_value_t = CoreConfig::default().dead_misses)]
+    #[arg(long, default_value_t = CoreConfig::default().dead_misses, env = "IDSERVER_DEAD_MISSES")]
     dead_misses: u32,
     /// Extra suspicion delay per rank above 1 (staggers elections).
-    #[arg(long, default_value_t = CoreConfig::default().stagger_ms)]
+    #[arg(long, default_value_t = CoreConfig::default().stagger_ms, env = "IDSERVER_STAGGER_MS")]
     stagger_ms: u64,
     /// How long a starting node collects RANK replies before taking a rank.
-    #[arg(long, default_value_t = CoreConfig::default().join_window_ms)]
+    #[arg(long, default_value_t = CoreConfig::default().join_window_ms, env = "IDSERVER_JOIN_WINDOW_MS")]
     join_window_ms: u64,
     /// How long a candidate collects RANK replies (ends early once all known members answered).
-    #[arg(long, default_value_t = CoreConfig::default().election_window_ms)]
+    #[arg(long, default_value_t = CoreConfig::default().election_window_ms, env = "IDSERVER_ELECTION_WINDOW_MS")]
     election_window_ms: u64,
     /// Other nodes that must have applied a write before the client hears success (fewer if
     /// fewer members are known; a node alone answers at once).
-    #[arg(long, default_value_t = Replication::default().min_acks)]
+    #[arg(long, default_value_t = Replication::default().min_acks, env = "IDSERVER_MIN_ACKS")]
     min_acks: usize,
     /// `whitepaper`: acks from --min-acks replicas, any node can coordinate alone. `strict`:
     /// votes and acks from a majority of --cluster-size, and a coordinator without a majority
     /// steps down within its lease.
-    #[arg(long, value_enum, default_value = "whitepaper")]
+    #[arg(long, value_enum, default_value = "whitepaper", env = "IDSERVER_MODE")]
     mode: Mode,
     /// Strict mode's cluster size N (default: the other members --peers lists, plus this node;
     /// a warning is logged if this node's own entry is not among them).
-    #[arg(long)]
+    #[arg(long, env = "IDSERVER_CLUSTER_SIZE")]
     cluster_size: Option<usize>,
 }
 
