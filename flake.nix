@@ -54,10 +54,7 @@
 
       checks = forAll (pkgs:
         let
-          src = lib.fileset.toSource {
-            root = ./.;
-            fileset = lib.fileset.unions [ ./Cargo.toml ./Cargo.lock ./server ./netns ./harness ./scenarios ];
-          };
+          src = import ./nix/source.nix { inherit lib; };
           cargoDeps = pkgs.rustPlatform.importCargoLock { lockFile = ./Cargo.lock; };
           cargoCheck = name: command: pkgs.stdenv.mkDerivation {
             name = "idlab-${name}";

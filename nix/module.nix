@@ -46,6 +46,12 @@ let
     ++ optional cfg.verbose "--verbose"
     ++ cfg.extraArgs;
 
+  credentialFile = description: mkOption {
+    type = types.nullOr types.path;
+    default = null;
+    inherit description;
+  };
+
   nullOrTiming = description: mkOption {
     type = types.nullOr types.ints.positive;
     default = null;
@@ -160,26 +166,10 @@ in
     };
 
     credentials = {
-      tlsCert = mkOption {
-        type = types.nullOr types.path;
-        default = null;
-        description = "This node's certificate (PEM), signed by the cluster CA (make with idkeys).";
-      };
-      tlsKey = mkOption {
-        type = types.nullOr types.path;
-        default = null;
-        description = "Its private key (PEM); keep it out of the Nix store.";
-      };
-      tlsCa = mkOption {
-        type = types.nullOr types.path;
-        default = null;
-        description = "The cluster CA certificate(s) (PEM).";
-      };
-      clusterKeyFile = mkOption {
-        type = types.nullOr types.path;
-        default = null;
-        description = "The cluster key file; keep it out of the Nix store.";
-      };
+      tlsCert = credentialFile "This node's certificate (PEM), signed by the cluster CA (make with idkeys).";
+      tlsKey = credentialFile "Its private key (PEM); keep it out of the Nix store.";
+      tlsCa = credentialFile "The cluster CA certificate(s) (PEM).";
+      clusterKeyFile = credentialFile "The cluster key file; keep it out of the Nix store.";
       insecurePlaintext = mkOption {
         type = types.bool;
         default = false;

@@ -7,17 +7,7 @@
 rustPlatform.buildRustPackage {
   pname = if crate == "harness" then "idlab" else crate;
   version = "0.1.0";
-  src = lib.fileset.toSource {
-    root = ../.;
-    fileset = lib.fileset.unions [
-      ../Cargo.toml
-      ../Cargo.lock
-      ../server
-      ../netns
-      ../harness
-      ../scenarios
-    ];
-  };
+  src = import ./source.nix { inherit lib; };
   cargoLock.lockFile = ../Cargo.lock;
   cargoBuildFlags = [ "-p" crate ];
   cargoTestFlags = [ "-p" crate "--lib" ];

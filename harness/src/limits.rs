@@ -57,6 +57,9 @@ pub const ROGUE_COUNT: u32 = 10;
 /// The epoch a `rogue` step's forgeries claim, by default (the 10^15).
 pub const ROGUE_EPOCH: u64 = 1_000_000_000_000_000;
 
+/// How many times a `replay` step sends each datagram it captured.
+pub const ROGUE_REPLAYS: u32 = 3;
+
 /// How long a `replay` step listens on the target's link for genuine datagrams.
 pub const ROGUE_CAPTURE_MS: u64 = 3_000;
 

@@ -123,29 +123,38 @@ impl RogueKit {
     }
 }
 
-/// Runs `attack` from the rogue host (call inside its runtime) against `targets`, `count`
-/// times each; `captured` holds the datagrams a replay sends.
+/// One attack: what, on which cluster's nodes, how many times each, claiming which epoch.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The cluster's name (in every forged envelope).
+    pub cluster: String,
+    /// What to try.
+    pub attack: Attack,
+    /// The nodes' addresses.
+    pub targets: Vec<SocketAddr>,
+    /// Tries per node (for a replay: sends of each captured datagram).
+    pub count: u32,
+    /// The epoch forgeries claim.
+    pub epoch: u64,
+}
+
+/// Carries out `plan` from the rogue host (call inside its runtime); `captured` holds the
+/// datagrams a replay sends.
 pub async fn run(
     kit: &RogueKit,
-    cluster: &str,
-    attack: Attack,
-    targets: &[SocketAddr],
-    count: u32,
-    epoch: u64,
+    plan: &Plan,
     captured: Vec<(SocketAddr, Vec<u8>)>,
 ) -> Result<String> {
-    match attack {
+    match plan.attack {
         Attack::ForgeMaster
         | Attack::ForgeNewMaster
         | Attack::ForgeRank
-        | Attack::ForgeHeartbeat => {
-            forge_datagrams(kit, cluster, attack, targets, count, epoch).await
-        }
+        | Attack::ForgeHeartbeat => forge_datagrams(kit, plan).await,
         Attack::ForgeReplicate | Attack::ForgeSnapshot | Attack::ForgeForward => {
-            forge_requests(kit, cluster, attack, targets, count, epoch).await
+            forge_requests(kit, plan).await
         }
-        Attack::Replay => replay(captured, count).await,
-        Attack::Flood => flood(targets, count).await,
+        Attack::Replay => replay(captured, plan.count).await,
+        Attack::Flood => flood(&plan.targets, plan.count).await,
     }
 }
 
@@ -153,14 +162,15 @@ fn step_error(e: std::io::Error) -> Error {
     Error::Step(format!("rogue: {e}"))
 }
 
-async fn forge_datagrams(
-    kit: &RogueKit,
-    cluster: &str,
-    attack: Attack,
-    targets: &[SocketAddr],
-    count: u32,
-    epoch: u64,
-) -> Result<String> {
+async fn forge_datagrams(kit: &RogueKit, plan: &Plan) -> Result<String> {
+    let Plan {
+        cluster,
+        attack,
+        targets,
+        count,
+        epoch,
+    } = plan;
+    let (attack, count, epoch) = (*attack, *count, *epoch);
     let socket = UdpSocket::bind("0.0.0.0:0").await.map_err(step_error)?;
     let me = NodeRef {
         node_id: uuid::Uuid::new_v4(),
@@ -226,14 +236,15 @@ struct Answers {
     served: Vec<String>,
 }
 
-async fn forge_requests(
-    kit: &RogueKit,
-    cluster: &str,
-    attack: Attack,
-    targets: &[SocketAddr],
-    count: u32,
-    epoch: u64,
-) -> Result<String> {
+async fn forge_requests(kit: &RogueKit, plan: &Plan) -> Result<String> {
+    let Plan {
+        cluster,
+        attack,
+        targets,
+        count,
+        epoch,
+    } = plan;
+    let (attack, count, epoch) = (*attack, *count, *epoch);
     let request = match attack {
         Attack::ForgeReplicate => Request::Replicate {
             epoch,

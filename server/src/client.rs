@@ -305,15 +305,12 @@ impl Client {
 
     /// Every login name, sorted.
     pub async fn users(&mut self) -> Result<Vec<String>> {
-        let mut users = Vec::new();
-        self.list(ListKind::Users, |page| match page {
-            Listing::Users(page) => {
-                users.extend(page);
-                Ok(())
-            }
-            other => Err(unexpected_listing(&other)),
-        })
-        .await?;
+        let mut users = self
+            .list(ListKind::Users, |page| match page {
+                Listing::Users(page) => Ok(page),
+                other => Err(other),
+            })
+            .await?;
         users.sort();
         users.dedup();
         Ok(users)
@@ -321,15 +318,12 @@ impl Client {
 
     /// Every UUID, sorted.
     pub async fn uuids(&mut self) -> Result<Vec<Uuid>> {
-        let mut uuids = Vec::new();
-        self.list(ListKind::Uuids, |page| match page {
-            Listing::Uuids(page) => {
-                uuids.extend(page);
-                Ok(())
-            }
-            other => Err(unexpected_listing(&other)),
-        })
-        .await?;
+        let mut uuids = self
+            .list(ListKind::Uuids, |page| match page {
+                Listing::Uuids(page) => Ok(page),
+                other => Err(other),
+            })
+            .await?;
         uuids.sort();
         uuids.dedup();
         Ok(uuids)
@@ -337,45 +331,47 @@ impl Client {
 
     /// Every account, sorted by login name.
     pub async fn all(&mut self) -> Result<Vec<AccountView>> {
-        let mut accounts = Vec::new();
-        self.list(ListKind::All, |page| match page {
-            Listing::All(page) => {
-                accounts.extend(page);
-                Ok(())
-            }
-            other => Err(unexpected_listing(&other)),
-        })
-        .await?;
+        let mut accounts = self
+            .list(ListKind::All, |page| match page {
+                Listing::All(page) => Ok(page),
+                other => Err(other),
+            })
+            .await?;
         accounts.sort_by(|a, b| a.login.cmp(&b.login));
         accounts.dedup_by(|a, b| a.login == b.login);
         Ok(accounts)
     }
 
-    /// Asks for the pages of a listing one after another, handing each to `take`. Pages name
-    /// the same login index hashes on every node, so a failover between two pages loses
-    /// nothing.
-    async fn list(
+    /// The pages of a listing asked one after another, their entries together (`entries`
+    /// takes a page's, or gives back a page of another kind). Pages name the same login index hashes
+    /// on every node, so a failover between two pages loses nothing.
+    async fn list<T>(
         &mut self,
         what: ListKind,
-        mut take: impl FnMut(Listing) -> Result<()>,
-    ) -> Result<()> {
+        entries: impl Fn(Listing) -> std::result::Result<Vec<T>, Listing>,
+    ) -> Result<Vec<T>> {
+        let mut all = Vec::new();
         let mut from = 0;
         loop {
-            match self.call(Request::List { what, from }).await? {
-                Reply::Listed { page, next } => {
-                    take(page)?;
-                    match next {
-                        Some(next) if next > from => from = next,
-                        Some(next) => {
-                            return Err(Error::refused(
-                                ErrorCode::BadFrame,
-                                format!("a listing page from {from} named {next} as the next"),
-                            ))
-                        }
-                        None => return Ok(()),
-                    }
-                }
+            let (page, next) = match self.call(Request::List { what, from }).await? {
+                Reply::Listed { page, next } => (page, next),
                 other => return Err(unexpected(&other)),
+            };
+            all.extend(entries(page).map_err(|other| {
+                Error::refused(
+                    ErrorCode::BadFrame,
+                    format!("unexpected listing page {other:?}"),
+                )
+            })?);
+            match next {
+                None => return Ok(all),
+                Some(next) if next > from => from = next,
+                Some(next) => {
+                    return Err(Error::refused(
+                        ErrorCode::BadFrame,
+                        format!("a listing page from {from} named {next} as the next"),
+                    ))
+                }
             }
         }
     }
@@ -458,13 +454,6 @@ pub(crate) async fn exchange_frame(
 
 fn digest(password: &str) -> ByteBuf {
     ByteBuf::from(client_digest(password))
-}
-
-fn unexpected_listing(page: &Listing) -> Error {
-    Error::refused(
-        ErrorCode::BadFrame,
-        format!("unexpected listing page {page:?}"),
-    )
 }
 
 fn unexpected(reply: &Reply) -> Error {

@@ -135,11 +135,6 @@ impl Connection {
         self.last_used.elapsed()
     }
 
-    /// Changes the largest frame accepted from now on.
-    pub fn set_frame_bytes_max(&mut self, frame_bytes_max: usize) {
-        self.frame_bytes_max = frame_bytes_max;
-    }
-
     /// The next frame's payload, or `None` when the peer closed cleanly between frames.
     pub async fn read_frame(&mut self) -> Result<Option<Vec<u8>>> {
         self.read_frame_within(None).await

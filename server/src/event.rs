@@ -284,39 +284,9 @@ impl Visitor<'_> for KindVisitor {
 mod tests {
     use super::*;
 
-    fn changes() -> Vec<Change> {
-        let uuid = Uuid::from_u128(0x1234_5678_9abc_4def_8000_0000_0000_0001);
-        vec![
-            Change::Create {
-                uuid,
-                login: "ada".into(),
-                real_name: "Ada".into(),
-                client_addr: "127.0.0.1:1".into(),
-                password_hash: Some("$argon2id$x".into()),
-            },
-            Change::Create {
-                uuid,
-                login: "bob".into(),
-                real_name: String::new(),
-                client_addr: "[::1]:2".into(),
-                password_hash: None,
-            },
-            Change::Rename {
-                uuid,
-                old: "ada".into(),
-                new: "countess".into(),
-            },
-            Change::Delete {
-                uuid,
-                login: "countess".into(),
-            },
-            Change::Open,
-        ]
-    }
-
     #[test]
     fn every_change_reads_back_from_cbor_and_json() {
-        for change in changes() {
+        for change in crate::fuzz::sample_changes() {
             let mut cbor = Vec::new();
             ciborium::into_writer(&change, &mut cbor).unwrap();
             assert_eq!(

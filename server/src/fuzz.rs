@@ -164,23 +164,29 @@ pub fn regressions(crate_dir: &std::path::Path, target: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Starting inputs for `target`, made by the real encoders (every request and reply kind,
-/// sealed and plain datagrams of every kind, log entries of every change, …), so that fuzzing
-/// starts from what the decoders really see.
-pub fn seeds(target: &str) -> Vec<Vec<u8>> {
-    use crate::core::{Body, Message, NodeRef, Purpose, Role, VoteRequest};
-    use crate::event::{Change, Event};
-    use crate::wire::{ListKind, Listing};
-    use serde_bytes::ByteBuf;
-    use uuid::Uuid;
-    let uuid = Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
-    let changes = vec![
+/// The account of [`sample_changes`].
+pub const SAMPLE_UUID: uuid::Uuid =
+    uuid::Uuid::from_u128(0x1234_5678_9abc_4def_8000_0000_0000_0001);
+
+/// One change of every kind (a create with and one without a password, a rename, a delete, a
+/// strict epoch's opening), for seeds and for the encoders' tests.
+pub fn sample_changes() -> Vec<crate::event::Change> {
+    use crate::event::Change;
+    let uuid = SAMPLE_UUID;
+    vec![
         Change::Create {
             uuid,
             login: "ada".into(),
             real_name: "Ada Lovelace".into(),
             client_addr: "127.0.0.1:5000".into(),
             password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        },
+        Change::Create {
+            uuid,
+            login: "bob".into(),
+            real_name: String::new(),
+            client_addr: "[::1]:2".into(),
+            password_hash: None,
         },
         Change::Rename {
             uuid,
@@ -192,7 +198,19 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             login: "countess".into(),
         },
         Change::Open,
-    ];
+    ]
+}
+
+/// Starting inputs for `target`, made by the real encoders (every request and reply kind,
+/// sealed and plain datagrams of every kind, log entries of every change, …), so that fuzzing
+/// starts from what the decoders really see.
+pub fn seeds(target: &str) -> Vec<Vec<u8>> {
+    use crate::core::{Body, Message, NodeRef, Purpose, Role, VoteRequest};
+    use crate::event::Event;
+    use crate::wire::{ListKind, Listing};
+    use serde_bytes::ByteBuf;
+    let uuid = SAMPLE_UUID;
+    let changes = sample_changes();
     let events: Vec<Event> = changes
         .into_iter()
         .enumerate()

@@ -30,9 +30,6 @@ pub const PASSWORD_DIGEST_BYTES: usize = 64;
 /// than one per core only queues in memory.
 pub const PASSWORD_HASHES_CONCURRENT_MAX: usize = 4;
 
-/// Client connections served at once; past it new connections wait in the accept queue.
-pub const CONNECTIONS_MAX: usize = 4096;
-
 /// How long a request id's first result is kept, so that a client retry (also after a
 /// failover) gets that result instead of a second write. Documented in `docs/idserver.md`.
 pub const REQUEST_ID_TTL_MS: u64 = 10 * 60 * 1000;

@@ -71,6 +71,27 @@ async fn settled_status(cluster: &Cluster, i: usize) -> StatusView {
     cluster.status(i).await.expect("node answers")
 }
 
+/// Node `i`'s status once `holds` says yes of it (polled; fails after a few seconds with the
+/// last one).
+async fn status_when(
+    cluster: &Cluster,
+    i: usize,
+    holds: impl Fn(&StatusView) -> bool,
+) -> StatusView {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let status = settled_status(cluster, i).await;
+        if holds(&status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {i}: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Epoch, coordinator and clock of every node.
 async fn picture(cluster: &Cluster) -> Vec<(u64, Option<String>, u64)> {
     let mut out = Vec::new();
@@ -88,7 +109,9 @@ async fn forged_and_foreign_datagrams_move_nothing_and_are_counted() {
     let c = cluster.agreed(SETTLE).await;
     let mut client = cluster.client(&[0, 1, 2]);
     client.create("before", "B", None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..cluster.size {
+        status_when(&cluster, i, |s| s.clock == 1).await;
+    }
     let before = picture(&cluster).await;
 
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -116,14 +139,12 @@ async fn forged_and_foreign_datagrams_move_nothing_and_are_counted() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(picture(&cluster).await, before, "nothing moved");
+    // Once every node has refused all 41, none of them moved.
     for i in 0..cluster.size {
-        let status = settled_status(&cluster, i).await;
+        let status = status_when(&cluster, i, |s| s.rejected_datagrams >= 41).await;
         assert!(status.authenticated);
-        assert!(status.rejected_datagrams >= 41, "node {i}: {status:#?}");
-        assert!(status.epoch < 100, "node {i}: {status:#?}");
     }
+    assert_eq!(picture(&cluster).await, before, "nothing moved");
     client.create("after", "A", None).await.unwrap();
     assert_eq!(cluster.agreed(SETTLE).await, c);
 
@@ -178,18 +199,17 @@ async fn a_datagram_is_taken_once_and_replays_are_refused() {
     for _ in 0..10 {
         spy.send_to(&captured, cluster.addr(1)).unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = settled_status(&cluster, 1).await.rejected_datagrams;
     // Sealed for the spy's address, the first copy is new to node 1 (see `seal`); the rest
     // are replays.
-    assert!(after - before >= 9, "{before} -> {after}");
+    let after = status_when(&cluster, 1, |s| s.rejected_datagrams >= before + 9)
+        .await
+        .rejected_datagrams;
     // A sealed datagram whose payload was changed fails its tag.
     let mut changed = captured.clone();
     let last = changed.len() - 1;
     changed[last] ^= 1;
     spy.send_to(&changed, cluster.addr(1)).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(settled_status(&cluster, 1).await.rejected_datagrams > after);
+    status_when(&cluster, 1, |s| s.rejected_datagrams > after).await;
 }
 
 #[tokio::test]
@@ -285,8 +305,7 @@ async fn peer_requests_need_a_cluster_certificate() {
             "a foreign certificate got an answer"
         );
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(settled_status(&cluster, c).await.rejected_connections > before);
+    status_when(&cluster, c, |s| s.rejected_connections > before).await;
     assert_eq!(client.lookup("victim").await.unwrap().uuid, uuid);
     assert_eq!(cluster.agreed(SETTLE).await, c);
 }

@@ -3,7 +3,7 @@
 
 use super::run::Exec;
 use crate::error::{Error, Result};
-use crate::limits::ROGUE_CAPTURE_MS;
+use crate::limits::{ROGUE_CAPTURE_MS, ROGUE_REPLAYS};
 use crate::rogue::{self, Attack};
 use crate::scenario::Selector;
 use std::time::Duration;
@@ -34,14 +34,21 @@ impl Exec<'_> {
                 captured.extend(got);
             }
         }
-        let addrs: Vec<_> = targets.iter().map(|&i| self.cluster.addr(i)).collect();
         let (runtime, kit) = self.cluster.rogue()?;
-        let cluster = self.cluster.cluster_name().to_string();
-        let times = if attack == Attack::Replay { 3 } else { count };
+        let plan = rogue::Plan {
+            cluster: self.cluster.cluster_name().to_string(),
+            attack,
+            targets: targets.iter().map(|&i| self.cluster.addr(i)).collect(),
+            // A replay captures up to `count` datagrams and sends each a few times.
+            count: if attack == Attack::Replay {
+                ROGUE_REPLAYS
+            } else {
+                count
+            },
+            epoch,
+        };
         runtime
-            .spawn(async move {
-                rogue::run(&kit, &cluster, attack, &addrs, times, epoch, captured).await
-            })
+            .spawn(async move { rogue::run(&kit, &plan, captured).await })
             .await
             .map_err(|e| Error::Step(format!("the rogue's task failed: {e}")))?
     }

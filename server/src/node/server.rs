@@ -96,10 +96,9 @@ impl RunningServer {
         }
         let (stop, stopped) = watch::channel(false);
         let (answers, store_answers) = watch::channel(true);
-        let rejections = Arc::new(Rejections::default());
         let guard = Guard {
             security: config.security.clone(),
-            rejections: rejections.clone(),
+            rejections: Arc::new(Rejections::default()),
         };
         let identity = Identity {
             node_id,
@@ -130,7 +129,7 @@ impl RunningServer {
                 scratch_dir: config.data_dir.clone(),
                 answers,
             },
-            guard,
+            guard.clone(),
             applied,
         ));
         tokio::spawn(supervise_redis(shared.clone(), stopped.clone()));
@@ -139,8 +138,7 @@ impl RunningServer {
         let front = Front {
             service,
             cluster: config.cluster.as_str().into(),
-            security: config.security.clone(),
-            rejections,
+            guard,
             handshakes: Arc::new(Semaphore::new(HANDSHAKES_MAX)),
             clients: Arc::new(Semaphore::new(CLIENT_CONNECTIONS_MAX)),
             peers: Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX)),
@@ -294,8 +292,7 @@ async fn watch_store(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
 struct Front {
     service: Arc<Service>,
     cluster: Arc<str>,
-    security: Security,
-    rejections: Arc<Rejections>,
+    guard: Guard,
     handshakes: Arc<Semaphore>,
     clients: Arc<Semaphore>,
     peers: Arc<Semaphore>,
@@ -346,7 +343,7 @@ impl Front {
             Origin::Client | Origin::Unverified => &self.clients,
         };
         let Ok(_permit) = budget.clone().try_acquire_owned() else {
-            self.rejections.note(
+            self.guard.rejections.note(
                 Rejection::Connection,
                 peer,
                 &format!("{} connections are at their limit", origin.as_str()),
@@ -366,12 +363,12 @@ impl Front {
         stream: TcpStream,
         peer: SocketAddr,
     ) -> Option<(Box<dyn Stream>, Origin)> {
-        let credentials = match &self.security {
+        let credentials = match &self.guard.security {
             Security::InsecurePlaintext => return Some((Box::new(stream), Origin::Unverified)),
             Security::Authenticated(credentials) => credentials,
         };
         let Ok(_permit) = self.handshakes.try_acquire() else {
-            self.rejections.note(
+            self.guard.rejections.note(
                 Rejection::Connection,
                 peer,
                 "too many TLS handshakes at once",
@@ -397,7 +394,7 @@ impl Front {
                 Some((Box::new(tls), origin))
             }
             Ok(Err(e)) => {
-                self.rejections.note(
+                self.guard.rejections.note(
                     Rejection::Connection,
                     peer,
                     &format!("TLS handshake failed: {e}"),
@@ -405,7 +402,8 @@ impl Front {
                 None
             }
             Err(_) => {
-                self.rejections
+                self.guard
+                    .rejections
                     .note(Rejection::Connection, peer, "TLS handshake timed out");
                 None
             }
@@ -448,7 +446,7 @@ impl Front {
             };
             let (seq, clock, reply) = match parse_request(&payload, cluster) {
                 Ok((seq, _, _, request)) if origin == Origin::Client && request.is_peer_only() => {
-                    self.rejections.note(
+                    self.guard.rejections.note(
                         Rejection::Request,
                         peer,
                         &format!("{} from a client connection", request.name()),
