@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub replication: Replication,
     /// TLS and datagram authentication, or none.
     pub security: Security,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` over HTTP, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Discovery and protocol timings.
@@ -89,6 +91,7 @@ impl Default for ServerConfig {
             cluster_net: ClusterConfig::default(),
             replication: Replication::default(),
             security: Security::InsecurePlaintext,
+            metrics_listen: None,
         }
     }
 }

@@ -17,6 +17,8 @@
 //! - The vocabulary: [`account`] (the record and SPEC.md's input rules), [`event`] (writes as
 //!   events carrying their results), [`password`] (client-side SHA-512 digest, server-side
 //!   argon2id in a bounded pool), [`error`] (the one error type, stable error codes).
+//! - Operations: [`metrics`] (what operators scrape, the readiness rule), [`logs`] (text or
+//!   JSON, reloadable filter), [`systemd`] (the notify protocol).
 //! - [`fuzz`]: every decoder of outside input as a fuzz target.
 //! - Settings: [`config`] (settings and defaults), [`config_file`] (`--config` TOML), [`limits`] (every bound, with its reason),
 //!   [`address`] (the address a node advertises, which `--peers` entry is itself), [`time`].
@@ -33,10 +35,13 @@ pub mod error;
 pub mod event;
 pub mod fuzz;
 pub mod limits;
+pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod password;
 pub mod security;
 pub mod store;
+pub mod systemd;
 pub mod time;
 pub mod wire;
 

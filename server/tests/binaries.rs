@@ -9,6 +9,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::http::{get, http, sample};
+
 const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
 
 use idserver::security::mint::{CredentialSet, NodeSpec};
@@ -26,6 +30,8 @@ struct ServerProcess {
     child: Child,
     port: u16,
     creds: CredentialSet,
+    /// The rest of its standard output.
+    stdout: BufReader<std::process::ChildStdout>,
     _creds_dir: tempfile::TempDir,
 }
 
@@ -35,6 +41,16 @@ impl ServerProcess {
     }
 
     fn start_with(data_dir: &Path, args: &[&str]) -> ServerProcess {
+        Self::start_env(data_dir, args, &[], Stdio::inherit())
+    }
+
+    /// With `env` set and its standard error to `stderr`.
+    fn start_env(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+        stderr: Stdio,
+    ) -> ServerProcess {
         let creds_dir = tempfile::tempdir().unwrap();
         let creds = mint(creds_dir.path());
         let mut child = Command::new(IDSERVER)
@@ -50,14 +66,14 @@ impl ServerProcess {
             .arg(data_dir)
             .args(creds.node_args("node"))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("idserver starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let port = line
             .trim()
             .rsplit(':')
@@ -68,6 +84,7 @@ impl ServerProcess {
             child,
             port,
             creds,
+            stdout,
             _creds_dir: creds_dir,
         }
     }
@@ -102,8 +119,13 @@ impl ServerProcess {
         (out.status.code().unwrap(), json)
     }
 
-    fn stop(mut self, signal: Signal) -> std::process::ExitStatus {
+    fn stop(self, signal: Signal) -> std::process::ExitStatus {
         kill(self.pid(), signal).unwrap();
+        self.stop_wait()
+    }
+
+    /// Waits for the process (already signalled) to end.
+    fn stop_wait(mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
     }
 }
@@ -523,4 +545,199 @@ fn a_config_file_sets_what_flags_and_variables_do_not_and_its_errors_name_file_l
         assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
         assert!(stderr.contains(expected), "{text}: {stderr}");
     }
+}
+
+#[test]
+fn metrics_health_and_readiness_are_served_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start_with(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let mut line = String::new();
+    server.stdout.read_line(&mut line).unwrap();
+    let metrics = line
+        .trim()
+        .strip_prefix("metrics on ")
+        .unwrap_or_else(|| panic!("idserver printed {line:?}"))
+        .to_string();
+    let base = metrics.trim_end_matches("/metrics").to_string();
+    let agent = http();
+    for login in ["m1", "m2", "m3"] {
+        assert_eq!(server.client(&["--create", login, "M"]).0, 0);
+    }
+    assert_eq!(
+        server.client(&["--lookup", "nobody"]).1["error"]["code"],
+        "not_found"
+    );
+    // A lone node is ready once its claim settles.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(&agent, &format!("{base}/readyz"));
+        if status == 200 {
+            assert_eq!(body, "ready\n");
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(body.starts_with("not ready: "), "{body}");
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        get(&agent, &format!("{base}/healthz")),
+        (200, "ok\n".into())
+    );
+    assert_eq!(get(&agent, &format!("{base}/nothing")).0, 404);
+    let posted = agent.post(&metrics).send("").unwrap();
+    assert_eq!(posted.status().as_u16(), 405);
+
+    let mut response = agent.get(&metrics).call().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let body = response.body_mut().read_to_string().unwrap();
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        sample(&scrape, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{body}"))
+    };
+    let created = [("op", "create"), ("outcome", "ok")];
+    assert_eq!(value("idserver_requests_total", &created), 3.0);
+    let missing = [("op", "lookup"), ("outcome", "not_found")];
+    assert_eq!(value("idserver_requests_total", &missing), 1.0);
+    // Every create timed, whatever its outcome (the client retries while the lone node
+    // elects itself, and those are refused as unavailable).
+    let creates: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "idserver_requests_total" && s.labels.get("op") == Some("create"))
+        .map(|s| {
+            sample(
+                &scrape,
+                &s.metric,
+                &[
+                    ("op", "create"),
+                    ("outcome", s.labels.get("outcome").unwrap()),
+                ],
+            )
+            .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        value("idserver_request_seconds_count", &[("op", "create")]),
+        creates
+    );
+    assert_eq!(value("idserver_role", &[("role", "coordinator")]), 1.0);
+    assert_eq!(value("idserver_role", &[("role", "follower")]), 0.0);
+    assert_eq!(value("idserver_accounts", &[]), 3.0);
+    assert!(value("idserver_applied_clock", &[]) >= 3.0);
+    assert_eq!(value("idserver_rank", &[]), 1.0);
+    assert_eq!(value("idserver_redis_up", &[]), 1.0);
+    assert_eq!(value("idserver_ready", &[]), 1.0);
+    assert_eq!(value("idserver_elections_won_total", &[]), 1.0);
+    // A lone node waits for no replica: every write's ack wait was counted.
+    assert_eq!(value("idserver_ack_wait_seconds_count", &[]), 3.0);
+    assert!(server.stop(Signal::SIGTERM).success());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_carry_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start_env(
+        dir.path(),
+        &["--log-format", "json", "--verbose"],
+        &[],
+        Stdio::piped(),
+    );
+    let password = "correct horse battery staple";
+    assert_eq!(
+        server
+            .client(&["--create", "logged", "L", "--password", password])
+            .0,
+        0
+    );
+    let (status, refused) = server.client(&["--delete", "logged", "--password", "wrong one"]);
+    assert_eq!(refused["error"]["code"], "wrong_password", "{refused}");
+    assert_ne!(status, 0);
+    let key = std::fs::read_to_string(server.creds.cluster_key()).unwrap();
+    let tls_key = std::fs::read_to_string(&server.creds.node("node").tls.key).unwrap();
+    let mut stderr = server.child.stderr.take().unwrap();
+    kill(server.pid(), Signal::SIGTERM).unwrap();
+    assert!(server.child.wait().unwrap().success());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "{text}");
+    for line in &lines {
+        let object: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            object["timestamp"].is_string() && object["level"].is_string(),
+            "{line}"
+        );
+        assert!(object["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(lines.iter().any(|l| l.contains("\"serving\"")), "{text}");
+    assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{text}");
+    for secret in [
+        password,
+        "wrong one",
+        key.trim(),
+        tls_key.lines().nth(1).unwrap(),
+    ] {
+        assert!(
+            !text.contains(secret),
+            "a secret in the log: {secret:?}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn systemd_hears_ready_reloading_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let config = dir.path().join("idserver.toml");
+    std::fs::write(&config, "log-filter = \"info\"\n").unwrap();
+    let server = ServerProcess::start_env(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("NOTIFY_SOCKET", socket_path.as_os_str()),
+            ("WATCHDOG_USEC", std::ffi::OsStr::new("200000")),
+        ],
+        Stdio::inherit(),
+    );
+    let mut heard = Vec::new();
+    let hear_until = |wanted: &str, heard: &mut Vec<String>| loop {
+        let mut buf = [0u8; 4096];
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no {wanted} in {heard:?}: {e}"));
+        let message = String::from_utf8_lossy(&buf[..n]).to_string();
+        heard.push(message.clone());
+        if message.lines().any(|l| l == wanted) {
+            return message;
+        }
+    };
+    let ready = hear_until("READY=1", &mut heard);
+    assert!(
+        ready.contains(&format!("STATUS=serving on 127.0.0.1:{}", server.port)),
+        "{ready}"
+    );
+    hear_until("WATCHDOG=1", &mut heard);
+    std::fs::write(&config, "log-filter = \"debug\"\n").unwrap();
+    kill(server.pid(), Signal::SIGHUP).unwrap();
+    let reloading = hear_until("RELOADING=1", &mut heard);
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    hear_until("READY=1", &mut heard);
+    kill(server.pid(), Signal::SIGTERM).unwrap();
+    hear_until("STOPPING=1", &mut heard);
+    assert!(server.stop_wait().success());
 }

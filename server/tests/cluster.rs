@@ -340,3 +340,91 @@ async fn datagrams_with_an_epoch_beyond_the_range_are_ignored_and_counted() {
     let mut client = cluster.client(&[0, 1, 2]);
     client.create("after-forgery", "A", None).await.unwrap();
 }
+
+/// GET `url` off the async runtime: (status, body).
+async fn http_get(url: String) -> (u16, String) {
+    tokio::task::spawn_blocking(move || common::http::get(&common::http::http(), &url))
+        .await
+        .unwrap()
+}
+
+/// The exposition at `url`.
+async fn scraped(url: String) -> prometheus_parse::Scrape {
+    tokio::task::spawn_blocking(move || common::http::scrape(&common::http::http(), &url))
+        .await
+        .unwrap()
+}
+
+/// Each node's `/metrics` and `/readyz` in a three-node cluster: the coordinator shows each
+/// replica's lag and in-flight requests (down to 0 once they caught up), followers are
+/// ready; a new coordinator after a crash counts its win.
+#[tokio::test]
+async fn metrics_show_replica_lag_and_followers_become_ready() {
+    use common::http::sample;
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    let bases: Vec<String> = (0..3)
+        .map(|i| format!("http://{}:9151", cluster.addr(i).ip()))
+        .collect();
+    for i in 0..3 {
+        let metrics = format!("{}:9151", cluster.addr(i).ip());
+        cluster.start_with_args(i, &format!("d{i}"), &["--metrics-listen".into(), metrics]);
+    }
+    let coordinator = cluster.agreed(SETTLE).await;
+    let mut client = cluster.client(&[0, 1, 2]);
+    for n in 0..20 {
+        client.create(&format!("m{n}"), "M", None).await.unwrap();
+    }
+    let deadline = Instant::now() + SETTLE;
+    let caught_up = loop {
+        let metrics = scraped(format!("{}/metrics", bases[coordinator])).await;
+        let lags: Vec<f64> = (0..3)
+            .filter(|i| *i != coordinator)
+            .filter_map(|i| {
+                let replica = cluster.addr(i).to_string();
+                sample(
+                    &metrics,
+                    "idserver_replica_lag_events",
+                    &[("replica", &replica)],
+                )
+            })
+            .collect();
+        let in_flight = metrics
+            .samples
+            .iter()
+            .filter(|s| s.metric == "idserver_replica_in_flight")
+            .count();
+        if lags.len() == 2 && lags.iter().all(|lag| *lag == 0.0) && in_flight == 2 {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas never caught up: {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sample(&caught_up, "idserver_members", &[]), Some(3.0));
+    assert!(sample(&caught_up, "idserver_decided_clock", &[]).unwrap() >= 20.0);
+    for i in (0..3).filter(|i| *i != coordinator) {
+        let (status, body) = http_get(format!("{}/readyz", bases[i])).await;
+        assert_eq!((status, body.as_str()), (200, "ready\n"), "follower {i}");
+        let follower = scraped(format!("{}/metrics", bases[i])).await;
+        assert_eq!(
+            sample(&follower, "idserver_role", &[("role", "follower")]),
+            Some(1.0)
+        );
+        let replicas = follower
+            .samples
+            .iter()
+            .filter(|s| s.metric == "idserver_replica_lag_events")
+            .count();
+        assert_eq!(replicas, 0, "only a coordinator shows replicas");
+    }
+    cluster.kill(coordinator);
+    let successor = cluster.agreed(Duration::from_secs(10)).await;
+    let won = scraped(format!("{}/metrics", bases[successor])).await;
+    assert_eq!(sample(&won, "idserver_elections_won_total", &[]), Some(1.0));
+    assert_eq!(
+        sample(&won, "idserver_role", &[("role", "coordinator")]),
+        Some(1.0)
+    );
+}

@@ -6,8 +6,10 @@ use idserver::config::{
     ClusterConfig, Replication, ServerConfig, DEFAULT_CLUSTER, DEFAULT_NUMPORT,
 };
 use idserver::core::CoreConfig;
+use idserver::logs::{FilterSource, LogFormat as Format, Logs};
 use idserver::node::server::RunningServer;
 use idserver::security::{CredentialFiles, Credentials, Security, TlsFiles};
+use idserver::systemd;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,6 +93,17 @@ struct Args {
     /// Log every request and storage step (else: start, stop and errors only).
     #[arg(short, long, env = "IDSERVER_VERBOSE")]
     verbose: bool,
+    /// Which log lines to write, as a tracing filter (`info`, `warn`, `idserver=debug,info`);
+    /// overrides --verbose. A SIGHUP reads it (and `verbose`) from --config again.
+    #[arg(long, value_name = "FILTER", env = "IDSERVER_LOG_FILTER")]
+    log_filter: Option<String>,
+    /// `text` (for people) or `json` (one object per line: timestamp, level, target, fields).
+    #[arg(long, value_enum, default_value = "text", env = "IDSERVER_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` over plain HTTP at this address,
+    /// e.g. 127.0.0.1:9151 (off by default; it shows cluster state, not the directory).
+    #[arg(long, value_name = "ADDR:PORT", env = "IDSERVER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Name of the cluster this node belongs to; a Redis of another cluster is refused.
     #[arg(long, default_value = DEFAULT_CLUSTER, env = "IDSERVER_CLUSTER")]
     cluster: String,
@@ -158,6 +171,15 @@ struct Args {
     /// a warning is logged if this node's own entry is not among them).
     #[arg(long, env = "IDSERVER_CLUSTER_SIZE")]
     cluster_size: Option<usize>,
+    /// Where a SIGHUP reads the log filter again (not a flag).
+    #[arg(skip)]
+    log_source: Option<FilterSource>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -207,9 +229,24 @@ fn parse_args() -> Result<Args, ExitCode> {
             None => e.exit(),
         },
     };
-    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let from_file = merged.map(|m| m.from_file).unwrap_or_default();
+    let fixed = ["log-filter", "verbose"].iter().any(|long| {
+        let id = long.replace('-', "_");
+        !from_file.iter().any(|f| f == long)
+            && matches!(
+                matches.value_source(&id),
+                Some(
+                    clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable
+                )
+            )
+    });
+    args.log_source = Some(match (&args.config, fixed) {
+        (_, true) => FilterSource::Fixed,
+        (Some(path), false) => FilterSource::File(path.clone()),
+        (None, false) => FilterSource::Default,
+    });
     if args.print_config {
-        let from_file = merged.map(|m| m.from_file).unwrap_or_default();
         print!(
             "{}",
             idserver::config_file::describe(&command, &matches, &from_file)
@@ -226,19 +263,13 @@ fn main() -> ExitCode {
     };
     fail_stop_on_panic();
     raise_open_files_limit();
-    let filter = if args.verbose {
-        "idserver=debug,info"
-    } else {
-        "info"
+    let logs = match init_logs(&args) {
+        Ok(logs) => logs,
+        Err(message) => {
+            eprintln!("idserver: {message}");
+            return ExitCode::from(2);
+        }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let peers = match resolve_peers(&args.peers) {
         Ok(peers) => peers,
         Err(message) => {
@@ -296,6 +327,7 @@ fn main() -> ExitCode {
             min_acks: args.min_acks,
             strict_cluster_size,
         },
+        metrics_listen: args.metrics_listen,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -303,13 +335,32 @@ fn main() -> ExitCode {
         runtime.worker_threads(usize::from(threads));
     }
     let runtime = runtime.build().expect("failed to start the async runtime");
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, logs)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("idserver: {err}");
             ExitCode::from(EXIT_START_FAILED)
         }
     }
+}
+
+/// Installs the log the flags ask for (`RUST_LOG` stands in for a missing --log-filter).
+fn init_logs(args: &Args) -> Result<Logs, String> {
+    let format = match args.log_format {
+        LogFormat::Text => Format::Text,
+        LogFormat::Json => Format::Json,
+    };
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|_| args.log_filter.is_none());
+    let (filter, source) = match from_env {
+        Some(filter) => (filter, FilterSource::Fixed),
+        None => (
+            idserver::logs::filter_for(args.verbose, args.log_filter.as_deref()),
+            args.log_source.clone().unwrap_or(FilterSource::Default),
+        ),
+    };
+    idserver::logs::init(format, &filter, source)
 }
 
 /// The credentials the flags name, loaded (or plaintext, if asked for).
@@ -335,7 +386,7 @@ fn security(args: &Args) -> idserver::Result<Security> {
     )?)))
 }
 
-async fn run(config: ServerConfig) -> idserver::Result<()> {
+async fn run(config: ServerConfig, logs: Logs) -> idserver::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
@@ -348,14 +399,28 @@ async fn run(config: ServerConfig) -> idserver::Result<()> {
     }
     let server = RunningServer::start(config).await?;
     println!("listening on {}", server.local_addr());
+    if let Some(metrics) = server.metrics_addr() {
+        println!("metrics on http://{metrics}/metrics");
+    }
+    systemd::ready(server.local_addr());
+    let watchdog = systemd::watchdog();
     let name = loop {
         tokio::select! {
             _ = interrupt.recv() => break "SIGINT",
             _ = terminate.recv() => break "SIGTERM",
-            _ = hangup.recv() => reload(&security),
+            _ = hangup.recv() => {
+                systemd::reloading();
+                logs.reload();
+                reload(&security);
+                systemd::ready(server.local_addr());
+            }
         }
     };
     tracing::info!(signal = name, "shutting down");
+    systemd::stopping();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     server.shutdown().await?;
     tracing::info!("stopped");
     Ok(())

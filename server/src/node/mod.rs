@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod forward;
+pub mod http;
 pub mod recent;
 pub mod replica;
 pub mod replication;

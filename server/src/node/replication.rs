@@ -13,6 +13,7 @@ use crate::limits::{
     ACK_TIMEOUT_MS, FORWARD_TIMEOUT_MS, REPLICATION_PROBE_MS, REQUEST_FRAME_BYTES_MAX,
     SNAPSHOT_CHUNK_BYTES,
 };
+use crate::metrics::LinkState;
 use crate::node::forward::connect;
 use crate::node::shared::Shared;
 use crate::store::{idle_priority, RdbStream};
@@ -64,6 +65,7 @@ impl Replicator {
     /// but they prove nothing, so it answers `unavailable` (a retry with the same request id
     /// learns the write's outcome).
     pub async fn wait_acked(&self, shared: &Shared, clock: u64, epoch: u64) -> Result<()> {
+        let started = std::time::Instant::now();
         let deadline = tokio::time::sleep(Duration::from_millis(ACK_TIMEOUT_MS));
         tokio::pin!(deadline);
         loop {
@@ -84,6 +86,7 @@ impl Replicator {
             let quorum = self.quorum(shared, &view);
             if quorum.acked >= clock {
                 self.forget(clock, woken);
+                shared.metrics.ack_wait(started.elapsed());
                 return Ok(());
             }
             // Membership changes (a replica leaving lowers what is needed) and the claim
@@ -175,6 +178,11 @@ async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
             keep
         });
         replicator.lock_acks().retain(|id| wanted.contains_key(id));
+        shared.metrics.retain_links(|replica| {
+            tasks
+                .values()
+                .any(|(node, _, _)| node.addr.to_string() == replica)
+        });
         for (id, node) in wanted {
             tasks.entry(id).or_insert_with(|| {
                 let link = Link {
@@ -183,6 +191,7 @@ async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
                     node,
                     progress: Progress::new(view.epoch, LinkLimits::default()),
                     seq: 0,
+                    acked: 0,
                 };
                 (node, view.epoch, tokio::spawn(link.run()))
             });
@@ -202,6 +211,8 @@ struct Link {
     /// coordinator must not pass its events off as the new epoch's).
     progress: Progress,
     seq: u64,
+    /// The replica's last ack (for the metrics).
+    acked: u64,
 }
 
 impl Link {
@@ -289,6 +300,7 @@ impl Link {
                         let to = events.last().map_or(to, |e| e.clock);
                         let seq = self.send(conn, prev, events).await?;
                         self.progress.sent(seq, Next::Events { from, to });
+                        self.report();
                     }
                     None => self.progress.need_snapshot(),
                 },
@@ -319,9 +331,20 @@ impl Link {
     }
 
     /// Records the replica's ack for this link's epoch.
-    fn record(&self, ack: u64) {
+    fn record(&mut self, ack: u64) {
         self.replicator
             .record(&self.shared, self.node.node_id, self.progress.epoch(), ack);
+        self.acked = ack;
+        self.report();
+    }
+
+    /// Shows the link's state in the metrics.
+    fn report(&self) {
+        let state = LinkState {
+            acked: self.acked,
+            in_flight: self.progress.in_flight() as u64,
+        };
+        self.shared.metrics.link(&self.node.addr.to_string(), state);
     }
 
     /// Sends one `Replicate` request; returns its sequence number.
@@ -378,6 +401,7 @@ impl Link {
         let (answer, bytes) = done
             .await
             .map_err(|_| Error::refused(ErrorCode::Internal, "the snapshot thread stopped"))??;
+        self.shared.metrics.full_sync_sent(bytes);
         tracing::info!(
             replica = %self.node.addr,
             applied = answer.0,

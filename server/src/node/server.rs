@@ -15,6 +15,7 @@ use crate::limits::{
 };
 use crate::node::cluster;
 use crate::node::cluster::Identity;
+use crate::node::http;
 use crate::node::service::Service;
 use crate::node::shared::{Shared, Storage};
 use crate::security::{Guard, Origin, Rejection, Rejections, Security};
@@ -35,6 +36,7 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     node_id: Uuid,
     stop: watch::Sender<bool>,
     accept_loop: tokio::task::JoinHandle<()>,
@@ -61,6 +63,7 @@ impl RunningServer {
             .or_else(|| redis.as_ref().map(RedisChild::url))
             .expect("either a Redis URL or our own Redis");
         let store = Store::connect(&url).await?;
+        store.check_version().await?;
         let node_id = store.claim(&config.cluster, Uuid::new_v4()).await?;
         store.upgrade_layout().await?;
         config.cluster_net.validate().map_err(Error::Config)?;
@@ -134,6 +137,11 @@ impl RunningServer {
         ));
         tokio::spawn(supervise_redis(shared.clone(), stopped.clone()));
         tokio::spawn(watch_store(shared.clone(), stopped.clone()));
+        tokio::spawn(count_elections_won(shared.clone(), stopped.clone()));
+        let metrics_addr = match config.metrics_listen {
+            Some(addr) => Some(http::start(addr, shared.clone(), stopped.clone()).await?),
+            None => None,
+        };
         let service = Arc::new(Service::new(shared.clone(), advertised.to_string()));
         let front = Front {
             service,
@@ -147,6 +155,7 @@ impl RunningServer {
         tracing::info!(%local_addr, %advertised, %node_id, redis = %crate::store::redact_url(&url), "serving");
         Ok(RunningServer {
             local_addr,
+            metrics_addr,
             node_id,
             stop,
             accept_loop,
@@ -157,6 +166,11 @@ impl RunningServer {
     /// The address clients reach this server at.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// This node's id (kept in its Redis across restarts).
@@ -187,6 +201,19 @@ impl RunningServer {
     }
 }
 
+/// Counts the epochs this node wins as they happen (not only when scraped: a term may end
+/// between two scrapes).
+async fn count_elections_won(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut views = shared.membership.watch();
+    loop {
+        shared.metrics.observe_view(&views.borrow_and_update().view);
+        tokio::select! {
+            changed = views.changed() => if changed.is_err() { return },
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
 /// Restarts the node's own Redis when it dies under it: a node must not go on coordinating
 /// (or replicating) on a dead store. Writes fail with `internal` while it restarts.
 async fn supervise_redis(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
@@ -210,6 +237,7 @@ async fn supervise_redis(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>
                     pid = redis.pid(),
                     "own redis-server exited unexpectedly; restarted it on its append-only file"
                 );
+                shared.metrics.redis_restarted();
                 // The next write reads the clock the append-only file brought back.
                 shared.store.forget_clock().await;
                 // Its files may hold less than was applied (killed while it rewrote its

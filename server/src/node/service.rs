@@ -66,7 +66,16 @@ impl Service {
         session_clock: u64,
         fresh: bool,
     ) -> (Reply, u64) {
-        match self.serve(request, client_addr, session_clock, fresh).await {
+        let (started, op) = (std::time::Instant::now(), request.name());
+        let outcome = self.serve(request, client_addr, session_clock, fresh).await;
+        let outcome_name = match &outcome {
+            Ok(_) => "ok",
+            Err(err) => err.code().as_str(),
+        };
+        self.shared
+            .metrics
+            .request(op, outcome_name, started.elapsed());
+        match outcome {
             Ok(answer) => answer,
             Err(err) => {
                 let code = err.code();

@@ -54,6 +54,8 @@ pub struct Shared {
     pub security: Security,
     /// What was refused for failing authentication or a limit.
     pub rejections: Arc<Rejections>,
+    /// What operators scrape (see [`crate::metrics`]).
+    pub metrics: crate::metrics::Metrics,
     applied: watch::Sender<u64>,
     /// On the coordinator, the last clock its writer decided (sent to replicas while its own
     /// Redis writes it); never below `applied`.
@@ -85,6 +87,7 @@ impl Shared {
             recent: RecentEvents::default(),
             security: guard.security,
             rejections: guard.rejections,
+            metrics: crate::metrics::Metrics::new(),
             applied: watch::Sender::new(applied),
             decided: watch::Sender::new(applied),
             syncing: AtomicBool::new(false),

@@ -61,6 +61,31 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// `7.0.15` as (7, 0).
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_major_then_minor() {
+        assert_eq!(major_minor("7.0.15"), Some((7, 0)));
+        assert_eq!(major_minor("7.2"), Some((7, 2)));
+        assert!(major_minor("6.2.14").unwrap() < REDIS_VERSION_MIN);
+        assert!(major_minor("10.0.0").unwrap() > REDIS_VERSION_MIN);
+        assert_eq!(major_minor("unstable"), None);
+        assert_eq!(major_minor("7"), None);
+    }
+}
+
+/// The oldest Redis (major, minor) the server runs on: its own Redis keeps a multi-part
+/// append-only file (`appendonlydir`), new in 7.0, and 7.0 is what the tests run.
+pub const REDIS_VERSION_MIN: (u32, u32) = (7, 0);
+
 /// An account's two fields as read (fixed, changing), either missing.
 type AccountParts = (Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -75,6 +100,29 @@ impl Store {
             writes: Arc::default(),
             expiring: Arc::default(),
         })
+    }
+
+    /// Refuses a Redis older than [`REDIS_VERSION_MIN`] (or one that does not say its
+    /// version), naming the version found.
+    pub async fn check_version(&self) -> Result<()> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let found = info
+            .lines()
+            .find_map(|line| line.strip_prefix("redis_version:"))
+            .map(str::trim);
+        match found.and_then(major_minor) {
+            Some(version) if version >= REDIS_VERSION_MIN => Ok(()),
+            _ => Err(Error::Config(format!(
+                "the Redis at {} is version {}; idserver needs Redis {}.{} or newer",
+                super::redact_url(&self.url),
+                found.unwrap_or("(not reported)"),
+                REDIS_VERSION_MIN.0,
+                REDIS_VERSION_MIN.1
+            ))),
+        }
     }
 
     /// Waits until Redis answers again (after a restart), up to `timeout`.

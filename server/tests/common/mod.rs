@@ -8,3 +8,4 @@ pub mod server;
 
 #[allow(unused_imports)] // not every test binary uses the single-server fixture
 pub use server::*;
+pub mod http;
