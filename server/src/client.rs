@@ -384,6 +384,16 @@ impl Client {
         }
     }
 
+    /// Asks the coordinator to hand over to its most caught-up follower (see
+    /// [`Request::StepDown`]; needs a node certificate); returns the successor's address and
+    /// the clock it had acknowledged. Sent to the servers in turn: followers refuse it.
+    pub async fn step_down(&mut self) -> Result<(String, u64)> {
+        match self.call(Request::StepDown).await? {
+            Reply::SteppedDown { successor, clock } => Ok((successor, clock)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// The bound server's view of itself.
     pub async fn status(&mut self) -> Result<StatusView> {
         match self.call(Request::Status).await? {

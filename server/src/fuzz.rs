@@ -313,6 +313,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 last_epoch: 3,
                 last_clock: 9,
                 pre: true,
+                transfer: false,
             };
             let bodies = vec![
                 Body::GetRank {

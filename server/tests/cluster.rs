@@ -306,6 +306,7 @@ async fn datagrams_with_an_epoch_beyond_the_range_are_ignored_and_counted() {
                     last_epoch: u64::MAX,
                     last_clock: u64::MAX,
                     pre: false,
+                    transfer: false,
                 }),
             },
         },

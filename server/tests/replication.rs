@@ -7,8 +7,10 @@ mod common;
 use common::calls_of;
 use common::cluster::Cluster;
 use idserver::client::Client;
+use idserver::core::Role;
 use idserver::event::LoggedEvent;
 use idserver::wire::{Reply, Request};
+use idserver::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -844,4 +846,82 @@ async fn events_sent_before_the_coordinator_could_store_them_are_stored_after_al
     assert_eq!(history.len(), 2, "one event per create: {history:?}");
     let held = cluster.client(&[ahead]).lookup("sent-first").await.unwrap();
     assert_eq!(held.uuid, uuid);
+}
+
+#[tokio::test]
+async fn a_step_down_under_load_hands_over_and_loses_no_acknowledged_write() {
+    step_down_under_load("whitepaper").await;
+}
+
+#[tokio::test]
+async fn a_step_down_under_load_hands_over_and_loses_no_acknowledged_write_in_strict_mode() {
+    step_down_under_load("strict").await;
+}
+
+/// `idclient --step-down`'s request while four clients write: the coordinator hands over to
+/// a follower, every node agrees on it, the old one follows, and every acknowledged write is
+/// on every node in one history. Refused without a node certificate and by a follower.
+async fn step_down_under_load(mode: &str) {
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.extra_args = vec!["--mode".into(), mode.into()];
+    cluster.start_all();
+    let old = cluster.agreed(SETTLE).await;
+    let follower = (old + 1) % 3;
+    let operator = |i: usize| {
+        Client::new(idserver::client::ClientConfig {
+            servers: vec![cluster.addr(i).to_string()],
+            cluster: cluster.name.clone(),
+            transport: cluster.peer_transport(follower),
+            retry_for_ms: 0,
+            ..idserver::client::ClientConfig::default()
+        })
+    };
+    let refused = cluster.client(&[old]).step_down().await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Forbidden, "{refused}");
+    let refused = operator(follower).step_down().await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Unavailable, "{refused}");
+    assert!(
+        refused.to_string().contains("not the coordinator"),
+        "{refused}"
+    );
+
+    let stop_at = Instant::now() + Duration::from_millis(1_200);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let mut client = cluster.client(&[(w + 1) % 3, (w + 2) % 3, w % 3]);
+        tasks.spawn(async move {
+            let mut acked = BTreeMap::new();
+            let mut n = 0;
+            while Instant::now() < stop_at {
+                let login = format!("w{w}-{n}");
+                n += 1;
+                if let Ok(uuid) = client.create(&login, "", None).await {
+                    acked.insert(login, uuid);
+                }
+            }
+            acked
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (successor, clock) = operator(old).step_down().await.unwrap();
+    assert_ne!(successor, cluster.addr(old).to_string());
+    assert!(clock > 0, "writes were decided before the hand-over");
+    let acked: BTreeMap<String, Uuid> = tasks.join_all().await.into_iter().flatten().collect();
+    assert!(acked.len() > 50, "the load made progress: {}", acked.len());
+    let now = cluster.agreed(SETTLE).await;
+    assert_eq!(cluster.addr(now).to_string(), successor);
+    assert_eq!(cluster.status(old).await.unwrap().role, Role::Follower);
+    converged(&cluster).await;
+    assert_same_history(&cluster, &[0, 1, 2]).await;
+    for i in 0..3 {
+        let all = cluster.client(&[i]).all().await.unwrap();
+        let stored: BTreeMap<&str, Uuid> = all.iter().map(|a| (a.login.as_str(), a.uuid)).collect();
+        for (login, uuid) in &acked {
+            assert_eq!(
+                stored.get(login.as_str()),
+                Some(uuid),
+                "acknowledged {login} lost on node {i}"
+            );
+        }
+    }
 }

@@ -20,13 +20,31 @@ const JSON_SCHEMA: u32 = 1;
 /// Client of the identity server: one operation per run.
 #[derive(Debug, Parser)]
 #[command(version, about, group(ArgGroup::new("op").required(true).args(
-    ["create", "lookup", "reverse_lookup", "modify", "delete", "get", "status", "events"])),
+    ["create", "lookup", "reverse_lookup", "modify", "delete", "get", "status", "events",
+     "step_down"])),
     group(ArgGroup::new("transport").required(true).args(["tls_ca", "insecure_plaintext"])))]
 struct Args {
     /// The cluster CA's certificate (PEM): the server must present a certificate it signed
     /// that names the address connected to (or --tls-server-name).
     #[arg(long, value_name = "FILE", env = "IDCLIENT_TLS_CA")]
     tls_ca: Option<std::path::PathBuf>,
+    /// An operator's certificate (PEM), signed by the cluster CA (a node's, or one `idkeys`
+    /// made for the operator): --step-down needs it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IDCLIENT_TLS_CERT",
+        requires_all = ["tls_ca", "tls_key"]
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IDCLIENT_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
     /// The name the server's certificate must carry, instead of the address connected to.
     #[arg(
         long,
@@ -99,6 +117,12 @@ struct Args {
     /// delete, and in strict mode open (each coordinator's first event of its epoch).
     #[arg(long)]
     events: bool,
+    /// Make the coordinator hand over to its most caught-up follower without an election
+    /// timeout (before maintenance of its host). Asks --server (or the discovered servers)
+    /// who coordinates, then asks it; needs --tls-cert and --tls-key (a certificate of the
+    /// cluster CA), or --insecure-plaintext.
+    #[arg(long)]
+    step_down: bool,
     /// With --events: only events with a higher clock.
     #[arg(long, value_name = "CLOCK", default_value_t = 0, requires = "events")]
     since: u64,
@@ -218,6 +242,22 @@ async fn run(args: Args) -> idserver::Result<(Value, String)> {
             }
         });
     }
+    if args.step_down {
+        let coordinator = client.status().await?.coordinator_addr.ok_or_else(|| {
+            idserver::Error::refused(ErrorCode::Unavailable, "no coordinator is known")
+        })?;
+        let mut at_coordinator = Client::new(ClientConfig {
+            servers: vec![coordinator.clone()],
+            cluster: args.cluster.clone(),
+            transport: transport(&args)?,
+            ..ClientConfig::default()
+        });
+        let (successor, clock) = at_coordinator.step_down().await?;
+        return Ok((
+            json!({"op": "step_down", "from": coordinator, "successor": successor, "clock": clock}),
+            format!("{coordinator} handed over to {successor} at clock {clock}"),
+        ));
+    }
     if args.events {
         let events = client.events(args.since, args.limit).await?;
         let text = events
@@ -295,8 +335,21 @@ fn transport(args: &Args) -> idserver::Result<Transport> {
         .map(idserver::security::tls::server_name_of)
         .transpose()
         .map_err(|e| idserver::Error::refused(ErrorCode::InvalidInput, e.to_string()))?;
-    let connector = idserver::security::tls::client_connector(ca)
-        .map_err(|e| idserver::Error::refused(ErrorCode::InvalidInput, e.to_string()))?;
+    let invalid =
+        |e: idserver::Error| idserver::Error::refused(ErrorCode::InvalidInput, e.to_string());
+    let connector = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = idserver::security::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            };
+            idserver::security::NodeTls::load(&files)
+                .map_err(invalid)?
+                .connector
+        }
+        _ => idserver::security::tls::client_connector(ca).map_err(invalid)?,
+    };
     Ok(Transport::Tls {
         connector,
         server_name,

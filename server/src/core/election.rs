@@ -13,7 +13,7 @@
 
 use super::message::{Body, Purpose, VoteRequest};
 use super::node::{CandidateState, Node, Output, RankReply};
-use super::types::{Clock, ElectionFailure, Epoch, NodeRef, Rank, Role};
+use super::types::{Clock, ElectionFailure, Epoch, NodeId, NodeRef, Rank, Role};
 use rand::Rng;
 
 /// Rounds without any reply before a candidate that knows other members gives the round up.
@@ -38,13 +38,14 @@ impl Node {
             last_epoch: self.last_event_epoch,
             last_clock: self.clock,
             pre: true,
+            transfer: false,
         });
         self.open_round(now_ms, proposed_epoch, false, silent_rounds, vote);
     }
 
     /// Strict mode: a majority would vote for us. Raise the epoch (stored before the request
     /// goes out), vote for ourselves, and ask for the votes of that epoch.
-    fn start_vote(&mut self, now_ms: u64, proposed_epoch: Epoch) {
+    fn start_vote(&mut self, now_ms: u64, proposed_epoch: Epoch, transfer: bool) {
         let epoch = proposed_epoch.max(self.epoch.saturating_add(1));
         self.epoch = epoch;
         self.voted_epoch = epoch;
@@ -55,6 +56,7 @@ impl Node {
             last_epoch: self.last_event_epoch,
             last_clock: self.clock,
             pre: false,
+            transfer,
         });
         self.open_round(now_ms, epoch, true, 0, vote);
     }
@@ -184,10 +186,12 @@ impl Node {
             self.last_heard_coordinator_ms = now_ms;
             return;
         }
-        // Others "hearing" us as coordinator while we are not one is no reason to give up.
+        // Others "hearing" us as coordinator while we are not one is no reason to give up; nor
+        // is their still hearing the coordinator that handed over to us.
+        let transfer = candidate.vote.is_some_and(|v| v.transfer);
         let heard = reply
             .coordinator
-            .filter(|c| reply.hears_coordinator && c.node_id != self.me.node_id);
+            .filter(|c| reply.hears_coordinator && c.node_id != self.me.node_id && !transfer);
         candidate
             .replies
             .insert(reply.from.node_id, (reply.from, reply.clock, heard));
@@ -246,7 +250,7 @@ impl Node {
                 self.elections_started += 1;
                 self.become_coordinator(now_ms, self.epoch);
             } else if votes >= majority {
-                self.start_vote(now_ms, candidate.proposed_epoch);
+                self.start_vote(now_ms, candidate.proposed_epoch, false);
             } else if candidate.replies.len() + 1 < majority {
                 self.round_failed(now_ms, ElectionFailure::RepliesLate, candidate.outclassed);
             } else if candidate.voting {
@@ -330,8 +334,9 @@ impl Node {
         }
         let recent_enough =
             (vote.last_epoch, vote.last_clock) >= (self.last_event_epoch, self.clock);
-        let free =
-            recent_enough && self.role != Role::Coordinator && !self.hears_coordinator(now_ms);
+        let free = recent_enough
+            && self.role != Role::Coordinator
+            && (vote.transfer || !self.hears_coordinator(now_ms));
         if vote.pre {
             return free && vote.epoch > self.epoch;
         }
@@ -389,8 +394,65 @@ impl Node {
             .any(|m| m.node.node_id != self.me.node_id && Some(m.node.node_id) != suspected)
     }
 
+    /// The coordinator hands over to `to` (see [`super::Input::HandOver`]). Ignored unless
+    /// this node coordinates and `to` is another member it knows.
+    pub(super) fn hand_over(&mut self, now_ms: u64, to: NodeId) {
+        if self.role != Role::Coordinator || to == self.me.node_id {
+            return;
+        }
+        let Some(successor) = self
+            .members
+            .values()
+            .map(|m| m.node)
+            .find(|n| n.node_id == to)
+        else {
+            return;
+        };
+        if self.config.strict_cluster_size.is_some() {
+            // Twice: a lost TAKEOVER costs a suspicion timeout and an ordinary election (the
+            // successor ignores the copy once it asks for votes).
+            self.send(successor.addr, Body::TakeOver);
+            self.send(successor.addr, Body::TakeOver);
+            self.step_down(now_ms);
+            return;
+        }
+        self.epoch = self.epoch.saturating_add(1);
+        self.out.push(Output::PersistEpoch(self.epoch));
+        self.broadcast(Body::NewMaster { winner: successor });
+        // Once more to the successor: a lost NEWMASTER there costs a suspicion timeout and an
+        // ordinary election (the copy changes nothing once it coordinates).
+        self.send(successor.addr, Body::NewMaster { winner: successor });
+        self.accept_winner(now_ms, self.epoch, successor);
+        // Its first heartbeat comes a round trip from now at best: suspecting it sooner (whitepaper
+        // suspicion is a few heartbeats, whatever the latency) would have this node, of equal
+        // clock and perhaps lower rank, elect itself back.
+        self.last_heard_coordinator_ms = now_ms + self.rtt.high_ms(true);
+    }
+
+    /// Strict mode: our coordinator hands over to us: ask for votes at once, as a transfer.
+    /// Only from the coordinator we follow, in its epoch.
+    pub(super) fn on_take_over(&mut self, now_ms: u64, epoch: Epoch, from: &NodeRef) {
+        let ours = self.coordinator.is_some_and(|c| c.node_id == from.node_id);
+        if self.config.strict_cluster_size.is_none()
+            || self.role != Role::Follower
+            || !ours
+            || epoch != self.epoch
+        {
+            return;
+        }
+        self.start_vote(now_ms, self.epoch.saturating_add(1), true);
+    }
+
     pub(super) fn on_new_master(&mut self, now_ms: u64, epoch: Epoch, winner: NodeRef) {
         if epoch < self.epoch || self.role == Role::Joining {
+            return;
+        }
+        // A copy for the coordinator we already are in that epoch: taking office again would
+        // restart its claim's settling.
+        if self.role == Role::Coordinator
+            && self.coordinator_epoch == epoch
+            && winner.node_id == self.me.node_id
+        {
             return;
         }
         // A NEWMASTER does not carry the winner's clock; rank settles it until the winner's

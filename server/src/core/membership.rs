@@ -290,8 +290,10 @@ impl Node {
         self.missing.extend(silent.iter().copied());
         let alone = !self.members.values().any(|m| m.node.node_id != me);
         // Entries a new coordinator took over from the old one's list may be stale: only
-        // members this coordinator could have heard for a whole dead interval fell silent.
-        let heard_long_enough = now_ms >= self.coordinating_since_ms + dead_ms;
+        // members this coordinator could have heard for a whole dead interval fell silent (the
+        // first answers to its heartbeats arrive a round trip after it took office: on slow
+        // links that is longer than whitepaper mode's dead interval).
+        let heard_long_enough = now_ms >= self.coordinating_since_ms + dead_ms + self.rtt_ms();
         if alone
             && !silent.is_empty()
             && heard_long_enough

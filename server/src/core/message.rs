@@ -64,6 +64,10 @@ pub struct VoteRequest {
     /// majority would, the candidate raises its epoch and asks for real votes.
     #[serde(default)]
     pub pre: bool,
+    /// The coordinator handed over to the candidate (TAKEOVER): voters still hearing it vote
+    /// all the same (Raft's leadership transfer). Logs are compared as for any vote.
+    #[serde(default)]
+    pub transfer: bool,
 }
 
 /// The messages.
@@ -114,6 +118,10 @@ pub enum Body {
         /// The node with the highest clock (lowest rank among equals) the candidate heard.
         winner: NodeRef,
     },
+    /// TAKEOVER (strict mode, not in the whitepaper): the coordinator hands over to the
+    /// receiver, which has acknowledged its whole history: ask for votes now, without waiting
+    /// to suspect it. (Whitepaper mode hands over with NEWMASTER.)
+    TakeOver,
     /// LEAVE: the sender stops cleanly (not in the whitepaper). Its rank is free at once, and
     /// the others know it is gone rather than silent: only such evidence lets a node that is
     /// left alone acknowledge writes alone.
@@ -152,6 +160,7 @@ impl Body {
             Body::GetMaster => "GETMASTER",
             Body::Master { .. } => "MASTER",
             Body::NewMaster { .. } => "NEWMASTER",
+            Body::TakeOver => "TAKEOVER",
             Body::Leave => "LEAVE",
         }
     }

@@ -56,6 +56,14 @@ pub enum Input {
     SawEpoch(Epoch),
     /// The node stops cleanly: it tells the others (LEAVE), so they know it is gone.
     Leave,
+    /// The coordinator hands over to member `to`, which has acknowledged everything it
+    /// decided (the shell checks that, with writes held): whitepaper mode names it in
+    /// NEWMASTER with the next epoch; strict mode tells it to ask for votes (TAKEOVER) and
+    /// steps down.
+    HandOver {
+        /// The successor.
+        to: NodeId,
+    },
 }
 
 /// What the node wants done, in order.
@@ -254,6 +262,7 @@ impl Node {
                     self.broadcast(Body::Leave);
                 }
             }
+            Input::HandOver { to } => self.hand_over(now_ms, to),
         }
         self.on_timers(now_ms);
         self.wake_by_ms = self.poll_timeout();
@@ -487,6 +496,7 @@ impl Node {
                 }
             }
             Body::NewMaster { winner } => self.on_new_master(now_ms, msg.epoch, winner),
+            Body::TakeOver => self.on_take_over(now_ms, msg.epoch, &msg.from),
             Body::Leave => self.on_leave(now_ms, &msg.from),
         }
     }

@@ -107,6 +107,16 @@ impl Replicator {
         }
     }
 
+    /// The follower to hand over to in `view`, and what it acknowledged (see
+    /// [`Acks::most_caught_up`]).
+    pub fn most_caught_up(
+        &self,
+        shared: &Shared,
+        view: &crate::core::View,
+    ) -> Option<(NodeRef, u64)> {
+        self.lock_acks().most_caught_up(shared.node_id, view)
+    }
+
     /// What the acks allow in `view`.
     fn quorum(&self, shared: &Shared, view: &crate::core::View) -> Quorum {
         self.lock_acks()

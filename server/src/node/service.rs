@@ -29,6 +29,11 @@ struct Prepared {
     verified_uuid: Option<Uuid>,
 }
 
+/// Longest a step-down holds writes waiting for a follower to catch up.
+const HANDOVER_TIMEOUT_MS: u64 = 2_000;
+/// How often a step-down looks at the followers' acks meanwhile.
+const HANDOVER_POLL_MS: u64 = 2;
+
 /// The identity operations of one node.
 #[derive(Debug)]
 pub struct Service {
@@ -178,6 +183,7 @@ impl Service {
                     .await;
                 self.settled(epoch, outcome).await
             }
+            Request::StepDown => Ok((self.step_down().await?, self.shared.applied())),
             request if request.is_write() => self.write(request, client_addr, fresh).await,
             request => self.read(request, session_clock).await,
         }
@@ -575,6 +581,76 @@ impl Service {
                 ErrorCode::WrongPassword,
                 format!("wrong password for account {:?}", account.view.login),
             ))
+        }
+    }
+
+    /// Hands over to the most caught-up follower (see [`Request::StepDown`]): holds new
+    /// writes, waits until that follower acknowledged everything decided here (at most
+    /// [`HANDOVER_TIMEOUT_MS`]), then tells the cluster task to hand over.
+    async fn step_down(&self) -> Result<Reply> {
+        let view = self.shared.membership.state().view;
+        if view.role != Role::Coordinator {
+            let coordinator = view
+                .coordinator
+                .map_or("none known".to_string(), |c| c.addr.to_string());
+            return Err(Error::refused(
+                ErrorCode::Unavailable,
+                format!("this node is not the coordinator (the coordinator: {coordinator})"),
+            ));
+        }
+        let epoch = view.epoch;
+        let started = std::time::Instant::now();
+        let _held = self.writer.hold().await;
+        loop {
+            let view = self.shared.membership.state().view;
+            if view.role != Role::Coordinator || view.epoch != epoch {
+                return Err(Error::refused(
+                    ErrorCode::Unavailable,
+                    "this node stopped coordinating before it could hand over",
+                ));
+            }
+            let decided = self.shared.decided();
+            let Some((successor, acked)) = self.replicator.most_caught_up(&self.shared, &view)
+            else {
+                return Err(Error::refused(
+                    ErrorCode::Unavailable,
+                    "no follower answers this coordinator: none to hand over to",
+                ));
+            };
+            if acked >= decided {
+                self.shared.membership.notify(crate::core::Input::HandOver {
+                    to: successor.node_id,
+                });
+                // Writes stay held until this node no longer coordinates: one decided in
+                // between could be acknowledged by another replica and not be the successor's.
+                let mut views = self.shared.membership.watch();
+                let handed = tokio::time::timeout(
+                    Duration::from_millis(HANDOVER_TIMEOUT_MS),
+                    views.wait_for(|s| s.view.role != Role::Coordinator || s.view.epoch != epoch),
+                )
+                .await;
+                if !matches!(handed, Ok(Ok(_))) {
+                    return Err(Error::refused(
+                        ErrorCode::Internal,
+                        "the cluster task did not take the hand-over",
+                    ));
+                }
+                tracing::info!(successor = %successor.addr, clock = acked, "stepping down: handed over");
+                return Ok(Reply::SteppedDown {
+                    successor: successor.addr.to_string(),
+                    clock: acked,
+                });
+            }
+            if started.elapsed() >= Duration::from_millis(HANDOVER_TIMEOUT_MS) {
+                return Err(Error::refused(
+                    ErrorCode::AckTimeout,
+                    format!(
+                        "no follower acknowledged event {decided} within {HANDOVER_TIMEOUT_MS} ms                          (the most caught-up, {}, is at {acked}); still coordinating",
+                        successor.addr
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(HANDOVER_POLL_MS)).await;
         }
     }
 

@@ -31,6 +31,9 @@ const OPEN_RETRY_MS: u64 = 50;
 #[derive(Debug, Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// Held (read) by the writer task while it decides and applies a batch; held (write) by
+    /// a step-down, so that nothing more is decided while it hands over.
+    gate: Arc<tokio::sync::RwLock<()>>,
     /// The last epoch this node opened (strict mode): its number and its opening's clock.
     opened: watch::Receiver<Opened>,
 }
@@ -48,8 +51,16 @@ impl Writer {
     pub fn start(shared: Arc<Shared>) -> Writer {
         let (jobs, rx) = mpsc::channel(WRITES_QUEUED_MAX);
         let (opened_tx, opened) = watch::channel(Opened::default());
-        tokio::spawn(run(shared, rx, opened_tx));
-        Writer { jobs, opened }
+        let gate = Arc::new(tokio::sync::RwLock::new(()));
+        tokio::spawn(run(shared, rx, opened_tx, gate.clone()));
+        Writer { jobs, gate, opened }
+    }
+
+    /// Holds every new write until the guard is dropped (once the batch being written, if
+    /// any, is done): nothing is decided meanwhile. Writes wait, then meet whatever role the
+    /// node has by then (a node that handed over refuses them as not coordinating).
+    pub async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.gate.clone().write_owned().await
     }
 
     /// Waits until this node has applied the opening event of `epoch` (strict mode); returns
@@ -109,15 +120,22 @@ impl Writer {
     }
 }
 
-async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, opened: watch::Sender<Opened>) {
+async fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Job>,
+    opened: watch::Sender<Opened>,
+    gate: Arc<tokio::sync::RwLock<()>>,
+) {
     let strict = shared.replication.strict_cluster_size.is_some();
     let mut state = WriterState::new(strict);
     let mut states = shared.membership.watch();
     let mut jobs = Vec::with_capacity(WRITE_BATCH_MAX);
     loop {
-        let view = shared.membership.state().view;
-        let open_failed = state.to_open(&view).is_some()
-            && !open_epoch(&shared, &view, &mut state, &opened).await;
+        let open_failed = {
+            let _open = gate.read().await;
+            let view = shared.membership.state().view;
+            state.to_open(&view).is_some() && !open_epoch(&shared, &view, &mut state, &opened).await
+        };
         tokio::select! {
             taken = rx.recv_many(&mut jobs, WRITE_BATCH_MAX) => {
                 if taken == 0 {
@@ -140,6 +158,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, opened: watch::Se
                 Err(_) => break,
             }
         }
+        let _open = gate.read().await;
         let view = shared.membership.state().view;
         let mut batch = state.batch(&view, false);
         if let Batch::Open { .. } = batch {

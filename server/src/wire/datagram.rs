@@ -107,6 +107,7 @@ mod tests {
                     last_epoch: 0,
                     last_clock: 0,
                     pre: true,
+                    transfer: false,
                 }),
             },
         };

@@ -196,15 +196,24 @@ pub enum Request {
         /// The bytes.
         data: ByteBuf,
     },
+    /// An operator's request, on a connection with a node certificate (`idclient
+    /// --step-down`): the coordinator holds new writes, waits until its most caught-up
+    /// follower acknowledged everything it decided, and hands over to it without an election
+    /// timeout.
+    StepDown,
 }
 
 impl Request {
-    /// Whether only a cluster member may send it: a forwarded write (its password check was
-    /// done by the sender), replication, a snapshot.
+    /// Whether only a cluster member (or an operator holding a node certificate) may send it:
+    /// a forwarded write (its password check was done by the sender), replication, a snapshot,
+    /// a step-down.
     pub fn is_peer_only(&self) -> bool {
         matches!(
             self,
-            Request::Forward { .. } | Request::Replicate { .. } | Request::Snapshot { .. }
+            Request::Forward { .. }
+                | Request::Replicate { .. }
+                | Request::Snapshot { .. }
+                | Request::StepDown
         )
     }
 
@@ -222,6 +231,7 @@ impl Request {
             Request::Events { .. } => "events",
             Request::Replicate { .. } => "replicate",
             Request::Snapshot { .. } => "snapshot",
+            Request::StepDown => "step_down",
         }
     }
 
@@ -364,6 +374,13 @@ pub enum Reply {
         applied: u64,
         /// What happened.
         status: ReplicaStatus,
+    },
+    /// The coordinator handed over (see [`Request::StepDown`]).
+    SteppedDown {
+        /// The successor's address.
+        successor: String,
+        /// The clock it had acknowledged (everything the old coordinator decided).
+        clock: u64,
     },
     /// The request failed.
     Error(WireError),

@@ -399,6 +399,36 @@ impl DataSim {
         }
     }
 
+    /// `idclient --step-down` at the coordinator, as the server's shell does it: with writes
+    /// held (nothing else happens between the check and the input here), hand over to the
+    /// most caught-up member if it acknowledged everything this node decided. Returns the
+    /// successor's host, or None if there is no live coordinator or no caught-up follower.
+    pub fn hand_over(&mut self) -> Option<usize> {
+        let i = (0..self.sim.hosts.len()).find(|i| {
+            self.live(*i)
+                && self
+                    .sim
+                    .view(*i)
+                    .is_some_and(|v| v.role == Role::Coordinator)
+        })?;
+        let view = self.sim.view(i)?;
+        let c = self.coordinations[i]
+            .as_ref()
+            .filter(|c| c.epoch == view.epoch)?;
+        let (successor, acked) = c.acks.most_caught_up(self.sim.hosts[i].node_id, &view)?;
+        if acked < self.logs[i].len() as u64 {
+            return None;
+        }
+        let to = self.host_of(successor.node_id)?;
+        self.sim.input(
+            i,
+            Input::HandOver {
+                to: successor.node_id,
+            },
+        );
+        Some(to)
+    }
+
     /// Host `i`'s writer, links and acks for one slice.
     fn coordinate(&mut self, i: usize, writing: bool) {
         if !self.live(i) {

@@ -2,7 +2,7 @@
 //! proved to hold this coordinator's history, and only acks given in the coordinator's current
 //! epoch count.
 
-use crate::core::{Clock, Epoch, NodeId, Role, View};
+use crate::core::{Clock, Epoch, NodeId, NodeRef, Role, View};
 use std::collections::BTreeMap;
 
 /// How writes are acknowledged.
@@ -79,6 +79,20 @@ impl Acks {
     /// Forgets replicas that are no longer members.
     pub fn retain(&mut self, member: impl Fn(&NodeId) -> bool) {
         self.acks.retain(|id, _| member(id));
+    }
+
+    /// The member of `view` other than `me` that acknowledged the most in `view`'s epoch (the
+    /// lower rank among equals), with its ack: the one to hand over to. Members that have not
+    /// answered in this epoch (perhaps dead) are not candidates.
+    pub fn most_caught_up(&self, me: NodeId, view: &View) -> Option<(NodeRef, Clock)> {
+        view.members
+            .iter()
+            .filter(|m| m.node.node_id != me)
+            .filter_map(|m| match self.acks.get(&m.node.node_id) {
+                Some((epoch, clock)) if *epoch == view.epoch => Some((m.node, *clock)),
+                _ => None,
+            })
+            .max_by_key(|(node, clock)| (*clock, std::cmp::Reverse(node.rank)))
     }
 
     /// What the acks allow node `me` to answer in `view`. Nothing unless `me` is a settled
