@@ -19,12 +19,14 @@
 //!   argon2id in a bounded pool), [`error`] (the one error type, stable error codes).
 //! - Operations: [`metrics`] (what operators scrape, the readiness rule), [`logs`] (text or
 //!   JSON, reloadable filter), [`systemd`] (the notify protocol).
+//! - [`backup`]: online backups to a file and restoring one into an empty node.
 //! - [`fuzz`]: every decoder of outside input as a fuzz target.
 //! - Settings: [`config`] (settings and defaults), [`config_file`] (`--config` TOML), [`limits`] (every bound, with its reason),
 //!   [`address`] (the address a node advertises, which `--peers` entry is itself), [`time`].
 
 pub mod account;
 pub mod address;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod config_file;

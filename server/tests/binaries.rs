@@ -741,3 +741,96 @@ fn systemd_hears_ready_reloading_watchdog_and_stopping() {
     hear_until("STOPPING=1", &mut heard);
     assert!(server.stop_wait().success());
 }
+
+#[test]
+fn a_backup_restores_into_an_empty_node_and_bad_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("source"));
+    for n in 0..40 {
+        assert_eq!(server.client(&["--create", &format!("b{n}"), "B"]).0, 0);
+    }
+    assert_eq!(
+        server
+            .client(&["--create", "guarded", "G", "--password", "s3cret"])
+            .0,
+        0
+    );
+    let (_, before) = server.client(&["--status"]);
+    let file = dir.path().join("dir.backup");
+    let file_arg = file.to_str().unwrap();
+    // A client certificate is not enough: a backup holds every password hash.
+    let (_, refused) = server.client(&["--backup", file_arg]);
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    assert!(!file.exists());
+    let node = server.creds.node("node").tls.clone();
+    let operator = [
+        "--tls-cert",
+        node.cert.to_str().unwrap(),
+        "--tls-key",
+        node.key.to_str().unwrap(),
+    ];
+    let (status, made) = server.client(&[&operator[..], &["--backup", file_arg]].concat());
+    assert_eq!(status, 0, "{made}");
+    assert_eq!(made["accounts"], 41, "{made}");
+    assert_eq!(made["clock"], before["status"]["clock"], "{made}");
+    assert!(file.exists() && !dir.path().join("dir.backup.partial").exists());
+
+    let restore = |file: &Path, data: &Path, cluster: &str| {
+        Command::new(IDSERVER)
+            .args(["--cluster", cluster, "--restore"])
+            .arg(file)
+            .arg("--data-dir")
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let restored_dir = dir.path().join("restored");
+    let out = restore(&file, &restored_dir, "bin-test");
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("restored 41 accounts at clock "), "{said}");
+    // Refusals, each naming its reason; nothing is written.
+    let damaged = dir.path().join("damaged.backup");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let cut = dir.path().join("cut.backup");
+    std::fs::write(&cut, &bytes[..middle]).unwrap();
+    for (file, data, cluster, expected) in [
+        (&file, &restored_dir, "bin-test", "holds data"),
+        (
+            &file,
+            &dir.path().join("other"),
+            "another",
+            "a backup of cluster \"bin-test\"",
+        ),
+        (
+            &damaged,
+            &dir.path().join("d"),
+            "bin-test",
+            "SHA-256 does not match",
+        ),
+        (
+            &cut,
+            &dir.path().join("c"),
+            "bin-test",
+            "does not end with IDBACKUP",
+        ),
+    ] {
+        let out = restore(file, data, cluster);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains(expected), "{expected:?} not in {said}");
+    }
+    drop(server);
+    // A node started on the restored directory serves the same accounts under a new id.
+    let restored = ServerProcess::start(&restored_dir);
+    let (status, found) = restored.client(&["--lookup", "b39"]);
+    assert_eq!(status, 0, "{found}");
+    let (_, wrong) = restored.client(&["--delete", "guarded", "--password", "nope"]);
+    assert_eq!(wrong["error"]["code"], "wrong_password", "{wrong}");
+    let (_, after) = restored.client(&["--status"]);
+    assert_eq!(after["status"]["accounts"], 41);
+    assert_ne!(after["status"]["node_id"], before["status"]["node_id"]);
+}

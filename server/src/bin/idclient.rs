@@ -21,7 +21,7 @@ const JSON_SCHEMA: u32 = 1;
 #[derive(Debug, Parser)]
 #[command(version, about, group(ArgGroup::new("op").required(true).args(
     ["create", "lookup", "reverse_lookup", "modify", "delete", "get", "status", "events",
-     "step_down"])),
+     "step_down", "backup"])),
     group(ArgGroup::new("transport").required(true).args(["tls_ca", "insecure_plaintext"])))]
 struct Args {
     /// The cluster CA's certificate (PEM): the server must present a certificate it signed
@@ -123,6 +123,11 @@ struct Args {
     /// cluster CA), or --insecure-plaintext.
     #[arg(long)]
     step_down: bool,
+    /// Write a consistent backup of the directory of --server (any node; writes to it wait
+    /// for the instant its Redis forks) to FILE, for `idserver --restore`. Needs --tls-cert
+    /// and --tls-key, or --insecure-plaintext. Written to FILE.partial, renamed when checked.
+    #[arg(long, value_name = "FILE")]
+    backup: Option<std::path::PathBuf>,
     /// With --events: only events with a higher clock.
     #[arg(long, value_name = "CLOCK", default_value_t = 0, requires = "events")]
     since: u64,
@@ -241,6 +246,27 @@ async fn run(args: Args) -> idserver::Result<(Value, String)> {
                 (json!({"op": "get", "accounts": accounts}), text)
             }
         });
+    }
+    if let Some(out) = &args.backup {
+        let server = client.servers().first().cloned().ok_or_else(|| {
+            idserver::Error::refused(ErrorCode::Unreachable, "no server to back up")
+        })?;
+        let started = std::time::Instant::now();
+        let info = idserver::backup::fetch(&server, &args.cluster, &transport(&args)?, out).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        return Ok((
+            json!({"op": "backup", "file": out, "server": server, "cluster": info.cluster,
+                   "node_id": info.node_id, "clock": info.clock, "epoch": info.epoch,
+                   "accounts": info.accounts, "bytes": info.bytes,
+                   "sha256": hex::encode(&info.sha256), "seconds": seconds}),
+            format!(
+                "backed up {} accounts (clock {}, {} bytes) from {server} to {} in {seconds:.1} s",
+                info.accounts,
+                info.clock,
+                info.bytes,
+                out.display()
+            ),
+        ));
     }
     if args.step_down {
         let coordinator = client.status().await?.coordinator_addr.ok_or_else(|| {

@@ -45,13 +45,19 @@ struct Args {
     /// default), then exit.
     #[arg(long)]
     print_config: bool,
+    /// Restore the backup FILE (`idclient --backup`) into this node's empty data directory
+    /// (or empty --redis), check it (checksum, cluster, clock, accounts counted), give the
+    /// node a fresh id, and exit; then start the node as usual. Refuses a damaged file, a
+    /// backup of another --cluster, and a node that holds data.
+    #[arg(long, value_name = "FILE")]
+    restore: Option<PathBuf>,
     /// This node's certificate chain (PEM), signed by the cluster CA; it must name the address
     /// peers and clients reach the node at (an IP address SAN).
     #[arg(
         long,
         value_name = "FILE",
         env = "IDSERVER_TLS_CERT",
-        required_unless_present = "insecure_plaintext"
+        required_unless_present_any = ["insecure_plaintext", "restore", "print_config"]
     )]
     tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
@@ -59,7 +65,7 @@ struct Args {
         long,
         value_name = "FILE",
         env = "IDSERVER_TLS_KEY",
-        required_unless_present = "insecure_plaintext"
+        required_unless_present_any = ["insecure_plaintext", "restore", "print_config"]
     )]
     tls_key: Option<PathBuf>,
     /// The cluster CA's certificate(s) (PEM): peers must present a certificate it signed.
@@ -67,7 +73,7 @@ struct Args {
         long,
         value_name = "FILE",
         env = "IDSERVER_TLS_CA",
-        required_unless_present = "insecure_plaintext"
+        required_unless_present_any = ["insecure_plaintext", "restore", "print_config"]
     )]
     tls_ca: Option<PathBuf>,
     /// The cluster key: hex, one key per line (the first signs; a second is accepted during
@@ -76,7 +82,7 @@ struct Args {
         long,
         value_name = "FILE",
         env = "IDSERVER_CLUSTER_KEY_FILE",
-        required_unless_present = "insecure_plaintext"
+        required_unless_present_any = ["insecure_plaintext", "restore", "print_config"]
     )]
     cluster_key_file: Option<PathBuf>,
     /// No TLS and no datagram authentication: anyone who reaches this node's port can act as a
@@ -263,6 +269,9 @@ fn main() -> ExitCode {
     };
     fail_stop_on_panic();
     raise_open_files_limit();
+    if let Some(file) = &args.restore {
+        return restore(file, &args);
+    }
     let logs = match init_logs(&args) {
         Ok(logs) => logs,
         Err(message) => {
@@ -339,6 +348,44 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("idserver: {err}");
+            ExitCode::from(EXIT_START_FAILED)
+        }
+    }
+}
+
+/// `--restore FILE`: restores, reports, exits.
+fn restore(file: &std::path::Path, args: &Args) -> ExitCode {
+    let target = idserver::backup::RestoreTarget {
+        cluster: args.cluster.clone(),
+        data_dir: args.data_dir.clone(),
+        redis_url: args.redis.clone(),
+        redis_bin: args.redis_server.clone(),
+        appendfsync: args.appendfsync.clone(),
+    };
+    let started = std::time::Instant::now();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("failed to start the async runtime");
+    match runtime.block_on(idserver::backup::restore(file, &target)) {
+        Ok((info, node_id)) => {
+            println!(
+                "restored {} accounts at clock {} (epoch {}, from node {}) into {}; this node's \
+                 id is {node_id}; took {:.1} s",
+                info.accounts,
+                info.clock,
+                info.epoch,
+                info.node_id,
+                match &args.redis {
+                    Some(url) => idserver::store::redact_url(url),
+                    None => args.data_dir.display().to_string(),
+                },
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("idserver: --restore {}: {err}", file.display());
             ExitCode::from(EXIT_START_FAILED)
         }
     }

@@ -11,7 +11,7 @@ use crate::limits::{
     CLIENT_CONNECTIONS_MAX, CLIENT_FRAME_READ_TIMEOUT_MS, CLIENT_IDLE_TIMEOUT_MS,
     CLIENT_REQUEST_FRAME_BYTES_MAX, CLUSTER_NAME_BYTES_MAX, HANDSHAKES_MAX, PEER_CONNECTIONS_MAX,
     REDIS_SUPERVISE_MS, REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX, SHUTDOWN_DRAIN_TIMEOUT_MS,
-    STORE_HANG_MS, STORE_PROBE_MS, TLS_HANDSHAKE_TIMEOUT_MS,
+    SNAPSHOT_CHUNK_BYTES, STORE_HANG_MS, STORE_PROBE_MS, TLS_HANDSHAKE_TIMEOUT_MS,
 };
 use crate::node::cluster;
 use crate::node::cluster::Identity;
@@ -24,6 +24,7 @@ use crate::wire::{
     decode, encode, Envelope, EnvelopeHead, FrameError, Reply, Request, WireError,
     PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
 };
+use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -438,6 +439,46 @@ impl Front {
         }
     }
 
+    /// Answers a [`Request::Backup`]: the snapshot in pieces, then what it holds (or an error
+    /// reply). Fails only if the connection does.
+    async fn stream_backup(&self, conn: &mut Connection, seq: u64) -> Result<()> {
+        let cluster = &*self.cluster;
+        let started = std::time::Instant::now();
+        let (mut info, mut stream) = match self.service.begin_backup().await {
+            Ok(begun) => begun,
+            Err(e) => {
+                let reply = refusal(e.code(), e.to_string());
+                return send(conn, cluster, seq, 0, reply).await;
+            }
+        };
+        let mut sha256 = Sha256::new();
+        loop {
+            let piece = match stream.next_piece(SNAPSHOT_CHUNK_BYTES).await {
+                Ok(Some(piece)) => piece,
+                Ok(None) => break,
+                Err(e) => {
+                    let reply = refusal(e.code(), e.to_string());
+                    return send(conn, cluster, seq, 0, reply).await;
+                }
+            };
+            sha256.update(&piece);
+            info.bytes += piece.len() as u64;
+            let reply = Reply::BackupPiece {
+                data: serde_bytes::ByteBuf::from(piece),
+            };
+            send(conn, cluster, seq, 0, reply).await?;
+        }
+        info.sha256 = serde_bytes::ByteBuf::from(sha256.finalize().to_vec());
+        tracing::info!(
+            clock = info.clock,
+            accounts = info.accounts,
+            bytes = info.bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "backup sent"
+        );
+        send(conn, cluster, seq, info.clock, Reply::BackupDone(info)).await
+    }
+
     async fn serve_frames(
         &self,
         mut conn: Connection,
@@ -488,6 +529,12 @@ impl Front {
                         ),
                     );
                     (seq, 0, reply)
+                }
+                Ok((seq, _, _, Request::Backup)) => {
+                    if self.stream_backup(&mut conn, seq).await.is_err() {
+                        return;
+                    }
+                    continue;
                 }
                 Ok((seq, clock, fresh, request)) => {
                     let (reply, clock) = self

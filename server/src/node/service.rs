@@ -13,8 +13,8 @@ use crate::node::replica::Replica;
 use crate::node::replication::Replicator;
 use crate::node::shared::Shared;
 use crate::password::PasswordPool;
-use crate::store::{Applied, StoredAccount, WriteResult};
-use crate::wire::{ListKind, Listing, MemberStatus, Reply, Request, StatusView};
+use crate::store::{Applied, RdbStream, StoredAccount, WriteResult};
+use crate::wire::{BackupInfo, ListKind, Listing, MemberStatus, Reply, Request, StatusView};
 use serde_bytes::ByteBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,8 @@ struct Prepared {
     verified_uuid: Option<Uuid>,
 }
 
+/// Longest a backup holds this node's Redis's writes while Redis forks for the snapshot.
+const BACKUP_PAUSE_MS: u64 = 5_000;
 /// Longest a step-down holds writes waiting for a follower to catch up.
 const HANDOVER_TIMEOUT_MS: u64 = 2_000;
 /// How often a step-down looks at the followers' acks meanwhile.
@@ -652,6 +654,55 @@ impl Service {
             }
             tokio::time::sleep(Duration::from_millis(HANDOVER_POLL_MS)).await;
         }
+    }
+
+    /// Starts a backup (see [`crate::backup`]): with every write to this node's Redis held
+    /// for the instant it forks, reads the clock, epoch and account count and opens the
+    /// snapshot stream, so that they agree. Returns them (length and checksum still zero) and
+    /// the stream.
+    pub async fn begin_backup(&self) -> Result<(BackupInfo, RdbStream)> {
+        if self.shared.syncing() {
+            return Err(Error::refused(
+                ErrorCode::Unavailable,
+                "this node is installing a full snapshot: back up another one, or retry",
+            ));
+        }
+        // A connection of its own: the node's shared one may carry a write that the pause
+        // holds, and every read queued behind it would wait with it.
+        let store = &crate::store::Store::connect(self.shared.store.url()).await?;
+        let started = std::time::Instant::now();
+        store.pause_writes(BACKUP_PAUSE_MS).await?;
+        let taken = async {
+            let clock = store.clock().await?;
+            let epoch = store.epoch().await?;
+            let accounts = store.count().await?;
+            let stream = RdbStream::open(store.url()).await?;
+            Ok::<_, Error>((clock, epoch, accounts, stream))
+        }
+        .await;
+        let resumed = store.resume_writes().await;
+        let (clock, epoch, accounts, stream) = taken?;
+        resumed?;
+        if started.elapsed() >= Duration::from_millis(BACKUP_PAUSE_MS) {
+            return Err(Error::refused(
+                ErrorCode::Unavailable,
+                format!(
+                    "Redis took longer than {BACKUP_PAUSE_MS} ms to start the snapshot (a disk-based \
+                     one?), so writes may have slipped in: the backup would not be consistent"
+                ),
+            ));
+        }
+        let info = BackupInfo {
+            cluster: self.shared.cluster.clone(),
+            node_id: self.shared.node_id,
+            clock,
+            epoch,
+            accounts,
+            bytes: 0,
+            sha256: ByteBuf::new(),
+            made_ms: crate::time::now_ms(),
+        };
+        Ok((info, stream))
     }
 
     async fn status(&self) -> Result<Reply> {

@@ -125,6 +125,51 @@ impl Store {
         }
     }
 
+    /// Holds every client's writes in this Redis (`CLIENT PAUSE … WRITE`) for at most
+    /// `timeout_ms`, or until [`Store::resume_writes`]; reads go on.
+    pub async fn pause_writes(&self, timeout_ms: u64) -> Result<()> {
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(timeout_ms)
+            .arg("WRITE")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Ends [`Store::pause_writes`].
+    pub async fn resume_writes(&self) -> Result<()> {
+        let _: () = redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Keys in the database (0: an empty one).
+    pub async fn keys(&self) -> Result<u64> {
+        Ok(redis::cmd("DBSIZE")
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Accounts counted one by one (the entries of every login-index hash), unlike
+    /// [`Store::count`], which reads the counter kept with them: a restore checks one
+    /// against the other.
+    pub async fn count_logins(&self) -> Result<u64> {
+        let mut total = 0u64;
+        let shards: Vec<u32> = (0..super::keys::LOGIN_SHARDS).collect();
+        for chunk in shards.chunks(4096) {
+            let mut pipe = redis::pipe();
+            for n in chunk {
+                pipe.cmd("HLEN").arg(super::keys::login_shard_key(*n));
+            }
+            let lens: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+            total += lens.iter().sum::<u64>();
+        }
+        Ok(total)
+    }
+
     /// Waits until Redis answers again (after a restart), up to `timeout`.
     pub async fn wait_ready(&self, timeout: std::time::Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;

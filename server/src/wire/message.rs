@@ -201,6 +201,10 @@ pub enum Request {
     /// follower acknowledged everything it decided, and hands over to it without an election
     /// timeout.
     StepDown,
+    /// An operator's request, on a connection with a node certificate (`idclient --backup`):
+    /// a consistent snapshot of this node's directory, answered with [`Reply::BackupPiece`]s
+    /// and a last [`Reply::BackupDone`].
+    Backup,
 }
 
 impl Request {
@@ -214,6 +218,7 @@ impl Request {
                 | Request::Replicate { .. }
                 | Request::Snapshot { .. }
                 | Request::StepDown
+                | Request::Backup
         )
     }
 
@@ -232,6 +237,7 @@ impl Request {
             Request::Replicate { .. } => "replicate",
             Request::Snapshot { .. } => "snapshot",
             Request::StepDown => "step_down",
+            Request::Backup => "backup",
         }
     }
 
@@ -309,6 +315,27 @@ pub struct StatusView {
     pub rejected_requests: u64,
 }
 
+/// What a backup holds (a backup file keeps it at its end; see [`crate::backup`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    /// The cluster whose directory it is.
+    pub cluster: String,
+    /// The node it was taken from.
+    pub node_id: Uuid,
+    /// The clock of the last event it holds.
+    pub clock: u64,
+    /// The node's epoch when it was taken.
+    pub epoch: u64,
+    /// Accounts it holds.
+    pub accounts: u64,
+    /// Length of the snapshot (a Redis RDB).
+    pub bytes: u64,
+    /// SHA-256 of the snapshot.
+    pub sha256: ByteBuf,
+    /// When it was taken (Unix milliseconds).
+    pub made_ms: u64,
+}
+
 /// One member in a [`StatusView`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberStatus {
@@ -382,6 +409,13 @@ pub enum Reply {
         /// The clock it had acknowledged (everything the old coordinator decided).
         clock: u64,
     },
+    /// A piece of a backup (see [`Request::Backup`]), in order.
+    BackupPiece {
+        /// The snapshot's next bytes.
+        data: ByteBuf,
+    },
+    /// The end of a backup: what it holds.
+    BackupDone(BackupInfo),
     /// The request failed.
     Error(WireError),
 }

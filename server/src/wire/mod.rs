@@ -7,6 +7,6 @@ mod message;
 pub use datagram::{decode_datagram, encode_datagram, Ignored};
 pub use frame::{decode, encode, frame_len, FrameError};
 pub use message::{
-    Envelope, EnvelopeHead, ListKind, Listing, MemberStatus, ReplicaStatus, Reply, Request,
-    StatusView, WireError, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
+    BackupInfo, Envelope, EnvelopeHead, ListKind, Listing, MemberStatus, ReplicaStatus, Reply,
+    Request, StatusView, WireError, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
 };
