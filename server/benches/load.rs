@@ -12,7 +12,8 @@
 //! of one per CPU); `--plaintext` runs the nodes with `--insecure-plaintext` (by default they
 //! run with credentials: TLS and sealed datagrams), to measure what security costs; the
 //! environment variable `LOAD_IDSERVER` names another `idserver` binary to measure (to compare
-//! two builds side by side). Phases:
+//! two builds side by side); `--metrics` has every node serve `--metrics-listen` and scrapes
+//! each every second (to measure what metrics cost). Phases:
 //! 1. one client, creates without a password, one at a time: latency p50/p99, creates/s;
 //! 2. 64 concurrent clients for 5 s: acked creates/s, latency p50/p99;
 //! 3. 8 clients creating with passwords (argon2id) for 3 s: creates/s;
@@ -26,7 +27,7 @@ mod cluster;
 use cluster::Cluster;
 use idserver::client::Client;
 use idserver::store::{child_processes, idle_priority};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,28 +90,6 @@ async fn load(
     }
     let latencies = tasks.join_all().await.into_iter().flatten().collect();
     (latencies, started.elapsed())
-}
-
-async fn fill(cluster: &Cluster, coordinator: usize, total: u64) {
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..64 {
-        let mut client: Client = cluster.client(&[coordinator]);
-        let next = next.clone();
-        tasks.spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
-                    break;
-                }
-                client
-                    .create(&format!("fill{n}"), "Fill", None)
-                    .await
-                    .expect("fill");
-            }
-        });
-    }
-    tasks.join_all().await;
 }
 
 /// Whether process `pid` has started a child process (the node its Redis).
@@ -176,7 +155,31 @@ async fn main() {
     if node_threads > 0 {
         cluster.extra_args = vec!["--worker-threads".into(), node_threads.to_string()];
     }
-    cluster.start_all();
+    // `--metrics`: each node serves /metrics, scraped every second while the bench runs
+    // (Prometheus's default is every 15 s), to measure what it costs.
+    let metrics = args.iter().any(|a| a == "--metrics");
+    if metrics {
+        for i in 0..3 {
+            let listen = format!("{}:9151", cluster.addr(i).ip());
+            cluster.start_with_args(i, &format!("node{i}"), &["--metrics-listen".into(), listen]);
+        }
+        let urls: Vec<String> = (0..3)
+            .map(|i| format!("http://{}:9151/metrics", cluster.addr(i).ip()))
+            .collect();
+        std::thread::spawn(move || {
+            let agent = ureq::Agent::new_with_defaults();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                for url in &urls {
+                    if let Ok(mut response) = agent.get(url).call() {
+                        let _ = response.body_mut().read_to_string();
+                    }
+                }
+            }
+        });
+    } else {
+        cluster.start_all();
+    }
     let c = cluster.agreed(Duration::from_secs(10)).await;
 
     if let (true, length) = phase("one", 3) {
@@ -197,7 +200,7 @@ async fn main() {
     }
     let have = cluster.status(c).await.unwrap().accounts;
     let filled = Instant::now();
-    fill(&cluster, c, sync_accounts.saturating_sub(have)).await;
+    cluster.fill(c, sync_accounts.saturating_sub(have)).await;
     println!(
         "filled to {} accounts in {:.1} s",
         cluster.status(c).await.unwrap().accounts,

@@ -221,6 +221,31 @@ impl Cluster {
         (self.status(index).await?.role == Role::Coordinator).then_some(index)
     }
 
+    /// Creates `total` accounts (`fill0`, `fill1`, ...; no password) through node `at` with
+    /// 64 concurrent clients.
+    pub async fn fill(&self, at: usize, total: u64) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let next = std::sync::Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let mut client = self.client(&[at]);
+            let next = next.clone();
+            tasks.spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    client
+                        .create(&format!("fill{n}"), "Fill", None)
+                        .await
+                        .expect("fill");
+                }
+            });
+        }
+        tasks.join_all().await;
+    }
+
     pub async fn statuses(&self) -> Vec<Option<StatusView>> {
         let mut out = Vec::new();
         for i in 0..self.size {
