@@ -31,6 +31,11 @@ use std::time::{Duration, Instant};
 pub struct NodeConfig {
     /// The `idserver` binary.
     pub idserver: PathBuf,
+    /// The previous release's `idserver`, if given (nodes of a `build = "previous"` scenario
+    /// start from it).
+    pub previous_idserver: Option<PathBuf>,
+    /// Which build nodes start from.
+    pub build: crate::scenario::Build,
     /// `--cluster`.
     pub cluster: String,
     /// `--mode`.
@@ -140,6 +145,8 @@ struct Node {
     child: Option<Child>,
     state: NodeState,
     data_dir: PathBuf,
+    /// The `idserver` it runs (the previous build's until upgraded).
+    binary: PathBuf,
     /// The pid of the node's Redis while it is stopped (SIGSTOP) by `pause-redis`.
     redis_paused: Option<i32>,
 }
@@ -172,6 +179,17 @@ impl LabCluster {
         let data_root = std::env::temp_dir().join(format!("idlab-{}", lab.id()));
         std::fs::create_dir_all(evidence.join("nodes"))
             .map_err(|e| Error::Setup(format!("failed to create {}: {e}", evidence.display())))?;
+        let first_binary = match (config.build, &config.previous_idserver) {
+            (crate::scenario::Build::Current, _) => config.idserver.clone(),
+            (crate::scenario::Build::Previous, Some(previous)) => previous.clone(),
+            (crate::scenario::Build::Previous, None) => {
+                return Err(Error::Setup(
+                    "this scenario starts its nodes from the previous build: give it with \
+                     `idlab run --previous-idserver PATH` (scripts/lab builds it)"
+                        .into(),
+                ))
+            }
+        };
         let mut nodes = Vec::new();
         let shared = match config.layout {
             Layout::OneHost => Some(lab.add_host(ONE_HOST_NAME)?),
@@ -190,6 +208,7 @@ impl LabCluster {
                 state: NodeState::New,
                 redis_paused: None,
                 data_dir: data_root.join(format!("n{i}")),
+                binary: first_binary.clone(),
             });
         }
         let mut clients = Vec::new();
@@ -368,7 +387,7 @@ impl LabCluster {
             .map(|j| self.addr(j).to_string())
             .collect();
         let node = &self.nodes[i];
-        let mut cmd = node.host.command(&self.config.idserver);
+        let mut cmd = node.host.command(&node.binary);
         // No --listen: the default (0.0.0.0), so the node finds its own --peers entry by port
         // and interface address, as on a user's hosts.
         cmd.args(["--numport", &port.to_string()])
@@ -400,13 +419,39 @@ impl LabCluster {
             .map_err(|e| {
                 Error::Setup(format!(
                     "failed to start {}: {e}",
-                    self.config.idserver.display()
+                    self.nodes[i].binary.display()
                 ))
             })?;
         let node = &mut self.nodes[i];
         node.child = Some(child);
         node.state = NodeState::Running;
         Ok(())
+    }
+
+    /// Node `i` runs the current build from its next start on; returns the binary it ran.
+    pub fn upgrade_binary(&mut self, i: usize) -> PathBuf {
+        std::mem::replace(&mut self.nodes[i].binary, self.config.idserver.clone())
+    }
+
+    /// How an operator connects: with node `i`'s certificate (a certificate of the run's CA),
+    /// as `idclient --tls-cert --tls-key` does; plaintext if the run has no credentials.
+    pub fn operator_transport(&self, i: usize) -> Result<Transport> {
+        match &self.creds {
+            None => Ok(Transport::InsecurePlaintext),
+            Some(creds) => {
+                let tls = idserver::security::NodeTls::load(&creds.node(&self.name(i)).tls)
+                    .map_err(|e| {
+                        Error::Setup(format!(
+                            "failed to load {}'s certificate: {e}",
+                            self.name(i)
+                        ))
+                    })?;
+                Ok(Transport::Tls {
+                    connector: tls.connector,
+                    server_name: None,
+                })
+            }
+        }
     }
 
     fn pid(&self, i: usize) -> Result<Pid> {

@@ -57,6 +57,7 @@ pub fn summarize(action: &Action) -> String {
         Action::Node { change, node, .. } => {
             format!("{} {}", change.as_str(), describe_selector(node))
         }
+        Action::StepDown { .. } => "step-down (the coordinator hands over)".into(),
         Action::Partition { shape, reject, .. } => {
             let what = match shape {
                 PartitionShape::Isolate(s) => format!("isolate {}", describe_selector(s)),

@@ -61,6 +61,10 @@ enum Command {
         /// The idserver binary (default: beside idlab, else on PATH).
         #[arg(long)]
         idserver: Option<PathBuf>,
+        /// The previous release's idserver, which scenarios with `build = "previous"` start
+        /// their nodes from (`upgrade` steps move them to --idserver). `scripts/lab` builds it.
+        #[arg(long, env = "IDLAB_PREVIOUS_IDSERVER")]
+        previous_idserver: Option<PathBuf>,
         /// Where run folders go.
         #[arg(long, default_value = "target/idlab/runs")]
         out: PathBuf,
@@ -110,8 +114,17 @@ fn main() -> ExitCode {
             long,
             keep,
             idserver,
+            previous_idserver,
             out,
-        } => run(paths, filter, seed, long, keep, idserver, &out),
+        } => run(
+            paths,
+            filter,
+            seed,
+            long,
+            keep,
+            (idserver, previous_idserver),
+            &out,
+        ),
         Command::Up {
             nodes,
             mode,
@@ -245,7 +258,7 @@ fn run(
     seed: Option<u64>,
     long: bool,
     keep: bool,
-    idserver: Option<PathBuf>,
+    (idserver, previous_idserver): (Option<PathBuf>, Option<PathBuf>),
     out: &Path,
 ) -> Result<u8, String> {
     let files = scenario_files(&paths)?;
@@ -304,6 +317,7 @@ fn run(
         }
         let options = RunOptions {
             idserver: idserver.clone(),
+            previous_idserver: previous_idserver.clone(),
             seed,
             evidence: evidence_dir(&run_dir, &s.name),
             interrupted: interrupted.clone(),
@@ -392,6 +406,8 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
     let mut cluster = LabCluster::create(
         NodeConfig {
             idserver,
+            previous_idserver: None,
+            build: harness::scenario::Build::Current,
             cluster: "idlab".into(),
             mode,
             min_acks: None,

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::history::{now_ms, FaultWindow, WindowKind};
 use crate::limits::{KILL_REDIS_WINDOW_MS, RESOLVE_ROLE_POLL_MS, RESOLVE_ROLE_WAIT_MS};
 use crate::scenario::{NodeChange, Selector};
+use idserver::client::{Client, ClientConfig};
 use idserver::core::Role;
 use std::time::Duration;
 
@@ -42,7 +43,10 @@ impl Exec<'_> {
     ) -> Result<String> {
         let i = self.resolve(node).await?;
         let name = self.cluster.name(i);
-        if matches!(change, NodeChange::Kill | NodeChange::Stop) {
+        if matches!(
+            change,
+            NodeChange::Kill | NodeChange::Stop | NodeChange::Upgrade
+        ) {
             self.cluster.collect_events(i).await;
         }
         match change {
@@ -57,6 +61,22 @@ impl Exec<'_> {
             NodeChange::Restart => {
                 self.cluster.start(i)?;
                 self.close_fault(i, WindowKind::Kill);
+            }
+            NodeChange::Upgrade => {
+                // Stopped cleanly, as an operator's `systemctl stop`, then started from the
+                // current build on the same data.
+                self.cluster.stop(i)?;
+                self.open_fault(WindowKind::Kill, format!("upgrade {name}"), vec![i]);
+                let from = self.cluster.upgrade_binary(i);
+                self.cluster.start(i)?;
+                self.close_fault(i, WindowKind::Kill);
+                if let Some(label) = label {
+                    self.labels.insert(label.to_string(), i);
+                }
+                return Ok(format!(
+                    "upgrade {name}: stopped ({}), started from the current build",
+                    from.display()
+                ));
             }
             NodeChange::Pause => {
                 self.cluster.pause(i)?;
@@ -94,6 +114,37 @@ impl Exec<'_> {
             self.labels.insert(label.to_string(), i);
         }
         Ok(format!("{} {name}", change.as_str()))
+    }
+
+    /// `step-down`: an operator asks the coordinator (with a node certificate of the run,
+    /// from the client host) to hand over; `label` names the successor.
+    pub(super) async fn step_down(&mut self, label: Option<&str>) -> Result<String> {
+        let from = self.resolve(&Selector::Coordinator).await?;
+        let config = ClientConfig {
+            servers: vec![self.cluster.addr(from).to_string()],
+            cluster: self.cluster.cluster_name().to_string(),
+            transport: self.cluster.operator_transport(from)?,
+            ..ClientConfig::default()
+        };
+        let handed = self
+            .cluster
+            .client(0)
+            .spawn(async move { Client::new(config).step_down().await })
+            .await
+            .map_err(|e| Error::Step(format!("the step-down task failed: {e}")))?
+            .map_err(|e| Error::Step(format!("step-down refused: {e}")))?;
+        let (successor, clock) = handed;
+        let to = self.cluster.index_of(&successor).ok_or_else(|| {
+            Error::Step(format!("step-down named {successor}, which is not a node"))
+        })?;
+        if let Some(label) = label {
+            self.labels.insert(label.to_string(), to);
+        }
+        Ok(format!(
+            "{} handed over to {} at clock {clock}",
+            self.cluster.name(from),
+            self.cluster.name(to)
+        ))
     }
 
     /// The node a selector names now.

@@ -132,6 +132,8 @@ pub struct ScenarioResult {
 pub struct RunOptions {
     /// The `idserver` binary.
     pub idserver: PathBuf,
+    /// The previous release's `idserver` (for `build = "previous"` scenarios).
+    pub previous_idserver: Option<PathBuf>,
     /// Seed overriding the files' seeds.
     pub seed: Option<u64>,
     /// Where this scenario's evidence goes.

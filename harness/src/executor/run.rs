@@ -54,6 +54,8 @@ pub async fn run(
     };
     let config = NodeConfig {
         idserver: options.idserver.clone(),
+        previous_idserver: options.previous_idserver.clone(),
+        build: scenario.build,
         cluster: format!("idlab-{}", scenario.name),
         mode: scenario.mode,
         min_acks: scenario.min_acks,
@@ -250,6 +252,7 @@ impl Exec<'_> {
                 self.labels.insert(label.clone(), i);
                 Ok(format!("@{label} is {}", self.cluster.name(i)))
             }
+            Action::StepDown { label } => self.step_down(label.as_deref()).await,
             Action::Heal => {
                 self.cluster.lab().heal()?;
                 self.close_faults_with(WindowKind::Partition);

@@ -132,6 +132,14 @@ impl Parser<'_> {
                 ],
             )?,
         };
+        let build = match &raw.build {
+            None => Build::Current,
+            Some(b) => self.choice(
+                b,
+                "build",
+                &[("current", Build::Current), ("previous", Build::Previous)],
+            )?,
+        };
         if layout == Layout::OneHost && discovery == Discovery::Multicast {
             let at = raw.layout.as_ref().map_or(0, |l| l.span().start);
             return Err(self.error(
@@ -189,6 +197,7 @@ impl Parser<'_> {
             discovery,
             layout,
             security,
+            build,
             rogue: steps
                 .iter()
                 .any(|s: &Step| matches!(s.action, Action::Rogue { .. })),
@@ -394,14 +403,15 @@ impl Parser<'_> {
         let at = s.action.span().start;
         let (allowed, action): (&[&str], _) = match name {
             "start" => (&["nodes", "stagger_ms"], self.start(s, nodes, labels)?),
-            "kill" | "pause" | "resume" | "stop" | "restart" | "kill-redis" | "pause-redis"
-            | "resume-redis" => {
+            "kill" | "pause" | "resume" | "stop" | "restart" | "upgrade" | "kill-redis"
+            | "pause-redis" | "resume-redis" => {
                 let change = match name {
                     "kill" => NodeChange::Kill,
                     "pause" => NodeChange::Pause,
                     "resume" => NodeChange::Resume,
                     "stop" => NodeChange::Stop,
                     "restart" => NodeChange::Restart,
+                    "upgrade" => NodeChange::Upgrade,
                     "pause-redis" => NodeChange::PauseRedis,
                     "resume-redis" => NodeChange::ResumeRedis,
                     _ => NodeChange::KillRedis,
@@ -423,6 +433,12 @@ impl Parser<'_> {
                 self.partition(s, nodes, labels)?,
             ),
             "heal" => (&[][..], Action::Heal),
+            "step-down" => (
+                &["label"][..],
+                Action::StepDown {
+                    label: s.label.as_ref().map(|l| l.get_ref().clone()),
+                },
+            ),
             "link" => (
                 &[
                     "nodes",
@@ -571,9 +587,9 @@ impl Parser<'_> {
                     at,
                     format!(
                         "unknown step `{other}`, expected one of start, kill, pause, resume, \
-                         stop, restart, kill-redis, pause-redis, resume-redis, partition, heal, \
-                         link, op, load, await-load, wait, await, assert, random-faults, repeat, \
-                         rogue"
+                         stop, restart, upgrade, kill-redis, pause-redis, resume-redis, \
+                         partition, heal, link, step-down, op, load, await-load, wait, await, \
+                         assert, random-faults, repeat, rogue"
                     ),
                 ))
             }
@@ -1051,7 +1067,8 @@ expect = "violated"
         assert_eq!(
             err("nodes = 3\n[[step]]\ndo = \"kil\"\n"),
             "s.toml:3:6: unknown step `kil`, expected one of start, kill, pause, resume, stop, \
-             restart, kill-redis, pause-redis, resume-redis, partition, heal, link, op, load, \
+             restart, upgrade, kill-redis, pause-redis, resume-redis, partition, heal, link, \
+             step-down, op, load, \
              await-load, wait, await, assert, random-faults, repeat, rogue"
         );
         assert_eq!(
@@ -1062,6 +1079,9 @@ expect = "violated"
         );
         assert!(err("nodes = 3\nsecurity = \"tsl\"\n")
             .starts_with("s.toml:2:12: unknown security `tsl`"));
+        assert!(
+            err("nodes = 3\nbuild = \"prev\"\n").starts_with("s.toml:2:9: unknown build `prev`")
+        );
         assert!(err("nodes = 3\nnodez = 4\n").starts_with("s.toml:2:1: unknown field `nodez`"));
         assert!(err("nodes = 3\n[[step]]\ndo = \"wait\"\nms = \"x\"\n")
             .starts_with("s.toml:4:6: invalid type: string"));

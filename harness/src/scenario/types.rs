@@ -30,6 +30,8 @@ pub struct Scenario {
     pub layout: Layout,
     /// Credentials (the default) or none.
     pub security: Security,
+    /// Which build the nodes start from (`upgrade` steps move them to the current one).
+    pub build: Build,
     /// Whether a `rogue` host is needed (some step attacks from it).
     pub rogue: bool,
     /// Longest the scenario may run, in seconds.
@@ -94,6 +96,16 @@ pub enum Security {
     Tls,
     /// `--insecure-plaintext` everywhere.
     InsecurePlaintext,
+}
+
+/// Which `idserver` build nodes start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Build {
+    /// The build under test (`idlab --idserver`).
+    #[default]
+    Current,
+    /// The previous release (`idlab --previous-idserver`): for rolling upgrades.
+    Previous,
 }
 
 /// Link conditions for one direction or both.
@@ -201,6 +213,12 @@ pub enum Action {
         /// The name to remember it by.
         label: String,
     },
+    /// The coordinator hands over to its most caught-up follower (`idclient --step-down`,
+    /// with a node certificate of the run).
+    StepDown {
+        /// Remember the successor under this name.
+        label: Option<String>,
+    },
     /// Sleep.
     Wait {
         /// How long.
@@ -260,6 +278,9 @@ pub enum NodeChange {
     Stop,
     /// Start again on the same data (after kill or stop).
     Restart,
+    /// SIGTERM, waiting for the exit, then start again on the same data from the current
+    /// build (a rolling upgrade's step).
+    Upgrade,
     /// SIGKILL to the node's Redis alone.
     KillRedis,
     /// SIGSTOP to the node's Redis alone (it hangs; the node runs on).
@@ -277,6 +298,7 @@ impl NodeChange {
             NodeChange::Resume => "resume",
             NodeChange::Stop => "stop",
             NodeChange::Restart => "restart",
+            NodeChange::Upgrade => "upgrade",
             NodeChange::KillRedis => "kill-redis",
             NodeChange::PauseRedis => "pause-redis",
             NodeChange::ResumeRedis => "resume-redis",
