@@ -44,6 +44,8 @@ let
       election-window-ms = cfg.timings.electionWindowMs;
     })
     ++ optional cfg.verbose "--verbose"
+    ++ optFlag "metrics-listen" cfg.metricsListen
+    ++ optionals (cfg.logFormat != "text") (flag "log-format" cfg.logFormat)
     ++ cfg.extraArgs;
 
   credentialFile = description: mkOption {
@@ -192,6 +194,19 @@ in
       description = "Log every request and storage step.";
     };
 
+    metricsListen = mkOption {
+      type = types.nullOr (types.strMatching "[^ ]+:[0-9]+");
+      default = null;
+      example = "127.0.0.1:9151";
+      description = "Serve Prometheus /metrics, /healthz and /readyz over plain HTTP at this address (not opened in the firewall).";
+    };
+
+    logFormat = mkOption {
+      type = types.enum [ "text" "json" ];
+      default = "text";
+      description = "Log lines for people (text) or one JSON object per line.";
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
@@ -241,7 +256,13 @@ in
       after = [ "network-online.target" ];
       wants = [ "network-online.target" ];
       serviceConfig = {
+        # The server says READY once it serves, RELOADING/READY around a SIGHUP (credentials
+        # and log filter reread), STOPPING, and pings the watchdog (docs/deploy.md).
+        Type = "notify";
+        NotifyAccess = "main";
+        WatchdogSec = "10s";
         ExecStart = lib.escapeShellArgs config.services.idserver.commandLine;
+        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
         Restart = "on-failure";
         RestartSec = "1s";
         DynamicUser = true;

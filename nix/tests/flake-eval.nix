@@ -23,7 +23,7 @@ let
       module
       (import ./stubs.nix { inherit lib; })
       {
-        _module.args.pkgs = { redis = fakePackage "redis"; stdenv.hostPlatform.system = "x86_64-linux"; };
+        _module.args.pkgs = { redis = fakePackage "redis"; coreutils = fakePackage "coreutils"; stdenv.hostPlatform.system = "x86_64-linux"; };
         services.idserver = { enable = true; credentials.insecurePlaintext = true; peers = [ "10.0.0.1:5151" ]; };
       }
     ];

@@ -17,6 +17,7 @@ let
   pkgs = {
     idserver = fakePackage "idserver";
     redis = fakePackage "redis";
+    coreutils = fakePackage "coreutils";
   };
 
   # The NixOS options the module sets, declared as narrowly as honest (they are NixOS's).
@@ -61,6 +62,8 @@ let
     timings = { heartbeatMs = 50; electionWindowMs = 200; };
     openFirewall = true;
     credentials = creds;
+    metricsListen = "127.0.0.1:9151";
+    logFormat = "json";
     extraArgs = [ "--verbose" ];
   };
   plaintext = evalWith { enable = true; credentials.insecurePlaintext = true; inherit peers; };
@@ -73,6 +76,7 @@ check "basic: the command line" (execStart basic ==
 ++ check "basic: state directory and hardening" (
   let sc = (unit basic).serviceConfig; in
   sc.StateDirectory == "idserver" && sc.DynamicUser && sc.NoNewPrivileges
+  && sc.Type == "notify" && sc.WatchdogSec == "10s" && lib.hasSuffix "kill -HUP $MAINPID" sc.ExecReload
   && sc.ProtectSystem == "strict" && sc.CapabilityBoundingSet == "" && sc.Restart == "on-failure")
 ++ check "basic: started after the network" (lib.elem "network-online.target" (unit basic).after
   && (unit basic).wantedBy == [ "multi-user.target" ])
@@ -81,7 +85,11 @@ check "basic: the command line" (execStart basic ==
   has "--mcast 239.255.51.51:6000 --mcast-if 10.0.0.1" && has "--mode strict" && has "--cluster-size 3"
   && has "--redis unix:///run/redis-idserver/redis.sock" && !(has "--redis-server")
   && has "--worker-threads 2" && has "--heartbeat-ms 50" && has "--election-window-ms 200"
-  && !(has "--stagger-ms") && has "--numport 6000" && has "--cluster prod" && lib.hasSuffix "--verbose" s)
+  && !(has "--stagger-ms") && has "--numport 6000" && has "--cluster prod" && lib.hasSuffix "--verbose" s
+  && has "--metrics-listen 127.0.0.1:9151" && has "--log-format json")
+++ check "basic: no metrics listener, text logs" (
+  !(lib.hasInfix "--metrics-listen" (execStart basic)) && !(lib.hasInfix "--log-format" (execStart basic)))
+++ check "a metrics address without a port is refused" (refused { enable = true; credentials = creds; metricsListen = "127.0.0.1"; })
 ++ check "full: TCP and UDP opened on the port" (full.networking.firewall.allowedTCPPorts == [ 6000 ]
   && full.networking.firewall.allowedUDPPorts == [ 6000 ])
 ++ check "full: no assertion fails" (failing full == [ ])
