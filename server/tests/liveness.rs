@@ -105,18 +105,9 @@ fn schedule(seed: u64, strict: bool) -> Result<Outcome, String> {
     // Then the writes stop and replication settles: one history on every live node, in
     // Lamport order, holding every acknowledged write (strict mode; whitepaper mode may lose
     // writes acknowledged before a fault, none without faults).
-    let settle_by = data.sim.now_ms + SETTLE_MS;
-    let history = loop {
-        let t = data.sim.now_ms + 100;
-        data.run_until(t, false);
-        match data.one_history() {
-            Ok(history) => break history,
-            Err(e) if data.sim.now_ms >= settle_by => {
-                return Err(format!("{}: {e} ({})", context(), data.sim.describe()))
-            }
-            Err(_) => {}
-        }
-    };
+    let history = data
+        .settle(SETTLE_MS)
+        .map_err(|e| format!("{}: {e} ({})", context(), data.sim.describe()))?;
     let lost = data.lost(&history);
     if !lost.is_empty() && (strict || !faults) {
         return Err(format!("{}: acknowledged writes lost: {lost:?}", context()));
@@ -243,11 +234,19 @@ fn check_mode(strict: bool) {
             acked.last().unwrap()
         );
     }
+    assert_none_failed(
+        &failures,
+        seeds.len(),
+        &format!("{mode} schedules broke liveness"),
+    );
+}
+
+/// Fails with the first few failures (each names its seed) if there are any.
+fn assert_none_failed(failures: &[String], total: usize, what: &str) {
     assert!(
         failures.is_empty(),
-        "{} of {} {mode} schedules broke liveness (replay with SIM_SEED=N):\n{}",
+        "{} of {total} {what} (replay with SIM_SEED=N):\n{}",
         failures.len(),
-        seeds.len(),
         failures[..failures.len().min(5)].join("\n")
     );
 }
@@ -516,16 +515,7 @@ fn hand_overs(strict: bool) {
                     "nodes {nodes:?} acknowledged writes in epoch {epoch}"
                 ));
             }
-            let settle_by = data.sim.now_ms + SETTLE_MS;
-            let history = loop {
-                let t = data.sim.now_ms + 100;
-                data.run_until(t, false);
-                match data.one_history() {
-                    Ok(history) => break history,
-                    Err(e) if data.sim.now_ms >= settle_by => return Err(e),
-                    Err(_) => {}
-                }
-            };
+            let history = data.settle(SETTLE_MS)?;
             let lost = data.lost(&history);
             if !lost.is_empty() {
                 return Err(format!("acknowledged writes lost: {lost:?}"));
@@ -548,12 +538,10 @@ fn hand_overs(strict: bool) {
             took.last().unwrap()
         );
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} {mode} hand-over schedules failed (replay with SIM_SEED=N):\n{}",
-        failures.len(),
+    assert_none_failed(
+        &failures,
         seeds.len(),
-        failures[..failures.len().min(5)].join("\n")
+        &format!("{mode} hand-over schedules failed"),
     );
 }
 

@@ -139,10 +139,24 @@ async fn acknowledged_writes_survive_a_coordinator_kill(mode: &str) {
     cluster.extra_args = vec!["--mode".into(), mode.into()];
     cluster.start_all();
     let old = cluster.agreed(SETTLE).await;
-    let stop_at = Instant::now() + Duration::from_millis(1_500);
+    let tasks = start_writers(&cluster, 1_500);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cluster.kill(old);
+    let acked: BTreeMap<String, Uuid> = tasks.join_all().await.into_iter().flatten().collect();
+    assert!(acked.len() > 50, "the load made progress: {}", acked.len());
+    cluster.agreed(SETTLE).await;
+    converged(&cluster).await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    assert_same_history(&cluster, &survivors).await;
+    assert_acked_stored(&cluster, &acked, &survivors).await;
+}
+
+/// Four clients, each knowing every server (failing over by itself), create accounts for
+/// `for_ms`; each returns the ones acknowledged, by login.
+fn start_writers(cluster: &Cluster, for_ms: u64) -> tokio::task::JoinSet<BTreeMap<String, Uuid>> {
+    let stop_at = Instant::now() + Duration::from_millis(for_ms);
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..4 {
-        // Every client knows all servers and fails over by itself.
         let mut client = cluster.client(&[(w + 1) % 3, (w + 2) % 3, w % 3]);
         tasks.spawn(async move {
             let mut acked = BTreeMap::new();
@@ -157,20 +171,17 @@ async fn acknowledged_writes_survive_a_coordinator_kill(mode: &str) {
             acked
         });
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    cluster.kill(old);
-    let acked: BTreeMap<String, Uuid> = tasks.join_all().await.into_iter().flatten().collect();
-    assert!(acked.len() > 50, "the load made progress: {}", acked.len());
-    cluster.agreed(SETTLE).await;
-    converged(&cluster).await;
-    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    assert_same_history(&cluster, &survivors).await;
-    for i in &survivors {
+    tasks
+}
+
+/// Every acknowledged write is on each of `nodes` under its UUID, and no UUID is there twice.
+async fn assert_acked_stored(cluster: &Cluster, acked: &BTreeMap<String, Uuid>, nodes: &[usize]) {
+    for i in nodes {
         let all = cluster.client(&[*i]).all().await.unwrap();
         let stored: BTreeMap<&str, Uuid> = all.iter().map(|a| (a.login.as_str(), a.uuid)).collect();
         let uuids: BTreeSet<Uuid> = all.iter().map(|a| a.uuid).collect();
         assert_eq!(uuids.len(), all.len(), "no UUID issued twice");
-        for (login, uuid) in &acked {
+        for (login, uuid) in acked {
             assert_eq!(
                 stored.get(login.as_str()),
                 Some(uuid),
@@ -885,23 +896,7 @@ async fn step_down_under_load(mode: &str) {
         "{refused}"
     );
 
-    let stop_at = Instant::now() + Duration::from_millis(1_200);
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..4 {
-        let mut client = cluster.client(&[(w + 1) % 3, (w + 2) % 3, w % 3]);
-        tasks.spawn(async move {
-            let mut acked = BTreeMap::new();
-            let mut n = 0;
-            while Instant::now() < stop_at {
-                let login = format!("w{w}-{n}");
-                n += 1;
-                if let Ok(uuid) = client.create(&login, "", None).await {
-                    acked.insert(login, uuid);
-                }
-            }
-            acked
-        });
-    }
+    let tasks = start_writers(&cluster, 1_200);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (successor, clock) = operator(old).step_down().await.unwrap();
     assert_ne!(successor, cluster.addr(old).to_string());
@@ -913,17 +908,7 @@ async fn step_down_under_load(mode: &str) {
     assert_eq!(cluster.status(old).await.unwrap().role, Role::Follower);
     converged(&cluster).await;
     assert_same_history(&cluster, &[0, 1, 2]).await;
-    for i in 0..3 {
-        let all = cluster.client(&[i]).all().await.unwrap();
-        let stored: BTreeMap<&str, Uuid> = all.iter().map(|a| (a.login.as_str(), a.uuid)).collect();
-        for (login, uuid) in &acked {
-            assert_eq!(
-                stored.get(login.as_str()),
-                Some(uuid),
-                "acknowledged {login} lost on node {i}"
-            );
-        }
-    }
+    assert_acked_stored(&cluster, &acked, &[0, 1, 2]).await;
 }
 
 /// A backup taken from a follower while clients write is consistent: restoring it finds the

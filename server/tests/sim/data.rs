@@ -399,6 +399,21 @@ impl DataSim {
         }
     }
 
+    /// Runs without new writes until every live node holds one history, for at most
+    /// `within_ms`: that history, or why there is none.
+    pub fn settle(&mut self, within_ms: u64) -> Result<Vec<Ev>, String> {
+        let settle_by = self.sim.now_ms + within_ms;
+        loop {
+            let t = self.sim.now_ms + 100;
+            self.run_until(t, false);
+            match self.one_history() {
+                Ok(history) => return Ok(history),
+                Err(e) if self.sim.now_ms >= settle_by => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+
     /// `idclient --step-down` at the coordinator, as the server's shell does it: with writes
     /// held (nothing else happens between the check and the input here), hand over to the
     /// most caught-up member if it acknowledged everything this node decided. Returns the
