@@ -14,5 +14,6 @@
     "iptables" = "iptables";
     "procps" = "procps";
     "nix-bin" = "nix";
+    "docker.io" = "docker-client";
   };
 }

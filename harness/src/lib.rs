@@ -17,11 +17,14 @@
 //!   sessions, linearizability).
 //! - [`report`]: reporters that consume the events and results: terminal, JSON, JUnit,
 //!   HTML timeline.
+//! - [`containers`]: the Docker engine (the host's, or a private `dockerd`) and the Redis
+//!   image built locally, for Redis in containers.
 //! - [`history`]: what a run records; [`limits`]: every bound; [`error`]: the error type.
 
 pub mod checkers;
 pub mod cluster;
 pub mod conditions;
+pub mod containers;
 pub mod describe;
 pub mod error;
 pub mod executor;

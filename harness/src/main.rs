@@ -103,6 +103,17 @@ enum Command {
     /// Remove the namespaces (and every process, link and rule in them) left by lab runs whose
     /// process is gone, e.g. killed with SIGKILL.
     Clean,
+    /// Build the Redis image for container mode from this host's `redis-server` and the
+    /// libraries it links (`docker import`, no registry), on the engine `doctor` names; prints
+    /// its tag (`idlab-redis:<version>-<content hash>`).
+    Image {
+        /// The redis-server binary to put in the image.
+        #[arg(long, default_value = "/usr/bin/redis-server")]
+        redis_server: PathBuf,
+        /// Where a private dockerd keeps its data while it builds.
+        #[arg(long, default_value = "target/idlab/docker")]
+        work: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -132,6 +143,7 @@ fn main() -> ExitCode {
         } => up(nodes, &mode, idserver),
         Command::Exec { host, lab, command } => exec(&host, lab, &command),
         Command::Doctor { json } => doctor(json),
+        Command::Image { redis_server, work } => image(&redis_server, &work),
         Command::Clean => {
             let removed = netns::cleanup::remove_leftovers();
             for ns in &removed {
@@ -150,6 +162,21 @@ fn main() -> ExitCode {
     }
 }
 
+fn image(redis_server: &Path, work: &Path) -> Result<u8, String> {
+    let engine = harness::containers::Engine::connect_or_start(work).map_err(|e| e.to_string())?;
+    let tag = engine
+        .build_redis_image(redis_server)
+        .map_err(|e| e.to_string())?;
+    println!("{tag}");
+    if engine.is_private() {
+        eprintln!(
+            "idlab: built on a private dockerd for this command, stopped now with its data; \
+             container runs build it again on theirs (a running daemon keeps its images)"
+        );
+    }
+    Ok(EXIT_PASSED)
+}
+
 fn doctor(json: bool) -> Result<u8, String> {
     let report = netns::capability::probe();
     if json {
@@ -159,6 +186,10 @@ fn doctor(json: bool) -> Result<u8, String> {
         );
     } else {
         print!("{}", report.to_text());
+        println!(
+            "containers:       {}",
+            harness::containers::engine_choice().describe()
+        );
     }
     Ok(if lab_possible(&report) {
         EXIT_PASSED
