@@ -86,9 +86,16 @@ impl Logs {
     /// left at its default while a file is used), and logs what it did. On an error the
     /// filter in use stays.
     pub fn reload(&self) {
-        let FilterSource::File(path) = &self.source else {
-            tracing::info!("SIGHUP: log filter unchanged (set by a flag or the environment)");
-            return;
+        let path = match &self.source {
+            FilterSource::File(path) => path,
+            FilterSource::Fixed => {
+                tracing::info!("SIGHUP: log filter unchanged (set by a flag or the environment)");
+                return;
+            }
+            FilterSource::Default => {
+                tracing::info!("SIGHUP: log filter unchanged (no --config file to read it from)");
+                return;
+            }
         };
         match filter_in_file(path).and_then(|filter| {
             self.handle

@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -128,7 +129,7 @@ pub struct Metrics {
     ready: Gauge,
     replica_lag: Family<ReplicaLabels, Gauge>,
     replica_in_flight: Family<ReplicaLabels, Gauge>,
-    links: Mutex<BTreeMap<String, LinkState>>,
+    links: Mutex<BTreeMap<SocketAddr, LinkState>>,
     won_epoch: Mutex<u64>,
 }
 
@@ -332,16 +333,16 @@ impl Metrics {
     }
 
     /// The replication link to `replica` is in `state`.
-    pub fn link(&self, replica: &str, state: LinkState) {
-        self.lock_links().insert(replica.to_string(), state);
+    pub fn link(&self, replica: SocketAddr, state: LinkState) {
+        self.lock_links().insert(replica, state);
     }
 
-    /// Keeps only the links to `replicas` (the others stopped).
-    pub fn retain_links(&self, keep: impl Fn(&str) -> bool) {
+    /// Keeps only the links to the replicas `keep` names (the others stopped).
+    pub fn retain_links(&self, keep: impl Fn(&SocketAddr) -> bool) {
         self.lock_links().retain(|replica, _| keep(replica));
     }
 
-    fn lock_links(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, LinkState>> {
+    fn lock_links(&self) -> std::sync::MutexGuard<'_, BTreeMap<SocketAddr, LinkState>> {
         self.links.lock().expect("metrics links lock poisoned")
     }
 
@@ -358,7 +359,6 @@ impl Metrics {
 
     /// The exposition (OpenMetrics text) for the node in `now`.
     pub fn render(&self, now: &Snapshot) -> String {
-        self.observe_view(&now.view);
         let view = &now.view;
         for role in ROLES {
             self.role
@@ -386,7 +386,7 @@ impl Metrics {
         if view.role == Role::Coordinator {
             for (replica, link) in self.lock_links().iter() {
                 let labels = ReplicaLabels {
-                    replica: replica.clone(),
+                    replica: replica.to_string(),
                 };
                 self.replica_lag
                     .get_or_create(&labels)

@@ -29,7 +29,7 @@ struct Args {
     #[arg(long, value_name = "FILE", env = "IDCLIENT_TLS_CA")]
     tls_ca: Option<std::path::PathBuf>,
     /// An operator's certificate (PEM), signed by the cluster CA (a node's, or one `idkeys`
-    /// made for the operator): --step-down needs it.
+    /// made for the operator): --step-down and --backup need it.
     #[arg(
         long,
         value_name = "FILE",

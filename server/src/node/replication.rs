@@ -188,11 +188,9 @@ async fn manage(shared: Arc<Shared>, replicator: Arc<Replicator>) {
             keep
         });
         replicator.lock_acks().retain(|id| wanted.contains_key(id));
-        shared.metrics.retain_links(|replica| {
-            tasks
-                .values()
-                .any(|(node, _, _)| node.addr.to_string() == replica)
-        });
+        shared
+            .metrics
+            .retain_links(|replica| tasks.values().any(|(node, _, _)| node.addr == *replica));
         for (id, node) in wanted {
             tasks.entry(id).or_insert_with(|| {
                 let link = Link {
@@ -354,7 +352,7 @@ impl Link {
             acked: self.acked,
             in_flight: self.progress.in_flight() as u64,
         };
-        self.shared.metrics.link(&self.node.addr.to_string(), state);
+        self.shared.metrics.link(self.node.addr, state);
     }
 
     /// Sends one `Replicate` request; returns its sequence number.
