@@ -1,9 +1,10 @@
 //! A cluster in a lab: one host namespace per node running `idserver` (which starts its own
-//! `redis-server` in the same namespace), or all nodes on one host (ports apart), and a
-//! `client` host for the workload. Nodes start as the README tells users: the default listen
+//! `redis-server` in the same namespace, or uses a Redis container that is a host of its own,
+//! `n1-redis`), or all nodes on one host (ports apart), and a `client` host for the workload. Nodes start as the README tells users: the default listen
 //! address, `--peers` naming every member. Knows how to start, signal and query nodes; knows
 //! nothing of scenarios.
 
+use crate::containers::{RedisContainer, RedisContainers, REDIS_PORT};
 use crate::error::{Error, Result};
 use crate::history::{now_ms, NodeView, Sample, SeenEvents};
 use crate::limits::{
@@ -11,7 +12,7 @@ use crate::limits::{
     POLL_STATUS_MS, PROBE_CONNECT_MS, PROBE_REPLY_MS, ROGUE_HOST_NAME, STOP_WAIT_MS,
 };
 use crate::rogue::RogueKit;
-use crate::scenario::{Discovery, Layout, Mode, Security};
+use crate::scenario::{Discovery, Layout, Mode, RedisMode, Security};
 use idserver::client::{Client, ClientConfig};
 use idserver::connection::Transport;
 use idserver::event::LoggedEvent;
@@ -56,6 +57,10 @@ pub struct NodeConfig {
     pub client_hosts: u32,
     /// Keep each node's data directory in the evidence at teardown.
     pub keep_data: bool,
+    /// Where each node's Redis runs.
+    pub redis: RedisMode,
+    /// The engine and image, when Redis runs in containers.
+    pub containers: Option<Arc<RedisContainers>>,
 }
 
 /// Where a node's process is in its life.
@@ -147,8 +152,23 @@ struct Node {
     data_dir: PathBuf,
     /// The `idserver` it runs (the previous build's until upgraded).
     binary: PathBuf,
-    /// The pid of the node's Redis while it is stopped (SIGSTOP) by `pause-redis`.
+    /// The pid of the node's Redis while it is stopped (SIGSTOP) by `pause-redis` (0 for a
+    /// frozen container).
     redis_paused: Option<i32>,
+    /// Its Redis container and the lab host that is the container's network, in container
+    /// mode (from [`LabCluster::start_stores`] on).
+    store: Option<(RedisContainer, Host)>,
+}
+
+impl Node {
+    /// The node's process is gone. A Redis it started dies with it; a container lives on.
+    fn went_down(&mut self) {
+        self.child = None;
+        self.state = NodeState::Down;
+        if self.store.is_none() {
+            self.redis_paused = None;
+        }
+    }
 }
 
 /// A running lab with its nodes.
@@ -190,6 +210,13 @@ impl LabCluster {
                 ))
             }
         };
+        if config.redis == RedisMode::Container && config.containers.is_none() {
+            return Err(Error::Setup(
+                "Redis in containers needs the lab's Docker engine and image (idlab run prepares \
+                 them)"
+                    .into(),
+            ));
+        }
         let mut nodes = Vec::new();
         let shared = match config.layout {
             Layout::OneHost => Some(lab.add_host(ONE_HOST_NAME)?),
@@ -207,6 +234,7 @@ impl LabCluster {
                 child: None,
                 state: NodeState::New,
                 redis_paused: None,
+                store: None,
                 data_dir: data_root.join(format!("n{i}")),
                 binary: first_binary.clone(),
             });
@@ -341,19 +369,30 @@ impl LabCluster {
         let node = &mut self.nodes[i];
         if let Some(child) = &mut node.child {
             if let Ok(Some(_)) = child.try_wait() {
-                node.child = None;
-                node.state = NodeState::Down;
-                node.redis_paused = None; // It died with the node.
+                node.went_down();
             }
         }
         node.state
     }
 
-    /// Nodes that are running (not paused, not down, their Redis not paused).
+    /// Nodes that are running (not paused, not down, their Redis not paused nor cut off from
+    /// them).
     pub fn live(&mut self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|i| self.state(*i) == NodeState::Running && !self.redis_paused(*i))
+            .filter(|i| {
+                self.state(*i) == NodeState::Running
+                    && !self.redis_paused(*i)
+                    && !self.redis_cut_off(*i)
+            })
             .collect()
+    }
+
+    /// Whether a partition separates node `i` from its Redis container.
+    pub fn redis_cut_off(&self, i: usize) -> bool {
+        self.nodes[i]
+            .store
+            .as_ref()
+            .is_some_and(|(_, redis)| self.lab.is_cut(&self.name(i), redis.name()))
     }
 
     /// The status samples so far.
@@ -406,6 +445,12 @@ impl LabCluster {
         }
         if let Some(k) = self.config.min_acks {
             cmd.args(["--min-acks", &k.to_string()]);
+        }
+        if let Some((_, redis)) = &node.store {
+            cmd.args([
+                "--redis",
+                &format!("redis://{}:{REDIS_PORT}/0", redis.addr()),
+            ]);
         }
         match &self.creds {
             Some(creds) => cmd.args(creds.node_args(&name)),
@@ -470,8 +515,7 @@ impl LabCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-        node.state = NodeState::Down;
-        node.redis_paused = None; // It died with the node.
+        node.went_down();
         Ok(())
     }
 
@@ -528,19 +572,30 @@ impl LabCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-        node.state = NodeState::Down;
-        node.redis_paused = None; // It died with the node.
+        node.went_down();
         Ok(())
     }
 
-    /// SIGKILL to node `i`'s Redis alone.
+    /// SIGKILL to node `i`'s Redis alone. A container is started again at once on its data
+    /// (as an orchestrator would), its host moved into the container's new namespace.
     pub fn kill_redis(&mut self, i: usize) -> Result<()> {
+        if let Some(kit) = self.config.containers.clone() {
+            let node = &mut self.nodes[i];
+            if let Some((container, host)) = &node.store {
+                let pid = kit.kill_and_restart(container)?;
+                let name = host.name().to_string();
+                node.redis_paused = None;
+                self.lab.reattach_host(&name, pid)?;
+                return Ok(());
+            }
+        }
         let pid = self.redis_pid(i)?;
         self.nodes[i].redis_paused = None;
         self.signal_redis(i, pid, Signal::SIGKILL)
     }
 
-    /// SIGSTOP to node `i`'s Redis alone: it hangs (the node itself runs on).
+    /// SIGSTOP to node `i`'s Redis alone (a container: the cgroup freezer): it hangs (the node
+    /// itself runs on).
     pub fn pause_redis(&mut self, i: usize) -> Result<()> {
         if self.nodes[i].redis_paused.is_some() {
             return Err(Error::Step(format!(
@@ -548,19 +603,128 @@ impl LabCluster {
                 self.name(i)
             )));
         }
+        if let (Some(kit), Some((container, _))) = (&self.config.containers, &self.nodes[i].store) {
+            kit.pause(container)?;
+            self.nodes[i].redis_paused = Some(0);
+            return Ok(());
+        }
         let pid = self.redis_pid(i)?;
         self.signal_redis(i, pid, Signal::SIGSTOP)?;
         self.nodes[i].redis_paused = Some(pid);
         Ok(())
     }
 
-    /// SIGCONT to node `i`'s Redis paused by [`LabCluster::pause_redis`].
+    /// SIGCONT to node `i`'s Redis paused by [`LabCluster::pause_redis`] (a container:
+    /// thawed).
     pub fn resume_redis(&mut self, i: usize) -> Result<()> {
         let pid = self.nodes[i]
             .redis_paused
             .take()
             .ok_or_else(|| Error::Step(format!("{}'s Redis is not paused", self.name(i))))?;
+        if let (Some(kit), Some((container, _))) = (&self.config.containers, &self.nodes[i].store) {
+            return kit.unpause(container);
+        }
         self.signal_redis(i, pid, Signal::SIGCONT)
+    }
+
+    /// Starts each node's Redis container and makes it a host of the lab (`n1-redis`, …);
+    /// nothing in process mode.
+    pub async fn start_stores(&mut self) -> Result<()> {
+        let Some(kit) = self.config.containers.clone() else {
+            return Ok(());
+        };
+        if self.config.redis != RedisMode::Container {
+            return Ok(());
+        }
+        let run = self.lab.id().to_string();
+        for i in 0..self.nodes.len() {
+            let name = format!("{}-redis", self.name(i));
+            let container = kit
+                .start(
+                    &run,
+                    &format!("{run}-{name}"),
+                    &self.nodes[i].data_dir.join("redis"),
+                )
+                .await?;
+            let pid = kit.pid(&container);
+            let host = pid.and_then(|pid| Ok(self.lab.attach_host(&name, pid)?));
+            match host {
+                Ok(host) => self.nodes[i].store = Some((container, host)),
+                Err(e) => {
+                    let _ = kit.remove(container).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the Redis containers (through testcontainers); [`LabCluster::teardown`] removes
+    /// whatever is left by the run's label.
+    pub async fn remove_stores(&mut self) {
+        let Some(kit) = self.config.containers.clone() else {
+            return;
+        };
+        for i in 0..self.nodes.len() {
+            if let Some((container, _)) = &self.nodes[i].store {
+                self.save_redis_log(i, &kit.logs(container).unwrap_or_default());
+            }
+            if let Some((container, _)) = self.nodes[i].store.take() {
+                if let Err(e) = kit.remove(container).await {
+                    eprintln!("idlab: failed to remove a Redis container: {e}");
+                }
+            }
+        }
+    }
+
+    /// Whether the nodes' Redis run in containers.
+    pub fn has_containers(&self) -> bool {
+        self.nodes.iter().any(|n| n.store.is_some())
+    }
+
+    /// The lab host of node `i`'s Redis container.
+    pub fn redis_host(&self, i: usize) -> Result<&Host> {
+        self.nodes[i].store.as_ref().map(|(_, h)| h).ok_or_else(|| {
+            Error::Step(format!(
+                "{}'s Redis is not a host of the lab: only Redis in containers is (redis = \
+                 \"container\")",
+                self.name(i)
+            ))
+        })
+    }
+
+    /// The node whose host (or name) is `name`.
+    pub fn index_of_name(&self, name: &str) -> Option<usize> {
+        (0..self.nodes.len()).find(|i| self.name(*i) == name)
+    }
+
+    /// Cuts node `i` off from every other host; its Redis container (if any) stays on its
+    /// side, as a Redis on the node's own host would.
+    pub fn isolate(&self, i: usize, mode: netns::PartitionMode) -> Result<()> {
+        let name = self.name(i);
+        match &self.nodes[i].store {
+            Some((_, redis)) => {
+                let side = vec![name, redis.name().to_string()];
+                let rest: Vec<String> = self
+                    .lab
+                    .hosts()
+                    .iter()
+                    .map(|h| h.name().to_string())
+                    .filter(|h| !side.contains(h))
+                    .collect();
+                Ok(self.lab.split(&[side, rest], mode)?)
+            }
+            None => Ok(self.lab.isolate(&name, mode)?),
+        }
+    }
+
+    fn save_redis_log(&self, i: usize, text: &str) {
+        let _ = std::fs::write(
+            self.evidence
+                .join("nodes")
+                .join(format!("n{}-redis.log", i + 1)),
+            text,
+        );
     }
 
     /// Whether node `i`'s Redis is paused.
@@ -687,8 +851,21 @@ impl LabCluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            node.state = NodeState::Down;
-            node.redis_paused = None; // It died with the node.
+            node.went_down();
+        }
+        if let Some(kit) = &self.config.containers {
+            for i in 0..self.nodes.len() {
+                if let Some((container, _)) = &self.nodes[i].store {
+                    self.save_redis_log(i, &kit.logs(container).unwrap_or_default());
+                }
+            }
+            // Whatever the run started, by its label: also after a failed step or a panic.
+            if let Err(e) = kit.remove_run(self.lab.id()) {
+                eprintln!("idlab: failed to remove the run's Redis containers: {e}");
+            }
+            for node in &mut self.nodes {
+                node.store = None;
+            }
         }
         for (i, node) in self.nodes.iter().enumerate() {
             let _ = std::fs::copy(

@@ -7,6 +7,12 @@
 //! iptables rules of its own (containers get the network the lab gives them), its data and
 //! socket under a directory of the run; stopped, and its namespace removed, when dropped.
 //!
+//! **Nodes' Redis** ([`RedisContainers`]): one container per node, started and removed with
+//! testcontainers (never pulling: the image is local), on no network of the engine's: the lab
+//! names the container's network namespace as a host of its own (`n1-redis`) on the lab
+//! bridge, so link faults and partitions reach the node's Redis traffic. Its `/data` is the
+//! node's data directory, so a container killed and started again loads its append-only file.
+//!
 //! **The image** (`idlab image build`): a root filesystem holding the host's `redis-server` and
 //! the libraries it links (as `ldd` lists them), imported with `docker import`, tagged
 //! `idlab-redis:<redis version>-<first 12 hex digits of the rootfs's SHA-256>`: the same binary
@@ -16,6 +22,9 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testcontainers::core::{Mount, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 /// The image's repository name.
 pub const IMAGE_REPOSITORY: &str = "idlab-redis";
@@ -25,6 +34,10 @@ pub const RUN_LABEL: &str = "idlab.run";
 const DOCKERD_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a private `dockerd` may take to stop before it is killed.
 const DOCKERD_STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a Redis container may take to accept connections.
+const REDIS_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The port Redis listens on inside its container.
+pub const REDIS_PORT: u16 = 6379;
 
 /// Which engine the lab would use, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +132,10 @@ impl Engine {
         let dir = work_dir.join(format!("dockerd-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Setup(format!("failed to create {}: {e}", dir.display())))?;
+        // dockerd wants absolute paths.
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| Error::Setup(format!("failed to resolve {}: {e}", dir.display())))?;
         let setup = |what: &str, args: &[&str]| {
             netns::cmd::run(what, "ip", args)
                 .map_err(|e| Error::Setup(format!("private dockerd: {e}")))
@@ -131,7 +148,8 @@ impl Engine {
         let socket = dir.join("docker.sock");
         let log = std::fs::File::create(dir.join("dockerd.log"))
             .map_err(|e| Error::Setup(format!("failed to create dockerd's log: {e}")))?;
-        let spawned = Command::new("nsenter")
+        let mut command = Command::new("nsenter");
+        command
             .arg(format!("--net=/run/netns/{namespace}"))
             .arg("dockerd")
             .arg("--data-root")
@@ -145,8 +163,17 @@ impl Engine {
             .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| Error::Setup(e.to_string()))?)
-            .stderr(log)
-            .spawn();
+            .stderr(log);
+        // SAFETY: between fork and exec only prctl, async-signal-safe, is called.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            // A run killed outright takes its engine (and so its containers) with it.
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+                Ok(())
+            });
+        }
+        let spawned = command.spawn();
         let child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -168,14 +195,15 @@ impl Engine {
             .is_err()
         {
             if Instant::now() >= deadline {
+                // The log goes with the engine's directory: its end goes into the error.
+                let log = engine.private.as_ref().map_or(String::new(), |p| {
+                    std::fs::read_to_string(p.dir.join("dockerd.log")).unwrap_or_default()
+                });
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 return Err(Error::Setup(format!(
-                    "the private dockerd did not answer within {DOCKERD_START_TIMEOUT:?} (its log: \
-                     {})",
-                    engine.private.as_ref().map_or(String::new(), |p| p
-                        .dir
-                        .join("dockerd.log")
-                        .display()
-                        .to_string())
+                    "the private dockerd did not answer within {DOCKERD_START_TIMEOUT:?}; its \
+                     log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -394,4 +422,272 @@ fn tempdir(prefix: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::Setup(format!("failed to create {}: {e}", dir.display())))?;
     Ok(dir)
+}
+
+/// What a run needs to give its nodes Redis in containers: the engine and the image.
+#[derive(Debug)]
+pub struct RedisContainers {
+    engine: Engine,
+    image: String,
+}
+
+/// A node's Redis container: the testcontainers handle (removal) and its id (the faults, by
+/// the `docker` client).
+pub struct RedisContainer {
+    handle: Option<ContainerAsync<GenericImage>>,
+    id: String,
+}
+
+impl std::fmt::Debug for RedisContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisContainer")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl RedisContainer {
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for RedisContainer {
+    fn drop(&mut self) {
+        // testcontainers removes a container it drops from inside a tokio runtime only; the
+        // lab removes its containers by label ([`RedisContainers::remove_run`]) in any case.
+        if let Some(handle) = self.handle.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                drop(handle);
+            } else {
+                std::mem::forget(handle);
+            }
+        }
+    }
+}
+
+impl RedisContainers {
+    /// The engine (started if none runs) and the image built from `redis_server`;
+    /// testcontainers is pointed at the engine (`DOCKER_HOST`). Call before any other thread
+    /// reads the environment.
+    pub fn prepare(work_dir: &Path, redis_server: &Path) -> Result<RedisContainers> {
+        let engine = Engine::connect_or_start(work_dir)?;
+        let image = engine.build_redis_image(redis_server)?;
+        std::env::set_var("DOCKER_HOST", engine.host());
+        Ok(RedisContainers { engine, image })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The image's `repository:tag`.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// Starts a Redis container called `name`, labelled with `run`, its `/data` the host
+    /// directory `data` (created), configured as `idserver` configures the Redis it starts
+    /// itself but listening on TCP, and waits until it accepts connections.
+    pub async fn start(&self, run: &str, name: &str, data: &Path) -> Result<RedisContainer> {
+        std::fs::create_dir_all(data)
+            .map_err(|e| Error::Setup(format!("failed to create {}: {e}", data.display())))?;
+        let (repository, tag) = self
+            .image
+            .split_once(':')
+            .expect("the image's name has a tag");
+        let handle = GenericImage::new(repository, tag)
+            .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
+            .with_network("none")
+            .with_container_name(name)
+            .with_label(RUN_LABEL, run)
+            .with_mount(Mount::bind_mount(data.to_string_lossy(), "/data"))
+            .with_startup_timeout(REDIS_START_TIMEOUT)
+            .with_cmd(redis_args())
+            .start()
+            .await
+            .map_err(|e| Error::Setup(format!("failed to start Redis container {name}: {e}")))?;
+        let id = handle.id().to_string();
+        Ok(RedisContainer {
+            handle: Some(handle),
+            id,
+        })
+    }
+
+    /// Removes `container` through testcontainers.
+    pub async fn remove(&self, mut container: RedisContainer) -> Result<()> {
+        if let Some(handle) = container.handle.take() {
+            handle.rm().await.map_err(|e| {
+                Error::Setup(format!("failed to remove container {}: {e}", container.id))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The pid of the container's Redis (its network namespace is the lab host's).
+    pub fn pid(&self, container: &RedisContainer) -> Result<u32> {
+        self.engine.pid_of(&container.id)
+    }
+
+    /// `kill-redis`: SIGKILL to the container's Redis (`docker kill`), then the container
+    /// started again on its data, as an orchestrator restarts a store that died; the new
+    /// process's pid (its namespace is a new one: the lab host must be moved into it).
+    pub fn kill_and_restart(&self, container: &RedisContainer) -> Result<u32> {
+        self.engine.docker(&["kill", &container.id])?;
+        self.engine.docker(&["start", &container.id])?;
+        self.pid(container)
+    }
+
+    /// `pause-redis`: the container frozen by the cgroup freezer (`docker pause`).
+    pub fn pause(&self, container: &RedisContainer) -> Result<()> {
+        self.engine.docker(&["pause", &container.id]).map(drop)
+    }
+
+    /// `resume-redis`: thawed (`docker unpause`).
+    pub fn unpause(&self, container: &RedisContainer) -> Result<()> {
+        self.engine.docker(&["unpause", &container.id]).map(drop)
+    }
+
+    /// What the container's Redis logged (`docker logs`).
+    pub fn logs(&self, container: &RedisContainer) -> Result<String> {
+        let out = Command::new("docker")
+            .env("DOCKER_HOST", self.engine.host())
+            .args(["logs", &container.id])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Setup(format!("failed to run docker: {e}")))?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
+    /// Removes every container labelled with `run` (the lab's clean-up whatever happened).
+    pub fn remove_run(&self, run: &str) -> Result<usize> {
+        remove_labelled(&self.engine, &format!("{RUN_LABEL}={run}"))
+    }
+}
+
+fn remove_labelled(engine: &Engine, label: &str) -> Result<usize> {
+    let ids = engine.containers_labelled(label)?;
+    if !ids.is_empty() {
+        let args: Vec<&str> = ["rm", "-f", "-v"]
+            .into_iter()
+            .chain(ids.iter().map(String::as_str))
+            .collect();
+        engine.docker(&args)?;
+    }
+    Ok(ids.len())
+}
+
+/// `redis-server`'s arguments in a node's container: as `idserver` starts its own Redis
+/// (append-only file, diskless full syncs, no RDB saves, packed hashes), on TCP to the lab.
+fn redis_args() -> Vec<String> {
+    use idserver::store::{HASH_PACKED_ENTRIES_MAX, HASH_PACKED_VALUE_BYTES_MAX};
+    [
+        "--port",
+        &REDIS_PORT.to_string(),
+        "--bind",
+        "0.0.0.0",
+        // The lab's link is the only way in; the node connects from another address.
+        "--protected-mode",
+        "no",
+        "--dir",
+        "/data",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--repl-diskless-sync-delay",
+        "0",
+        "--save",
+        "",
+        "--latency-tracking",
+        "no",
+        "--rdbcompression",
+        "no",
+        "--hash-max-listpack-entries",
+        &HASH_PACKED_ENTRIES_MAX.to_string(),
+        "--hash-max-listpack-value",
+        &HASH_PACKED_VALUE_BYTES_MAX.to_string(),
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect()
+}
+
+/// `idlab clean`: removes the containers of lab runs whose process is gone, on the engine
+/// that runs (a private engine dies with its run). Returns what it removed.
+pub fn remove_dead_runs() -> Vec<String> {
+    let host = match engine_choice() {
+        EngineChoice::DockerHost(host) => host,
+        EngineChoice::DefaultSocket => "unix:///var/run/docker.sock".into(),
+        EngineChoice::Private { .. } => return Vec::new(),
+    };
+    let engine = Engine {
+        host,
+        private: None,
+    };
+    let Ok(listed) = engine.docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label={RUN_LABEL}"),
+        "--format",
+        &format!("{{{{.ID}}}} {{{{.Label \"{RUN_LABEL}\"}}}}"),
+    ]) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for line in listed.lines() {
+        let Some((id, run)) = line.split_once(' ') else {
+            continue;
+        };
+        if run_is_alive(run) {
+            continue;
+        }
+        if engine.docker(&["rm", "-f", "-v", id]).is_ok() {
+            removed.push(format!("container {id} (run {run})"));
+        }
+    }
+    removed
+}
+
+/// Whether the process that made lab `run` (`idl-<pid>-<n>`) still runs.
+fn run_is_alive(run: &str) -> bool {
+    run.strip_prefix(netns::lab::NAME_PREFIX)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<i32>().ok())
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
+}
+
+/// `idlab clean`: the namespaces and directories of private engines whose run is gone
+/// (the engine itself died with its run).
+pub fn remove_dead_private_engines(work_dir: &Path) -> Vec<String> {
+    let mut removed = Vec::new();
+    let listed = netns::cmd::run("list namespaces", "ip", &["netns", "list"]).unwrap_or_default();
+    for ns in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(pid) = ns
+            .strip_prefix("idlab-dockerd-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+            continue;
+        }
+        netns::cleanup::remove_namespace(ns);
+        let dir = work_dir.join(format!("dockerd-{pid}"));
+        let _ = netns::cmd::run(
+            "unmount dockerd's leftovers",
+            "umount",
+            &["-R", "-l", &dir.to_string_lossy()],
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        removed.push(format!("namespace {ns} (a private Docker engine's)"));
+    }
+    removed
 }

@@ -12,6 +12,7 @@ pub fn describe_selector(sel: &Selector) -> String {
         Selector::Label(l) => format!("@{l}"),
         Selector::Client(c) => crate::cluster::client_host_name(*c),
         Selector::Others => "others".into(),
+        Selector::Redis(node) => format!("redis:{}", describe_selector(node)),
     }
 }
 

@@ -4,12 +4,15 @@
 
 use clap::{Parser, Subcommand};
 use harness::cluster::{LabCluster, NodeConfig};
+use harness::containers::RedisContainers;
 use harness::executor::{self, RunOptions, ScenarioResult, ScenarioVerdict};
 use harness::history::now_ms;
 use harness::report;
-use harness::scenario::{self, Discovery, Layout, Mode, Scenario};
+use harness::scenario::{self, Discovery, Layout, Mode, RedisMode, Scenario};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// Every scenario passed (or the command succeeded).
@@ -38,37 +41,51 @@ struct Args {
     command: Command,
 }
 
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenario files or directories of `*.toml` files.
+    paths: Vec<PathBuf>,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Seed for every scenario (overrides the files' seeds); replays a run exactly as far
+    /// as the harness decides (loads, random fault schedules).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Also run the long tier (scenarios with `long = true`).
+    #[arg(long)]
+    long: bool,
+    /// Keep each node's data directory (Redis files) in the evidence.
+    #[arg(long)]
+    keep: bool,
+    /// The idserver binary (default: beside idlab, else on PATH).
+    #[arg(long)]
+    idserver: Option<PathBuf>,
+    /// The previous release's idserver, which scenarios with `build = "previous"` start
+    /// their nodes from (`upgrade` steps move them to --idserver). `scripts/lab` builds it.
+    #[arg(long, env = "IDLAB_PREVIOUS_IDSERVER")]
+    previous_idserver: Option<PathBuf>,
+    /// Where run folders go.
+    #[arg(long, default_value = "target/idlab/runs")]
+    out: PathBuf,
+    /// Where each node's Redis runs, whatever the scenarios say: `process` (idserver starts
+    /// its own redis-server) or `container` (one container per node from the image built
+    /// locally, a host of its own on the lab network; see `idlab image`).
+    #[arg(long, value_parser = ["process", "container"])]
+    redis: Option<String>,
+    /// The redis-server binary the container image is built from.
+    #[arg(long, default_value = "/usr/bin/redis-server")]
+    redis_server: PathBuf,
+    /// Where a private dockerd (started when no Docker engine runs) keeps its data.
+    #[arg(long, default_value = "target/idlab/docker")]
+    docker_work: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run scenario files (default: the `scenarios` directory) and report. Evidence goes to
     /// `target/idlab/runs/<run-id>/` (one folder per scenario with its timeline.html, plus index.html, report.json and junit.xml).
-    Run {
-        /// Scenario files or directories of `*.toml` files.
-        paths: Vec<PathBuf>,
-        /// Only scenarios whose name contains this.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Seed for every scenario (overrides the files' seeds); replays a run exactly as far
-        /// as the harness decides (loads, random fault schedules).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Also run the long tier (scenarios with `long = true`).
-        #[arg(long)]
-        long: bool,
-        /// Keep each node's data directory (Redis files) in the evidence.
-        #[arg(long)]
-        keep: bool,
-        /// The idserver binary (default: beside idlab, else on PATH).
-        #[arg(long)]
-        idserver: Option<PathBuf>,
-        /// The previous release's idserver, which scenarios with `build = "previous"` start
-        /// their nodes from (`upgrade` steps move them to --idserver). `scripts/lab` builds it.
-        #[arg(long, env = "IDLAB_PREVIOUS_IDSERVER")]
-        previous_idserver: Option<PathBuf>,
-        /// Where run folders go.
-        #[arg(long, default_value = "target/idlab/runs")]
-        out: PathBuf,
-    },
+    Run(RunArgs),
     /// Start a cluster to play with and print how to reach each host; Ctrl-C tears it down.
     Up {
         /// Nodes.
@@ -100,9 +117,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove the namespaces (and every process, link and rule in them) left by lab runs whose
-    /// process is gone, e.g. killed with SIGKILL.
-    Clean,
+    /// Remove what lab runs whose process is gone (e.g. killed with SIGKILL) left: their
+    /// namespaces (and every process, link and rule in them), their Redis containers (by the
+    /// `idlab.run` label) and their private Docker engines' namespaces and data.
+    Clean {
+        /// Where private dockerds keep their data.
+        #[arg(long, default_value = "target/idlab/docker")]
+        docker_work: PathBuf,
+    },
     /// Build the Redis image for container mode from this host's `redis-server` and the
     /// libraries it links (`docker import`, no registry), on the engine `doctor` names; prints
     /// its tag (`idlab-redis:<version>-<content hash>`).
@@ -118,24 +140,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let outcome = match Args::parse().command {
-        Command::Run {
-            paths,
-            filter,
-            seed,
-            long,
-            keep,
-            idserver,
-            previous_idserver,
-            out,
-        } => run(
-            paths,
-            filter,
-            seed,
-            long,
-            keep,
-            (idserver, previous_idserver),
-            &out,
-        ),
+        Command::Run(args) => run(args),
         Command::Up {
             nodes,
             mode,
@@ -144,12 +149,20 @@ fn main() -> ExitCode {
         Command::Exec { host, lab, command } => exec(&host, lab, &command),
         Command::Doctor { json } => doctor(json),
         Command::Image { redis_server, work } => image(&redis_server, &work),
-        Command::Clean => {
-            let removed = netns::cleanup::remove_leftovers();
-            for ns in &removed {
-                println!("removed {ns}");
+        Command::Clean { docker_work } => {
+            let mut removed = harness::containers::remove_dead_runs();
+            removed.extend(harness::containers::remove_dead_private_engines(
+                &docker_work,
+            ));
+            removed.extend(
+                netns::cleanup::remove_leftovers()
+                    .into_iter()
+                    .map(|ns| format!("namespace {ns}")),
+            );
+            for what in &removed {
+                println!("removed {what}");
             }
-            println!("{} leftover namespace(s) removed", removed.len());
+            println!("{} leftover(s) removed", removed.len());
             Ok(EXIT_PASSED)
         }
     };
@@ -282,16 +295,25 @@ fn interrupt_flag(runtime: &tokio::runtime::Runtime) -> watch::Receiver<bool> {
     flag
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    paths: Vec<PathBuf>,
-    filter: Option<String>,
-    seed: Option<u64>,
-    long: bool,
-    keep: bool,
-    (idserver, previous_idserver): (Option<PathBuf>, Option<PathBuf>),
-    out: &Path,
-) -> Result<u8, String> {
+fn run(args: RunArgs) -> Result<u8, String> {
+    let RunArgs {
+        paths,
+        filter,
+        seed,
+        long,
+        keep,
+        idserver,
+        previous_idserver,
+        out,
+        redis,
+        redis_server,
+        docker_work,
+    } = args;
+    let out = out.as_path();
+    let redis = redis.map(|r| match r.as_str() {
+        "container" => RedisMode::Container,
+        _ => RedisMode::Process,
+    });
     let files = scenario_files(&paths)?;
     let mut scenarios: Vec<Scenario> = Vec::new();
     let mut errors = Vec::new();
@@ -322,6 +344,29 @@ fn run(
             capabilities.to_text()
         ));
     }
+    // The engine and the image, once for the run, before any thread reads the environment
+    // (testcontainers finds the engine by DOCKER_HOST).
+    let containers = if scenarios
+        .iter()
+        .any(|s| redis.unwrap_or(s.redis) == RedisMode::Container)
+    {
+        let prepared = Instant::now();
+        let kit = RedisContainers::prepare(&docker_work, &redis_server)
+            .map_err(|e| format!("Redis in containers: {e}"))?;
+        println!(
+            "idlab: Redis in containers from {} on {} (ready in {:.1} s)",
+            kit.image(),
+            if kit.engine().is_private() {
+                "a private dockerd"
+            } else {
+                kit.engine().host()
+            },
+            prepared.elapsed().as_secs_f64()
+        );
+        Some(Arc::new(kit))
+    } else {
+        None
+    };
     let start_ms = now_ms();
     let run_id = format!("{}-{}", start_ms / 1000, std::process::id());
     let run_dir = out.join(&run_id);
@@ -353,6 +398,8 @@ fn run(
             evidence: evidence_dir(&run_dir, &s.name),
             interrupted: interrupted.clone(),
             keep_data: keep,
+            redis,
+            containers: containers.clone(),
         };
         let result = runtime.block_on(executor::run(s, &options, &|e| report::progress(&e)));
         if let Err(e) = report::write_evidence(&result) {
@@ -449,6 +496,8 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
             nodes,
             client_hosts: 1,
             keep_data: false,
+            redis: RedisMode::Process,
+            containers: None,
         },
         &evidence,
     )

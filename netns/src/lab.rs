@@ -100,6 +100,56 @@ impl Lab {
     /// Adds a host: a namespace, a veth to the bridge, the next address, loopback up and a
     /// multicast route.
     pub fn add_host(&mut self, name: &str) -> Result<Host> {
+        let host = self.next_host(name)?;
+        run(
+            "create the host's namespace",
+            "ip",
+            &["netns", "add", &host.ns],
+        )?;
+        self.wire(&host)?;
+        self.hosts.push(host.clone());
+        Ok(host)
+    }
+
+    /// Adds a host whose namespace is the network namespace of process `pid` (a container's,
+    /// made by its engine with no network): named under `/run/netns` like any host's, given a
+    /// link to the bridge and the next address. Faults reach it like any host. Dropping the
+    /// lab removes the name and the link; the namespace lives on as long as the process.
+    pub fn attach_host(&mut self, name: &str, pid: u32) -> Result<Host> {
+        let host = self.next_host(name)?;
+        self.attach(&host, pid)?;
+        self.hosts.push(host.clone());
+        Ok(host)
+    }
+
+    /// Moves attached host `name` into the network namespace of process `pid` (its container
+    /// restarted with a namespace of its own): same name, address and switch port, so the
+    /// faults set on its link still hold.
+    pub fn reattach_host(&mut self, name: &str, pid: u32) -> Result<Host> {
+        let host = self.host(name)?.clone();
+        // The old namespace may outlive its process for a moment: its end of the link goes
+        // now, so the switch port's name is free again.
+        let _ = ip_in(
+            "remove the old link",
+            &self.switch_ns,
+            &["link", "del", &host.port],
+        );
+        crate::cleanup::remove_namespace(&host.ns);
+        self.attach(&host, pid)?;
+        Ok(host)
+    }
+
+    fn attach(&self, host: &Host, pid: u32) -> Result<()> {
+        run(
+            "name the process's namespace",
+            "ip",
+            &["netns", "attach", &host.ns, &pid.to_string()],
+        )?;
+        self.wire(host)
+    }
+
+    /// The next host's names and address.
+    fn next_host(&self, name: &str) -> Result<Host> {
         if self.hosts.iter().any(|h| h.name == name) {
             return Err(Error::Invalid(format!(
                 "the lab already has a host named {name:?}"
@@ -111,20 +161,30 @@ impl Lab {
                 "a lab holds at most {HOSTS_MAX} hosts"
             )));
         }
-        let host = Host {
+        Ok(Host {
             name: name.to_string(),
             index,
             ns: format!("{}-h{index}", self.id),
             addr: Ipv4Addr::new(198, 18, 0, index as u8),
             port: format!("v{index}"),
-        };
+        })
+    }
+
+    /// A veth from the bridge into the host's namespace, its address, links up, a multicast
+    /// route.
+    fn wire(&self, host: &Host) -> Result<()> {
         let (sw, ns) = (self.switch_ns.as_str(), host.ns.as_str());
-        run("create the host's namespace", "ip", &["netns", "add", ns])?;
+        // The host's MAC follows from its address (as Docker's do), so a host moved into a
+        // new namespace (a container started again) is the same machine to its neighbours'
+        // ARP caches: old connections get a reset at once, new ones go through.
+        let [_, _, c, d] = host.addr.octets();
+        let mac = format!("02:00:c6:12:{c:02x}:{d:02x}");
         ip_in(
             "create the host's link",
             sw,
             &[
-                "link", "add", &host.port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+                "link", "add", &host.port, "type", "veth", "peer", "name", "eth0", "address", &mac,
+                "netns", ns,
             ],
         )?;
         ip_in(
@@ -153,8 +213,7 @@ impl Lab {
             ns,
             &["route", "add", "224.0.0.0/4", "dev", "eth0"],
         )?;
-        self.hosts.push(host.clone());
-        Ok(host)
+        Ok(())
     }
 
     /// The run's id, which every name of this lab starts with.

@@ -69,8 +69,8 @@ impl Exec<'_> {
         let (label, nodes) = match shape {
             PartitionShape::Isolate(sel) => {
                 let name = self.host_name(sel).await?;
-                self.cluster.lab().isolate(&name, mode)?;
                 let idx = self.resolve(sel).await?;
+                self.cluster.isolate(idx, mode)?;
                 (format!("partition: isolate {name}"), vec![idx])
             }
             PartitionShape::Sides(sides) => {
@@ -91,6 +91,18 @@ impl Exec<'_> {
                     if side.contains(&Selector::Others) {
                         group.extend(others.iter().cloned());
                     }
+                }
+                // With Redis in containers, each node's store stays on its node's side unless
+                // a side names it.
+                for group in &mut names {
+                    let stores: Vec<String> = group
+                        .iter()
+                        .filter_map(|n| self.cluster.index_of_name(n))
+                        .filter_map(|i| self.cluster.redis_host(i).ok())
+                        .map(|h| h.name().to_string())
+                        .filter(|h| !named.contains(h))
+                        .collect();
+                    group.extend(stores);
                 }
                 self.cluster.lab().split(&names, mode)?;
                 let shown: Vec<String> = names.iter().map(|g| g.join(" ")).collect();
@@ -187,7 +199,7 @@ impl Exec<'_> {
             FaultKind::Pause => self.cluster.pause(i)?,
             FaultKind::KillRedis => self.cluster.kill_redis(i)?,
             FaultKind::PauseRedis => self.cluster.pause_redis(i)?,
-            FaultKind::Partition => self.cluster.lab().isolate(&name, PartitionMode::Drop)?,
+            FaultKind::Partition => self.cluster.isolate(i, PartitionMode::Drop)?,
             FaultKind::Loss => {
                 let spec = LinkSpec {
                     loss_pct: faults::RANDOM_LOSS_PCT,

@@ -156,10 +156,9 @@ impl Exec<'_> {
                 .get(l)
                 .copied()
                 .ok_or_else(|| Error::Step(format!("no node is labelled {l}"))),
-            Selector::Client(_) | Selector::Others => Err(Error::Step(format!(
-                "{} is not a node",
-                describe_selector(sel)
-            ))),
+            Selector::Client(_) | Selector::Others | Selector::Redis(_) => Err(Error::Step(
+                format!("{} is not a node", describe_selector(sel)),
+            )),
             Selector::Coordinator | Selector::Follower | Selector::Rank(_) => {
                 // Right after a fault the roles may still be settling: look for a while.
                 for _ in 0..RESOLVE_ROLE_WAIT_MS / RESOLVE_ROLE_POLL_MS {
@@ -200,12 +199,18 @@ impl Exec<'_> {
         }
     }
 
-    /// A lab host name for a selector (nodes or the client host).
+    /// A lab host name for a selector (nodes, a node's Redis container, or a client host).
     pub(super) async fn host_name(&mut self, sel: &Selector) -> Result<String> {
-        if let Selector::Client(c) = sel {
-            return Ok(crate::cluster::client_host_name(*c));
+        match sel {
+            Selector::Client(c) => Ok(crate::cluster::client_host_name(*c)),
+            Selector::Redis(node) => {
+                let i = Box::pin(self.resolve(node)).await?;
+                self.cluster.redis_host(i).map(|h| h.name().to_string())
+            }
+            _ => {
+                let i = self.resolve(sel).await?;
+                Ok(self.cluster.name(i))
+            }
         }
-        let i = self.resolve(sel).await?;
-        Ok(self.cluster.name(i))
     }
 }

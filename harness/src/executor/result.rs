@@ -142,4 +142,8 @@ pub struct RunOptions {
     pub interrupted: watch::Receiver<bool>,
     /// Keep each node's data directory in the evidence.
     pub keep_data: bool,
+    /// Where each node's Redis runs, overriding the scenario's `redis`.
+    pub redis: Option<crate::scenario::RedisMode>,
+    /// The engine and image for Redis in containers (prepared once per run).
+    pub containers: Option<std::sync::Arc<crate::containers::RedisContainers>>,
 }

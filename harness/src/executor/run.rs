@@ -66,8 +66,10 @@ pub async fn run(
         nodes: scenario.nodes,
         client_hosts: scenario.client_hosts,
         keep_data: options.keep_data,
+        redis: options.redis.unwrap_or(scenario.redis),
+        containers: options.containers.clone(),
     };
-    let cluster = match LabCluster::create(config, &options.evidence) {
+    let mut cluster = match LabCluster::create(config, &options.evidence) {
         Ok(c) => c,
         Err(e) => {
             result.verdict = ScenarioVerdict::Error;
@@ -76,6 +78,20 @@ pub async fn run(
             return result;
         }
     };
+    let stores_from = now_ms();
+    if let Err(e) = cluster.start_stores().await {
+        result.verdict = ScenarioVerdict::Error;
+        result.reason = Some(format!("failed to start the nodes' Redis containers: {e}"));
+        cluster.teardown();
+        result.duration_ms = now_ms() - start_ms;
+        return result;
+    }
+    if cluster.has_containers() {
+        result.figures.insert(
+            "redis_containers_start_ms".into(),
+            vec![(now_ms() - stores_from) as f64],
+        );
+    }
     let mut exec = Exec {
         scenario,
         cluster,
@@ -102,6 +118,7 @@ pub async fn run(
     }
     result.samples = cluster.samples();
     result.history = exec_history.lock().expect("history lock").clone();
+    cluster.remove_stores().await;
     cluster.teardown();
     drop(cluster);
     if result.verdict == ScenarioVerdict::Pass {

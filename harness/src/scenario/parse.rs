@@ -140,6 +140,17 @@ impl Parser<'_> {
                 &[("current", Build::Current), ("previous", Build::Previous)],
             )?,
         };
+        let redis = match &raw.redis {
+            None => RedisMode::Process,
+            Some(r) => self.choice(
+                r,
+                "redis",
+                &[
+                    ("process", RedisMode::Process),
+                    ("container", RedisMode::Container),
+                ],
+            )?,
+        };
         if layout == Layout::OneHost && discovery == Discovery::Multicast {
             let at = raw.layout.as_ref().map_or(0, |l| l.span().start);
             return Err(self.error(
@@ -198,6 +209,7 @@ impl Parser<'_> {
             layout,
             security,
             build,
+            redis,
             rogue: steps
                 .iter()
                 .any(|s: &Step| matches!(s.action, Action::Rogue { .. })),
@@ -355,6 +367,16 @@ impl Parser<'_> {
                     self.client_hosts
                 ),
             ));
+        }
+        if let Some(node) = raw.strip_prefix("redis:") {
+            let at = offset + "redis:".len();
+            return match self.selector(node, at, nodes, labels)? {
+                Selector::Client(_) | Selector::Others | Selector::Redis(_) => Err(self.error(
+                    at,
+                    format!("`{raw}`: `redis:` names a node's Redis, e.g. `redis:n1`"),
+                )),
+                s => Ok(Selector::Redis(Box::new(s))),
+            };
         }
         if let Some(rank) = raw.strip_prefix("rank:") {
             return rank.parse().map(Selector::Rank).map_err(|_| {
@@ -655,6 +677,10 @@ impl Parser<'_> {
             Selector::Client(_) => Err(self.error(
                 offset,
                 "a client host is only allowed in partitions and `from`",
+            )),
+            Selector::Redis(_) => Err(self.error(
+                offset,
+                "a node's Redis is only allowed in `sides`, `from` and `to` of partitions",
             )),
             Selector::Others => Err(self.error(offset, "`others` is only allowed in `sides`")),
             s => Ok(s),

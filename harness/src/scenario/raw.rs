@@ -21,6 +21,7 @@ pub(super) struct RawScenario {
     pub(super) layout: Option<Spanned<String>>,
     pub(super) security: Option<Spanned<String>>,
     pub(super) build: Option<Spanned<String>>,
+    pub(super) redis: Option<Spanned<String>>,
     pub(super) timeout_s: Option<u64>,
     pub(super) recover: Option<bool>,
     pub(super) link: Option<RawLink>,

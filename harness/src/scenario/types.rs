@@ -32,6 +32,8 @@ pub struct Scenario {
     pub security: Security,
     /// Which build the nodes start from (`upgrade` steps move them to the current one).
     pub build: Build,
+    /// How each node gets its Redis (`idlab run --redis` overrides it).
+    pub redis: RedisMode,
     /// Whether a `rogue` host is needed (some step attacks from it).
     pub rogue: bool,
     /// Longest the scenario may run, in seconds.
@@ -98,6 +100,27 @@ pub enum Security {
     InsecurePlaintext,
 }
 
+/// How each node gets its Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisMode {
+    /// `idserver` starts its own `redis-server` as a child process (its default).
+    #[default]
+    Process,
+    /// A container per node (a host of its own on the lab bridge, `n1-redis`), which the node
+    /// uses with `--redis redis://…`.
+    Container,
+}
+
+impl RedisMode {
+    /// As scenario files and `idlab run --redis` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisMode::Process => "process",
+            RedisMode::Container => "container",
+        }
+    }
+}
+
 /// Which `idserver` build nodes start from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Build {
@@ -157,6 +180,9 @@ pub enum Selector {
     Client(u32),
     /// Every node no other side names (only in `sides`).
     Others,
+    /// A node's Redis container (`redis:n1`, `redis:coordinator`; only in partitions, with
+    /// Redis in containers).
+    Redis(Box<Selector>),
 }
 
 /// One of the actions a step takes.

@@ -122,6 +122,15 @@ impl Lab {
         })
     }
 
+    /// Whether a partition cuts `a` and `b` apart, in either direction.
+    pub fn is_cut(&self, a: &str, b: &str) -> bool {
+        let (Ok(a), Ok(b)) = (self.host(a), self.host(b)) else {
+            return false;
+        };
+        let state = self.faults.lock().expect("fault state lock poisoned");
+        state.cuts.contains_key(&(a.index, b.index)) || state.cuts.contains_key(&(b.index, a.index))
+    }
+
     /// Removes every cut.
     pub fn heal(&self) -> Result<()> {
         self.change(|state| state.cuts.clear())

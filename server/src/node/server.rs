@@ -298,8 +298,11 @@ async fn watch_store(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
             };
             match tokio::time::timeout(hang, ping).await {
                 Ok(Ok(_)) => last_answer = tokio::time::Instant::now(),
-                Ok(Err(_)) => conn = None,
-                Err(_) => {}
+                // A connection that failed, or went unanswered for as long as a hang takes, is
+                // dropped: a Redis that died and came back (a container started again, a cut
+                // link healed) never answers on the old one. A hung Redis answers a new one
+                // once it runs again.
+                Ok(Err(_)) | Err(_) => conn = None,
             }
         }
         let answers = last_answer.elapsed() < hang;
