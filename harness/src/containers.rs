@@ -492,6 +492,39 @@ impl RedisContainers {
     /// directory `data` (created), configured as `idserver` configures the Redis it starts
     /// itself but listening on TCP, and waits until it accepts connections.
     pub async fn start(&self, run: &str, name: &str, data: &Path) -> Result<RedisContainer> {
+        self.start_listening(run, name, data, redis_args(Listen::Tcp))
+            .await
+    }
+
+    /// Starts a Redis container as [`RedisContainers::start`] does, but listening on a unix
+    /// socket only, `data/redis.sock` on this host (its `/data` is `data`): reachable from
+    /// outside any namespace with no network at all. Returns the container and the socket's
+    /// URL (`unix://…`).
+    pub async fn start_on_socket(
+        &self,
+        run: &str,
+        name: &str,
+        data: &Path,
+    ) -> Result<(RedisContainer, String)> {
+        let data = data
+            .canonicalize()
+            .map_err(|e| Error::Setup(format!("failed to resolve {}: {e}", data.display())))?;
+        let container = self
+            .start_listening(run, name, &data, redis_args(Listen::Socket))
+            .await?;
+        Ok((
+            container,
+            format!("unix://{}", data.join("redis.sock").display()),
+        ))
+    }
+
+    async fn start_listening(
+        &self,
+        run: &str,
+        name: &str,
+        data: &Path,
+        args: Vec<String>,
+    ) -> Result<RedisContainer> {
         std::fs::create_dir_all(data)
             .map_err(|e| Error::Setup(format!("failed to create {}: {e}", data.display())))?;
         let (repository, tag) = self
@@ -499,13 +532,15 @@ impl RedisContainers {
             .split_once(':')
             .expect("the image's name has a tag");
         let handle = GenericImage::new(repository, tag)
-            .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
+            // "Ready to accept connections" (TCP), "…now ready to accept connections at
+            // <socket>" (Redis 7.0, a unix socket), "Ready to accept connections unix" (7.2).
+            .with_wait_for(WaitFor::message_on_stdout("eady to accept connections"))
             .with_network("none")
             .with_container_name(name)
             .with_label(RUN_LABEL, run)
             .with_mount(Mount::bind_mount(data.to_string_lossy(), "/data"))
             .with_startup_timeout(REDIS_START_TIMEOUT)
-            .with_cmd(redis_args())
+            .with_cmd(args)
             .start()
             .await
             .map_err(|e| Error::Setup(format!("failed to start Redis container {name}: {e}")))?;
@@ -583,40 +618,64 @@ fn remove_labelled(engine: &Engine, label: &str) -> Result<usize> {
     Ok(ids.len())
 }
 
+/// Where a container's Redis listens.
+enum Listen {
+    /// TCP port [`REDIS_PORT`] on every address of the container (the lab's link).
+    Tcp,
+    /// The unix socket `/data/redis.sock` only (a directory of the host).
+    Socket,
+}
+
 /// `redis-server`'s arguments in a node's container: as `idserver` starts its own Redis
-/// (append-only file, diskless full syncs, no RDB saves, packed hashes), on TCP to the lab.
-fn redis_args() -> Vec<String> {
+/// (append-only file, diskless full syncs, no RDB saves, packed hashes).
+fn redis_args(listen: Listen) -> Vec<String> {
     use idserver::store::{HASH_PACKED_ENTRIES_MAX, HASH_PACKED_VALUE_BYTES_MAX};
-    [
-        "--port",
-        &REDIS_PORT.to_string(),
-        "--bind",
-        "0.0.0.0",
+    let port = REDIS_PORT.to_string();
+    let listen: Vec<&str> = match listen {
         // The lab's link is the only way in; the node connects from another address.
-        "--protected-mode",
-        "no",
-        "--dir",
-        "/data",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-        "--repl-diskless-sync-delay",
-        "0",
-        "--save",
-        "",
-        "--latency-tracking",
-        "no",
-        "--rdbcompression",
-        "no",
-        "--hash-max-listpack-entries",
-        &HASH_PACKED_ENTRIES_MAX.to_string(),
-        "--hash-max-listpack-value",
-        &HASH_PACKED_VALUE_BYTES_MAX.to_string(),
-    ]
-    .into_iter()
-    .map(str::to_string)
-    .collect()
+        Listen::Tcp => vec![
+            "--port",
+            &port,
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+        ],
+        Listen::Socket => vec![
+            "--port",
+            "0",
+            "--unixsocket",
+            "/data/redis.sock",
+            "--unixsocketperm",
+            "770",
+        ],
+    };
+    let packed_entries = HASH_PACKED_ENTRIES_MAX.to_string();
+    let packed_value = HASH_PACKED_VALUE_BYTES_MAX.to_string();
+    listen
+        .into_iter()
+        .chain([
+            "--dir",
+            "/data",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--save",
+            "",
+            "--latency-tracking",
+            "no",
+            "--rdbcompression",
+            "no",
+            "--hash-max-listpack-entries",
+            &packed_entries,
+            "--hash-max-listpack-value",
+            &packed_value,
+        ])
+        .map(str::to_string)
+        .collect()
 }
 
 /// `idlab clean`: removes the containers of lab runs whose process is gone, on the engine

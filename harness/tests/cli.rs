@@ -35,7 +35,10 @@ fn clean_removes_a_dead_runs_namespaces_and_nothing_else() {
     let remaining = netns::cleanup::lab_namespaces();
     let _ = Command::new("ip").args(["netns", "delete", dead]).status();
     assert!(out.status.success());
-    assert!(text.contains(&format!("removed {dead}")), "{text}");
+    assert!(
+        text.contains(&format!("removed namespace {dead}")),
+        "{text}"
+    );
     assert!(!remaining.iter().any(|n| n == dead));
     assert!(
         remaining.iter().any(|n| n == lab.switch_ns()),

@@ -24,24 +24,7 @@ async fn events_of(cluster: &Cluster, i: usize) -> Vec<LoggedEvent> {
 
 /// Waits until every running node has applied the same clock; returns it.
 async fn converged(cluster: &Cluster) -> u64 {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let mut clocks = BTreeSet::new();
-        for i in (0..cluster.size).filter(|i| cluster.nodes[*i].is_some()) {
-            clocks.insert(cluster.status(i).await.map(|s| s.clock));
-        }
-        if clocks.len() == 1 {
-            if let Some(Some(clock)) = clocks.into_iter().next() {
-                return clock;
-            }
-        } else {
-            assert!(
-                Instant::now() < deadline,
-                "clocks never converged: {clocks:?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster.converged(SETTLE).await
 }
 
 /// Every node's log is the same events in strict clock order 1, 2, 3, ...
@@ -435,67 +418,6 @@ async fn a_late_node_full_syncs_100k_accounts_and_serves_them() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-#[tokio::test]
-async fn a_node_on_an_external_redis_full_syncs_into_a_spare_database_and_swaps() {
-    const ACCOUNTS: usize = 25_000;
-    let mut cluster = Cluster::new(IDSERVER, 3);
-    cluster.start(0);
-    cluster.start(1);
-    let c = cluster.agreed(SETTLE).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for t in 0..32 {
-        let mut client = cluster.client(&[c]);
-        tasks.spawn(async move {
-            for n in (t..ACCOUNTS).step_by(32) {
-                client.create(&format!("ext{n}"), "", None).await.unwrap();
-            }
-        });
-    }
-    tasks.join_all().await;
-    let clock = converged(&cluster).await;
-
-    // Node 2 runs on a Redis it did not start, which holds something already.
-    let redis_dir = tempfile::tempdir().unwrap();
-    let redis = idserver::store::RedisChild::start(redis_dir.path(), "redis-server", "everysec")
-        .await
-        .unwrap();
-    let store = idserver::store::Store::connect(&redis.url()).await.unwrap();
-    let mut conn = common::redis_conn(&redis.url()).await;
-    common::redis_set(&redis.url(), "leftover", "x").await;
-    cluster.start_with_args(2, "external", &["--redis".to_string(), redis.url()]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster.status(2).await.map(|s| s.clock) != Some(clock) {
-        assert!(
-            Instant::now() < deadline,
-            "the external-Redis node never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(store.count().await.unwrap(), ACCOUNTS as u64);
-    let leftover: Option<String> = redis::cmd("GET")
-        .arg("leftover")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(leftover, None, "the database was replaced as a whole");
-    let _: () = redis::cmd("SELECT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let spare: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
-    assert_eq!(spare, 0, "the spare database is emptied after the swap");
-    let mut client = cluster.client(&[2]);
-    client.lookup("ext24999").await.unwrap();
-    assert_ne!(
-        cluster.status(2).await.unwrap().node_id,
-        cluster.status(c).await.unwrap().node_id,
-        "the node kept its own id"
-    );
-    cluster.kill(2);
-    redis.stop().await.unwrap();
 }
 
 /// Sends `request` as a peer of the cluster over a fresh connection; returns the reply.

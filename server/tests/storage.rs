@@ -1,4 +1,5 @@
-//! Storage behaviour: an external Redis, a Redis of another cluster, state across restarts.
+//! Storage behaviour: a Redis of another cluster, state across restarts (a Redis the node
+//! did not start, in a container: `external_redis.rs`).
 
 mod common;
 
@@ -8,36 +9,6 @@ use idserver::node::server::RunningServer;
 use idserver::store::{RedisChild, Store, WriteResult};
 use idserver::{Error, ErrorCode};
 use uuid::Uuid;
-
-#[tokio::test]
-async fn an_external_redis_is_used_and_left_running() {
-    let redis_dir = tempfile::tempdir().unwrap();
-    let redis = RedisChild::start(redis_dir.path(), "redis-server", "everysec")
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let server = RunningServer::start(config(dir.path(), "ext", Some(redis.url())))
-        .await
-        .unwrap();
-    assert!(
-        server.redis_pid().await.is_none(),
-        "no own redis with --redis"
-    );
-    let mut c = Client::new(ClientConfig {
-        servers: vec![server.local_addr().to_string()],
-        cluster: "ext".into(),
-        ..ClientConfig::default()
-    });
-    let uuid = c.create("henry", "Henry", None).await.unwrap();
-    server.shutdown().await.unwrap();
-
-    let store = idserver::store::Store::connect(&redis.url()).await.unwrap();
-    assert_eq!(
-        store.lookup("henry").await.unwrap().unwrap().view.uuid,
-        uuid
-    );
-    redis.stop().await.unwrap();
-}
 
 #[tokio::test]
 async fn a_redis_of_another_cluster_is_refused() {

@@ -202,6 +202,28 @@ impl Cluster {
         }
     }
 
+    /// Waits until every running node has applied the same clock; returns it.
+    pub async fn converged(&self, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut clocks = std::collections::BTreeSet::new();
+            for i in (0..self.size).filter(|i| self.nodes[*i].is_some()) {
+                clocks.insert(self.status(i).await.map(|s| s.clock));
+            }
+            if clocks.len() == 1 {
+                if let Some(Some(clock)) = clocks.into_iter().next() {
+                    return clock;
+                }
+            } else {
+                assert!(
+                    Instant::now() < deadline,
+                    "clocks never converged: {clocks:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn agreement(&self) -> Option<usize> {
         let mut coordinator = None;
         for i in (0..self.size).filter(|i| self.nodes[*i].is_some()) {
