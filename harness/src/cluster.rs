@@ -637,21 +637,43 @@ impl LabCluster {
             return Ok(());
         }
         let run = self.lab.id().to_string();
+        // All at once: a container takes a few hundred milliseconds to start.
+        let mut starting = tokio::task::JoinSet::new();
         for i in 0..self.nodes.len() {
+            let kit = kit.clone();
+            let name = format!("{run}-{}-redis", self.name(i));
+            let (run, data) = (run.clone(), self.nodes[i].data_dir.join("redis"));
+            starting.spawn(async move { (i, kit.start(&run, &name, &data).await) });
+        }
+        let mut started = Vec::new();
+        let mut failed = None;
+        while let Some(joined) = starting.join_next().await {
+            match joined {
+                Ok((i, Ok(container))) => started.push((i, container)),
+                Ok((_, Err(e))) => failed = Some(e),
+                Err(e) => failed = Some(Error::Setup(format!("a container start failed: {e}"))),
+            }
+        }
+        if let Some(e) = failed {
+            for (_, container) in started {
+                let _ = kit.remove(container).await;
+            }
+            return Err(e);
+        }
+        started.sort_by_key(|(i, _)| *i);
+        let mut started = started.into_iter();
+        while let Some((i, container)) = started.next() {
             let name = format!("{}-redis", self.name(i));
-            let container = kit
-                .start(
-                    &run,
-                    &format!("{run}-{name}"),
-                    &self.nodes[i].data_dir.join("redis"),
-                )
-                .await?;
-            let pid = kit.pid(&container);
-            let host = pid.and_then(|pid| Ok(self.lab.attach_host(&name, pid)?));
+            let host = kit
+                .pid(&container)
+                .and_then(|pid| Ok(self.lab.attach_host(&name, pid)?));
             match host {
                 Ok(host) => self.nodes[i].store = Some((container, host)),
                 Err(e) => {
                     let _ = kit.remove(container).await;
+                    for (_, container) in started {
+                        let _ = kit.remove(container).await;
+                    }
                     return Err(e);
                 }
             }
@@ -665,14 +687,19 @@ impl LabCluster {
         let Some(kit) = self.config.containers.clone() else {
             return;
         };
+        let mut removing = tokio::task::JoinSet::new();
         for i in 0..self.nodes.len() {
             if let Some((container, _)) = &self.nodes[i].store {
                 self.save_redis_log(i, &kit.logs(container).unwrap_or_default());
             }
             if let Some((container, _)) = self.nodes[i].store.take() {
-                if let Err(e) = kit.remove(container).await {
-                    eprintln!("idlab: failed to remove a Redis container: {e}");
-                }
+                let kit = kit.clone();
+                removing.spawn(async move { kit.remove(container).await });
+            }
+        }
+        while let Some(removed) = removing.join_next().await {
+            if let Ok(Err(e)) = removed {
+                eprintln!("idlab: failed to remove a Redis container: {e}");
             }
         }
     }
