@@ -97,6 +97,10 @@ enum Command {
         /// The idserver binary (default: beside idlab, else on PATH).
         #[arg(long)]
         idserver: Option<PathBuf>,
+        /// Where each node's Redis runs: `process` or `container` (as `idlab run --redis`;
+        /// the containers are hosts `n1-redis`, … too).
+        #[arg(long, default_value = "process", value_parser = ["process", "container"])]
+        redis: String,
     },
     /// Run a command inside a host of the cluster `idlab up` started (n1, n2, …, client).
     Exec {
@@ -145,7 +149,8 @@ fn main() -> ExitCode {
             nodes,
             mode,
             idserver,
-        } => up(nodes, &mode, idserver),
+            redis,
+        } => up(nodes, &mode, idserver, redis == "container"),
         Command::Exec { host, lab, command } => exec(&host, lab, &command),
         Command::Doctor { json } => doctor(json),
         Command::Image { redis_server, work } => image(&redis_server, &work),
@@ -462,7 +467,7 @@ struct UpHost {
     addr: String,
 }
 
-fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
+fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>, containers: bool) -> Result<u8, String> {
     let mode = match mode {
         "whitepaper" => Mode::Whitepaper,
         "strict" => Mode::Strict,
@@ -476,6 +481,17 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
     }
     let idserver = find_idserver(idserver)?;
     let evidence = PathBuf::from(format!("target/idlab/up-{}", std::process::id()));
+    // Before the runtime's threads: testcontainers finds the engine by DOCKER_HOST.
+    let kit = if containers {
+        let kit = RedisContainers::prepare(
+            Path::new("target/idlab/docker"),
+            Path::new("/usr/bin/redis-server"),
+        )
+        .map_err(|e| format!("Redis in containers: {e}"))?;
+        Some(Arc::new(kit))
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -496,12 +512,19 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
             nodes,
             client_hosts: 1,
             keep_data: false,
-            redis: RedisMode::Process,
-            containers: None,
+            redis: if containers {
+                RedisMode::Container
+            } else {
+                RedisMode::Process
+            },
+            containers: kit,
         },
         &evidence,
     )
     .map_err(|e| format!("failed to set up the lab: {e}"))?;
+    runtime
+        .block_on(cluster.start_stores())
+        .map_err(|e| format!("failed to start the Redis containers: {e}"))?;
     for i in 0..cluster.len() {
         cluster.start(i).map_err(|e| e.to_string())?;
     }
@@ -532,6 +555,17 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
         ns: client.ns().to_string(),
         addr: client.addr().to_string(),
     });
+    for i in 0..cluster.len() {
+        if let Ok(redis) = cluster.redis_host(i) {
+            let addr = format!("{}:{}", redis.addr(), harness::containers::REDIS_PORT);
+            println!("{:<8} {:<22} {}", redis.name(), addr, redis.ns());
+            hosts.push(UpHost {
+                name: redis.name().to_string(),
+                ns: redis.ns().to_string(),
+                addr,
+            });
+        }
+    }
     let record = PathBuf::from(UP_DIR).join(format!("up-{}.json", std::process::id()));
     let _ = std::fs::create_dir_all(UP_DIR);
     std::fs::write(
@@ -550,6 +584,7 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>) -> Result<u8, String> {
     );
     runtime.block_on(signalled());
     let _ = std::fs::remove_file(&record);
+    runtime.block_on(cluster.remove_stores());
     drop(cluster);
     println!("torn down");
     Ok(EXIT_PASSED)

@@ -1,7 +1,8 @@
 //! Redis in a container for real: the lab's Docker engine (the host's, or a private `dockerd`
 //! in a namespace of its own), the Redis image built locally from the host's `redis-server`
 //! (no registry), a container started through testcontainers on no network, reached inside
-//! its own network namespace, frozen and thawed, and removed with nothing left. Needs root
+//! its own network namespace, frozen and thawed, and removed with nothing left; `idlab clean`
+//! removes a dead run's containers and keeps a live one's. Needs root
 //! and `docker.io` (`scripts/install-deps` installs it).
 
 use harness::containers::{Engine, RUN_LABEL};
@@ -81,6 +82,31 @@ async fn a_redis_container_from_the_local_image_answers_freezes_and_leaves_nothi
 
     container.rm().await.unwrap();
     assert!(engine.containers_labelled(&labelled).unwrap().is_empty());
+
+    // `idlab clean` removes the containers of a run whose process is gone (pid 4194304 is
+    // above Linux's pid limit), and keeps those of a run that lives (this one).
+    let dead_run = "idl-4194304-0";
+    let live_run = format!("idl-{}-0", std::process::id());
+    for run in [dead_run, live_run.as_str()] {
+        engine
+            .docker(&["create", "--label", &format!("{RUN_LABEL}={run}"), &tag])
+            .unwrap();
+    }
+    let cleaned = std::process::Command::new(env!("CARGO_BIN_EXE_idlab"))
+        .args(["clean", "--docker-work"])
+        .arg(work.path())
+        .env("DOCKER_HOST", engine.host())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&cleaned.stdout);
+    assert!(cleaned.status.success(), "{cleaned:?}");
+    assert!(text.contains(&format!("(run {dead_run})")), "{text}");
+    let dead_label = format!("{RUN_LABEL}={dead_run}");
+    assert!(engine.containers_labelled(&dead_label).unwrap().is_empty());
+    let live_label = format!("{RUN_LABEL}={live_run}");
+    let live = engine.containers_labelled(&live_label).unwrap();
+    assert_eq!(live.len(), 1, "a live run's container is kept");
+    engine.docker(&["rm", "-f", &live[0]]).unwrap();
     let private = engine.is_private();
     drop(engine);
     if private {

@@ -13,7 +13,10 @@
 //! run with credentials: TLS and sealed datagrams), to measure what security costs; the
 //! environment variable `LOAD_IDSERVER` names another `idserver` binary to measure (to compare
 //! two builds side by side); `--metrics` has every node serve `--metrics-listen` and scrapes
-//! each every second (to measure what metrics cost). Phases:
+//! each every second (to measure what metrics cost); `--redis-containers` gives each node a
+//! Redis in a container instead of its own child process (the lab's image and engine, through
+//! testcontainers; on a unix socket in a host directory, as the child's is, so the two differ
+//! by the container alone; phase 4 is skipped). Phases:
 //! 1. one client, creates without a password, one at a time: latency p50/p99, creates/s;
 //! 2. 64 concurrent clients for 5 s: acked creates/s, latency p50/p99;
 //! 3. 8 clients creating with passwords (argon2id) for 3 s: creates/s;
@@ -32,6 +35,54 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
+
+/// Redis containers for the nodes (`--redis-containers`), each on a unix socket in a
+/// directory of this host.
+struct RedisStores {
+    kit: harness::containers::RedisContainers,
+    containers: Vec<harness::containers::RedisContainer>,
+    urls: Vec<String>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl RedisStores {
+    async fn start(n: usize) -> RedisStores {
+        let redis_server = std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join("redis-server"))
+                    .find(|p| p.is_file())
+            })
+            .expect("redis-server is installed");
+        let work = std::path::PathBuf::from("target/idlab/docker");
+        let kit = harness::containers::RedisContainers::prepare(&work, &redis_server)
+            .expect("a Docker engine and the Redis image (needs root and docker.io)");
+        let run = format!("load-bench-{}", std::process::id());
+        let (mut containers, mut urls, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let (container, url) = kit
+                .start_on_socket(&run, &format!("{run}-{i}"), dir.path())
+                .await
+                .expect("a Redis container");
+            containers.push(container);
+            urls.push(url);
+            dirs.push(dir);
+        }
+        RedisStores {
+            kit,
+            containers,
+            urls,
+            _dirs: dirs,
+        }
+    }
+
+    async fn remove(self) {
+        for container in self.containers {
+            let _ = self.kit.remove(container).await;
+        }
+    }
+}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -155,14 +206,30 @@ async fn main() {
     if node_threads > 0 {
         cluster.extra_args = vec!["--worker-threads".into(), node_threads.to_string()];
     }
+    // `--redis-containers`: a Redis container per node (kept until the end of the bench).
+    let containers = if args.iter().any(|a| a == "--redis-containers") {
+        Some(RedisStores::start(3).await)
+    } else {
+        None
+    };
     // `--metrics`: each node serves /metrics, scraped every second while the bench runs
     // (Prometheus's default is every 15 s), to measure what it costs.
     let metrics = args.iter().any(|a| a == "--metrics");
-    if metrics {
+    if metrics || containers.is_some() {
         for i in 0..3 {
-            let listen = format!("{}:9151", cluster.addr(i).ip());
-            cluster.start_with_args(i, &format!("node{i}"), &["--metrics-listen".into(), listen]);
+            let mut extra = Vec::new();
+            if metrics {
+                extra.push("--metrics-listen".to_string());
+                extra.push(format!("{}:9151", cluster.addr(i).ip()));
+            }
+            if let Some(stores) = &containers {
+                extra.push("--redis".to_string());
+                extra.push(stores.urls[i].clone());
+            }
+            cluster.start_with_args(i, &format!("node{i}"), &extra);
         }
+    }
+    if metrics {
         let urls: Vec<String> = (0..3)
             .map(|i| format!("http://{}:9151/metrics", cluster.addr(i).ip()))
             .collect();
@@ -195,6 +262,13 @@ async fn main() {
         describe("8 clients, creates with password", lat, took);
     }
 
+    if let Some(stores) = containers {
+        for i in 0..3 {
+            cluster.kill(i);
+        }
+        stores.remove().await;
+        return;
+    }
     if sync_accounts == 0 {
         return;
     }
