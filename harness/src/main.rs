@@ -70,7 +70,7 @@ struct RunArgs {
     out: PathBuf,
     /// Where each node's Redis runs, whatever the scenarios say: `process` (idserver starts
     /// its own redis-server) or `container` (one container per node from the image built
-    /// locally, a host of its own on the lab network; see `idlab image`).
+    /// locally, a host of its own on the lab network; see `idlab image build`).
     #[arg(long, value_parser = ["process", "container"])]
     redis: Option<String>,
     /// The redis-server binary the container image is built from.
@@ -79,6 +79,22 @@ struct RunArgs {
     /// Where a private dockerd (started when no Docker engine runs) keeps its data.
     #[arg(long, default_value = "target/idlab/docker")]
     docker_work: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageAction {
+    /// Build it from this host's `redis-server` and the libraries it links (`docker import`,
+    /// no registry), on the engine `doctor` names, unless an image of the same content is
+    /// there; prints its tag (`idlab-redis:<version>-<content hash>`). Runs in container mode
+    /// build it themselves.
+    Build {
+        /// The redis-server binary to put in the image.
+        #[arg(long, default_value = "/usr/bin/redis-server")]
+        redis_server: PathBuf,
+        /// Where a private dockerd keeps its data while it builds.
+        #[arg(long, default_value = "target/idlab/docker")]
+        work: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,16 +145,10 @@ enum Command {
         #[arg(long, default_value = "target/idlab/docker")]
         docker_work: PathBuf,
     },
-    /// Build the Redis image for container mode from this host's `redis-server` and the
-    /// libraries it links (`docker import`, no registry), on the engine `doctor` names; prints
-    /// its tag (`idlab-redis:<version>-<content hash>`).
+    /// The Redis image for container mode.
     Image {
-        /// The redis-server binary to put in the image.
-        #[arg(long, default_value = "/usr/bin/redis-server")]
-        redis_server: PathBuf,
-        /// Where a private dockerd keeps its data while it builds.
-        #[arg(long, default_value = "target/idlab/docker")]
-        work: PathBuf,
+        #[command(subcommand)]
+        action: ImageAction,
     },
 }
 
@@ -153,7 +163,9 @@ fn main() -> ExitCode {
         } => up(nodes, &mode, idserver, redis == "container"),
         Command::Exec { host, lab, command } => exec(&host, lab, &command),
         Command::Doctor { json } => doctor(json),
-        Command::Image { redis_server, work } => image(&redis_server, &work),
+        Command::Image {
+            action: ImageAction::Build { redis_server, work },
+        } => image(&redis_server, &work),
         Command::Clean { docker_work } => {
             let mut removed = harness::containers::remove_dead_runs();
             removed.extend(harness::containers::remove_dead_private_engines(
