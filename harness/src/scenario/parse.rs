@@ -369,7 +369,7 @@ impl Parser<'_> {
             ));
         }
         if let Some(node) = raw.strip_prefix("redis:") {
-            let at = offset + "redis:".len();
+            let at = offset;
             return match self.selector(node, at, nodes, labels)? {
                 Selector::Client(_) | Selector::Others | Selector::Redis(_) => Err(self.error(
                     at,
@@ -1086,6 +1086,45 @@ expect = "violated"
             Action::Node { node: Selector::Label(l), .. } if l == "old"
         ));
         assert_eq!(s.checks[0].expect, Expect::Violated);
+    }
+
+    #[test]
+    fn a_nodes_redis_is_named_in_partitions_only() {
+        let s = parse(
+            Path::new("s.toml"),
+            "nodes = 3\nredis = \"container\"\n[[step]]\ndo = \"partition\"\n\
+             sides = [[\"coordinator\"], [\"redis:coordinator\", \"redis:n2\"]]\n",
+        )
+        .unwrap();
+        assert_eq!(s.redis, RedisMode::Container);
+        let Action::Partition {
+            shape: PartitionShape::Sides(sides),
+            ..
+        } = &s.steps[0].action
+        else {
+            panic!("a partition: {:?}", s.steps[0].action);
+        };
+        assert_eq!(
+            sides[1],
+            vec![
+                Selector::Redis(Box::new(Selector::Coordinator)),
+                Selector::Redis(Box::new(Selector::Node(2)))
+            ]
+        );
+        assert!(err("nodes = 3\nredis = \"docker\"\n")
+            .starts_with("s.toml:2:9: unknown redis `docker`"));
+        assert_eq!(
+            err("nodes = 3\n[[step]]\ndo = \"kill\"\nnode = \"redis:n1\"\n"),
+            "s.toml:4:8: a node's Redis is only allowed in `sides`, `from` and `to` of partitions"
+        );
+        assert_eq!(
+            err("nodes = 3\n[[step]]\ndo = \"partition\"\nfrom = \"n1\"\nto = \"redis:client\"\n"),
+            "s.toml:5:6: `redis:client`: `redis:` names a node's Redis, e.g. `redis:n1`"
+        );
+        assert!(
+            err("nodes = 3\n[[step]]\ndo = \"partition\"\nfrom = \"n1\"\nto = \"redis:n9\"\n")
+                .starts_with("s.toml:5:6: unknown node `n9`")
+        );
     }
 
     #[test]
