@@ -86,8 +86,22 @@ pub fn engine_choice() -> EngineChoice {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    find_on_path(program).is_some()
+}
+
+/// Where `program` is on PATH, if it is.
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The host's `redis-server` (on PATH), which the image is built from.
+pub fn host_redis_server() -> Result<PathBuf> {
+    find_on_path("redis-server").ok_or_else(|| {
+        Error::Setup("redis-server is not on PATH (apt-get install redis-server)".into())
+    })
 }
 
 /// A Docker engine the lab talks to; a private one is stopped when this is dropped.

@@ -8,22 +8,10 @@
 use harness::containers::{Engine, RUN_LABEL};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::Duration;
 use testcontainers::core::WaitFor;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{GenericImage, ImageExt};
-
-/// The host's `redis-server`.
-fn redis_server() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("redis-server"))
-                .find(|p| p.is_file())
-        })
-        .expect("redis-server is installed")
-}
 
 /// PING over TCP to 127.0.0.1:6379 inside the network namespace of process `pid`; the reply
 /// line, or the error (a frozen Redis times out).
@@ -52,10 +40,17 @@ fn ping_inside(pid: u32) -> Result<String, String> {
 async fn a_redis_container_from_the_local_image_answers_freezes_and_leaves_nothing() {
     let work = tempfile::tempdir().unwrap();
     let engine = Engine::connect_or_start(work.path()).expect("a Docker engine (needs root)");
-    let tag = engine.build_redis_image(&redis_server()).unwrap();
+    let tag = engine
+        .build_redis_image(&harness::containers::host_redis_server().unwrap())
+        .unwrap();
     assert!(tag.starts_with("idlab-redis:"), "{tag}");
     // The same binary gives the same image: built once.
-    assert_eq!(engine.build_redis_image(&redis_server()).unwrap(), tag);
+    assert_eq!(
+        engine
+            .build_redis_image(&harness::containers::host_redis_server().unwrap())
+            .unwrap(),
+        tag
+    );
     let (repository, version) = tag.split_once(':').unwrap();
 
     // testcontainers talks to the same engine, and never needs to pull: the image is there.

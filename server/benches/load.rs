@@ -47,13 +47,8 @@ struct RedisStores {
 
 impl RedisStores {
     async fn start(n: usize) -> RedisStores {
-        let redis_server = std::env::var_os("PATH")
-            .and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|dir| dir.join("redis-server"))
-                    .find(|p| p.is_file())
-            })
-            .expect("redis-server is installed");
+        let redis_server =
+            harness::containers::host_redis_server().expect("redis-server is installed");
         let work = std::path::PathBuf::from("target/idlab/docker");
         let kit = harness::containers::RedisContainers::prepare(&work, &redis_server)
             .expect("a Docker engine and the Redis image (needs root and docker.io)");

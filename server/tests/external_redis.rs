@@ -18,22 +18,14 @@ use std::time::{Duration, Instant};
 const IDSERVER: &str = env!("CARGO_BIN_EXE_idserver");
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// The host's `redis-server`, which the image is built from.
-fn redis_server() -> std::path::PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("redis-server"))
-                .find(|p| p.is_file())
-        })
-        .expect("redis-server is installed")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_uses_a_redis_container_leaves_it_running_and_full_syncs_into_it() {
     let work = tempfile::tempdir().unwrap();
-    let kit = RedisContainers::prepare(work.path(), &redis_server())
-        .expect("a Docker engine and the Redis image (needs root and docker.io)");
+    let kit = RedisContainers::prepare(
+        work.path(),
+        &harness::containers::host_redis_server().unwrap(),
+    )
+    .expect("a Docker engine and the Redis image (needs root and docker.io)");
     let run = format!("idserver-tests-{}", std::process::id());
 
     // One server on a Redis container: it writes there, and the container outlives it.
