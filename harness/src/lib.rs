@@ -21,6 +21,7 @@
 //!   image built locally, for Redis in containers.
 //! - [`history`]: what a run records; [`limits`]: every bound; [`error`]: the error type.
 
+pub mod bench;
 pub mod checkers;
 pub mod cluster;
 pub mod conditions;

@@ -145,6 +145,40 @@ enum Command {
         #[arg(long, default_value = "target/idlab/docker")]
         docker_work: PathBuf,
     },
+    /// Measure idserver side by side with other systems (first part of issue 20: Redis with
+    /// Sentinel; etcd to come): each a 3-node system in the lab (a host per node), the same
+    /// write workload from the same client process at each number of clients, rounds in
+    /// alternating order; prints a table with ratios against idserver and writes
+    /// `<out>/<run-id>/bench.json`.
+    Bench {
+        /// Systems, comma-separated: idserver (whitepaper mode, acknowledged after one replica),
+        /// idserver-strict (acknowledged by a majority), sentinel (a Redis primary, two replicas
+        /// and three Sentinels; SET then WAIT 1).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "idserver,idserver-strict,sentinel"
+        )]
+        systems: Vec<String>,
+        /// Concurrent clients, comma-separated: one measurement each.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+        clients: Vec<u32>,
+        /// Seconds each measurement writes for.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Rounds; each starts every system afresh, in a rotated order.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// A reduced run: 1 and 64 clients, 2 s each, one round.
+        #[arg(long)]
+        quick: bool,
+        /// The idserver binary (default: beside idlab, else on PATH).
+        #[arg(long)]
+        idserver: Option<PathBuf>,
+        /// Where run folders go.
+        #[arg(long, default_value = "target/idlab/bench")]
+        out: PathBuf,
+    },
     /// The Redis image for container mode.
     Image {
         #[command(subcommand)]
@@ -166,6 +200,22 @@ fn main() -> ExitCode {
         Command::Image {
             action: ImageAction::Build { redis_server, work },
         } => image(&redis_server, &work),
+        Command::Bench {
+            systems,
+            clients,
+            seconds,
+            rounds,
+            quick,
+            idserver,
+            out,
+        } => bench(
+            &systems,
+            if quick { vec![1, 64] } else { clients },
+            if quick { 2.0 } else { seconds },
+            if quick { 1 } else { rounds },
+            idserver,
+            &out,
+        ),
         Command::Clean { docker_work } => {
             let mut removed = harness::containers::remove_dead_runs();
             removed.extend(harness::containers::remove_dead_private_engines(
@@ -190,6 +240,59 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_SETUP)
         }
     }
+}
+
+fn bench(
+    systems: &[String],
+    clients: Vec<u32>,
+    seconds: f64,
+    rounds: u32,
+    idserver: Option<PathBuf>,
+    out: &Path,
+) -> Result<u8, String> {
+    use harness::bench::{self, BenchOptions, System};
+    let systems = systems
+        .iter()
+        .map(|s| System::parse(s.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if systems.is_empty() || clients.is_empty() || clients.contains(&0) || rounds == 0 {
+        return Err("--systems, --clients (each at least 1) and --rounds must not be empty".into());
+    }
+    if !(seconds > 0.0 && seconds <= 3600.0) {
+        return Err("--seconds must be above 0 and at most 3600".into());
+    }
+    let options = BenchOptions {
+        systems,
+        clients,
+        seconds,
+        rounds,
+        idserver: find_idserver(idserver)?,
+    };
+    let run_dir = out.join(format!("{}-{}", now_ms() / 1000, std::process::id()));
+    std::fs::create_dir_all(&run_dir)
+        .map_err(|e| format!("failed to create {}: {e}", run_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start a runtime: {e}"))?;
+    let measurements = options.systems.len() * options.clients.len() * options.rounds as usize;
+    println!(
+        "idlab bench: {measurements} measurement(s) of {seconds} s; evidence in {}",
+        run_dir.display()
+    );
+    let report = runtime
+        .block_on(bench::run(&options, &run_dir, &|line| println!("  {line}")))
+        .map_err(|e| e.to_string())?;
+    let json = run_dir.join("bench.json");
+    std::fs::write(
+        &json,
+        serde_json::to_string_pretty(&report).expect("the report serialises"),
+    )
+    .map_err(|e| format!("failed to write {}: {e}", json.display()))?;
+    print!("\n{}", bench::table(&report));
+    println!("report: {}", json.display());
+    Ok(EXIT_PASSED)
 }
 
 fn image(redis_server: &Path, work: &Path) -> Result<u8, String> {

@@ -1,0 +1,424 @@
+//! `idlab bench` (issue 20, first part): idserver side by side with Redis and Sentinel, each a
+//! 3-node system in the same lab shape (a host per node, a client host), the same workload
+//! from the same Rust client process, rounds in alternating order so drift hits all systems
+//! alike, reported as ratios against idserver.
+//!
+//! The workload: `clients` concurrent sessions writing unique keys for a fixed time, each
+//! write counted once acknowledged as the system promises (idserver: its mode's replica
+//! acknowledgements; Redis: `SET` then `WAIT 1`); acknowledged writes per second and latency
+//! p50/p99/p99.9.
+
+pub mod sentinel;
+
+use crate::cluster::{LabCluster, NodeConfig};
+use crate::error::{Error, Result};
+use crate::scenario::{Build, Discovery, Layout, Mode, RedisMode, Security};
+use idserver::client::{Client, ClientConfig};
+use sentinel::{SentinelCluster, SentinelWriter};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Nodes of every system.
+const NODES: u32 = 3;
+/// Longest a system may take to elect and answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A system under comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum System {
+    /// idserver in whitepaper mode (acknowledged after one replica).
+    Idserver,
+    /// idserver in strict mode (acknowledged by a majority).
+    IdserverStrict,
+    /// Redis, a primary and two replicas, three Sentinels; `SET` + `WAIT 1`.
+    Sentinel,
+}
+
+impl System {
+    /// Every system, in the order tables list them.
+    pub const ALL: [System; 3] = [System::Idserver, System::IdserverStrict, System::Sentinel];
+
+    /// As `--systems` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            System::Idserver => "idserver",
+            System::IdserverStrict => "idserver-strict",
+            System::Sentinel => "sentinel",
+        }
+    }
+
+    /// The system `name` spells.
+    pub fn parse(name: &str) -> std::result::Result<System, String> {
+        System::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = System::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown system `{name}`, expected one of {} (etcd is not built yet)",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The systems, each started afresh in every round.
+    pub systems: Vec<System>,
+    /// Concurrent clients, one measurement each.
+    pub clients: Vec<u32>,
+    /// Length of each measurement.
+    pub seconds: f64,
+    /// Rounds (each in a different order of the systems).
+    pub rounds: u32,
+    /// The idserver binary.
+    pub idserver: PathBuf,
+}
+
+/// One measurement: a system, a number of clients, a round.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Point {
+    /// The system.
+    pub system: System,
+    /// Concurrent clients.
+    pub clients: u32,
+    /// Which round (0-based).
+    pub round: u32,
+    /// Acknowledged writes.
+    pub acked: u64,
+    /// Writes that failed or were not acknowledged.
+    pub failed: u64,
+    /// How long the clients wrote.
+    pub seconds: f64,
+    /// Acknowledged writes per second.
+    pub per_s: f64,
+    /// Latency of acknowledged writes (ms).
+    pub p50_ms: f64,
+    /// 99th percentile (ms).
+    pub p99_ms: f64,
+    /// 99.9th percentile (ms).
+    pub p999_ms: f64,
+    /// What the first failed write said.
+    pub first_error: Option<String>,
+}
+
+/// A system's figures at one number of clients, over the rounds (medians).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// The system.
+    pub system: System,
+    /// Concurrent clients.
+    pub clients: u32,
+    /// Median acknowledged writes per second.
+    pub per_s: f64,
+    /// Median p50 (ms).
+    pub p50_ms: f64,
+    /// Median p99 (ms).
+    pub p99_ms: f64,
+    /// Median p99.9 (ms).
+    pub p999_ms: f64,
+    /// `per_s` against idserver's at the same number of clients (None without idserver).
+    pub ratio: Option<f64>,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    /// When it started (ms since the epoch).
+    pub start_ms: u64,
+    /// Every measurement, in the order taken.
+    pub points: Vec<Point>,
+    /// Medians and ratios.
+    pub summary: Vec<Summary>,
+}
+
+/// A running system and how to make its writers.
+enum Running {
+    Idserver(Box<LabCluster>),
+    Sentinel(Box<SentinelCluster>),
+}
+
+impl Running {
+    async fn start(system: System, idserver: &Path, evidence: &Path) -> Result<Running> {
+        match system {
+            System::Idserver | System::IdserverStrict => {
+                let mode = if system == System::Idserver {
+                    Mode::Whitepaper
+                } else {
+                    Mode::Strict
+                };
+                let mut cluster = LabCluster::create(
+                    NodeConfig {
+                        idserver: idserver.to_path_buf(),
+                        previous_idserver: None,
+                        build: Build::Current,
+                        cluster: "idlab-bench".into(),
+                        mode,
+                        min_acks: None,
+                        discovery: Discovery::Peers,
+                        layout: Layout::Hosts,
+                        security: Security::Tls,
+                        rogue: false,
+                        nodes: NODES,
+                        client_hosts: 1,
+                        keep_data: false,
+                        redis: RedisMode::Process,
+                        containers: None,
+                    },
+                    evidence,
+                )?;
+                for i in 0..cluster.len() {
+                    cluster.start(i)?;
+                }
+                wait_agreed(&cluster).await?;
+                Ok(Running::Idserver(Box::new(cluster)))
+            }
+            System::Sentinel => Ok(Running::Sentinel(Box::new(
+                SentinelCluster::start(NODES).await?,
+            ))),
+        }
+    }
+
+    /// `clients` writers writing for `length`.
+    async fn measure(&self, clients: u32, length: Duration, tag: &str) -> Result<Written> {
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let prefix = format!("{tag}-{c}-");
+            let task = match self {
+                Running::Idserver(cluster) => {
+                    let writer = Writer::Idserver(Box::new(Client::new(ClientConfig {
+                        servers: (0..cluster.len())
+                            .map(|i| cluster.addr(i).to_string())
+                            .collect(),
+                        cluster: cluster.cluster_name().to_string(),
+                        transport: cluster.transport().clone(),
+                        ..ClientConfig::default()
+                    })));
+                    cluster
+                        .client(0)
+                        .spawn(async move { timed(length, &prefix, writer).await })
+                }
+                Running::Sentinel(cluster) => {
+                    let sentinels = cluster.sentinels();
+                    cluster.client().spawn(async move {
+                        match SentinelWriter::connect(&sentinels).await {
+                            Ok(w) => timed(length, &prefix, Writer::Sentinel(w)).await,
+                            Err(e) => (Vec::new(), 1, Some(e)),
+                        }
+                    })
+                }
+            };
+            tasks.push(task);
+        }
+        let (mut latencies, mut failed, mut first_error) = (Vec::new(), 0, None);
+        for task in tasks {
+            let (l, f, e) = task
+                .await
+                .map_err(|e| Error::Setup(format!("a bench client died: {e}")))?;
+            latencies.extend(l);
+            failed += f;
+            first_error = first_error.or(e);
+        }
+        Ok((latencies, failed, first_error))
+    }
+}
+
+/// One client session of a system.
+enum Writer {
+    Idserver(Box<Client>),
+    Sentinel(SentinelWriter),
+}
+
+impl Writer {
+    /// Writes `key`; Ok once acknowledged as the system promises.
+    async fn write(&mut self, key: &str) -> std::result::Result<(), String> {
+        match self {
+            Writer::Idserver(client) => client
+                .create(key, "", None)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Writer::Sentinel(writer) => writer.write(key).await,
+        }
+    }
+}
+
+/// Writes `<prefix><n>` one after another until `length` has passed; the latencies (ms) of
+/// acknowledged writes and the count of the others.
+async fn timed(length: Duration, prefix: &str, mut writer: Writer) -> Written {
+    let until = Instant::now() + length;
+    let (mut latencies, mut failed, mut first_error) = (Vec::new(), 0u64, None);
+    let mut n = 0u64;
+    while Instant::now() < until {
+        let key = format!("{prefix}{n}");
+        n += 1;
+        let sent = Instant::now();
+        match writer.write(&key).await {
+            Ok(()) => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    (latencies, failed, first_error)
+}
+
+/// Latencies (ms) of acknowledged writes, how many failed, the first failure.
+type Written = (Vec<f64>, u64, Option<String>);
+
+/// Waits until every node names the same coordinator and that node calls itself one.
+async fn wait_agreed(cluster: &LabCluster) -> Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let all: Vec<usize> = (0..cluster.len()).collect();
+    loop {
+        let statuses = cluster.statuses(&all).await;
+        let named: Vec<Option<String>> = statuses
+            .iter()
+            .map(|(_, s)| s.as_ref().and_then(|s| s.coordinator_addr.clone()))
+            .collect();
+        if named.iter().all(|n| n.is_some() && *n == named[0]) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Setup(format!(
+                "idserver did not elect a coordinator within {READY_TIMEOUT:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    percentile(&values, 0.5)
+}
+
+/// Runs the bench: in round r the systems go in the order rotated by r; each is started, measured
+/// at every number of clients, and stopped. `progress` hears a line per measurement.
+pub async fn run(
+    options: &BenchOptions,
+    evidence: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<BenchReport> {
+    let start_ms = crate::history::now_ms();
+    let mut points = Vec::new();
+    let length = Duration::from_secs_f64(options.seconds);
+    for round in 0..options.rounds {
+        let mut order = options.systems.clone();
+        let len = order.len().max(1);
+        order.rotate_left(round as usize % len);
+        for system in order {
+            let running = Running::start(system, &options.idserver, evidence).await?;
+            for &clients in &options.clients {
+                let tag = format!("b{start_ms}-{round}-{}-{clients}", system.as_str());
+                let began = Instant::now();
+                let (mut latencies, failed, first_error) =
+                    running.measure(clients, length, &tag).await?;
+                let seconds = began.elapsed().as_secs_f64();
+                latencies.sort_by(f64::total_cmp);
+                let point = Point {
+                    system,
+                    clients,
+                    round,
+                    acked: latencies.len() as u64,
+                    failed,
+                    seconds,
+                    per_s: latencies.len() as f64 / seconds,
+                    p50_ms: percentile(&latencies, 0.5),
+                    p99_ms: percentile(&latencies, 0.99),
+                    p999_ms: percentile(&latencies, 0.999),
+                    first_error,
+                };
+                progress(&format!(
+                    "round {} {:<16} {:>3} clients: {:>8.0} acked/s  p50 {:.2} ms  p99 {:.2} ms{}",
+                    round + 1,
+                    system.as_str(),
+                    clients,
+                    point.per_s,
+                    point.p50_ms,
+                    point.p99_ms,
+                    if failed > 0 {
+                        format!(
+                            "  ({failed} failed, first: {})",
+                            point.first_error.as_deref().unwrap_or("?")
+                        )
+                    } else {
+                        String::new()
+                    }
+                ));
+                points.push(point);
+            }
+            drop(running);
+        }
+    }
+    let summary = summarise(options, &points);
+    Ok(BenchReport {
+        start_ms,
+        points,
+        summary,
+    })
+}
+
+fn summarise(options: &BenchOptions, points: &[Point]) -> Vec<Summary> {
+    let mut summary = Vec::new();
+    for &clients in &options.clients {
+        let of = |system: System, f: fn(&Point) -> f64| {
+            median(
+                points
+                    .iter()
+                    .filter(|p| p.system == system && p.clients == clients)
+                    .map(f)
+                    .collect(),
+            )
+        };
+        let base = options
+            .systems
+            .contains(&System::Idserver)
+            .then(|| of(System::Idserver, |p| p.per_s));
+        for &system in &options.systems {
+            let per_s = of(system, |p| p.per_s);
+            summary.push(Summary {
+                system,
+                clients,
+                per_s,
+                p50_ms: of(system, |p| p.p50_ms),
+                p99_ms: of(system, |p| p.p99_ms),
+                p999_ms: of(system, |p| p.p999_ms),
+                ratio: base.filter(|b| *b > 0.0).map(|b| per_s / b),
+            });
+        }
+    }
+    summary
+}
+
+/// The terminal table: a row per system and number of clients.
+pub fn table(report: &BenchReport) -> String {
+    let mut out = format!(
+        "{:<16} {:>7} {:>10} {:>9} {:>9} {:>9} {:>11}\n",
+        "system", "clients", "acked/s", "p50 ms", "p99 ms", "p99.9 ms", "vs idserver"
+    );
+    for s in &report.summary {
+        out.push_str(&format!(
+            "{:<16} {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>11}\n",
+            s.system.as_str(),
+            s.clients,
+            s.per_s,
+            s.p50_ms,
+            s.p99_ms,
+            s.p999_ms,
+            s.ratio.map_or("-".into(), |r| format!("{r:.2}x"))
+        ));
+    }
+    out
+}
