@@ -223,6 +223,8 @@ async fn main() {
             }
             cluster.start_with_args(i, &format!("node{i}"), &extra);
         }
+    } else {
+        cluster.start_all();
     }
     if metrics {
         let urls: Vec<String> = (0..3)
@@ -239,8 +241,6 @@ async fn main() {
                 }
             }
         });
-    } else {
-        cluster.start_all();
     }
     let c = cluster.agreed(Duration::from_secs(10)).await;
 
