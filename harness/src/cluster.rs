@@ -880,7 +880,12 @@ impl LabCluster {
             }
             node.went_down();
         }
-        if let Some(kit) = &self.config.containers {
+        if let Some(kit) = self
+            .config
+            .containers
+            .as_ref()
+            .filter(|_| self.config.redis == RedisMode::Container)
+        {
             for i in 0..self.nodes.len() {
                 if let Some((container, _)) = &self.nodes[i].store {
                     self.save_redis_log(i, &kit.logs(container).unwrap_or_default());
