@@ -1,8 +1,8 @@
 //! A cluster in a lab: one host namespace per node running `idserver` (which starts its own
 //! `redis-server` in the same namespace, or uses a Redis container that is a host of its own,
-//! `n1-redis`), or all nodes on one host (ports apart), and a `client` host for the workload. Nodes start as the README tells users: the default listen
-//! address, `--peers` naming every member. Knows how to start, signal and query nodes; knows
-//! nothing of scenarios.
+//! `n1-redis`), or all nodes on one host (ports apart), and a `client` host for the workload.
+//! Nodes start as the README tells users: the default listen address, `--peers` naming every
+//! member. Knows how to start, signal and query nodes; knows nothing of scenarios.
 
 use crate::containers::{RedisContainer, RedisContainers, REDIS_PORT};
 use crate::error::{Error, Result};
@@ -61,6 +61,30 @@ pub struct NodeConfig {
     pub redis: RedisMode,
     /// The engine and image, when Redis runs in containers.
     pub containers: Option<Arc<RedisContainers>>,
+}
+
+impl NodeConfig {
+    /// `nodes` nodes of the current build in `mode`, a host each, `--peers`, the run's
+    /// credentials, their own Redis, one client host: a cluster as the README starts one.
+    pub fn plain(idserver: PathBuf, cluster: &str, mode: Mode, nodes: u32) -> NodeConfig {
+        NodeConfig {
+            idserver,
+            previous_idserver: None,
+            build: crate::scenario::Build::Current,
+            cluster: cluster.to_string(),
+            mode,
+            min_acks: None,
+            discovery: Discovery::Peers,
+            layout: Layout::Hosts,
+            security: Security::Tls,
+            rogue: false,
+            nodes,
+            client_hosts: 1,
+            keep_data: false,
+            redis: RedisMode::Process,
+            containers: None,
+        }
+    }
 }
 
 /// Where a node's process is in its life.
@@ -645,38 +669,21 @@ impl LabCluster {
             let (run, data) = (run.clone(), self.nodes[i].data_dir.join("redis"));
             starting.spawn(async move { (i, kit.start(&run, &name, &data).await) });
         }
+        // On an error the containers started go with the lab: those not yet a node's store
+        // are removed as they are dropped, the others by the run's label at teardown.
         let mut started = Vec::new();
-        let mut failed = None;
         while let Some(joined) = starting.join_next().await {
-            match joined {
-                Ok((i, Ok(container))) => started.push((i, container)),
-                Ok((_, Err(e))) => failed = Some(e),
-                Err(e) => failed = Some(Error::Setup(format!("a container start failed: {e}"))),
-            }
-        }
-        if let Some(e) = failed {
-            for (_, container) in started {
-                let _ = kit.remove(container).await;
-            }
-            return Err(e);
+            let (i, container) =
+                joined.map_err(|e| Error::Setup(format!("a container start failed: {e}")))?;
+            started.push((i, container?));
         }
         started.sort_by_key(|(i, _)| *i);
-        let mut started = started.into_iter();
-        while let Some((i, container)) = started.next() {
-            let name = format!("{}-redis", self.name(i));
-            let host = kit
-                .pid(&container)
-                .and_then(|pid| Ok(self.lab.attach_host(&name, pid)?));
-            match host {
-                Ok(host) => self.nodes[i].store = Some((container, host)),
-                Err(e) => {
-                    let _ = kit.remove(container).await;
-                    for (_, container) in started {
-                        let _ = kit.remove(container).await;
-                    }
-                    return Err(e);
-                }
-            }
+        for (i, container) in started {
+            let pid = kit.pid(&container)?;
+            let host = self
+                .lab
+                .attach_host(&format!("{}-redis", self.name(i)), pid)?;
+            self.nodes[i].store = Some((container, host));
         }
         Ok(())
     }

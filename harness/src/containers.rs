@@ -123,15 +123,13 @@ impl Engine {
     /// The engine [`engine_choice`] names, starting a private `dockerd` under `work_dir` if
     /// none runs.
     pub fn connect_or_start(work_dir: &Path) -> Result<Engine> {
+        if let Some(engine) = Engine::running() {
+            return Ok(engine);
+        }
         match engine_choice() {
-            EngineChoice::DockerHost(host) => Ok(Engine {
-                host,
-                private: None,
-            }),
-            EngineChoice::DefaultSocket => Ok(Engine {
-                host: "unix:///var/run/docker.sock".into(),
-                private: None,
-            }),
+            EngineChoice::DockerHost(_) | EngineChoice::DefaultSocket => {
+                unreachable!("Engine::running connects to these")
+            }
             EngineChoice::Private { installed: false } => Err(Error::Setup(
                 "no Docker engine runs and dockerd is not installed (apt-get install docker.io, \
                  or set DOCKER_HOST)"
@@ -139,6 +137,19 @@ impl Engine {
             )),
             EngineChoice::Private { installed: true } => Engine::start_private(work_dir),
         }
+    }
+
+    /// The engine that runs already (`DOCKER_HOST` or the default socket), if any.
+    pub fn running() -> Option<Engine> {
+        let host = match engine_choice() {
+            EngineChoice::DockerHost(host) => host,
+            EngineChoice::DefaultSocket => "unix:///var/run/docker.sock".into(),
+            EngineChoice::Private { .. } => return None,
+        };
+        Some(Engine {
+            host,
+            private: None,
+        })
     }
 
     fn start_private(work_dir: &Path) -> Result<Engine> {
@@ -460,13 +471,6 @@ impl std::fmt::Debug for RedisContainer {
     }
 }
 
-impl RedisContainer {
-    /// The container's id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-}
-
 impl Drop for RedisContainer {
     fn drop(&mut self) {
         // testcontainers removes a container it drops from inside a tokio runtime only; the
@@ -641,13 +645,12 @@ enum Listen {
 }
 
 /// `redis-server`'s arguments in a node's container: as `idserver` starts its own Redis
-/// (append-only file, diskless full syncs, no RDB saves, packed hashes).
+/// (append-only file, `everysec`, and its tuning).
 fn redis_args(listen: Listen) -> Vec<String> {
-    use idserver::store::{HASH_PACKED_ENTRIES_MAX, HASH_PACKED_VALUE_BYTES_MAX};
     let port = REDIS_PORT.to_string();
-    let listen: Vec<&str> = match listen {
+    let listen: &[&str] = match listen {
         // The lab's link is the only way in; the node connects from another address.
-        Listen::Tcp => vec![
+        Listen::Tcp => &[
             "--port",
             &port,
             "--bind",
@@ -655,7 +658,7 @@ fn redis_args(listen: Listen) -> Vec<String> {
             "--protected-mode",
             "no",
         ],
-        Listen::Socket => vec![
+        Listen::Socket => &[
             "--port",
             "0",
             "--unixsocket",
@@ -664,45 +667,27 @@ fn redis_args(listen: Listen) -> Vec<String> {
             "770",
         ],
     };
-    let packed_entries = HASH_PACKED_ENTRIES_MAX.to_string();
-    let packed_value = HASH_PACKED_VALUE_BYTES_MAX.to_string();
+    let stored = [
+        "--dir",
+        "/data",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+    ];
     listen
-        .into_iter()
-        .chain([
-            "--dir",
-            "/data",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--repl-diskless-sync-delay",
-            "0",
-            "--save",
-            "",
-            "--latency-tracking",
-            "no",
-            "--rdbcompression",
-            "no",
-            "--hash-max-listpack-entries",
-            &packed_entries,
-            "--hash-max-listpack-value",
-            &packed_value,
-        ])
-        .map(str::to_string)
+        .iter()
+        .chain(&stored)
+        .map(|a| a.to_string())
+        .chain(idserver::store::tuning_args())
         .collect()
 }
 
 /// `idlab clean`: removes the containers of lab runs whose process is gone, on the engine
 /// that runs (a private engine dies with its run). Returns what it removed.
 pub fn remove_dead_runs() -> Vec<String> {
-    let host = match engine_choice() {
-        EngineChoice::DockerHost(host) => host,
-        EngineChoice::DefaultSocket => "unix:///var/run/docker.sock".into(),
-        EngineChoice::Private { .. } => return Vec::new(),
-    };
-    let engine = Engine {
-        host,
-        private: None,
+    let Some(engine) = Engine::running() else {
+        return Vec::new();
     };
     let Ok(listed) = engine.docker(&[
         "ps",

@@ -8,7 +8,7 @@ use harness::containers::RedisContainers;
 use harness::executor::{self, RunOptions, ScenarioResult, ScenarioVerdict};
 use harness::history::now_ms;
 use harness::report;
-use harness::scenario::{self, Discovery, Layout, Mode, RedisMode, Scenario};
+use harness::scenario::{self, Mode, RedisMode, Scenario};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -612,31 +612,13 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>, containers: bool) -> Re
         .enable_all()
         .build()
         .map_err(|e| format!("failed to start a runtime: {e}"))?;
-    let mut cluster = LabCluster::create(
-        NodeConfig {
-            idserver,
-            previous_idserver: None,
-            build: harness::scenario::Build::Current,
-            cluster: "idlab".into(),
-            mode,
-            min_acks: None,
-            discovery: Discovery::Peers,
-            layout: Layout::Hosts,
-            security: harness::scenario::Security::Tls,
-            rogue: false,
-            nodes,
-            client_hosts: 1,
-            keep_data: false,
-            redis: if containers {
-                RedisMode::Container
-            } else {
-                RedisMode::Process
-            },
-            containers: kit,
-        },
-        &evidence,
-    )
-    .map_err(|e| format!("failed to set up the lab: {e}"))?;
+    let mut config = NodeConfig::plain(idserver, "idlab", mode, nodes);
+    if kit.is_some() {
+        config.redis = RedisMode::Container;
+        config.containers = kit;
+    }
+    let mut cluster = LabCluster::create(config, &evidence)
+        .map_err(|e| format!("failed to set up the lab: {e}"))?;
     runtime
         .block_on(cluster.start_stores())
         .map_err(|e| format!("failed to start the Redis containers: {e}"))?;

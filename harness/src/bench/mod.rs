@@ -12,7 +12,7 @@ pub mod sentinel;
 
 use crate::cluster::{LabCluster, NodeConfig};
 use crate::error::{Error, Result};
-use crate::scenario::{Build, Discovery, Layout, Mode, RedisMode, Security};
+use crate::scenario::Mode;
 use idserver::client::{Client, ClientConfig};
 use sentinel::{SentinelCluster, SentinelWriter};
 use std::path::{Path, PathBuf};
@@ -151,23 +151,7 @@ impl Running {
                     Mode::Strict
                 };
                 let mut cluster = LabCluster::create(
-                    NodeConfig {
-                        idserver: idserver.to_path_buf(),
-                        previous_idserver: None,
-                        build: Build::Current,
-                        cluster: "idlab-bench".into(),
-                        mode,
-                        min_acks: None,
-                        discovery: Discovery::Peers,
-                        layout: Layout::Hosts,
-                        security: Security::Tls,
-                        rogue: false,
-                        nodes: NODES,
-                        client_hosts: 1,
-                        keep_data: false,
-                        redis: RedisMode::Process,
-                        containers: None,
-                    },
+                    NodeConfig::plain(idserver.to_path_buf(), "idlab-bench", mode, NODES),
                     evidence,
                 )?;
                 for i in 0..cluster.len() {
@@ -274,15 +258,7 @@ type Written = (Vec<f64>, u64, Option<String>);
 async fn wait_agreed(cluster: &LabCluster) -> Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let all: Vec<usize> = (0..cluster.len()).collect();
-    loop {
-        let statuses = cluster.statuses(&all).await;
-        let named: Vec<Option<String>> = statuses
-            .iter()
-            .map(|(_, s)| s.as_ref().and_then(|s| s.coordinator_addr.clone()))
-            .collect();
-        if named.iter().all(|n| n.is_some() && *n == named[0]) {
-            return Ok(());
-        }
+    while crate::conditions::agreed_coordinator(cluster, &cluster.statuses(&all).await).is_none() {
         if Instant::now() >= deadline {
             return Err(Error::Setup(format!(
                 "idserver did not elect a coordinator within {READY_TIMEOUT:?}"
@@ -290,6 +266,7 @@ async fn wait_agreed(cluster: &LabCluster) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok(())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -60,10 +60,10 @@ impl SentinelCluster {
             let mut redis = host.command("redis-server");
             redis
                 .args(["--port", &REDIS_PORT.to_string(), "--bind", "0.0.0.0"])
-                .args(["--protected-mode", "no", "--save", ""])
+                .args(["--protected-mode", "no"])
                 .args(["--appendonly", "yes", "--appendfsync", "everysec"])
-                // A replica's first sync at once (idserver's own Redis too), not after 5 s.
-                .args(["--repl-diskless-sync-delay", "0"])
+                // Tuned as idserver tunes its own (a replica's first sync at once among it).
+                .args(idserver::store::tuning_args())
                 .arg("--dir")
                 .arg(&data)
                 .arg("--logfile")

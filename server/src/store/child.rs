@@ -49,6 +49,36 @@ pub const HASH_PACKED_ENTRIES_MAX: usize = 512;
 /// with a password hash and a long real name still fits.
 pub const HASH_PACKED_VALUE_BYTES_MAX: usize = 1024;
 
+/// How a node's Redis is tuned for its work, whoever starts it (the node itself, or the lab in
+/// a container): `redis-server` arguments besides where it listens, its directory and its
+/// append-only file.
+pub fn tuning_args() -> Vec<String> {
+    [
+        // A full sync streams a snapshot at once rather than waiting for more replicas.
+        "--repl-diskless-sync-delay",
+        "0",
+        "--save",
+        "",
+        // Per-command latency histograms cost a few percent of Redis's time per write.
+        "--latency-tracking",
+        "no",
+        // Snapshots (append-only file rewrites, full syncs) are made often and read once:
+        // compressing them costs more CPU than the bytes it saves on a local disk or link.
+        "--rdbcompression",
+        "no",
+        // The directory's hashes (accounts, logins, request results; a few dozen to a few
+        // hundred short entries each) stay packed: cheaper to write and far cheaper to
+        // snapshot and load than hash tables.
+        "--hash-max-listpack-entries",
+        &HASH_PACKED_ENTRIES_MAX.to_string(),
+        "--hash-max-listpack-value",
+        &HASH_PACKED_VALUE_BYTES_MAX.to_string(),
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect()
+}
+
 /// Longest unix socket path the kernel accepts (sun_path less its terminating NUL).
 const UNIX_SOCKET_PATH_BYTES_MAX: usize = 107;
 const POLL_INTERVAL_MS: u64 = 10;
@@ -165,27 +195,9 @@ impl RedisChild {
             .arg("--appendonly")
             // Redis loads the snapshot only with the append-only file off.
             .arg(if from_snapshot { "no" } else { "yes" })
-            // A full sync streams a snapshot at once rather than waiting for more replicas.
-            .arg("--repl-diskless-sync-delay")
-            .arg("0")
             .arg("--appendfsync")
             .arg(&appendfsync)
-            .arg("--save")
-            .arg("")
-            // Per-command latency histograms cost a few percent of Redis's time per write.
-            .arg("--latency-tracking")
-            .arg("no")
-            // Snapshots (append-only file rewrites, full syncs) are made often and read once:
-            // compressing them costs more CPU than the bytes it saves on a local disk or link.
-            .arg("--rdbcompression")
-            .arg("no")
-            // The directory's hashes (accounts, logins, request results; a few dozen to a
-            // few hundred short entries each) stay packed: cheaper to write and far cheaper
-            // to snapshot and load than hash tables.
-            .arg("--hash-max-listpack-entries")
-            .arg(HASH_PACKED_ENTRIES_MAX.to_string())
-            .arg("--hash-max-listpack-value")
-            .arg(HASH_PACKED_VALUE_BYTES_MAX.to_string())
+            .args(tuning_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -17,10 +17,7 @@ mod records;
 mod redis_store;
 mod snapshot;
 
-pub use child::{
-    child_processes, idle_priority, RedisChild, HASH_PACKED_ENTRIES_MAX,
-    HASH_PACKED_VALUE_BYTES_MAX,
-};
+pub use child::{child_processes, idle_priority, tuning_args, RedisChild};
 pub use log_entry::{decode as decode_log_entry, encode as encode_log_entry};
 
 /// Reads `data` as the store reads its records (for [`crate::fuzz`]): the first byte picks an
