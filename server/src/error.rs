@@ -195,6 +195,18 @@ pub enum Error {
     /// Our own `redis-server` child could not be started or died.
     #[error("failed to run redis-server: {0}")]
     RedisChild(String),
+    /// The node's Redis holds fewer events than the node applied to it: it came back from a
+    /// crash without its last writes.
+    #[error(
+        "this node's Redis holds events up to clock {stored}, fewer than the {applied} the node \
+         applied to it (it lost its last writes); retry"
+    )]
+    StoreBehind {
+        /// The clock the Redis holds.
+        stored: u64,
+        /// The clock the node applied.
+        applied: u64,
+    },
 }
 
 impl Error {
@@ -229,6 +241,7 @@ impl Error {
             Error::Config(_) => ErrorCode::InvalidInput,
             Error::Frame(_) => ErrorCode::BadFrame,
             Error::ForeignRedis { .. } => ErrorCode::WrongCluster,
+            Error::StoreBehind { .. } => ErrorCode::Unavailable,
         }
     }
 }

@@ -125,6 +125,16 @@ pub const SNAPSHOT_STALL_MS: u64 = 5_000;
 /// How often a node asks its Redis whether it answers (see [`STORE_HANG_MS`]).
 pub const STORE_PROBE_MS: u64 = 100;
 
+/// Longest one attempt to connect to the node's Redis may take. Far below [`STORE_HANG_MS`]:
+/// a connection's first packet lost (the Redis was down or its link being rebuilt) would
+/// otherwise wait out the kernel's one-second retransmission, and the node would look cut off
+/// from a Redis that answers again.
+pub const STORE_CONNECT_MS: u64 = 250;
+
+/// How long a node starting waits for its Redis to accept connections (an external one
+/// starting at the same time, under a service manager) before it gives up.
+pub const STORE_CONNECT_WAIT_MS: u64 = 5_000;
+
 /// Longest the node's Redis may go without answering (hung, not dead: stopped, swapping, a
 /// stalled disk) before the node keeps still in the cluster, so that its peers elect another
 /// coordinator, and refuses requests, until it answers again. Well above Redis's own pauses

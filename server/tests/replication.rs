@@ -641,6 +641,73 @@ async fn a_coordinator_whose_redis_hangs_gives_way_and_comes_back_as_a_follower(
     assert_eq!(found.login, "during9");
 }
 
+/// The coordinator's Redis comes back from a crash without its last writes (with `appendfsync
+/// everysec`, Redis answers a write before writing it out while the previous second's fsync
+/// still runs, up to two seconds). The replicas hold those events and the clients were told
+/// they succeeded: the coordinator applies them again from memory before it makes anything
+/// else, instead of giving their clocks to new writes (which would make the replicas drop
+/// them as divergent).
+#[tokio::test]
+async fn a_coordinator_whose_redis_comes_back_without_its_last_writes_makes_them_again() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let mut cluster = Cluster::new(IDSERVER, 3);
+    cluster.start_all();
+    let c = cluster.agreed(SETTLE).await;
+    let mut client = cluster.client(&[0, 1, 2]);
+    for n in 0..10 {
+        client.create(&format!("kept{n}"), "", None).await.unwrap();
+    }
+    let data = cluster.dir.path().join(format!("node{c}"));
+    let incr = std::fs::read_dir(data.join("appendonlydir"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".incr.aof"))
+        .expect("the append-only file's increment");
+    // (Redis writes what it applied out before it next sleeps: well within this.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kept_bytes = std::fs::metadata(&incr).unwrap().len();
+    for n in 0..10 {
+        client.create(&format!("lost{n}"), "", None).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = cluster.status(c).await.unwrap();
+
+    // Its Redis stopped, its file cut back to before the last ten writes, and killed: the node
+    // starts it again on that file.
+    let pid_file = data.join("redis.pid");
+    let redis = Pid::from_raw(
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    kill(redis, Signal::SIGSTOP).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&incr)
+        .unwrap()
+        .set_len(kept_bytes)
+        .unwrap();
+    kill(redis, Signal::SIGKILL).unwrap();
+
+    for n in 0..10 {
+        client.create(&format!("after{n}"), "", None).await.unwrap();
+    }
+    let clock = converged(&cluster).await;
+    assert_eq!(clock, before.clock + 10, "no event was made twice");
+    for i in 0..3 {
+        let status = cluster.status(i).await.unwrap();
+        assert_eq!(status.accounts, 30, "node {i}: {status:?}");
+        for n in 0..10 {
+            let found = cluster.client(&[i]).lookup(&format!("lost{n}")).await;
+            assert!(found.is_ok(), "node {i} lost lost{n}: {found:?}");
+        }
+    }
+    assert_same_history(&cluster, &[0, 1, 2]).await;
+}
+
 /// In strict mode every coordinator's epoch begins with an `open` event that every node holds;
 /// whitepaper mode makes none.
 #[tokio::test]

@@ -64,6 +64,14 @@ pub enum Input {
         /// The successor.
         to: NodeId,
     },
+    /// The coordinator of `epoch` cannot go on: its store lacks events the replicas may hold
+    /// and it cannot make them again. It steps down (its applied clock, already lowered to
+    /// its store's, keeps it from winning the next election over the nodes that hold them);
+    /// the others elect once they no longer hear it. Ignored in any other epoch or role.
+    Resign {
+        /// The epoch it coordinated.
+        epoch: Epoch,
+    },
 }
 
 /// What the node wants done, in order.
@@ -263,6 +271,11 @@ impl Node {
                 }
             }
             Input::HandOver { to } => self.hand_over(now_ms, to),
+            Input::Resign { epoch } => {
+                if self.role == Role::Coordinator && self.epoch == epoch {
+                    self.step_down(now_ms);
+                }
+            }
         }
         self.on_timers(now_ms);
         self.wake_by_ms = self.poll_timeout();

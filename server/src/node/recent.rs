@@ -38,6 +38,12 @@ impl RecentEvents {
             .clear();
     }
 
+    /// The clock of the oldest event in the window (none if it is empty).
+    pub fn oldest(&self) -> Option<u64> {
+        let window = self.window.lock().expect("recent events lock poisoned");
+        Some(window.front()?.clock)
+    }
+
     /// The event with this clock, if it is in the window.
     pub fn get(&self, clock: u64) -> Option<Event> {
         let window = self.window.lock().expect("recent events lock poisoned");

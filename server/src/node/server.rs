@@ -6,12 +6,14 @@
 use crate::address::{self, AddressFlags, HostAddresses};
 use crate::config::{ClusterConfig, ServerConfig};
 use crate::connection::{Connection, ReadLimits, Stream};
+use crate::core::Role;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{
     CLIENT_CONNECTIONS_MAX, CLIENT_FRAME_READ_TIMEOUT_MS, CLIENT_IDLE_TIMEOUT_MS,
     CLIENT_REQUEST_FRAME_BYTES_MAX, CLUSTER_NAME_BYTES_MAX, HANDSHAKES_MAX, PEER_CONNECTIONS_MAX,
     REDIS_SUPERVISE_MS, REPLY_FRAME_BYTES_MAX, REQUEST_FRAME_BYTES_MAX, SHUTDOWN_DRAIN_TIMEOUT_MS,
-    SNAPSHOT_CHUNK_BYTES, STORE_HANG_MS, STORE_PROBE_MS, TLS_HANDSHAKE_TIMEOUT_MS,
+    SNAPSHOT_CHUNK_BYTES, STORE_CONNECT_MS, STORE_HANG_MS, STORE_PROBE_MS,
+    TLS_HANDSHAKE_TIMEOUT_MS,
 };
 use crate::node::cluster;
 use crate::node::cluster::Identity;
@@ -242,8 +244,12 @@ async fn supervise_redis(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>
                 // The next write reads the clock the append-only file brought back.
                 shared.store.forget_clock().await;
                 // Its files may hold less than was applied (killed while it rewrote its
-                // append-only file right after a full sync): the applied clock follows them.
-                if let Ok(clock) = shared.store.clock().await {
+                // append-only file right after a full sync, or before it wrote out the last
+                // writes). A follower's applied clock follows them (its coordinator sends the
+                // rest again); a coordinator's writer makes the events again from memory
+                // before anything else, as the replicas hold them (see `Error::StoreBehind`).
+                let coordinating = shared.membership.state().view.role == Role::Coordinator;
+                if let (Ok(clock), false) = (shared.store.clock().await, coordinating) {
                     if clock != shared.applied() {
                         tracing::error!(
                             clock,
@@ -291,7 +297,13 @@ async fn watch_store(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         } else {
             let ping = async {
                 if conn.is_none() {
-                    conn = Some(client.get_multiplexed_async_connection().await?);
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Duration::from_millis(STORE_CONNECT_MS));
+                    conn = Some(
+                        client
+                            .get_multiplexed_async_connection_with_config(&config)
+                            .await?,
+                    );
                 }
                 let conn = conn.as_mut().expect("connected above");
                 redis::cmd("PING").query_async::<String>(conn).await

@@ -4,7 +4,7 @@
 //! coordinates with an event of that epoch ([`Change::Open`]) before any write.
 
 use crate::core::replication::{recovery, Batch, Opened, Recovery, WriterState, NOT_OPENED};
-use crate::core::Role;
+use crate::core::{Input, Role};
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, Event};
 use crate::limits::{ACK_TIMEOUT_MS, WRITES_QUEUED_MAX, WRITE_BATCH_MAX};
@@ -169,6 +169,7 @@ async fn run(
             Batch::Write => {
                 if !write_batch(&shared, &view, &mut jobs).await {
                     state.stuck_in(view.epoch);
+                    resign(&shared, view.epoch).await;
                 }
             }
             Batch::Refuse(why) => refuse(&mut jobs, why),
@@ -242,13 +243,13 @@ async fn write_batch(shared: &Shared, view: &crate::core::View, jobs: &mut Vec<J
     };
     let applied = shared
         .store
-        .apply_new_publishing(&events, &fresh, publish)
+        .apply_new_publishing(&events, &fresh, shared.applied(), publish)
         .await;
     let (results, recovered) = match (applied, sent) {
         (Ok(results), _) => (Ok(results), true),
         (Err(err), Some((first, last, outcomes))) => {
             tracing::error!(error = %err, first, last, "failed to apply writes already sent to replicas");
-            if recover(shared, view.epoch, first, last).await {
+            if recover(shared, view.epoch, last).await {
                 let results = outcomes
                     .into_iter()
                     .map(|o| o.map_err(|(code, message)| Error::refused(code, message)))
@@ -265,6 +266,15 @@ async fn write_batch(shared: &Shared, view: &crate::core::View, jobs: &mut Vec<J
                 );
                 (Err(lost), false)
             }
+        }
+        (Err(Error::StoreBehind { stored, applied }), None) => {
+            tracing::error!(
+                stored,
+                applied,
+                "this node's Redis came back without events it had applied; applying them again"
+            );
+            let restored = recover(shared, view.epoch, applied).await;
+            (Err(Error::StoreBehind { stored, applied }), restored)
         }
         (Err(err), None) => {
             tracing::error!(error = %err, "failed to apply writes");
@@ -297,47 +307,55 @@ async fn write_batch(shared: &Shared, view: &crate::core::View, jobs: &mut Vec<J
     recovered
 }
 
-/// Applies here the events `first..=last` that went to the replicas before this node's Redis
-/// failed to write them. The node must hold what it sent before it makes anything else, or it
-/// would give those clocks to other events while replicas hold (and acknowledged) the first
+/// Makes this node's store hold every event up to `last` again (see [`Recovery`]): events
+/// that went to the replicas before this node's Redis failed to write them, or events it had
+/// applied and its Redis lost. The node must hold them before it makes anything else, or it
+/// would give their clocks to other events while replicas hold (and acknowledged) the first
 /// ones. Tries until the events are applied (or turn out to be: the write may have run and
 /// only its answer been lost) or the node stops coordinating in `epoch`; returns whether they
-/// are applied here. (They cannot be if the store lost more than the failed write, or the
-/// events left this node's memory.)
-async fn recover(shared: &Shared, epoch: u64, first: u64, last: u64) -> bool {
+/// are applied here. (They cannot be if they left this node's memory.)
+async fn recover(shared: &Shared, epoch: u64, last: u64) -> bool {
     loop {
         let view = shared.membership.state().view;
         if view.role != Role::Coordinator || view.epoch != epoch {
             return false;
         }
-        let sent = shared.recent.from(first, (last - first + 1) as usize);
-        let in_memory = sent
-            .as_ref()
-            .is_some_and(|sent| sent.len() as u64 == last - first + 1);
         match shared.store.clock().await {
-            Ok(stored) => match (recovery(stored, first, last, in_memory), sent) {
-                (Recovery::Check, Some(sent)) => {
+            Ok(stored) => match recovery(stored, last, shared.recent.oldest()) {
+                Recovery::Check => {
+                    let ours = shared.recent.get(last);
                     let ran = shared.store.event_at(last).await;
                     return ran.is_ok_and(|e| {
-                        e.is_some_and(|e| sent.last().is_some_and(|s| e.event.same_as(s)))
+                        e.is_some_and(|e| ours.is_some_and(|ours| e.event.same_as(&ours)))
                     });
                 }
-                (Recovery::Reapply, Some(sent)) => {
-                    match shared.store.apply_replicated(&sent).await {
+                Recovery::Reapply => {
+                    let missing = last - stored;
+                    let lacking = shared.recent.from(stored + 1, missing as usize);
+                    let Some(lacking) = lacking.filter(|l| l.len() as u64 == missing) else {
+                        tracing::error!(stored, last, "the events the store lacks left memory");
+                        return false;
+                    };
+                    match shared.store.apply_replicated(&lacking).await {
                         Ok(_) => {
-                            tracing::info!(first, last, "applied the writes sent to replicas");
+                            tracing::warn!(
+                                first = stored + 1,
+                                last,
+                                "applied again the events the store lacked"
+                            );
                             return true;
                         }
-                        Err(e) => tracing::warn!(error = %e, "writes sent to replicas still fail"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the events the store lacks still fail")
+                        }
                     }
                 }
-                _ => {
+                Recovery::Lost => {
                     tracing::error!(
                         stored,
-                        first,
                         last,
-                        in_memory,
-                        "the store lost events (or they left memory); cannot apply those sent"
+                        oldest_in_memory = shared.recent.oldest(),
+                        "the store lacks events that left memory: cannot make them again"
                     );
                     return false;
                 }
@@ -346,6 +364,23 @@ async fn recover(shared: &Shared, epoch: u64, first: u64, last: u64) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(OPEN_RETRY_MS)).await;
     }
+}
+
+/// This coordinator cannot hold events the replicas may hold (see [`recover`]): it makes no
+/// more events in `epoch` and stops coordinating, its applied clock following its store's, so
+/// that it does not win the next election over the nodes that hold them; it catches up from
+/// the successor as a follower.
+async fn resign(shared: &Shared, epoch: u64) {
+    tracing::error!(
+        epoch,
+        "stepping down: this node's store lacks events the replicas may hold"
+    );
+    shared.recent.clear();
+    if let Ok(clock) = shared.store.clock().await {
+        let last_epoch = shared.store.last_epoch(clock).await;
+        shared.reset_applied(clock, last_epoch);
+    }
+    shared.membership.notify(Input::Resign { epoch });
 }
 
 /// In strict mode, applies the opening event of the epoch this node coordinates in `view`
@@ -359,7 +394,12 @@ async fn open_epoch(
     let mut event = new_event(view, Uuid::new_v4(), now_ms(), Change::Open);
     match shared
         .store
-        .apply_new(std::slice::from_ref(&event), &[true])
+        .apply_new_publishing(
+            std::slice::from_ref(&event),
+            &[true],
+            shared.applied(),
+            |_| {},
+        )
         .await
     {
         Ok(results) => match results.into_iter().next() {
@@ -377,6 +417,18 @@ async fn open_epoch(
                 false
             }
         },
+        Err(Error::StoreBehind { stored, applied }) => {
+            tracing::error!(
+                stored,
+                applied,
+                "this node's Redis came back without events it had applied; applying them again"
+            );
+            if !recover(shared, view.epoch, applied).await {
+                state.stuck_in(view.epoch);
+                resign(shared, view.epoch).await;
+            }
+            false
+        }
         Err(err) => {
             tracing::warn!(error = %err, epoch = view.epoch, "failed to open the epoch; retrying");
             false

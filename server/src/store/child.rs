@@ -205,9 +205,10 @@ impl RedisChild {
         unsafe {
             cmd.pre_exec(|| {
                 // SIGKILL, not SIGTERM: Redis refuses SIGTERM while it writes its first
-                // append-only file (after a full sync), and a kill loses nothing it
-                // acknowledged, since every write is in the kernel's page cache before Redis
-                // answers.
+                // append-only file (after a full sync). A kill loses at most the writes Redis
+                // had not written out yet (with `everysec`, it postpones that for up to two
+                // seconds while a slow disk syncs): the node, started again, holds fewer
+                // events than it applied and catches up from the others.
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 // The parent may have died before prctl took effect.
                 if nix::unistd::getppid() == Pid::from_raw(1) {

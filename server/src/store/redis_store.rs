@@ -27,12 +27,16 @@ use super::records::{Applied, StoredAccount, WriteResult};
 use crate::account::AccountView;
 use crate::error::{Error, Result};
 use crate::event::{Event, LoggedEvent};
-use crate::limits::{ACCOUNTS_PER_BATCH, LIST_SHARDS_PER_READ, SPECULATE_EVENTS_MAX};
+use crate::limits::{
+    ACCOUNTS_PER_BATCH, LIST_SHARDS_PER_READ, SPECULATE_EVENTS_MAX, STORE_CONNECT_MS,
+    STORE_CONNECT_WAIT_MS, STORE_PROBE_MS,
+};
 use crate::time::now_ms;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -90,10 +94,29 @@ pub const REDIS_VERSION_MIN: (u32, u32) = (7, 0);
 type AccountParts = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 impl Store {
-    /// Connects to the Redis at `url` (`redis://host:port/db` or `unix:///path/to.sock`).
+    /// Connects to the Redis at `url` (`redis://host:port/db` or `unix:///path/to.sock`),
+    /// trying again for up to [`STORE_CONNECT_WAIT_MS`] while it is not up yet.
+    ///
+    /// Once connected, a connection that breaks is made again on the next command that fails,
+    /// at once and each attempt bounded by [`STORE_CONNECT_MS`]: the connection manager's own
+    /// back-off (a first retry after one to two seconds) would keep the node off a Redis that
+    /// came back in a few hundred milliseconds (a container started again) for longer than its
+    /// peers wait before electing another coordinator. Callers retry failed writes themselves.
     pub async fn connect(url: &str) -> Result<Store> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Duration::from_millis(STORE_CONNECT_MS));
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(STORE_CONNECT_WAIT_MS);
+        let conn = loop {
+            match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+                Ok(conn) => break conn,
+                Err(e) if e.is_io_error() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(STORE_PROBE_MS)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         Ok(Store {
             conn,
             url: url.to_string(),
@@ -363,7 +386,7 @@ impl Store {
         events: &[Event],
         fresh: &[bool],
     ) -> Result<Vec<Result<Applied>>> {
-        self.apply_new_publishing(events, fresh, |_| {}).await
+        self.apply_new_publishing(events, fresh, 0, |_| {}).await
     }
 
     /// As [`Store::apply_new`], calling `decided` with each event's outcome as soon as the
@@ -371,10 +394,16 @@ impl Store {
     /// preconditions need (so that the coordinator can send the events to its replicas while
     /// its own Redis writes them), after it when the one-round-trip try succeeded. If the
     /// write then fails, the events were decided but not applied here.
+    ///
+    /// `applied` is the clock the node applied to this store: one found holding less lost
+    /// events it had confirmed (a Redis back from a crash without its last writes), and
+    /// nothing is made on it (the error is [`Error::StoreBehind`]): new events would take
+    /// the clocks of events the replicas hold.
     pub async fn apply_new_publishing(
         &self,
         events: &[Event],
         fresh: &[bool],
+        applied: u64,
         decided: impl FnOnce(&[Result<Applied>]),
     ) -> Result<Vec<Result<Applied>>> {
         if events.is_empty() {
@@ -414,6 +443,11 @@ impl Store {
             .split_first()
             .ok_or_else(|| corrupt("no reply to a read".into()))?;
         let clock: Option<u64> = redis::from_redis_value(clock)?;
+        let stored = clock.unwrap_or(0);
+        if stored < applied {
+            *known = None;
+            return Err(Error::StoreBehind { stored, applied });
+        }
         if rest.len() != logins.len() + PERIODS_AROUND * looked_for.count() {
             return Err(corrupt(format!("{} replies to a read", replies.len())));
         }

@@ -95,27 +95,32 @@ impl WriterState {
     }
 }
 
-/// What to do after the store failed to apply events `first..=last` that replicas may already
-/// hold: this node must hold them before it makes anything else, or it would give those clocks
-/// to other events while replicas hold (and acknowledged) the first ones.
+/// What to do when this node's store may hold fewer events than the `last` this node made:
+/// events it sent to the replicas and then failed to apply, or events it applied that its
+/// Redis then lost (it came back from a crash without the writes its append-only file had not
+/// yet written out: fsynced once a second, and the write itself waits while a slow disk syncs).
+/// Replicas may hold those events and clients may have been told they succeeded, so this
+/// node must hold them again before it makes anything else, or it would give their clocks to
+/// other events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
     /// The store holds `last` (the write ran and only its answer was lost): check it is ours.
     Check,
-    /// The store stopped right before them: apply them again.
+    /// The store stopped before `last`: apply the events after its clock again, from memory.
     Reapply,
-    /// The store lost more than the failed write, or the events left memory: give up.
+    /// The events the store lacks left memory (or `last` did, to check it): give up.
     Lost,
 }
 
-/// Decides [`Recovery`] from the store's clock now, and whether the events sent are still in
-/// memory.
-pub fn recovery(stored: Clock, first: Clock, last: Clock, in_memory: bool) -> Recovery {
-    if !in_memory {
-        Recovery::Lost
-    } else if stored >= last {
+/// Decides [`Recovery`] from the store's clock now and the oldest event still in memory (none:
+/// memory holds nothing up to `last`).
+pub fn recovery(stored: Clock, last: Clock, oldest_in_memory: Option<Clock>) -> Recovery {
+    let Some(oldest) = oldest_in_memory.filter(|oldest| *oldest <= last) else {
+        return Recovery::Lost;
+    };
+    if stored >= last {
         Recovery::Check
-    } else if stored + 1 == first {
+    } else if oldest <= stored + 1 {
         Recovery::Reapply
     } else {
         Recovery::Lost
@@ -192,9 +197,16 @@ mod tests {
 
     #[test]
     fn recovery_follows_the_store() {
-        assert_eq!(recovery(9, 8, 9, true), Recovery::Check);
-        assert_eq!(recovery(7, 8, 9, true), Recovery::Reapply);
-        assert_eq!(recovery(5, 8, 9, true), Recovery::Lost);
-        assert_eq!(recovery(7, 8, 9, false), Recovery::Lost);
+        // The write ran and only its answer was lost.
+        assert_eq!(recovery(9, 9, Some(8)), Recovery::Check);
+        // The store stopped right before the events sent.
+        assert_eq!(recovery(7, 9, Some(8)), Recovery::Reapply);
+        // The store came back without events it had applied: still in memory, made again.
+        assert_eq!(recovery(5, 9, Some(1)), Recovery::Reapply);
+        assert_eq!(recovery(5, 9, Some(6)), Recovery::Reapply);
+        // Some of what the store lacks left memory.
+        assert_eq!(recovery(5, 9, Some(7)), Recovery::Lost);
+        assert_eq!(recovery(7, 9, None), Recovery::Lost);
+        assert_eq!(recovery(9, 9, Some(10)), Recovery::Lost);
     }
 }
