@@ -145,19 +145,21 @@ enum Command {
         #[arg(long, default_value = "target/idlab/docker")]
         docker_work: PathBuf,
     },
-    /// Measure idserver side by side with other systems (first part of issue 20: Redis with
-    /// Sentinel; etcd to come): each a 3-node system in the lab (a host per node), the same
-    /// write workload from the same client process at each number of clients, rounds in
-    /// alternating order; prints a table with ratios against idserver and writes
-    /// `<out>/<run-id>/bench.json`.
+    /// Measure idserver side by side with etcd and Redis with Sentinel: each a 3-node system
+    /// in the lab (a host per node), the same write workload from the same client process at
+    /// each number of clients, rounds in alternating order; prints a table with ratios against
+    /// idserver and writes `<out>/<run-id>/bench.json` and `bench.html` (tables and SVG plots:
+    /// throughput against clients, latency CDFs, failover times).
     Bench {
         /// Systems, comma-separated: idserver (whitepaper mode, acknowledged after one replica),
-        /// idserver-strict (acknowledged by a majority), sentinel (a Redis primary, two replicas
-        /// and three Sentinels; SET then WAIT 1).
+        /// idserver-strict (acknowledged by a majority), etcd (Debian's etcd-server, default
+        /// timings, data on a tmpfs; a create-if-absent transaction), etcd-tuned (heartbeat
+        /// 10 ms, election 100 ms), sentinel (a Redis primary, two replicas and three
+        /// Sentinels; SET then WAIT 1).
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "idserver,idserver-strict,sentinel"
+            default_value = "idserver,idserver-strict,etcd,sentinel"
         )]
         systems: Vec<String>,
         /// Concurrent clients, comma-separated: one measurement each.
@@ -169,7 +171,13 @@ enum Command {
         /// Rounds; each starts every system afresh, in a rotated order.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
-        /// A reduced run: 1 and 64 clients, 2 s each, one round.
+        /// Leader crashes per system (spread over the rounds), each under 4 writers: the
+        /// leader's host is killed (SIGKILL), the time to the first acknowledged write and to
+        /// the survivors' agreement measured, the acknowledged writes read back; then it
+        /// restarts. 0: none.
+        #[arg(long, default_value_t = 20)]
+        failovers: u32,
+        /// A reduced run: 1 and 64 clients, 2 s each, one round, 2 failovers.
         #[arg(long)]
         quick: bool,
         /// The idserver binary (default: beside idlab, else on PATH).
@@ -205,6 +213,7 @@ fn main() -> ExitCode {
             clients,
             seconds,
             rounds,
+            failovers,
             quick,
             idserver,
             out,
@@ -213,6 +222,7 @@ fn main() -> ExitCode {
             if quick { vec![1, 64] } else { clients },
             if quick { 2.0 } else { seconds },
             if quick { 1 } else { rounds },
+            if quick { failovers.min(2) } else { failovers },
             idserver,
             &out,
         ),
@@ -247,6 +257,7 @@ fn bench(
     clients: Vec<u32>,
     seconds: f64,
     rounds: u32,
+    failovers: u32,
     idserver: Option<PathBuf>,
     out: &Path,
 ) -> Result<u8, String> {
@@ -266,6 +277,7 @@ fn bench(
         clients,
         seconds,
         rounds,
+        failovers,
         idserver: find_idserver(idserver)?,
     };
     let run_dir = out.join(format!("{}-{}", now_ms() / 1000, std::process::id()));
@@ -278,7 +290,8 @@ fn bench(
         .map_err(|e| format!("failed to start a runtime: {e}"))?;
     let measurements = options.systems.len() * options.clients.len() * options.rounds as usize;
     println!(
-        "idlab bench: {measurements} measurement(s) of {seconds} s; evidence in {}",
+        "idlab bench: {measurements} measurement(s) of {seconds} s, {failovers} failover(s) per \
+         system; evidence in {}",
         run_dir.display()
     );
     let report = runtime
@@ -290,8 +303,11 @@ fn bench(
         serde_json::to_string_pretty(&report).expect("the report serialises"),
     )
     .map_err(|e| format!("failed to write {}: {e}", json.display()))?;
+    let html = run_dir.join("bench.html");
+    std::fs::write(&html, bench::html::render(&report))
+        .map_err(|e| format!("failed to write {}: {e}", html.display()))?;
     print!("\n{}", bench::table(&report));
-    println!("report: {}", json.display());
+    println!("report: {} (plots: {})", json.display(), html.display());
     Ok(EXIT_PASSED)
 }
 

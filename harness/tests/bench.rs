@@ -1,17 +1,32 @@
-//! `idlab bench` as users run it (as root): idserver and Redis with Sentinel measured in the
-//! lab, rounds in alternating order, a report with ratios, nothing left behind.
+//! `idlab bench` as users run it (as root): idserver, etcd and Redis with Sentinel measured in
+//! the lab, rounds in alternating order, leaders crashed under load, a report with ratios,
+//! nothing left behind.
 
 use std::process::Command;
 
 const IDLAB: &str = env!("CARGO_BIN_EXE_idlab");
 
 #[test]
-fn bench_measures_idserver_and_sentinel_in_alternating_rounds() {
+fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers() {
     let out = tempfile::tempdir().unwrap();
     let idserver = std::path::Path::new(IDLAB).with_file_name("idserver");
     let run = Command::new(IDLAB)
-        .args(["bench", "--systems", "idserver,sentinel", "--clients", "2"])
-        .args(["--seconds", "1", "--rounds", "2", "--idserver"])
+        .args([
+            "bench",
+            "--systems",
+            "idserver,etcd,sentinel",
+            "--clients",
+            "2",
+        ])
+        .args([
+            "--seconds",
+            "1",
+            "--rounds",
+            "2",
+            "--failovers",
+            "1",
+            "--idserver",
+        ])
         .arg(&idserver)
         .arg("--out")
         .arg(out.path())
@@ -37,7 +52,9 @@ fn bench_measures_idserver_and_sentinel_in_alternating_rounds() {
         order,
         [
             ("idserver", 0),
+            ("etcd", 0),
             ("sentinel", 0),
+            ("etcd", 1),
             ("sentinel", 1),
             ("idserver", 1)
         ],
@@ -50,15 +67,75 @@ fn bench_measures_idserver_and_sentinel_in_alternating_rounds() {
         assert!(p["p99_ms"].as_f64().unwrap() >= p["p50_ms"].as_f64().unwrap());
     }
     let summary = report["summary"].as_array().unwrap();
-    assert_eq!(summary.len(), 2);
+    assert_eq!(summary.len(), 3);
     assert_eq!(summary[0]["system"], "idserver");
     assert_eq!(summary[0]["ratio"], 1.0);
     assert!(summary[1]["ratio"].as_f64().unwrap() > 0.0);
+    assert!(summary[2]["ratio"].as_f64().unwrap() > 0.0);
+    // One leader crash per system (in the first round): each system elected another leader and took
+    // writes again; idserver and etcd lost no acknowledged write (Sentinel's count is only
+    // reported: `WAIT 1` does not make the replica it promotes the one that had the write).
+    let failovers = report["failovers"].as_array().unwrap();
+    assert_eq!(failovers.len(), 3, "{failovers:?}");
+    for f in failovers {
+        assert!(f["first_ack_ms"].as_f64().unwrap() > 0.0, "{f}");
+        assert!(f["agreed_ms"].as_f64().unwrap() > 0.0, "{f}");
+        assert!(f["acked"].as_u64().unwrap() > 0, "{f}");
+        if f["system"] != "sentinel" {
+            assert_eq!(f["lost"].as_array().unwrap().len(), 0, "{f}");
+        }
+    }
+    assert!(text.contains("1st ack p50"), "{text}");
+    // The HTML report, rendered by a headless browser: every system's colour is drawn.
+    let shot = rendered(&folder.join("bench.html"));
+    for (system, rgb) in [
+        ("idserver", [0x1f, 0x77, 0xb4]),
+        ("etcd", [0xd6, 0x27, 0x28]),
+        ("sentinel", [0x2c, 0xa0, 0x2c]),
+    ] {
+        let drawn = shot.iter().filter(|px| **px == rgb).count();
+        assert!(
+            drawn > 500,
+            "{system}: {drawn} pixels of its colour in the page"
+        );
+    }
     // Nothing left: no lab namespace of this run, no Redis of its Sentinel system.
     let prefix = format!("idl-{}-", run_pid(&folder));
     assert!(!netns::cleanup::lab_namespaces()
         .iter()
         .any(|n| n.starts_with(&prefix)));
+}
+
+/// The page at `html` as Chromium renders it headless (a tall window): its RGB pixels.
+fn rendered(html: &std::path::Path) -> Vec<[u8; 3]> {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("page.png");
+    let run = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(["--window-size=1000,3000"])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium (scripts/install-deps installs it)");
+    assert!(run.status.success() && png.exists(), "{run:?}");
+    let decoder = png::Decoder::new(std::fs::File::open(&png).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks(step)
+        .map(|px| [px[0], px[1], px[2]])
+        .collect()
 }
 
 /// The pid of the `idlab bench` that made run folder `<secs>-<pid>`.
@@ -77,7 +154,8 @@ fn bench_refuses_an_unknown_system_with_the_known_ones() {
     let text = String::from_utf8_lossy(&run.stderr);
     assert!(
         text.contains(
-            "unknown system `etcd-ish`, expected one of idserver, idserver-strict, sentinel"
+            "unknown system `etcd-ish`, expected one of idserver, idserver-strict, etcd, \
+             etcd-tuned, sentinel"
         ),
         "{text}"
     );

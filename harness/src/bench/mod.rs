@@ -1,18 +1,23 @@
-//! `idlab bench` (issue 20, first part): idserver side by side with Redis and Sentinel, each a
-//! 3-node system in the same lab shape (a host per node, a client host), the same workload
+//! `idlab bench`: idserver side by side with etcd and with Redis and Sentinel, each a 3-node
+//! system in the same lab shape (a host per node, a client host), the same workload
 //! from the same Rust client process, rounds in alternating order so drift hits all systems
 //! alike, reported as ratios against idserver.
 //!
 //! The workload: `clients` concurrent sessions writing unique keys for a fixed time, each
 //! write counted once acknowledged as the system promises (idserver: its mode's replica
-//! acknowledgements; Redis: `SET` then `WAIT 1`); acknowledged writes per second and latency
-//! p50/p99/p99.9.
+//! acknowledgements; etcd: a create-if-absent transaction, committed by a majority; Redis: `SET`
+//! then `WAIT 1`); acknowledged writes per second and latency p50/p99/p99.9.
 
+pub mod etcd;
+pub mod failover;
+mod hosts;
+pub mod html;
 pub mod sentinel;
 
 use crate::cluster::{LabCluster, NodeConfig};
 use crate::error::{Error, Result};
 use crate::scenario::Mode;
+use etcd::{EtcdCluster, EtcdWriter, Timings};
 use idserver::client::{Client, ClientConfig};
 use sentinel::{SentinelCluster, SentinelWriter};
 use std::path::{Path, PathBuf};
@@ -31,19 +36,31 @@ pub enum System {
     Idserver,
     /// idserver in strict mode (acknowledged by a majority).
     IdserverStrict,
+    /// etcd, three members, its default timings (heartbeat 100 ms, election 1,000 ms).
+    Etcd,
+    /// etcd, three members, tuned timings (heartbeat 10 ms, election 100 ms).
+    EtcdTuned,
     /// Redis, a primary and two replicas, three Sentinels; `SET` + `WAIT 1`.
     Sentinel,
 }
 
 impl System {
     /// Every system, in the order tables list them.
-    pub const ALL: [System; 3] = [System::Idserver, System::IdserverStrict, System::Sentinel];
+    pub const ALL: [System; 5] = [
+        System::Idserver,
+        System::IdserverStrict,
+        System::Etcd,
+        System::EtcdTuned,
+        System::Sentinel,
+    ];
 
     /// As `--systems` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             System::Idserver => "idserver",
             System::IdserverStrict => "idserver-strict",
+            System::Etcd => "etcd",
+            System::EtcdTuned => "etcd-tuned",
             System::Sentinel => "sentinel",
         }
     }
@@ -56,7 +73,7 @@ impl System {
             .ok_or_else(|| {
                 let known: Vec<&str> = System::ALL.iter().map(|s| s.as_str()).collect();
                 format!(
-                    "unknown system `{name}`, expected one of {} (etcd is not built yet)",
+                    "unknown system `{name}`, expected one of {}",
                     known.join(", ")
                 )
             })
@@ -74,6 +91,8 @@ pub struct BenchOptions {
     pub seconds: f64,
     /// Rounds (each in a different order of the systems).
     pub rounds: u32,
+    /// Leader crashes per system, spread over the rounds (0: none).
+    pub failovers: u32,
     /// The idserver binary.
     pub idserver: PathBuf,
 }
@@ -103,6 +122,8 @@ pub struct Point {
     pub p999_ms: f64,
     /// What the first failed write said.
     pub first_error: Option<String>,
+    /// Latency at every percentile 0, 1, …, 100 (ms): the CDF the HTML report plots.
+    pub percentiles_ms: Vec<f64>,
 }
 
 /// A system's figures at one number of clients, over the rounds (medians).
@@ -133,11 +154,38 @@ pub struct BenchReport {
     pub points: Vec<Point>,
     /// Medians and ratios.
     pub summary: Vec<Summary>,
+    /// Every failover, in the order made.
+    pub failovers: Vec<failover::Failover>,
+    /// Failovers by system.
+    pub failover_summary: Vec<FailoverSummary>,
+}
+
+/// A system's failovers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailoverSummary {
+    /// The system.
+    pub system: System,
+    /// Leader crashes.
+    pub kills: u32,
+    /// Median and 99th percentile from the kill to the first acknowledged write (ms), over
+    /// the failovers that had one.
+    pub first_ack_p50_ms: f64,
+    /// 99th percentile of the same.
+    pub first_ack_p99_ms: f64,
+    /// Median from the kill to the survivors' agreement (ms).
+    pub agreed_p50_ms: f64,
+    /// Failovers with no acknowledged write, or no agreement, within the timeout.
+    pub stuck: u32,
+    /// Writes acknowledged across the failovers.
+    pub acked: u64,
+    /// Acknowledged writes lost across them.
+    pub lost: u64,
 }
 
 /// A running system and how to make its writers.
 enum Running {
     Idserver(Box<LabCluster>),
+    Etcd(Box<EtcdCluster>),
     Sentinel(Box<SentinelCluster>),
 }
 
@@ -160,9 +208,44 @@ impl Running {
                 wait_agreed(&cluster).await?;
                 Ok(Running::Idserver(Box::new(cluster)))
             }
+            System::Etcd | System::EtcdTuned => {
+                let timings = if system == System::Etcd {
+                    Timings::DEFAULT
+                } else {
+                    Timings::TUNED
+                };
+                Ok(Running::Etcd(Box::new(
+                    EtcdCluster::start(NODES, timings).await?,
+                )))
+            }
             System::Sentinel => Ok(Running::Sentinel(Box::new(
                 SentinelCluster::start(NODES).await?,
             ))),
+        }
+    }
+
+    /// The client host's runtime: every client of the system runs there.
+    fn runtime(&self) -> &tokio::runtime::Handle {
+        match self {
+            Running::Idserver(cluster) => cluster.client(0),
+            Running::Etcd(cluster) => cluster.client(),
+            Running::Sentinel(cluster) => cluster.client(),
+        }
+    }
+
+    /// What a new client session needs.
+    fn session(&self) -> Session {
+        match self {
+            Running::Idserver(cluster) => Session::Idserver(Box::new(ClientConfig {
+                servers: (0..cluster.len())
+                    .map(|i| cluster.addr(i).to_string())
+                    .collect(),
+                cluster: cluster.cluster_name().to_string(),
+                transport: cluster.transport().clone(),
+                ..ClientConfig::default()
+            })),
+            Running::Etcd(cluster) => Session::Etcd(cluster.endpoints()),
+            Running::Sentinel(cluster) => Session::Sentinel(cluster.sentinels()),
         }
     }
 
@@ -171,31 +254,13 @@ impl Running {
         let mut tasks = Vec::new();
         for c in 0..clients {
             let prefix = format!("{tag}-{c}-");
-            let task = match self {
-                Running::Idserver(cluster) => {
-                    let writer = Writer::Idserver(Box::new(Client::new(ClientConfig {
-                        servers: (0..cluster.len())
-                            .map(|i| cluster.addr(i).to_string())
-                            .collect(),
-                        cluster: cluster.cluster_name().to_string(),
-                        transport: cluster.transport().clone(),
-                        ..ClientConfig::default()
-                    })));
-                    cluster
-                        .client(0)
-                        .spawn(async move { timed(length, &prefix, writer).await })
+            let session = self.session();
+            tasks.push(self.runtime().spawn(async move {
+                match session.open().await {
+                    Ok(writer) => timed(length, &prefix, writer).await,
+                    Err(e) => (Vec::new(), 1, Some(e)),
                 }
-                Running::Sentinel(cluster) => {
-                    let sentinels = cluster.sentinels();
-                    cluster.client().spawn(async move {
-                        match SentinelWriter::connect(&sentinels).await {
-                            Ok(w) => timed(length, &prefix, Writer::Sentinel(w)).await,
-                            Err(e) => (Vec::new(), 1, Some(e)),
-                        }
-                    })
-                }
-            };
-            tasks.push(task);
+            }));
         }
         let (mut latencies, mut failed, mut first_error) = (Vec::new(), 0, None);
         for task in tasks {
@@ -208,11 +273,121 @@ impl Running {
         }
         Ok((latencies, failed, first_error))
     }
+
+    /// The node the system's clients write through (coordinator, leader, primary) as the
+    /// nodes `among` agree on it; None while they do not, or name one outside `among`.
+    async fn leader_among(&self, among: &[usize]) -> Option<usize> {
+        match self {
+            Running::Idserver(cluster) => {
+                let statuses = cluster.statuses(among).await;
+                crate::conditions::agreed_coordinator(cluster, &statuses)
+                    .filter(|c| among.contains(c))
+            }
+            Running::Etcd(cluster) => cluster.leader_among(among).await,
+            Running::Sentinel(cluster) => cluster.primary_among(among).await,
+        }
+    }
+
+    /// Whether every node is back and the system agrees on its leader (and, for Redis, the
+    /// primary streams to every replica).
+    async fn whole(&self) -> bool {
+        match self {
+            Running::Idserver(cluster) => {
+                let all: Vec<usize> = (0..cluster.len()).collect();
+                self.leader_among(&all).await.is_some()
+            }
+            Running::Etcd(cluster) => cluster.whole().await,
+            Running::Sentinel(cluster) => cluster.whole().await,
+        }
+    }
+
+    /// Node `i`'s host crashes: SIGKILL to the system's processes there.
+    fn kill(&mut self, i: usize) -> Result<()> {
+        match self {
+            Running::Idserver(cluster) => cluster.kill(i),
+            Running::Etcd(cluster) => {
+                cluster.kill(i);
+                Ok(())
+            }
+            Running::Sentinel(cluster) => {
+                cluster.kill(i);
+                Ok(())
+            }
+        }
+    }
+
+    /// Node `i` starts again on its data.
+    fn restart(&mut self, i: usize) -> Result<()> {
+        match self {
+            Running::Idserver(cluster) => cluster.start(i),
+            Running::Etcd(cluster) => cluster.restart(i),
+            Running::Sentinel(cluster) => cluster.restart(i),
+        }
+    }
+
+    /// Which of `keys` (acknowledged writes, all beginning with `prefix`) the system does not
+    /// hold, as a client reads it now.
+    async fn missing(&self, prefix: &str, keys: Vec<String>) -> Result<Vec<String>> {
+        let session = self.session();
+        let prefix = prefix.to_string();
+        self.runtime()
+            .spawn(async move { session.missing(&prefix, &keys).await })
+            .await
+            .map_err(|e| Error::Setup(format!("the read of acknowledged writes died: {e}")))?
+            .map_err(|e| Error::Setup(format!("failed to read acknowledged writes back: {e}")))
+    }
+}
+
+/// What opening a client session of a system takes.
+#[derive(Clone)]
+enum Session {
+    Idserver(Box<ClientConfig>),
+    Etcd(Vec<String>),
+    Sentinel(Vec<String>),
+}
+
+impl Session {
+    async fn open(self) -> std::result::Result<Writer, String> {
+        Ok(match self {
+            Session::Idserver(config) => Writer::Idserver(Box::new(Client::new(*config))),
+            Session::Etcd(endpoints) => {
+                Writer::Etcd(Box::new(EtcdWriter::connect(&endpoints).await?))
+            }
+            Session::Sentinel(sentinels) => {
+                Writer::Sentinel(SentinelWriter::connect(&sentinels).await?)
+            }
+        })
+    }
+
+    async fn missing(
+        self,
+        prefix: &str,
+        keys: &[String],
+    ) -> std::result::Result<Vec<String>, String> {
+        match self.open().await? {
+            Writer::Idserver(mut client) => {
+                let mut missing = Vec::new();
+                for key in keys {
+                    match client.lookup(key).await {
+                        Ok(_) => {}
+                        Err(e) if e.code() == idserver::ErrorCode::NotFound => {
+                            missing.push(key.clone())
+                        }
+                        Err(e) => return Err(format!("lookup {key}: {e}")),
+                    }
+                }
+                Ok(missing)
+            }
+            Writer::Etcd(mut writer) => writer.missing(prefix, keys).await,
+            Writer::Sentinel(mut writer) => writer.missing(keys).await,
+        }
+    }
 }
 
 /// One client session of a system.
 enum Writer {
     Idserver(Box<Client>),
+    Etcd(Box<EtcdWriter>),
     Sentinel(SentinelWriter),
 }
 
@@ -225,6 +400,7 @@ impl Writer {
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),
+            Writer::Etcd(writer) => writer.write(key).await,
             Writer::Sentinel(writer) => writer.write(key).await,
         }
     }
@@ -290,13 +466,14 @@ pub async fn run(
 ) -> Result<BenchReport> {
     let start_ms = crate::history::now_ms();
     let mut points = Vec::new();
+    let mut failovers = Vec::new();
     let length = Duration::from_secs_f64(options.seconds);
     for round in 0..options.rounds {
         let mut order = options.systems.clone();
         let len = order.len().max(1);
         order.rotate_left(round as usize % len);
         for system in order {
-            let running = Running::start(system, &options.idserver, evidence).await?;
+            let mut running = Running::start(system, &options.idserver, evidence).await?;
             for &clients in &options.clients {
                 let tag = format!("b{start_ms}-{round}-{}-{clients}", system.as_str());
                 let began = Instant::now();
@@ -316,6 +493,9 @@ pub async fn run(
                     p99_ms: percentile(&latencies, 0.99),
                     p999_ms: percentile(&latencies, 0.999),
                     first_error,
+                    percentiles_ms: (0..=100)
+                        .map(|p| percentile(&latencies, f64::from(p) / 100.0))
+                        .collect(),
                 };
                 progress(&format!(
                     "round {} {:<16} {:>3} clients: {:>8.0} acked/s  p50 {:.2} ms  p99 {:.2} ms{}",
@@ -336,15 +516,50 @@ pub async fn run(
                 ));
                 points.push(point);
             }
+            // Spread over the rounds: `failovers` in all per system.
+            let kills = options.failovers / options.rounds
+                + u32::from(round < options.failovers % options.rounds);
+            if kills > 0 {
+                let tag = format!("f{start_ms}-{round}-{}", system.as_str());
+                let made = failover::failovers(&mut running, system, kills, &tag, progress).await?;
+                failovers.extend(made);
+            }
             drop(running);
         }
     }
     let summary = summarise(options, &points);
+    let failover_summary = options
+        .systems
+        .iter()
+        .map(|&system| summarise_failovers(system, &failovers))
+        .filter(|s| s.kills > 0)
+        .collect();
     Ok(BenchReport {
         start_ms,
         points,
         summary,
+        failovers,
+        failover_summary,
     })
+}
+
+fn summarise_failovers(system: System, failovers: &[failover::Failover]) -> FailoverSummary {
+    let of: Vec<&failover::Failover> = failovers.iter().filter(|f| f.system == system).collect();
+    let mut first: Vec<f64> = of.iter().filter_map(|f| f.first_ack_ms).collect();
+    first.sort_by(f64::total_cmp);
+    FailoverSummary {
+        system,
+        kills: of.len() as u32,
+        first_ack_p50_ms: percentile(&first, 0.5),
+        first_ack_p99_ms: percentile(&first, 0.99),
+        agreed_p50_ms: median(of.iter().filter_map(|f| f.agreed_ms).collect()),
+        stuck: of
+            .iter()
+            .filter(|f| f.first_ack_ms.is_none() || f.agreed_ms.is_none())
+            .count() as u32,
+        acked: of.iter().map(|f| f.acked).sum(),
+        lost: of.iter().map(|f| f.lost.len() as u64).sum(),
+    }
 }
 
 fn summarise(options: &BenchOptions, points: &[Point]) -> Vec<Summary> {
@@ -396,6 +611,32 @@ pub fn table(report: &BenchReport) -> String {
             s.p999_ms,
             s.ratio.map_or("-".into(), |r| format!("{r:.2}x"))
         ));
+    }
+    if !report.failover_summary.is_empty() {
+        out.push_str(&format!(
+            "\n{:<16} {:>5} {:>14} {:>14} {:>14} {:>6} {:>9} {:>6}\n",
+            "failover",
+            "kills",
+            "1st ack p50",
+            "1st ack p99",
+            "agreed p50",
+            "stuck",
+            "acked",
+            "lost"
+        ));
+        for f in &report.failover_summary {
+            out.push_str(&format!(
+                "{:<16} {:>5} {:>11.0} ms {:>11.0} ms {:>11.0} ms {:>6} {:>9} {:>6}\n",
+                f.system.as_str(),
+                f.kills,
+                f.first_ack_p50_ms,
+                f.first_ack_p99_ms,
+                f.agreed_p50_ms,
+                f.stuck,
+                f.acked,
+                f.lost
+            ));
+        }
     }
     out
 }

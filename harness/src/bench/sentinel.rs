@@ -5,11 +5,8 @@
 //! once `WAIT 1` says a replica has it: what an acknowledgement means in idserver's whitepaper
 //! mode.
 
-use crate::cluster::HostRuntime;
+use super::hosts::BenchHosts;
 use crate::error::{Error, Result};
-use netns::{Host, Lab};
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// The Redis port on every host.
@@ -25,53 +22,45 @@ pub const WAIT_TIMEOUT_MS: u64 = 1_000;
 
 /// A running Redis-with-Sentinel system. Dropping it kills its processes and removes its lab.
 pub struct SentinelCluster {
-    children: Vec<Child>,
-    dir: PathBuf,
-    client: HostRuntime,
-    hosts: Vec<Host>,
-    // Dropped last: the namespaces go once every process and runtime in them is gone.
-    _lab: Lab,
+    hosts: BenchHosts,
 }
 
 impl SentinelCluster {
     /// Starts `nodes` hosts, each with Redis and a Sentinel, the first host's Redis the
     /// primary, and waits until every replica is online (synced) and a Sentinel names the primary.
     pub async fn start(nodes: u32) -> Result<SentinelCluster> {
-        let mut lab = Lab::create()?;
-        let mut hosts = Vec::new();
-        for i in 1..=nodes {
-            hosts.push(lab.add_host(&format!("n{i}"))?);
-        }
-        let client = HostRuntime::start(&lab.add_host("client")?, 2)?;
-        let dir = std::env::temp_dir().join(format!("idlab-bench-{}", lab.id()));
-        let mut cluster = SentinelCluster {
-            children: Vec::new(),
-            dir,
-            client,
-            hosts,
-            _lab: lab,
-        };
-        let primary = cluster.hosts[0].addr();
-        for i in 0..cluster.hosts.len() {
-            let host = cluster.hosts[i].clone();
-            let data = cluster.dir.join(host.name());
-            std::fs::create_dir_all(&data)
-                .map_err(|e| Error::Setup(format!("failed to create {}: {e}", data.display())))?;
-            let mut redis = host.command("redis-server");
-            redis
-                .args(["--port", &REDIS_PORT.to_string(), "--bind", "0.0.0.0"])
-                .args(["--protected-mode", "no"])
-                .args(["--appendonly", "yes", "--appendfsync", "everysec"])
-                // Tuned as idserver tunes its own (a replica's first sync at once among it).
-                .args(idserver::store::tuning_args())
-                .arg("--dir")
-                .arg(&data)
-                .arg("--logfile")
-                .arg(data.join("redis.log"));
+        let mut hosts = BenchHosts::create(nodes, "sentinel", &std::env::temp_dir())?;
+        let primary = hosts.hosts()[0].addr();
+        for (i, host) in hosts.hosts().to_vec().into_iter().enumerate() {
+            let data = hosts.data_dir(&host)?;
+            let mut redis: Vec<String> = vec![
+                "--port".into(),
+                REDIS_PORT.to_string(),
+                "--bind".into(),
+                "0.0.0.0".into(),
+                "--protected-mode".into(),
+                "no".into(),
+                "--appendonly".into(),
+                "yes".into(),
+                "--appendfsync".into(),
+                "everysec".into(),
+            ];
+            // Tuned as idserver tunes its own (a replica's first sync at once among it).
+            redis.extend(idserver::store::tuning_args());
+            redis.extend([
+                "--dir".into(),
+                data.display().to_string(),
+                "--logfile".into(),
+                data.join("redis.log").display().to_string(),
+            ]);
             if i > 0 {
-                redis.args(["--replicaof", &primary.to_string(), &REDIS_PORT.to_string()]);
+                redis.extend([
+                    "--replicaof".into(),
+                    primary.to_string(),
+                    REDIS_PORT.to_string(),
+                ]);
             }
-            cluster.spawn(redis)?;
+            hosts.spawn(i, "redis-server", redis, &data.join("redis.out"))?;
             // A Sentinel rewrites its configuration file: one of its own per host.
             let conf = data.join("sentinel.conf");
             std::fs::write(
@@ -86,71 +75,108 @@ impl SentinelCluster {
                 ),
             )
             .map_err(|e| Error::Setup(format!("failed to write {}: {e}", conf.display())))?;
-            let mut sentinel = host.command("redis-server");
-            sentinel.arg(&conf).arg("--sentinel");
-            cluster.spawn(sentinel)?;
+            hosts.spawn(
+                i,
+                "redis-server",
+                [conf.into_os_string(), "--sentinel".into()],
+                &data.join("sentinel.out"),
+            )?;
         }
+        let cluster = SentinelCluster { hosts };
         cluster.wait_ready().await?;
         Ok(cluster)
     }
 
-    fn spawn(&mut self, mut command: std::process::Command) -> Result<()> {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| Error::Setup(format!("failed to start redis-server: {e}")))?;
-        self.children.push(child);
-        Ok(())
-    }
-
     /// The client host's runtime.
     pub fn client(&self) -> &tokio::runtime::Handle {
-        self.client.handle()
+        self.hosts.client()
     }
 
     /// Every Sentinel's address.
     pub fn sentinels(&self) -> Vec<String> {
         self.hosts
+            .hosts()
             .iter()
             .map(|h| format!("{}:{SENTINEL_PORT}", h.addr()))
             .collect()
     }
 
-    async fn wait_ready(&self) -> Result<()> {
+    /// The host whose Redis the Sentinels of hosts `among` all name the primary (None while
+    /// they do not agree, or name one outside `among`).
+    pub async fn primary_among(&self, among: &[usize]) -> Option<usize> {
+        let sentinels: Vec<String> = among.iter().map(|i| self.sentinels()[*i].clone()).collect();
+        let addrs: Vec<String> = self
+            .hosts
+            .hosts()
+            .iter()
+            .map(|h| format!("{}:{REDIS_PORT}", h.addr()))
+            .collect();
+        let named = self
+            .client()
+            .spawn(async move {
+                let mut named = Vec::new();
+                for sentinel in &sentinels {
+                    named.push(named_by(sentinel).await.ok()?);
+                }
+                Some(named)
+            })
+            .await
+            .ok()??;
+        let first = named.first()?;
+        let primary = addrs.iter().position(|a| a == first)?;
+        (named.iter().all(|n| n == first) && among.contains(&primary)).then_some(primary)
+    }
+
+    /// Whether every host is back: the Sentinels agree on a primary that streams to every
+    /// replica, and each Sentinel knows the others and every replica (Sentinels find each
+    /// other through the primary, every 2 s: until they do, none can reach a quorum).
+    pub async fn whole(&self) -> bool {
+        let all: Vec<usize> = (0..self.hosts.hosts().len()).collect();
+        let Some(primary) = self.primary_among(&all).await else {
+            return false;
+        };
+        let primary = format!("{}:{REDIS_PORT}", self.hosts.hosts()[primary].addr());
+        let others = all.len() - 1;
         let sentinels = self.sentinels();
-        let replicas = self.hosts.len() - 1;
-        let ready = self.client().spawn(async move {
-            let deadline = Instant::now() + READY_TIMEOUT;
-            loop {
-                if let Ok(primary) = primary_of(&sentinels).await {
-                    if online_replicas(&primary).await.unwrap_or(0) >= replicas {
-                        return Ok(());
+        self.client()
+            .spawn(async move {
+                if online_replicas(&primary).await.unwrap_or(0) < others {
+                    return false;
+                }
+                for sentinel in &sentinels {
+                    if !knows(sentinel, others).await.unwrap_or(false) {
+                        return false;
                     }
                 }
-                if Instant::now() >= deadline {
-                    return Err(Error::Setup(format!(
-                        "Redis with Sentinel was not ready within {READY_TIMEOUT:?} (a Sentinel \
-                         naming the primary, {replicas} replicas online)"
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        ready
+                true
+            })
             .await
-            .map_err(|e| Error::Setup(format!("the readiness check died: {e}")))?
+            .unwrap_or(false)
     }
-}
 
-impl Drop for SentinelCluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+    /// The host crashes: SIGKILL to its Redis and its Sentinel.
+    pub fn kill(&mut self, host: usize) {
+        self.hosts.kill(host);
+    }
+
+    /// The host starts again: its Redis and Sentinel as first started (the Sentinels make a
+    /// former primary a replica of the new one).
+    pub fn restart(&mut self, host: usize) -> Result<()> {
+        self.hosts.restart(host)
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !self.whole().await {
+            if Instant::now() >= deadline {
+                return Err(Error::Setup(format!(
+                    "Redis with Sentinel was not ready within {READY_TIMEOUT:?} (the Sentinels \
+                     agreeing on the primary and knowing each other, every replica online)"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
     }
 }
 
@@ -158,37 +184,54 @@ impl Drop for SentinelCluster {
 pub async fn primary_of(sentinels: &[String]) -> std::result::Result<String, String> {
     let mut last = String::from("no Sentinel");
     for sentinel in sentinels {
-        let asked = async {
-            let client =
-                redis::Client::open(format!("redis://{sentinel}/")).map_err(|e| e.to_string())?;
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(|e| e.to_string())?;
-            let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(MASTER_NAME)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            addr.map(|(host, port)| format!("{host}:{port}"))
-                .ok_or_else(|| format!("{sentinel} knows no primary"))
-        };
-        match tokio::time::timeout(Duration::from_secs(1), asked).await {
-            Ok(Ok(primary)) => return Ok(primary),
-            Ok(Err(e)) => last = e,
-            Err(_) => last = format!("{sentinel} did not answer"),
+        match named_by(sentinel).await {
+            Ok(primary) => return Ok(primary),
+            Err(e) => last = e,
         }
     }
     Err(last)
 }
 
-async fn online_replicas(primary: &str) -> std::result::Result<usize, String> {
-    let client = redis::Client::open(format!("redis://{primary}/")).map_err(|e| e.to_string())?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
+/// The primary's `host:port` as `sentinel` names it.
+pub async fn named_by(sentinel: &str) -> std::result::Result<String, String> {
+    let asked = async {
+        let mut conn = connect(sentinel).await?;
+        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(MASTER_NAME)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        addr.map(|(host, port)| format!("{host}:{port}"))
+            .ok_or_else(|| format!("{sentinel} knows no primary"))
+    };
+    tokio::time::timeout(Duration::from_secs(1), asked)
+        .await
+        .unwrap_or_else(|_| Err(format!("{sentinel} did not answer")))
+}
+
+/// Whether `sentinel` knows `others` other Sentinels and as many replicas.
+async fn knows(sentinel: &str, others: usize) -> std::result::Result<bool, String> {
+    let mut conn = connect(sentinel).await?;
+    let count = |what: &'static str| {
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg(what).arg(MASTER_NAME);
+        cmd
+    };
+    let sentinels: Vec<redis::Value> = count("SENTINELS")
+        .query_async(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
+    let replicas: Vec<redis::Value> = count("REPLICAS")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(sentinels.len() >= others && replicas.len() >= others)
+}
+
+/// How many replicas the Redis at `primary` streams to (synced, not loading a snapshot).
+pub async fn online_replicas(primary: &str) -> std::result::Result<usize, String> {
+    let mut conn = connect(primary).await?;
     let info: String = redis::cmd("INFO")
         .arg("replication")
         .query_async(&mut conn)
@@ -201,40 +244,86 @@ async fn online_replicas(primary: &str) -> std::result::Result<usize, String> {
         .count())
 }
 
-/// A client of the primary the Sentinels name: `SET` then `WAIT 1`.
+/// A client of the primary the Sentinels name: `SET` then `WAIT 1`. After a failure it asks
+/// the Sentinels again before the next write, as Sentinel's client guidelines say.
 pub struct SentinelWriter {
-    conn: redis::aio::MultiplexedConnection,
+    sentinels: Vec<String>,
+    conn: Option<redis::aio::MultiplexedConnection>,
 }
 
 impl SentinelWriter {
     /// Asks the Sentinels for the primary and connects to it.
     pub async fn connect(sentinels: &[String]) -> std::result::Result<SentinelWriter, String> {
-        let primary = primary_of(sentinels).await?;
-        let client =
-            redis::Client::open(format!("redis://{primary}/")).map_err(|e| e.to_string())?;
-        let conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(SentinelWriter { conn })
+        let mut writer = SentinelWriter {
+            sentinels: sentinels.to_vec(),
+            conn: None,
+        };
+        writer.primary().await?;
+        Ok(writer)
+    }
+
+    async fn primary(
+        &mut self,
+    ) -> std::result::Result<&mut redis::aio::MultiplexedConnection, String> {
+        if self.conn.is_none() {
+            let primary = primary_of(&self.sentinels).await?;
+            self.conn = Some(connect(&primary).await?);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
     }
 
     /// Writes `key`; acknowledged once a replica has it.
     pub async fn write(&mut self, key: &str) -> std::result::Result<(), String> {
-        let (_, replicas): ((), u64) = redis::pipe()
+        let conn = self.primary().await?;
+        let written: redis::RedisResult<((), u64)> = redis::pipe()
             .cmd("SET")
             .arg(key)
             .arg("bench")
             .cmd("WAIT")
             .arg(1)
             .arg(WAIT_TIMEOUT_MS)
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if replicas >= 1 {
-            Ok(())
-        } else {
-            Err("no replica acknowledged the write".into())
+            .query_async(conn)
+            .await;
+        match written {
+            Ok((_, replicas)) if replicas >= 1 => Ok(()),
+            Ok(_) => Err("no replica acknowledged the write".into()),
+            Err(e) => {
+                // A primary gone, or demoted (READONLY): ask the Sentinels again.
+                self.conn = None;
+                Err(e.to_string())
+            }
         }
     }
+
+    /// Which of `keys` the primary does not hold.
+    pub async fn missing(&mut self, keys: &[String]) -> std::result::Result<Vec<String>, String> {
+        let mut missing = Vec::new();
+        for chunk in keys.chunks(1_000) {
+            let conn = self.primary().await?;
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.cmd("EXISTS").arg(key);
+            }
+            let found: Vec<u8> = pipe.query_async(conn).await.map_err(|e| e.to_string())?;
+            missing.extend(
+                chunk
+                    .iter()
+                    .zip(found)
+                    .filter(|(_, n)| *n == 0)
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        Ok(missing)
+    }
+}
+
+async fn connect(addr: &str) -> std::result::Result<redis::aio::MultiplexedConnection, String> {
+    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+    let connected = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| format!("{addr} did not answer"))?;
+    connected.map_err(|e| e.to_string())
 }
