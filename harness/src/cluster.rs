@@ -523,7 +523,8 @@ impl LabCluster {
         }
     }
 
-    fn pid(&self, i: usize) -> Result<Pid> {
+    /// Node `i`'s process id (an error if it is not running).
+    pub fn pid(&self, i: usize) -> Result<Pid> {
         self.nodes[i]
             .child
             .as_ref()

@@ -139,7 +139,8 @@ enum Command {
     },
     /// Remove what lab runs whose process is gone (e.g. killed with SIGKILL) left: their
     /// namespaces (and every process, link and rule in them), their Redis containers (by the
-    /// `idlab.run` label) and their private Docker engines' namespaces and data.
+    /// `idlab.run` label), their private Docker engines' namespaces and data, and the scratch
+    /// directories of `idlab bench` systems.
     Clean {
         /// Where private dockerds keep their data.
         #[arg(long, default_value = "target/idlab/docker")]
@@ -236,6 +237,7 @@ fn main() -> ExitCode {
                     .into_iter()
                     .map(|ns| format!("namespace {ns}")),
             );
+            removed.extend(harness::bench::remove_dead_scratch());
             for what in &removed {
                 println!("removed {what}");
             }
@@ -294,8 +296,15 @@ fn bench(
          system; evidence in {}",
         run_dir.display()
     );
+    // Ctrl-C or SIGTERM drops the run: every system it started is torn down with it.
     let report = runtime
-        .block_on(bench::run(&options, &run_dir, &|line| println!("  {line}")))
+        .block_on(async {
+            tokio::select! {
+                report = bench::run(&options, &run_dir, &|line| println!("  {line}")) => Some(report),
+                () = signalled() => None,
+            }
+        })
+        .ok_or("interrupted; every system started is torn down")?
         .map_err(|e| e.to_string())?;
     let json = run_dir.join("bench.json");
     std::fs::write(

@@ -86,6 +86,9 @@ fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers
         }
     }
     assert!(text.contains("1st ack p50"), "{text}");
+    for s in summary {
+        assert!(s["cpu_s_per_1000"].as_f64().unwrap() > 0.0, "{s}");
+    }
     // The HTML report, rendered by a headless browser: every system's colour is drawn.
     let shot = rendered(&folder.join("bench.html"));
     for (system, rgb) in [
@@ -104,6 +107,17 @@ fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers
     assert!(!netns::cleanup::lab_namespaces()
         .iter()
         .any(|n| n.starts_with(&prefix)));
+    // Nor a scratch directory of its etcd or Sentinel.
+    for root in [std::env::temp_dir(), "/dev/shm".into()] {
+        for entry in std::fs::read_dir(root).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(
+                !(name.starts_with("idlab-bench-") && name.contains(&prefix)),
+                "left behind: {}",
+                entry.path().display()
+            );
+        }
+    }
 }
 
 /// The page at `html` as Chromium renders it headless (a tall window): its RGB pixels.

@@ -107,6 +107,11 @@ impl EtcdCluster {
         self.hosts.client()
     }
 
+    /// The ids of the system's processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.hosts.pids()
+    }
+
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
         self.hosts
@@ -127,9 +132,8 @@ impl EtcdCluster {
                 let mut seen = Vec::new();
                 for endpoint in &endpoints {
                     let asked = async {
-                        let mut client = Client::connect([endpoint], None).await.ok()?;
-                        let status = client.status().await.ok()?;
-                        Some((status.header()?.member_id(), status.leader()))
+                        let (id, leader, _) = status_of(endpoint).await?;
+                        Some((id, leader))
                     };
                     seen.push(
                         tokio::time::timeout(Duration::from_secs(1), asked)
@@ -145,10 +149,24 @@ impl EtcdCluster {
             .ok()?
     }
 
-    /// Whether every member is back and names the same leader.
+    /// Whether every member is back, names the same leader and has applied the same log
+    /// index (caught up: the load is stopped meanwhile).
     pub async fn whole(&self) -> bool {
         let all: Vec<usize> = (0..self.hosts.hosts().len()).collect();
-        self.leader_among(&all).await.is_some()
+        if self.leader_among(&all).await.is_none() {
+            return false;
+        }
+        let endpoints = self.endpoints();
+        self.client()
+            .spawn(async move {
+                let mut applied = Vec::new();
+                for endpoint in &endpoints {
+                    applied.push(status_of(endpoint).await.map(|(_, _, index)| index));
+                }
+                applied.iter().all(|a| a.is_some() && *a == applied[0])
+            })
+            .await
+            .unwrap_or(false)
     }
 
     /// The member's host crashes (SIGKILL).
@@ -167,7 +185,7 @@ impl EtcdCluster {
             let deadline = Instant::now() + READY_TIMEOUT;
             loop {
                 let tried = async {
-                    let mut writer = EtcdWriter::connect(&endpoints).await?;
+                    let mut writer = EtcdWriter::connect(&endpoints, 0).await?;
                     writer.put("idlab-ready").await
                 };
                 let last = match tokio::time::timeout(Duration::from_secs(2), tried).await {
@@ -189,18 +207,64 @@ impl EtcdCluster {
     }
 }
 
-/// A client session of etcd (its own gRPC channel, balanced over every member).
-pub struct EtcdWriter {
-    client: Client,
+/// What the member at `endpoint` says of itself: its id, the leader it names, its Raft index.
+async fn status_of(endpoint: &str) -> Option<(u64, u64, u64)> {
+    let asked = async {
+        let mut client = Client::connect([endpoint], None).await.ok()?;
+        let status = client.status().await.ok()?;
+        Some((
+            status.header()?.member_id(),
+            status.leader(),
+            status.raft_index(),
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(1), asked)
+        .await
+        .ok()
+        .flatten()
 }
 
+/// A client session of etcd: a gRPC channel to one member (a follower forwards writes to the
+/// leader), sessions spread over the members. A request that fails, or takes longer than
+/// [`REQUEST_TIMEOUT`] (a member whose leader died holds it until an election ends), moves
+/// the session to the next member, as an etcd client does when its request context expires.
+/// (`etcd-client`'s channel balanced over every member kept sending to a dead one for
+/// seconds, which would have measured that crate rather than etcd.)
+pub struct EtcdWriter {
+    endpoints: Vec<String>,
+    next: usize,
+    client: Option<Client>,
+}
+
+/// Longest a request may take before the session moves to the next member.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl EtcdWriter {
-    /// Connects to the members at `endpoints`.
-    pub async fn connect(endpoints: &[String]) -> std::result::Result<EtcdWriter, String> {
-        let client = Client::connect(endpoints, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(EtcdWriter { client })
+    /// Connects to one of the members at `endpoints`, starting at member `first`.
+    pub async fn connect(
+        endpoints: &[String],
+        first: usize,
+    ) -> std::result::Result<EtcdWriter, String> {
+        let mut writer = EtcdWriter {
+            endpoints: endpoints.to_vec(),
+            next: first,
+            client: None,
+        };
+        writer.channel().await?;
+        Ok(writer)
+    }
+
+    async fn channel(&mut self) -> std::result::Result<&mut Client, String> {
+        if self.client.is_none() {
+            let endpoint = &self.endpoints[self.next % self.endpoints.len()];
+            self.next += 1;
+            let connected =
+                tokio::time::timeout(REQUEST_TIMEOUT, Client::connect([endpoint], None))
+                    .await
+                    .map_err(|_| format!("{endpoint} did not answer"))?;
+            self.client = Some(connected.map_err(|e| e.to_string())?);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
     }
 
     /// Creates `key` (a transaction: put it only if it does not exist); acknowledged once a
@@ -209,7 +273,18 @@ impl EtcdWriter {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, "bench", None)]);
-        let done = self.client.txn(txn).await.map_err(|e| e.to_string())?;
+        let client = self.channel().await?;
+        let done = match tokio::time::timeout(REQUEST_TIMEOUT, client.txn(txn)).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                self.client = None;
+                return Err(e.to_string());
+            }
+            Err(_) => {
+                self.client = None;
+                return Err(format!("no answer within {REQUEST_TIMEOUT:?}"));
+            }
+        };
         if done.succeeded() {
             Ok(())
         } else {
@@ -225,11 +300,12 @@ impl EtcdWriter {
         keys: &[String],
     ) -> std::result::Result<Vec<String>, String> {
         let options = GetOptions::new().with_prefix().with_keys_only();
-        let held = self
-            .client
-            .get(prefix, Some(options))
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = self.channel().await?;
+        let held = client.get(prefix, Some(options)).await;
+        let held = held.map_err(|e| {
+            self.client = None;
+            e.to_string()
+        })?;
         let held: std::collections::HashSet<&[u8]> = held.kvs().iter().map(|kv| kv.key()).collect();
         Ok(keys
             .iter()
@@ -239,7 +315,8 @@ impl EtcdWriter {
     }
 
     async fn put(&mut self, key: &str) -> std::result::Result<(), String> {
-        self.client
+        let client = self.channel().await?;
+        client
             .put(key, "ready", None)
             .await
             .map(drop)

@@ -8,6 +8,42 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
+/// Where scratch directories of bench systems go besides the temporary directory (etcd's).
+const SCRATCH_ROOTS: [&str; 1] = ["/dev/shm"];
+/// Scratch directories' names begin with this.
+const SCRATCH_PREFIX: &str = "idlab-bench-";
+
+/// `idlab clean`: removes the scratch directories of bench runs whose process is gone (their
+/// names end in the lab's id, `idl-<pid>-<n>`). Returns what it removed.
+pub fn remove_dead_scratch() -> Vec<String> {
+    let mut removed = Vec::new();
+    let roots = SCRATCH_ROOTS
+        .iter()
+        .map(PathBuf::from)
+        .chain([std::env::temp_dir()]);
+    for root in roots {
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(SCRATCH_PREFIX)
+                .and_then(|rest| rest.rsplit_once("-idl-"))
+                .and_then(|(_, lab)| lab.split('-').next()?.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists()
+                && std::fs::remove_dir_all(entry.path()).is_ok()
+            {
+                removed.push(format!("bench scratch {}", entry.path().display()));
+            }
+        }
+    }
+    removed
+}
+
 /// One of a system's processes: how to start it again, and the running one.
 struct Process {
     host: usize,
@@ -38,7 +74,7 @@ impl BenchHosts {
             hosts.push(lab.add_host(&format!("n{i}"))?);
         }
         let client = HostRuntime::start(&lab.add_host("client")?, 2)?;
-        let dir = scratch.join(format!("idlab-bench-{system}-{}", lab.id()));
+        let dir = scratch.join(format!("{SCRATCH_PREFIX}{system}-{}", lab.id()));
         Ok(BenchHosts {
             processes: Vec::new(),
             dir,
@@ -125,6 +161,14 @@ impl BenchHosts {
         started
     }
 
+    /// The ids of the running processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes
+            .iter()
+            .filter_map(|p| Some(p.child.as_ref()?.id()))
+            .collect()
+    }
+
     /// The client host's runtime.
     pub fn client(&self) -> &tokio::runtime::Handle {
         self.client.handle()
@@ -138,5 +182,26 @@ impl Drop for BenchHosts {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_of_dead_runs_is_removed_and_of_live_ones_kept() {
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        let tmp = std::env::temp_dir();
+        let dead_dir = tmp.join(format!("{SCRATCH_PREFIX}test-idl-{dead}-0"));
+        let live_dir = tmp.join(format!("{SCRATCH_PREFIX}test-idl-{}-0", std::process::id()));
+        std::fs::create_dir_all(dead_dir.join("n1")).unwrap();
+        std::fs::create_dir_all(&live_dir).unwrap();
+        let removed = remove_dead_scratch();
+        assert!(!dead_dir.exists(), "{removed:?}");
+        assert!(live_dir.exists());
+        std::fs::remove_dir_all(&live_dir).unwrap();
     }
 }

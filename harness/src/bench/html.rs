@@ -49,20 +49,21 @@ pub fn render(report: &BenchReport) -> String {
     page.push_str(
         "<h2>Acknowledged writes</h2>\n<table><tr><th>system</th><th>clients</th>\
                    <th>acked/s</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th>\
-                   <th>vs idserver</th></tr>\n",
+                   <th>vs idserver</th><th>CPU s / 1000 writes</th></tr>\n",
     );
     for s in &report.summary {
         let _ = writeln!(
             page,
             "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td>\
-             <td>{}</td></tr>",
+             <td>{}</td><td>{:.3}</td></tr>",
             s.system.as_str(),
             s.clients,
             s.per_s,
             s.p50_ms,
             s.p99_ms,
             s.p999_ms,
-            s.ratio.map_or("-".into(), |r| format!("{r:.2}×"))
+            s.ratio.map_or("-".into(), |r| format!("{r:.2}×")),
+            s.cpu_s_per_1000
         );
     }
     page.push_str("</table>\n");

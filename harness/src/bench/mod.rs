@@ -8,10 +8,13 @@
 //! acknowledgements; etcd: a create-if-absent transaction, committed by a majority; Redis: `SET`
 //! then `WAIT 1`); acknowledged writes per second and latency p50/p99/p99.9.
 
+mod cpu;
 pub mod etcd;
 pub mod failover;
 mod hosts;
 pub mod html;
+
+pub use hosts::remove_dead_scratch;
 pub mod sentinel;
 
 use crate::cluster::{LabCluster, NodeConfig};
@@ -124,6 +127,9 @@ pub struct Point {
     pub first_error: Option<String>,
     /// Latency at every percentile 0, 1, …, 100 (ms): the CDF the HTML report plots.
     pub percentiles_ms: Vec<f64>,
+    /// CPU seconds the system's processes (all nodes, with their children) spent per thousand
+    /// acknowledged writes.
+    pub cpu_s_per_1000: f64,
 }
 
 /// A system's figures at one number of clients, over the rounds (medians).
@@ -141,6 +147,8 @@ pub struct Summary {
     pub p99_ms: f64,
     /// Median p99.9 (ms).
     pub p999_ms: f64,
+    /// Median CPU seconds per thousand acknowledged writes.
+    pub cpu_s_per_1000: f64,
     /// `per_s` against idserver's at the same number of clients (None without idserver).
     pub ratio: Option<f64>,
 }
@@ -224,6 +232,17 @@ impl Running {
         }
     }
 
+    /// The ids of the system's processes (their children count with them).
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Running::Idserver(cluster) => (0..cluster.len())
+                .filter_map(|i| Some(cluster.pid(i).ok()?.as_raw() as u32))
+                .collect(),
+            Running::Etcd(cluster) => cluster.pids(),
+            Running::Sentinel(cluster) => cluster.pids(),
+        }
+    }
+
     /// The client host's runtime: every client of the system runs there.
     fn runtime(&self) -> &tokio::runtime::Handle {
         match self {
@@ -244,7 +263,7 @@ impl Running {
                 transport: cluster.transport().clone(),
                 ..ClientConfig::default()
             })),
-            Running::Etcd(cluster) => Session::Etcd(cluster.endpoints()),
+            Running::Etcd(cluster) => Session::Etcd(cluster.endpoints(), rand::random()),
             Running::Sentinel(cluster) => Session::Sentinel(cluster.sentinels()),
         }
     }
@@ -288,13 +307,19 @@ impl Running {
         }
     }
 
-    /// Whether every node is back and the system agrees on its leader (and, for Redis, the
-    /// primary streams to every replica).
+    /// Whether every node is back, caught up (the load is stopped meanwhile) and the system
+    /// agrees on its leader: the next crash must not meet a node still catching up.
     async fn whole(&self) -> bool {
         match self {
             Running::Idserver(cluster) => {
                 let all: Vec<usize> = (0..cluster.len()).collect();
-                self.leader_among(&all).await.is_some()
+                let statuses = cluster.statuses(&all).await;
+                let clocks: Vec<Option<u64>> = statuses
+                    .iter()
+                    .map(|(_, s)| s.as_ref().map(|s| s.clock))
+                    .collect();
+                crate::conditions::agreed_coordinator(cluster, &statuses).is_some()
+                    && clocks.iter().all(|c| c.is_some() && *c == clocks[0])
             }
             Running::Etcd(cluster) => cluster.whole().await,
             Running::Sentinel(cluster) => cluster.whole().await,
@@ -327,11 +352,22 @@ impl Running {
 
     /// Which of `keys` (acknowledged writes, all beginning with `prefix`) the system does not
     /// hold, as a client reads it now.
+    /// Tries for up to [`READY_TIMEOUT`]: a client may first pick a node that is down (etcd's
+    /// balanced channel does).
     async fn missing(&self, prefix: &str, keys: Vec<String>) -> Result<Vec<String>> {
         let session = self.session();
         let prefix = prefix.to_string();
         self.runtime()
-            .spawn(async move { session.missing(&prefix, &keys).await })
+            .spawn(async move {
+                let deadline = Instant::now() + READY_TIMEOUT;
+                loop {
+                    match session.clone().missing(&prefix, &keys).await {
+                        Ok(missing) => return Ok(missing),
+                        Err(e) if Instant::now() >= deadline => return Err(e),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            })
             .await
             .map_err(|e| Error::Setup(format!("the read of acknowledged writes died: {e}")))?
             .map_err(|e| Error::Setup(format!("failed to read acknowledged writes back: {e}")))
@@ -342,7 +378,8 @@ impl Running {
 #[derive(Clone)]
 enum Session {
     Idserver(Box<ClientConfig>),
-    Etcd(Vec<String>),
+    /// The members, and which one the session starts with.
+    Etcd(Vec<String>, usize),
     Sentinel(Vec<String>),
 }
 
@@ -350,8 +387,8 @@ impl Session {
     async fn open(self) -> std::result::Result<Writer, String> {
         Ok(match self {
             Session::Idserver(config) => Writer::Idserver(Box::new(Client::new(*config))),
-            Session::Etcd(endpoints) => {
-                Writer::Etcd(Box::new(EtcdWriter::connect(&endpoints).await?))
+            Session::Etcd(endpoints, first) => {
+                Writer::Etcd(Box::new(EtcdWriter::connect(&endpoints, first).await?))
             }
             Session::Sentinel(sentinels) => {
                 Writer::Sentinel(SentinelWriter::connect(&sentinels).await?)
@@ -364,7 +401,21 @@ impl Session {
         prefix: &str,
         keys: &[String],
     ) -> std::result::Result<Vec<String>, String> {
-        match self.open().await? {
+        let writer = match self {
+            // Opening fails outright on a member that is down: start at each in turn.
+            Session::Etcd(endpoints, first) => {
+                let mut opened = Err(String::new());
+                for k in 0..endpoints.len() {
+                    opened = Session::Etcd(endpoints.clone(), first + k).open().await;
+                    if opened.is_ok() {
+                        break;
+                    }
+                }
+                opened?
+            }
+            other => other.open().await?,
+        };
+        match writer {
             Writer::Idserver(mut client) => {
                 let mut missing = Vec::new();
                 for key in keys {
@@ -378,7 +429,17 @@ impl Session {
                 }
                 Ok(missing)
             }
-            Writer::Etcd(mut writer) => writer.missing(prefix, keys).await,
+            // The session's member may be the one down: each in turn.
+            Writer::Etcd(mut writer) => {
+                let mut last = String::new();
+                for _ in 0..NODES {
+                    match writer.missing(prefix, keys).await {
+                        Ok(missing) => return Ok(missing),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
             Writer::Sentinel(mut writer) => writer.missing(keys).await,
         }
     }
@@ -477,8 +538,10 @@ pub async fn run(
             for &clients in &options.clients {
                 let tag = format!("b{start_ms}-{round}-{}-{clients}", system.as_str());
                 let began = Instant::now();
+                let cpu_before = cpu::seconds(&running.pids());
                 let (mut latencies, failed, first_error) =
                     running.measure(clients, length, &tag).await?;
+                let cpu = cpu::seconds(&running.pids()) - cpu_before;
                 let seconds = began.elapsed().as_secs_f64();
                 latencies.sort_by(f64::total_cmp);
                 let point = Point {
@@ -496,6 +559,7 @@ pub async fn run(
                     percentiles_ms: (0..=100)
                         .map(|p| percentile(&latencies, f64::from(p) / 100.0))
                         .collect(),
+                    cpu_s_per_1000: cpu * 1000.0 / latencies.len().max(1) as f64,
                 };
                 progress(&format!(
                     "round {} {:<16} {:>3} clients: {:>8.0} acked/s  p50 {:.2} ms  p99 {:.2} ms{}",
@@ -587,6 +651,7 @@ fn summarise(options: &BenchOptions, points: &[Point]) -> Vec<Summary> {
                 p50_ms: of(system, |p| p.p50_ms),
                 p99_ms: of(system, |p| p.p99_ms),
                 p999_ms: of(system, |p| p.p999_ms),
+                cpu_s_per_1000: of(system, |p| p.cpu_s_per_1000),
                 ratio: base.filter(|b| *b > 0.0).map(|b| per_s / b),
             });
         }
@@ -597,19 +662,20 @@ fn summarise(options: &BenchOptions, points: &[Point]) -> Vec<Summary> {
 /// The terminal table: a row per system and number of clients.
 pub fn table(report: &BenchReport) -> String {
     let mut out = format!(
-        "{:<16} {:>7} {:>10} {:>9} {:>9} {:>9} {:>11}\n",
-        "system", "clients", "acked/s", "p50 ms", "p99 ms", "p99.9 ms", "vs idserver"
+        "{:<16} {:>7} {:>10} {:>9} {:>9} {:>9} {:>11} {:>11}\n",
+        "system", "clients", "acked/s", "p50 ms", "p99 ms", "p99.9 ms", "vs idserver", "cpu s/1000"
     );
     for s in &report.summary {
         out.push_str(&format!(
-            "{:<16} {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>11}\n",
+            "{:<16} {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>11} {:>11.3}\n",
             s.system.as_str(),
             s.clients,
             s.per_s,
             s.p50_ms,
             s.p99_ms,
             s.p999_ms,
-            s.ratio.map_or("-".into(), |r| format!("{r:.2}x"))
+            s.ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            s.cpu_s_per_1000
         ));
     }
     if !report.failover_summary.is_empty() {

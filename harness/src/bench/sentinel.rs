@@ -92,6 +92,11 @@ impl SentinelCluster {
         self.hosts.client()
     }
 
+    /// The ids of the system's processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.hosts.pids()
+    }
+
     /// Every Sentinel's address.
     pub fn sentinels(&self) -> Vec<String> {
         self.hosts
