@@ -51,6 +51,16 @@ pub struct EtcdCluster {
 }
 
 impl EtcdCluster {
+    /// Its hosts and processes (to crash and restart one, to find its processes).
+    pub fn hosts(&self) -> &BenchHosts {
+        &self.hosts
+    }
+
+    /// As [`EtcdCluster::hosts`], to change them.
+    pub fn hosts_mut(&mut self) -> &mut BenchHosts {
+        &mut self.hosts
+    }
+
     /// Starts a member on each of `nodes` hosts with `timings` and waits until the cluster
     /// takes a write.
     pub async fn start(nodes: u32, timings: Timings) -> Result<EtcdCluster> {
@@ -102,16 +112,6 @@ impl EtcdCluster {
         Ok(cluster)
     }
 
-    /// The client host's runtime.
-    pub fn client(&self) -> &tokio::runtime::Handle {
-        self.hosts.client()
-    }
-
-    /// The ids of the system's processes.
-    pub fn pids(&self) -> Vec<u32> {
-        self.hosts.pids()
-    }
-
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
         self.hosts
@@ -126,7 +126,8 @@ impl EtcdCluster {
     pub async fn leader_among(&self, among: &[usize]) -> Option<usize> {
         let endpoints: Vec<String> = among.iter().map(|i| self.endpoints()[*i].clone()).collect();
         let among = among.to_vec();
-        self.client()
+        self.hosts
+            .client()
             .spawn(async move {
                 // (member id, the leader it names) of each.
                 let mut seen = Vec::new();
@@ -157,7 +158,8 @@ impl EtcdCluster {
             return false;
         }
         let endpoints = self.endpoints();
-        self.client()
+        self.hosts
+            .client()
             .spawn(async move {
                 let mut applied = Vec::new();
                 for endpoint in &endpoints {
@@ -169,19 +171,9 @@ impl EtcdCluster {
             .unwrap_or(false)
     }
 
-    /// The member's host crashes (SIGKILL).
-    pub fn kill(&mut self, host: usize) {
-        self.hosts.kill(host);
-    }
-
-    /// The member starts again on its data.
-    pub fn restart(&mut self, host: usize) -> Result<()> {
-        self.hosts.restart(host)
-    }
-
     async fn wait_ready(&self) -> Result<()> {
         let endpoints = self.endpoints();
-        let ready = self.client().spawn(async move {
+        let ready = self.hosts.client().spawn(async move {
             let deadline = Instant::now() + READY_TIMEOUT;
             loop {
                 let tried = async {

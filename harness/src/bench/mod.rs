@@ -11,7 +11,7 @@
 mod cpu;
 pub mod etcd;
 pub mod failover;
-mod hosts;
+pub mod hosts;
 pub mod html;
 
 pub use hosts::remove_dead_scratch;
@@ -21,6 +21,7 @@ use crate::cluster::{LabCluster, NodeConfig};
 use crate::error::{Error, Result};
 use crate::scenario::Mode;
 use etcd::{EtcdCluster, EtcdWriter, Timings};
+use hosts::BenchHosts;
 use idserver::client::{Client, ClientConfig};
 use sentinel::{SentinelCluster, SentinelWriter};
 use std::path::{Path, PathBuf};
@@ -232,23 +233,31 @@ impl Running {
         }
     }
 
+    /// The hosts and processes of a system the bench starts itself (all but idserver).
+    fn hosts(&self) -> Option<&BenchHosts> {
+        match self {
+            Running::Idserver(_) => None,
+            Running::Etcd(cluster) => Some(cluster.hosts()),
+            Running::Sentinel(cluster) => Some(cluster.hosts()),
+        }
+    }
+
     /// The ids of the system's processes (their children count with them).
     fn pids(&self) -> Vec<u32> {
         match self {
             Running::Idserver(cluster) => (0..cluster.len())
                 .filter_map(|i| Some(cluster.pid(i).ok()?.as_raw() as u32))
                 .collect(),
-            Running::Etcd(cluster) => cluster.pids(),
-            Running::Sentinel(cluster) => cluster.pids(),
+            _ => self.hosts().map(BenchHosts::pids).unwrap_or_default(),
         }
     }
 
     /// The client host's runtime: every client of the system runs there.
     fn runtime(&self) -> &tokio::runtime::Handle {
-        match self {
-            Running::Idserver(cluster) => cluster.client(0),
-            Running::Etcd(cluster) => cluster.client(),
-            Running::Sentinel(cluster) => cluster.client(),
+        match (self, self.hosts()) {
+            (Running::Idserver(cluster), _) => cluster.client(0),
+            (_, Some(hosts)) => hosts.client(),
+            (_, None) => unreachable!("every other system has bench hosts"),
         }
     }
 
@@ -331,22 +340,23 @@ impl Running {
         match self {
             Running::Idserver(cluster) => cluster.kill(i),
             Running::Etcd(cluster) => {
-                cluster.kill(i);
+                cluster.hosts_mut().kill(i);
                 Ok(())
             }
             Running::Sentinel(cluster) => {
-                cluster.kill(i);
+                cluster.hosts_mut().kill(i);
                 Ok(())
             }
         }
     }
 
-    /// Node `i` starts again on its data.
+    /// Node `i` starts again on its data (a former Redis primary as first started: the
+    /// Sentinels make it a replica of the new one).
     fn restart(&mut self, i: usize) -> Result<()> {
         match self {
             Running::Idserver(cluster) => cluster.start(i),
-            Running::Etcd(cluster) => cluster.restart(i),
-            Running::Sentinel(cluster) => cluster.restart(i),
+            Running::Etcd(cluster) => cluster.hosts_mut().restart(i),
+            Running::Sentinel(cluster) => cluster.hosts_mut().restart(i),
         }
     }
 

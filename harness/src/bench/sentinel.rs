@@ -26,6 +26,16 @@ pub struct SentinelCluster {
 }
 
 impl SentinelCluster {
+    /// Its hosts and processes (to crash and restart one, to find its processes).
+    pub fn hosts(&self) -> &BenchHosts {
+        &self.hosts
+    }
+
+    /// As [`SentinelCluster::hosts`], to change them.
+    pub fn hosts_mut(&mut self) -> &mut BenchHosts {
+        &mut self.hosts
+    }
+
     /// Starts `nodes` hosts, each with Redis and a Sentinel, the first host's Redis the
     /// primary, and waits until every replica is online (synced) and a Sentinel names the primary.
     pub async fn start(nodes: u32) -> Result<SentinelCluster> {
@@ -87,16 +97,6 @@ impl SentinelCluster {
         Ok(cluster)
     }
 
-    /// The client host's runtime.
-    pub fn client(&self) -> &tokio::runtime::Handle {
-        self.hosts.client()
-    }
-
-    /// The ids of the system's processes.
-    pub fn pids(&self) -> Vec<u32> {
-        self.hosts.pids()
-    }
-
     /// Every Sentinel's address.
     pub fn sentinels(&self) -> Vec<String> {
         self.hosts
@@ -117,6 +117,7 @@ impl SentinelCluster {
             .map(|h| format!("{}:{REDIS_PORT}", h.addr()))
             .collect();
         let named = self
+            .hosts
             .client()
             .spawn(async move {
                 let mut named = Vec::new();
@@ -143,7 +144,8 @@ impl SentinelCluster {
         let primary = format!("{}:{REDIS_PORT}", self.hosts.hosts()[primary].addr());
         let others = all.len() - 1;
         let sentinels = self.sentinels();
-        self.client()
+        self.hosts
+            .client()
             .spawn(async move {
                 if online_replicas(&primary).await.unwrap_or(0) < others {
                     return false;
@@ -157,17 +159,6 @@ impl SentinelCluster {
             })
             .await
             .unwrap_or(false)
-    }
-
-    /// The host crashes: SIGKILL to its Redis and its Sentinel.
-    pub fn kill(&mut self, host: usize) {
-        self.hosts.kill(host);
-    }
-
-    /// The host starts again: its Redis and Sentinel as first started (the Sentinels make a
-    /// former primary a replica of the new one).
-    pub fn restart(&mut self, host: usize) -> Result<()> {
-        self.hosts.restart(host)
     }
 
     async fn wait_ready(&self) -> Result<()> {
