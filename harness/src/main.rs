@@ -81,6 +81,50 @@ struct RunArgs {
     docker_work: PathBuf,
 }
 
+/// `idlab bench`'s arguments.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Systems, comma-separated: idserver (whitepaper mode, acknowledged after one replica),
+    /// idserver-strict (acknowledged by a majority), etcd (Debian's etcd-server, default
+    /// timings, data on a tmpfs; a create-if-absent transaction), etcd-tuned (heartbeat
+    /// 10 ms, election 100 ms), sentinel (a Redis primary, two replicas and three
+    /// Sentinels; SET then WAIT 1).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "idserver,idserver-strict,etcd,sentinel"
+    )]
+    systems: Vec<String>,
+    /// Concurrent clients, comma-separated: one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    clients: Vec<u32>,
+    /// Seconds each measurement writes for.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Rounds; each starts every system afresh, in a rotated order.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Leader crashes per system (spread over the rounds), each under 4 writers: the
+    /// leader's host is killed (SIGKILL), the time to the first acknowledged write and to
+    /// the survivors' agreement measured, the acknowledged writes read back; then it
+    /// restarts. 0: none.
+    #[arg(long, default_value_t = 20)]
+    failovers: u32,
+    /// The conditions of every link in the lab while systems are measured: plain, delay
+    /// (10 ± 2 ms per link, one way) or loss (5% of packets per link).
+    #[arg(long, default_value = "plain")]
+    profile: String,
+    /// A reduced run: 1 and 64 clients, 2 s each, one round, 2 failovers.
+    #[arg(long)]
+    quick: bool,
+    /// The idserver binary (default: beside idlab, else on PATH).
+    #[arg(long)]
+    idserver: Option<PathBuf>,
+    /// Where run folders go.
+    #[arg(long, default_value = "target/idlab/bench")]
+    out: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum ImageAction {
     /// Build it from this host's `redis-server` and the libraries it links (`docker import`,
@@ -151,43 +195,7 @@ enum Command {
     /// each number of clients, rounds in alternating order; prints a table with ratios against
     /// idserver and writes `<out>/<run-id>/bench.json` and `bench.html` (tables and SVG plots:
     /// throughput against clients, latency CDFs, failover times).
-    Bench {
-        /// Systems, comma-separated: idserver (whitepaper mode, acknowledged after one replica),
-        /// idserver-strict (acknowledged by a majority), etcd (Debian's etcd-server, default
-        /// timings, data on a tmpfs; a create-if-absent transaction), etcd-tuned (heartbeat
-        /// 10 ms, election 100 ms), sentinel (a Redis primary, two replicas and three
-        /// Sentinels; SET then WAIT 1).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "idserver,idserver-strict,etcd,sentinel"
-        )]
-        systems: Vec<String>,
-        /// Concurrent clients, comma-separated: one measurement each.
-        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
-        clients: Vec<u32>,
-        /// Seconds each measurement writes for.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// Rounds; each starts every system afresh, in a rotated order.
-        #[arg(long, default_value_t = 3)]
-        rounds: u32,
-        /// Leader crashes per system (spread over the rounds), each under 4 writers: the
-        /// leader's host is killed (SIGKILL), the time to the first acknowledged write and to
-        /// the survivors' agreement measured, the acknowledged writes read back; then it
-        /// restarts. 0: none.
-        #[arg(long, default_value_t = 20)]
-        failovers: u32,
-        /// A reduced run: 1 and 64 clients, 2 s each, one round, 2 failovers.
-        #[arg(long)]
-        quick: bool,
-        /// The idserver binary (default: beside idlab, else on PATH).
-        #[arg(long)]
-        idserver: Option<PathBuf>,
-        /// Where run folders go.
-        #[arg(long, default_value = "target/idlab/bench")]
-        out: PathBuf,
-    },
+    Bench(BenchArgs),
     /// The Redis image for container mode.
     Image {
         #[command(subcommand)]
@@ -209,24 +217,7 @@ fn main() -> ExitCode {
         Command::Image {
             action: ImageAction::Build { redis_server, work },
         } => image(&redis_server, &work),
-        Command::Bench {
-            systems,
-            clients,
-            seconds,
-            rounds,
-            failovers,
-            quick,
-            idserver,
-            out,
-        } => bench(
-            &systems,
-            if quick { vec![1, 64] } else { clients },
-            if quick { 2.0 } else { seconds },
-            if quick { 1 } else { rounds },
-            if quick { failovers.min(2) } else { failovers },
-            idserver,
-            &out,
-        ),
+        Command::Bench(args) => bench(args),
         Command::Clean { docker_work } => {
             let mut removed = harness::containers::remove_dead_runs();
             removed.extend(harness::containers::remove_dead_private_engines(
@@ -254,16 +245,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench(
-    systems: &[String],
-    clients: Vec<u32>,
-    seconds: f64,
-    rounds: u32,
-    failovers: u32,
-    idserver: Option<PathBuf>,
-    out: &Path,
-) -> Result<u8, String> {
-    use harness::bench::{self, BenchOptions, System};
+fn bench(args: BenchArgs) -> Result<u8, String> {
+    use harness::bench::{self, BenchOptions, Profile, System};
+    let BenchArgs {
+        systems,
+        clients,
+        seconds,
+        rounds,
+        failovers,
+        profile,
+        quick,
+        idserver,
+        out,
+    } = args;
+    let (clients, seconds, rounds, failovers) = if quick {
+        (vec![1, 64], 2.0, 1, failovers.min(2))
+    } else {
+        (clients, seconds, rounds, failovers)
+    };
     let systems = systems
         .iter()
         .map(|s| System::parse(s.trim()))
@@ -280,6 +279,7 @@ fn bench(
         seconds,
         rounds,
         failovers,
+        profile: Profile::parse(&profile)?,
         idserver: find_idserver(idserver)?,
     };
     let run_dir = out.join(format!("{}-{}", now_ms() / 1000, std::process::id()));
@@ -293,7 +293,8 @@ fn bench(
     let measurements = options.systems.len() * options.clients.len() * options.rounds as usize;
     println!(
         "idlab bench: {measurements} measurement(s) of {seconds} s, {failovers} failover(s) per \
-         system; evidence in {}",
+         system, links {}; evidence in {}",
+        options.profile.as_str(),
         run_dir.display()
     );
     // Ctrl-C or SIGTERM drops the run: every system it started is torn down with it.

@@ -46,8 +46,12 @@ fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers
     let points = report["points"].as_array().unwrap();
     let order: Vec<(&str, u64)> = points
         .iter()
+        .filter(|p| p["workload"] == "create")
         .map(|p| (p["system"].as_str().unwrap(), p["round"].as_u64().unwrap()))
         .collect();
+    // Each system's creates are followed by its lookups of keys created before.
+    assert_eq!(points.len(), 2 * order.len());
+    assert!(points.iter().any(|p| p["workload"] == "lookup"));
     assert_eq!(
         order,
         [
@@ -67,11 +71,14 @@ fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers
         assert!(p["p99_ms"].as_f64().unwrap() >= p["p50_ms"].as_f64().unwrap());
     }
     let summary = report["summary"].as_array().unwrap();
-    assert_eq!(summary.len(), 3);
-    assert_eq!(summary[0]["system"], "idserver");
-    assert_eq!(summary[0]["ratio"], 1.0);
-    assert!(summary[1]["ratio"].as_f64().unwrap() > 0.0);
-    assert!(summary[2]["ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary.len(), 6, "creates and lookups of 3 systems");
+    for (i, workload) in [(0, "create"), (3, "lookup")] {
+        assert_eq!(summary[i]["system"], "idserver");
+        assert_eq!(summary[i]["workload"], workload);
+        assert_eq!(summary[i]["ratio"], 1.0);
+        assert!(summary[i + 1]["ratio"].as_f64().unwrap() > 0.0);
+        assert!(summary[i + 2]["ratio"].as_f64().unwrap() > 0.0);
+    }
     // One leader crash per system (in the first round): each system elected another leader and took
     // writes again; idserver and etcd lost no acknowledged write (Sentinel's count is only
     // reported: `WAIT 1` does not make the replica it promotes the one that had the write).
@@ -118,6 +125,66 @@ fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers
             );
         }
     }
+}
+
+#[test]
+fn the_delay_profile_slows_every_link() {
+    let out = tempfile::tempdir().unwrap();
+    let idserver = std::path::Path::new(IDLAB).with_file_name("idserver");
+    let run = Command::new(IDLAB)
+        .args([
+            "bench",
+            "--systems",
+            "idserver",
+            "--clients",
+            "1",
+            "--seconds",
+            "1",
+        ])
+        .args([
+            "--rounds",
+            "1",
+            "--failovers",
+            "0",
+            "--profile",
+            "delay",
+            "--idserver",
+        ])
+        .arg(&idserver)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let folder = std::fs::read_dir(out.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(report["profile"], "delay");
+    // A create crosses four host-to-host hops (client, coordinator, replica and back), each
+    // two links of 10 ± 2 ms: about 80 ms.
+    let create = &report["summary"][0];
+    assert_eq!(create["workload"], "create");
+    let p50 = create["p50_ms"].as_f64().unwrap();
+    assert!((60.0..200.0).contains(&p50), "{create}");
+}
+
+#[test]
+fn bench_refuses_an_unknown_profile() {
+    let run = Command::new(IDLAB)
+        .args(["bench", "--profile", "lossy"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        text.contains("unknown profile `lossy`, expected one of plain, delay, loss"),
+        "{text}"
+    );
 }
 
 /// The page at `html` as Chromium renders it headless (a tall window): its RGB pixels.

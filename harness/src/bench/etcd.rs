@@ -284,6 +284,23 @@ impl EtcdWriter {
         }
     }
 
+    /// Looks `key` up (etcd's default read: linearizable, through the leader); Ok if found.
+    pub async fn read(&mut self, key: &str) -> std::result::Result<(), String> {
+        let client = self.channel().await?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, client.get(key, None)).await {
+            Ok(Ok(got)) if !got.kvs().is_empty() => Ok(()),
+            Ok(Ok(_)) => Err(format!("{key} not found")),
+            Ok(Err(e)) => {
+                self.client = None;
+                Err(e.to_string())
+            }
+            Err(_) => {
+                self.client = None;
+                Err(format!("no answer within {REQUEST_TIMEOUT:?}"))
+            }
+        }
+    }
+
     /// Which of `keys` (all beginning with `prefix`) the cluster does not hold (a
     /// linearizable read).
     pub async fn missing(

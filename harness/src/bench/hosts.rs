@@ -161,6 +161,11 @@ impl BenchHosts {
         started
     }
 
+    /// The lab the hosts are in.
+    pub fn lab(&self) -> &Lab {
+        &self._lab
+    }
+
     /// The ids of the running processes.
     pub fn pids(&self) -> Vec<u32> {
         self.processes

@@ -2,7 +2,7 @@
 //! the summary tables and SVG plots of throughput against clients, latency CDFs per system and
 //! failover times.
 
-use super::{BenchReport, System};
+use super::{BenchReport, System, Workload};
 use std::fmt::Write;
 
 /// Plot size (SVG user units) and margins.
@@ -40,23 +40,25 @@ pub fn render(report: &BenchReport) -> String {
     );
     let _ = writeln!(
         page,
-        "<p>Run started at {} ms since the epoch; {} measurement(s), {} failover(s). Each \
-         figure in the tables is the median over the rounds.</p>",
+        "<p>Run started at {} ms since the epoch, links {}; {} measurement(s), {} \
+         failover(s). Each figure in the tables is the median over the rounds.</p>",
         report.start_ms,
+        report.profile.as_str(),
         report.points.len(),
         report.failovers.len()
     );
     page.push_str(
-        "<h2>Acknowledged writes</h2>\n<table><tr><th>system</th><th>clients</th>\
-                   <th>acked/s</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th>\
+        "<h2>Creates and lookups</h2>\n<table><tr><th>system</th><th>operation</th><th>clients</th>\
+                   <th>per s</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th>\
                    <th>vs idserver</th><th>CPU s / 1000 writes</th></tr>\n",
     );
     for s in &report.summary {
         let _ = writeln!(
             page,
-            "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td>\
-             <td>{}</td><td>{:.3}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.3}</td><td>{:.3}</td>\
+             <td>{:.3}</td><td>{}</td><td>{:.3}</td></tr>",
             s.system.as_str(),
+            s.workload.as_str(),
             s.clients,
             s.per_s,
             s.p50_ms,
@@ -236,18 +238,23 @@ fn number(v: f64) -> String {
     }
 }
 
-/// Acknowledged writes/s against clients (one line per system; clients evenly spaced).
+/// Acknowledged creates/s against clients (one line per system; clients evenly spaced).
 fn throughput_plot(report: &BenchReport, systems: &[System]) -> String {
-    let mut clients: Vec<u32> = report.summary.iter().map(|s| s.clients).collect();
+    let creates: Vec<&super::Summary> = report
+        .summary
+        .iter()
+        .filter(|s| s.workload == Workload::Create)
+        .collect();
+    let mut clients: Vec<u32> = creates.iter().map(|s| s.clients).collect();
     clients.sort_unstable();
     clients.dedup();
     let (w, h) = inner();
-    let (top, y_ticks) = ticks(report.summary.iter().map(|s| s.per_s).fold(0.0, f64::max));
+    let (top, y_ticks) = ticks(creates.iter().map(|s| s.per_s).fold(0.0, f64::max));
     let mut frame = Frame::new(
         "throughput",
-        "Throughput against clients",
+        "Acknowledged creates against clients",
         "concurrent clients",
-        "acknowledged writes/s",
+        "acknowledged creates/s",
     );
     let x = |i: usize| LEFT + w * (i as f64 + 0.5) / clients.len().max(1) as f64;
     let y = |v: f64| TOP + h - h * v / top;
@@ -262,8 +269,7 @@ fn throughput_plot(report: &BenchReport, systems: &[System]) -> String {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| {
-                let s = report
-                    .summary
+                let s = creates
                     .iter()
                     .find(|s| s.system == system && s.clients == *c)?;
                 Some((x(i), y(s.per_s)))
@@ -287,10 +293,12 @@ fn cdf_plot(report: &BenchReport, systems: &[System]) -> String {
     let curves: Vec<(System, &Vec<f64>)> = systems
         .iter()
         .filter_map(|s| {
-            let p = report
-                .points
-                .iter()
-                .find(|p| p.system == *s && p.clients == clients && !p.percentiles_ms.is_empty())?;
+            let p = report.points.iter().find(|p| {
+                p.system == *s
+                    && p.workload == Workload::Create
+                    && p.clients == clients
+                    && !p.percentiles_ms.is_empty()
+            })?;
             Some((*s, &p.percentiles_ms))
         })
         .collect();

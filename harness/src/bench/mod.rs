@@ -25,6 +25,7 @@ use hosts::BenchHosts;
 use idserver::client::{Client, ClientConfig};
 use sentinel::{SentinelCluster, SentinelWriter};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Nodes of every system.
@@ -84,6 +85,93 @@ impl System {
     }
 }
 
+/// What the sessions of a measurement do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Create new keys (acknowledged as the system promises).
+    Create,
+    /// Look up keys created before (each system's default read: idserver from the server the
+    /// client is bound to, etcd linearizable, Redis from the primary).
+    Lookup,
+}
+
+impl Workload {
+    /// As the tables spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Create => "create",
+            Workload::Lookup => "lookup",
+        }
+    }
+}
+
+/// Keys created before the lookups of each system, and looked up at random.
+const LOOKUP_KEYS: u64 = 200;
+/// Sessions creating them.
+const SEED_SESSIONS: u64 = 20;
+
+/// The conditions of every link in the lab (each host's link to the lab's switch, both ways)
+/// while a system is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// No delay, no loss.
+    Plain,
+    /// 10 ± 2 ms on every link (one way; host to host crosses two links).
+    Delay,
+    /// 5% of packets lost on every link.
+    Loss,
+}
+
+impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 3] = [Profile::Plain, Profile::Delay, Profile::Loss];
+
+    /// As `--profile` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Plain => "plain",
+            Profile::Delay => "delay",
+            Profile::Loss => "loss",
+        }
+    }
+
+    /// The profile `name` spells.
+    pub fn parse(name: &str) -> std::result::Result<Profile, String> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| format!("unknown profile `{name}`, expected one of plain, delay, loss"))
+    }
+
+    fn conditions(self) -> netns::LinkConditions {
+        match self {
+            Profile::Plain => netns::LinkConditions::default(),
+            Profile::Delay => netns::LinkConditions {
+                latency_ms: 10,
+                jitter_ms: 2,
+                ..Default::default()
+            },
+            Profile::Loss => netns::LinkConditions {
+                loss_pct: 5.0,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Sets every link of `lab` to this profile's conditions.
+    fn apply(self, lab: &netns::Lab) -> Result<()> {
+        if self == Profile::Plain {
+            return Ok(());
+        }
+        for host in lab.hosts() {
+            lab.set_link(host.name(), netns::Direction::Both, self.conditions())?;
+        }
+        Ok(())
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -97,6 +185,8 @@ pub struct BenchOptions {
     pub rounds: u32,
     /// Leader crashes per system, spread over the rounds (0: none).
     pub failovers: u32,
+    /// The links' conditions.
+    pub profile: Profile,
     /// The idserver binary.
     pub idserver: PathBuf,
 }
@@ -106,6 +196,8 @@ pub struct BenchOptions {
 pub struct Point {
     /// The system.
     pub system: System,
+    /// What the sessions did.
+    pub workload: Workload,
     /// Concurrent clients.
     pub clients: u32,
     /// Which round (0-based).
@@ -138,6 +230,8 @@ pub struct Point {
 pub struct Summary {
     /// The system.
     pub system: System,
+    /// What the sessions did.
+    pub workload: Workload,
     /// Concurrent clients.
     pub clients: u32,
     /// Median acknowledged writes per second.
@@ -159,6 +253,8 @@ pub struct Summary {
 pub struct BenchReport {
     /// When it started (ms since the epoch).
     pub start_ms: u64,
+    /// The links' conditions throughout.
+    pub profile: Profile,
     /// Every measurement, in the order taken.
     pub points: Vec<Point>,
     /// Medians and ratios.
@@ -242,6 +338,15 @@ impl Running {
         }
     }
 
+    /// The lab the system runs in.
+    fn lab(&self) -> &netns::Lab {
+        match (self, self.hosts()) {
+            (Running::Idserver(cluster), _) => cluster.lab(),
+            (_, Some(hosts)) => hosts.lab(),
+            (_, None) => unreachable!("every other system has bench hosts"),
+        }
+    }
+
     /// The ids of the system's processes (their children count with them).
     fn pids(&self) -> Vec<u32> {
         match self {
@@ -277,15 +382,24 @@ impl Running {
         }
     }
 
-    /// `clients` writers writing for `length`.
-    async fn measure(&self, clients: u32, length: Duration, tag: &str) -> Result<Written> {
+    /// `clients` sessions doing `workload` for `length`: creating keys `<tag>-<session>-<n>`,
+    /// or looking up keys of `existing` at random.
+    async fn measure(
+        &self,
+        workload: Workload,
+        clients: u32,
+        length: Duration,
+        tag: &str,
+        existing: &Arc<Vec<String>>,
+    ) -> Result<Written> {
         let mut tasks = Vec::new();
         for c in 0..clients {
             let prefix = format!("{tag}-{c}-");
             let session = self.session();
+            let existing = existing.clone();
             tasks.push(self.runtime().spawn(async move {
                 match session.open().await {
-                    Ok(writer) => timed(length, &prefix, writer).await,
+                    Ok(writer) => timed(length, workload, &prefix, &existing, writer).await,
                     Err(e) => (Vec::new(), 1, Some(e)),
                 }
             }));
@@ -384,6 +498,39 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Creates [`LOOKUP_KEYS`] keys `<tag>-<session>-<n>` through [`SEED_SESSIONS`] sessions at
+    /// once (so that slow links do not make it long), for the lookups; returns those
+    /// acknowledged.
+    async fn seed(&self, tag: &str) -> Result<Vec<String>> {
+        let mut tasks = Vec::new();
+        for session_n in 0..SEED_SESSIONS {
+            let session = self.session();
+            let prefix = format!("{tag}-{session_n}-");
+            tasks.push(self.runtime().spawn(async move {
+                let mut writer = session.open().await?;
+                let mut made = Vec::new();
+                for n in 0..LOOKUP_KEYS / SEED_SESSIONS {
+                    let key = format!("{prefix}{n}");
+                    if writer.write(&key).await.is_ok() {
+                        made.push(key);
+                    }
+                }
+                Ok::<_, String>(made)
+            }));
+        }
+        let mut made = Vec::new();
+        for task in tasks {
+            let keys = task
+                .await
+                .map_err(|e| Error::Setup(format!("a seeding client died: {e}")))?
+                .map_err(|e| Error::Setup(format!("failed to create keys to look up: {e}")))?;
+            made.extend(keys);
+        }
+        Ok(made)
+    }
+}
+
 /// What opening a client session of a system takes.
 #[derive(Clone)]
 enum Session {
@@ -475,19 +622,49 @@ impl Writer {
             Writer::Sentinel(writer) => writer.write(key).await,
         }
     }
+
+    /// Looks `key` up; Ok if found.
+    async fn read(&mut self, key: &str) -> std::result::Result<(), String> {
+        match self {
+            Writer::Idserver(client) => client
+                .lookup(key)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Writer::Etcd(writer) => writer.read(key).await,
+            Writer::Sentinel(writer) => writer.read(key).await,
+        }
+    }
 }
 
-/// Writes `<prefix><n>` one after another until `length` has passed; the latencies (ms) of
-/// acknowledged writes and the count of the others.
-async fn timed(length: Duration, prefix: &str, mut writer: Writer) -> Written {
+/// Creates `<prefix><n>` one after another, or looks up keys of `existing` at random, until
+/// `length` has passed; the latencies (ms) of the operations that succeeded and the count of
+/// the others.
+async fn timed(
+    length: Duration,
+    workload: Workload,
+    prefix: &str,
+    existing: &[String],
+    mut writer: Writer,
+) -> Written {
     let until = Instant::now() + length;
     let (mut latencies, mut failed, mut first_error) = (Vec::new(), 0u64, None);
     let mut n = 0u64;
     while Instant::now() < until {
-        let key = format!("{prefix}{n}");
-        n += 1;
         let sent = Instant::now();
-        match writer.write(&key).await {
+        let done = match workload {
+            Workload::Create => {
+                let key = format!("{prefix}{n}");
+                n += 1;
+                writer.write(&key).await
+            }
+            Workload::Lookup if existing.is_empty() => Err("no key to look up".to_string()),
+            Workload::Lookup => {
+                let key = &existing[rand::random::<usize>() % existing.len()];
+                writer.read(key).await
+            }
+        };
+        match done {
             Ok(()) => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
             Err(e) => {
                 failed += 1;
@@ -545,17 +722,25 @@ pub async fn run(
         order.rotate_left(round as usize % len);
         for system in order {
             let mut running = Running::start(system, &options.idserver, evidence).await?;
-            for &clients in &options.clients {
+            options.profile.apply(running.lab())?;
+            let seeded = Arc::new(running.seed(&format!("s{start_ms}-{round}")).await?);
+            let measurements = options
+                .clients
+                .iter()
+                .flat_map(|c| [(Workload::Create, *c), (Workload::Lookup, *c)]);
+            for (workload, clients) in measurements {
                 let tag = format!("b{start_ms}-{round}-{}-{clients}", system.as_str());
                 let began = Instant::now();
                 let cpu_before = cpu::seconds(&running.pids());
-                let (mut latencies, failed, first_error) =
-                    running.measure(clients, length, &tag).await?;
+                let (mut latencies, failed, first_error) = running
+                    .measure(workload, clients, length, &tag, &seeded)
+                    .await?;
                 let cpu = cpu::seconds(&running.pids()) - cpu_before;
                 let seconds = began.elapsed().as_secs_f64();
                 latencies.sort_by(f64::total_cmp);
                 let point = Point {
                     system,
+                    workload,
                     clients,
                     round,
                     acked: latencies.len() as u64,
@@ -572,9 +757,10 @@ pub async fn run(
                     cpu_s_per_1000: cpu * 1000.0 / latencies.len().max(1) as f64,
                 };
                 progress(&format!(
-                    "round {} {:<16} {:>3} clients: {:>8.0} acked/s  p50 {:.2} ms  p99 {:.2} ms{}",
+                    "round {} {:<16} {:<6} {:>3} clients: {:>8.0} /s  p50 {:.2} ms  p99 {:.2} ms{}",
                     round + 1,
                     system.as_str(),
+                    workload.as_str(),
                     clients,
                     point.per_s,
                     point.p50_ms,
@@ -610,6 +796,7 @@ pub async fn run(
         .collect();
     Ok(BenchReport {
         start_ms,
+        profile: options.profile,
         points,
         summary,
         failovers,
@@ -638,12 +825,17 @@ fn summarise_failovers(system: System, failovers: &[failover::Failover]) -> Fail
 
 fn summarise(options: &BenchOptions, points: &[Point]) -> Vec<Summary> {
     let mut summary = Vec::new();
-    for &clients in &options.clients {
+    let cases = [Workload::Create, Workload::Lookup]
+        .into_iter()
+        .flat_map(|w| options.clients.iter().map(move |c| (w, *c)));
+    for (workload, clients) in cases {
         let of = |system: System, f: fn(&Point) -> f64| {
             median(
                 points
                     .iter()
-                    .filter(|p| p.system == system && p.clients == clients)
+                    .filter(|p| {
+                        p.system == system && p.clients == clients && p.workload == workload
+                    })
                     .map(f)
                     .collect(),
             )
@@ -656,6 +848,7 @@ fn summarise(options: &BenchOptions, points: &[Point]) -> Vec<Summary> {
             let per_s = of(system, |p| p.per_s);
             summary.push(Summary {
                 system,
+                workload,
                 clients,
                 per_s,
                 p50_ms: of(system, |p| p.p50_ms),
@@ -672,13 +865,22 @@ fn summarise(options: &BenchOptions, points: &[Point]) -> Vec<Summary> {
 /// The terminal table: a row per system and number of clients.
 pub fn table(report: &BenchReport) -> String {
     let mut out = format!(
-        "{:<16} {:>7} {:>10} {:>9} {:>9} {:>9} {:>11} {:>11}\n",
-        "system", "clients", "acked/s", "p50 ms", "p99 ms", "p99.9 ms", "vs idserver", "cpu s/1000"
+        "{:<16} {:<7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>11} {:>11}\n",
+        "system",
+        "op",
+        "clients",
+        "per s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "vs idserver",
+        "cpu s/1000"
     );
     for s in &report.summary {
         out.push_str(&format!(
-            "{:<16} {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>11} {:>11.3}\n",
+            "{:<16} {:<7} {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>11} {:>11.3}\n",
             s.system.as_str(),
+            s.workload.as_str(),
             s.clients,
             s.per_s,
             s.p50_ms,

@@ -291,6 +291,21 @@ impl SentinelWriter {
         }
     }
 
+    /// Looks `key` up on the primary; Ok if found.
+    pub async fn read(&mut self, key: &str) -> std::result::Result<(), String> {
+        let conn = self.primary().await?;
+        let found: redis::RedisResult<Option<Vec<u8>>> =
+            redis::cmd("GET").arg(key).query_async(conn).await;
+        match found {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(format!("{key} not found")),
+            Err(e) => {
+                self.conn = None;
+                Err(e.to_string())
+            }
+        }
+    }
+
     /// Which of `keys` the primary does not hold.
     pub async fn missing(&mut self, keys: &[String]) -> std::result::Result<Vec<String>, String> {
         let mut missing = Vec::new();
