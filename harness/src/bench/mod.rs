@@ -722,8 +722,9 @@ pub async fn run(
         order.rotate_left(round as usize % len);
         for system in order {
             let mut running = Running::start(system, &options.idserver, evidence).await?;
-            options.profile.apply(running.lab())?;
+            // (Setup, on plain links: under loss a session's first connection may time out.)
             let seeded = Arc::new(running.seed(&format!("s{start_ms}-{round}")).await?);
+            options.profile.apply(running.lab())?;
             let measurements = options
                 .clients
                 .iter()
