@@ -397,11 +397,25 @@ impl Running {
             let prefix = format!("{tag}-{c}-");
             let session = self.session();
             let existing = existing.clone();
+            let until = Instant::now() + length;
             tasks.push(self.runtime().spawn(async move {
-                match session.open().await {
-                    Ok(writer) => timed(length, workload, &prefix, &existing, writer).await,
-                    Err(e) => (Vec::new(), 1, Some(e)),
+                // A session that cannot connect yet (a lost first packet) tries again.
+                let (mut failed, mut first_error) = (0, None);
+                while Instant::now() < until {
+                    match session.clone().open().await {
+                        Ok(writer) => {
+                            let (l, f, e) =
+                                timed(until, workload, &prefix, &existing, writer).await;
+                            return (l, failed + f, first_error.or(e));
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            first_error.get_or_insert(e);
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
                 }
+                (Vec::new(), failed, first_error)
             }));
         }
         let (mut latencies, mut failed, mut first_error) = (Vec::new(), 0, None);
@@ -638,16 +652,15 @@ impl Writer {
 }
 
 /// Creates `<prefix><n>` one after another, or looks up keys of `existing` at random, until
-/// `length` has passed; the latencies (ms) of the operations that succeeded and the count of
+/// `until`; the latencies (ms) of the operations that succeeded and the count of
 /// the others.
 async fn timed(
-    length: Duration,
+    until: Instant,
     workload: Workload,
     prefix: &str,
     existing: &[String],
     mut writer: Writer,
 ) -> Written {
-    let until = Instant::now() + length;
     let (mut latencies, mut failed, mut first_error) = (Vec::new(), 0u64, None);
     let mut n = 0u64;
     while Instant::now() < until {
