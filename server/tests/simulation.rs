@@ -613,3 +613,43 @@ fn strict_random_schedules_with_writes_lose_no_acknowledged_write() {
         data_schedule(seed, true)
     });
 }
+
+/// A coordinator whose store lost events it cannot make again resigns (`Input::Resign`) with
+/// its applied clock lowered to its store's: in either mode the others, which hold those
+/// events, elect one of themselves, and it follows. An input for another epoch changes nothing.
+#[test]
+fn a_coordinator_that_resigns_gives_way_to_a_node_that_holds_more() {
+    for (mode, config) in [("whitepaper", CoreConfig::default()), ("strict", strict(3))] {
+        for seed in 0..20 {
+            let mut sim = Sim::new(seed, 3, config.clone());
+            for i in 0..3 {
+                sim.start(i);
+            }
+            sim.run_until(sim.now_ms + 1_000);
+            let old = coordinator(&sim);
+            for i in 0..3 {
+                sim.set_clock(i, 40);
+            }
+            sim.run_until(sim.now_ms + 100);
+            let epoch = sim.view(old).unwrap().epoch;
+            sim.input(old, idserver::core::Input::Resign { epoch: epoch + 1 });
+            sim.run_until(sim.now_ms + 100);
+            assert_eq!(
+                coordinator(&sim),
+                old,
+                "{mode} seed {seed}: another epoch's resignation"
+            );
+            sim.set_clock(old, 30);
+            sim.input(old, idserver::core::Input::Resign { epoch });
+            sim.time_to_agreement(5_000, 5)
+                .unwrap_or_else(|| panic!("{mode} seed {seed}: {}", sim.describe()));
+            let new = coordinator(&sim);
+            assert_ne!(new, old, "{mode} seed {seed}: {}", sim.describe());
+            assert_eq!(
+                sim.view(old).unwrap().role,
+                Role::Follower,
+                "{mode} seed {seed}"
+            );
+        }
+    }
+}
