@@ -621,7 +621,7 @@ fn strict_random_schedules_with_writes_lose_no_acknowledged_write() {
 fn a_coordinator_that_resigns_gives_way_to_a_node_that_holds_more() {
     for (mode, config) in [("whitepaper", CoreConfig::default()), ("strict", strict(3))] {
         for seed in 0..20 {
-            let mut sim = Sim::new(seed, 3, config.clone());
+            let mut sim = Sim::new(seed, 3, config);
             for i in 0..3 {
                 sim.start(i);
             }
