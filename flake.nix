@@ -59,7 +59,7 @@
           cargoCheck = name: command: pkgs.stdenv.mkDerivation {
             name = "idlab-${name}";
             inherit src cargoDeps;
-            nativeBuildInputs = with pkgs; [ cargo rustc clippy rustfmt rustPlatform.cargoSetupHook ];
+            nativeBuildInputs = with pkgs; [ cargo rustc clippy rustfmt protobuf rustPlatform.cargoSetupHook ];
             buildPhase = command;
             installPhase = "touch $out";
           };

@@ -5,7 +5,7 @@
   shell = [
     "cargo" "rustc" "clippy" "rustfmt" "cargo-nextest" "pkg-config"
     "redis" "iproute2" "iptables" "nftables" "procps" "nix"
-    "docker-client" "etcd" "openssh"
+    "docker-client" "etcd" "openssh" "protobuf" "chromium"
   ];
   debian = {
     "redis-server" = "redis";
@@ -15,5 +15,11 @@
     "procps" = "procps";
     "nix-bin" = "nix";
     "docker.io" = "docker-client";
+    # idlab bench: etcd to compare with, protoc and the well-known protos for etcd's gRPC
+    # client, a headless browser for the bench test.
+    "etcd-server" = "etcd";
+    "protobuf-compiler" = "protobuf";
+    "libprotobuf-dev" = "protobuf";
+    "chromium" = "chromium";
   };
 }

@@ -2,7 +2,7 @@
 # Inside the build sandbox only the unit tests run (`--lib`): the integration tests start
 # redis-server and real clusters with timing bounds, and the lab needs root and network
 # namespaces; they run in `.ci/run` and `nix run .#test` / `.#lab` on a real host instead.
-{ lib, rustPlatform, pkg-config, crate ? "idserver" }:
+{ lib, rustPlatform, pkg-config, protobuf, crate ? "idserver" }:
 
 rustPlatform.buildRustPackage {
   pname = if crate == "harness" then "idlab" else crate;
@@ -11,7 +11,8 @@ rustPlatform.buildRustPackage {
   cargoLock.lockFile = ../Cargo.lock;
   cargoBuildFlags = [ "-p" crate ];
   cargoTestFlags = [ "-p" crate "--lib" ];
-  nativeBuildInputs = [ pkg-config ];
+  # protoc (with its well-known protos) builds etcd's gRPC client, which idlab's bench uses.
+  nativeBuildInputs = [ pkg-config ] ++ lib.optional (crate == "harness") protobuf;
   meta = {
     description = "Replicated identity server (login name <-> UUID) and its fault lab";
     license = with lib.licenses; [ mit asl20 ];
