@@ -8,41 +8,21 @@ const IDLAB: &str = env!("CARGO_BIN_EXE_idlab");
 
 #[test]
 fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers() {
-    let out = tempfile::tempdir().unwrap();
-    let idserver = std::path::Path::new(IDLAB).with_file_name("idserver");
-    let run = Command::new(IDLAB)
-        .args([
-            "bench",
-            "--systems",
-            "idserver,etcd,sentinel",
-            "--clients",
-            "2",
-        ])
-        .args([
-            "--seconds",
-            "1",
-            "--rounds",
-            "2",
-            "--failovers",
-            "1",
-            "--idserver",
-        ])
-        .arg(&idserver)
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{run:?}");
+    let run = bench(&[
+        "--systems",
+        "idserver,etcd,sentinel",
+        "--clients",
+        "2",
+        "--seconds",
+        "1",
+        "--rounds",
+        "2",
+        "--failovers",
+        "1",
+    ]);
+    // (`run` keeps the run folder until the end.)
+    let (text, folder, report) = (&run.text, &run.folder, &run.report);
     assert!(text.contains("vs idserver"), "{text}");
-    let folder = std::fs::read_dir(out.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(folder.join("bench.json")).unwrap()).unwrap();
     let points = report["points"].as_array().unwrap();
     let order: Vec<(&str, u64)> = points
         .iter()
@@ -110,7 +90,7 @@ fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers
         );
     }
     // Nothing left: no lab namespace of this run, no Redis of its Sentinel system.
-    let prefix = format!("idl-{}-", run_pid(&folder));
+    let prefix = format!("idl-{}-", run_pid(folder));
     assert!(!netns::cleanup::lab_namespaces()
         .iter()
         .any(|n| n.starts_with(&prefix)));
@@ -129,41 +109,21 @@ fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers
 
 #[test]
 fn the_delay_profile_slows_every_link() {
-    let out = tempfile::tempdir().unwrap();
-    let idserver = std::path::Path::new(IDLAB).with_file_name("idserver");
-    let run = Command::new(IDLAB)
-        .args([
-            "bench",
-            "--systems",
-            "idserver",
-            "--clients",
-            "1",
-            "--seconds",
-            "1",
-        ])
-        .args([
-            "--rounds",
-            "1",
-            "--failovers",
-            "0",
-            "--profile",
-            "delay",
-            "--idserver",
-        ])
-        .arg(&idserver)
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{run:?}");
-    let folder = std::fs::read_dir(out.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(folder.join("bench.json")).unwrap()).unwrap();
+    let report = bench(&[
+        "--systems",
+        "idserver",
+        "--clients",
+        "1",
+        "--seconds",
+        "1",
+        "--rounds",
+        "1",
+        "--failovers",
+        "0",
+        "--profile",
+        "delay",
+    ])
+    .report;
     assert_eq!(report["profile"], "delay");
     // A create crosses four host-to-host hops (client, coordinator, replica and back), each
     // two links of 10 ± 2 ms: about 80 ms.
@@ -185,6 +145,45 @@ fn bench_refuses_an_unknown_profile() {
         text.contains("unknown profile `lossy`, expected one of plain, delay, loss"),
         "{text}"
     );
+}
+
+/// What a bench run left: its output, its run folder (removed with `_out`) and `bench.json`.
+struct BenchRun {
+    _out: tempfile::TempDir,
+    text: String,
+    folder: std::path::PathBuf,
+    report: serde_json::Value,
+}
+
+/// Runs `idlab bench ARGS` with the idserver beside idlab, into a folder of its own, and
+/// requires success.
+fn bench(args: &[&str]) -> BenchRun {
+    let out = tempfile::tempdir().unwrap();
+    let idserver = std::path::Path::new(IDLAB).with_file_name("idserver");
+    let run = Command::new(IDLAB)
+        .arg("bench")
+        .args(args)
+        .arg("--idserver")
+        .arg(&idserver)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let folder = std::fs::read_dir(out.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let report =
+        serde_json::from_slice(&std::fs::read(folder.join("bench.json")).unwrap()).unwrap();
+    BenchRun {
+        text: String::from_utf8_lossy(&run.stdout).into_owned(),
+        folder,
+        report,
+        _out: out,
+    }
 }
 
 /// The page at `html` as Chromium renders it headless (a tall window): its RGB pixels.

@@ -52,11 +52,7 @@ pub(super) async fn failovers(
     tag: &str,
     progress: &dyn Fn(&str),
 ) -> Result<Vec<Failover>> {
-    let nodes = match running {
-        Running::Idserver(cluster) => cluster.len(),
-        _ => super::NODES as usize,
-    };
-    let all: Vec<usize> = (0..nodes).collect();
+    let all: Vec<usize> = (0..super::NODES as usize).collect();
     let mut done = Vec::new();
     for kill in 0..kills {
         let leader = wait_for(FAILOVER_TIMEOUT, || running.leader_among(&all))

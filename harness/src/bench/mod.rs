@@ -108,6 +108,8 @@ impl Workload {
 
 /// Keys created before the lookups of each system, and looked up at random.
 const LOOKUP_KEYS: u64 = 200;
+/// Sessions made ready for reading acknowledged writes back (tried one after another).
+const READ_BACK_TRIES: usize = 8;
 /// Sessions creating them.
 const SEED_SESSIONS: u64 = 20;
 
@@ -493,13 +495,16 @@ impl Running {
     /// Tries for up to [`READY_TIMEOUT`]: a client may first pick a node that is down (etcd's
     /// balanced channel does).
     async fn missing(&self, prefix: &str, keys: Vec<String>) -> Result<Vec<String>> {
-        let session = self.session();
+        // A session per try: an etcd session starts at a member picked at random.
+        let sessions: Vec<Session> = (0..READ_BACK_TRIES).map(|_| self.session()).collect();
         let prefix = prefix.to_string();
         self.runtime()
             .spawn(async move {
                 let deadline = Instant::now() + READY_TIMEOUT;
+                let mut sessions = sessions.into_iter().cycle();
                 loop {
-                    match session.clone().missing(&prefix, &keys).await {
+                    let session = sessions.next().expect("a cycle never ends");
+                    match session.missing(&prefix, &keys).await {
                         Ok(missing) => return Ok(missing),
                         Err(e) if Instant::now() >= deadline => return Err(e),
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -572,20 +577,7 @@ impl Session {
         prefix: &str,
         keys: &[String],
     ) -> std::result::Result<Vec<String>, String> {
-        let writer = match self {
-            // Opening fails outright on a member that is down: start at each in turn.
-            Session::Etcd(endpoints, first) => {
-                let mut opened = Err(String::new());
-                for k in 0..endpoints.len() {
-                    opened = Session::Etcd(endpoints.clone(), first + k).open().await;
-                    if opened.is_ok() {
-                        break;
-                    }
-                }
-                opened?
-            }
-            other => other.open().await?,
-        };
+        let writer = self.open().await?;
         match writer {
             Writer::Idserver(mut client) => {
                 let mut missing = Vec::new();
@@ -600,17 +592,7 @@ impl Session {
                 }
                 Ok(missing)
             }
-            // The session's member may be the one down: each in turn.
-            Writer::Etcd(mut writer) => {
-                let mut last = String::new();
-                for _ in 0..NODES {
-                    match writer.missing(prefix, keys).await {
-                        Ok(missing) => return Ok(missing),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            }
+            Writer::Etcd(mut writer) => writer.missing(prefix, keys).await,
             Writer::Sentinel(mut writer) => writer.missing(keys).await,
         }
     }
