@@ -73,6 +73,17 @@ fn bench_measures_idserver_etcd_and_sentinel_in_alternating_rounds_and_failovers
         }
     }
     assert!(text.contains("1st ack p50"), "{text}");
+    // The inconsistency window: writes sampled under load in every system, each held by every
+    // node within the 2 s the sampler waits.
+    let windows = report["window_summary"].as_array().unwrap();
+    assert_eq!(windows.len(), 3, "{windows:?}");
+    for w in windows {
+        assert!(w["samples"].as_u64().unwrap() > 10, "{w}");
+        assert_eq!(w["timed_out"], 0, "{w}");
+        let (p50, p99) = (w["p50_ms"].as_f64().unwrap(), w["p99_ms"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p99 >= p50 && p99 < 2_000.0, "{w}");
+    }
+    assert!(text.contains("timed out"), "{text}");
     for s in summary {
         assert!(s["cpu_s_per_1000"].as_f64().unwrap() > 0.0, "{s}");
     }

@@ -71,6 +71,32 @@ pub fn render(report: &BenchReport) -> String {
     page.push_str("</table>\n");
     page.push_str(&throughput_plot(report, &systems));
     page.push_str(&cdf_plot(report, &systems));
+    if !report.window_summary.is_empty() {
+        let _ = writeln!(
+            page,
+            "<h2>Inconsistency window</h2>\n<p>A sampling writer creates keys while {} clients \
+             load the system; after each acknowledgement every node's own copy is read until it \
+             holds the key (an upper bound, by one read's round trip).</p>\n<table><tr>\
+             <th>system</th><th>writes</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th>\
+             <th>timed out</th></tr>",
+            report.windows.first().map_or(0, |w| w.load_clients)
+        );
+        for w in &report.window_summary {
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td>\
+                 <td>{}</td></tr>",
+                w.system.as_str(),
+                w.samples,
+                w.p50_ms,
+                w.p99_ms,
+                w.max_ms,
+                w.timed_out
+            );
+        }
+        page.push_str("</table>\n");
+        page.push_str(&window_plot(report, &systems));
+    }
     if !report.failover_summary.is_empty() {
         page.push_str(
             "<h2>Failover</h2>\n<table><tr><th>system</th><th>kills</th>\
@@ -302,6 +328,43 @@ fn cdf_plot(report: &BenchReport, systems: &[System]) -> String {
             Some((*s, &p.percentiles_ms))
         })
         .collect();
+    cdf(
+        "latency-cdf",
+        &format!("Latency of acknowledged writes, {clients} concurrent client(s) (CDF)"),
+        "latency (ms, log scale)",
+        "fraction of writes",
+        &curves,
+        systems,
+    )
+}
+
+/// The inconsistency window's CDF per system, over every sampled write.
+fn window_plot(report: &BenchReport, systems: &[System]) -> String {
+    let curves: Vec<(System, &Vec<f64>)> = report
+        .window_summary
+        .iter()
+        .filter(|w| w.samples > 0)
+        .map(|w| (w.system, &w.percentiles_ms))
+        .collect();
+    cdf(
+        "window-cdf",
+        "Inconsistency window: from the acknowledgement to the last node holding the write (CDF)",
+        "window (ms, log scale)",
+        "fraction of writes",
+        &curves,
+        systems,
+    )
+}
+
+/// A CDF per system from its percentiles 0..=100 (ms), on a log scale.
+fn cdf(
+    id: &str,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    curves: &[(System, &Vec<f64>)],
+    systems: &[System],
+) -> String {
     let positive = |v: f64| v.max(0.001);
     let low = curves
         .iter()
@@ -322,12 +385,7 @@ fn cdf_plot(report: &BenchReport, systems: &[System]) -> String {
     let (w, h) = inner();
     let x = |ms: f64| LEFT + w * (positive(ms).log10() - lo) / (hi - lo);
     let y = |q: f64| TOP + h - h * q;
-    let mut frame = Frame::new(
-        "latency-cdf",
-        &format!("Latency of acknowledged writes, {clients} concurrent client(s) (CDF)"),
-        "latency (ms, log scale)",
-        "fraction of writes",
-    );
+    let mut frame = Frame::new(id, title, x_label, y_label);
     for e in (lo as i32)..=(hi as i32) {
         let ms = 10f64.powi(e);
         frame.x_tick(x(ms), &number(ms));
@@ -335,7 +393,7 @@ fn cdf_plot(report: &BenchReport, systems: &[System]) -> String {
     for q in [0.0, 0.25, 0.5, 0.75, 1.0] {
         frame.y_tick(y(q), &format!("{q}"));
     }
-    for (system, percentiles) in &curves {
+    for (system, percentiles) in curves {
         let points: Vec<(f64, f64)> = percentiles
             .iter()
             .enumerate()

@@ -16,6 +16,7 @@ pub mod html;
 
 pub use hosts::remove_dead_scratch;
 pub mod sentinel;
+pub mod window;
 
 use crate::cluster::{LabCluster, NodeConfig};
 use crate::error::{Error, Result};
@@ -112,6 +113,8 @@ const LOOKUP_KEYS: u64 = 200;
 const READ_BACK_TRIES: usize = 8;
 /// Sessions creating them.
 const SEED_SESSIONS: u64 = 20;
+/// Clients loading the system while the inconsistency window is sampled.
+const WINDOW_LOAD_CLIENTS: u32 = 8;
 
 /// The conditions of every link in the lab (each host's link to the lab's switch, both ways)
 /// while a system is measured.
@@ -265,6 +268,46 @@ pub struct BenchReport {
     pub failovers: Vec<failover::Failover>,
     /// Failovers by system.
     pub failover_summary: Vec<FailoverSummary>,
+    /// Every inconsistency-window measurement, in the order taken.
+    pub windows: Vec<WindowPoint>,
+    /// Windows by system, over every sampled write of every round.
+    pub window_summary: Vec<WindowSummary>,
+}
+
+/// One inconsistency-window measurement: a system, a round.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WindowPoint {
+    /// The system.
+    pub system: System,
+    /// Which round (0-based).
+    pub round: u32,
+    /// Clients loading the system meanwhile.
+    pub load_clients: u32,
+    /// Each sampled write's window, ms from its acknowledgement to the last node holding it.
+    pub windows_ms: Vec<f64>,
+    /// Sampled writes some node did not hold within 2 s.
+    pub timed_out: u32,
+    /// What went wrong first, if anything did.
+    pub first_error: Option<String>,
+}
+
+/// A system's inconsistency window over every sampled write.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WindowSummary {
+    /// The system.
+    pub system: System,
+    /// Sampled writes.
+    pub samples: u64,
+    /// Median window (ms).
+    pub p50_ms: f64,
+    /// 99th percentile (ms).
+    pub p99_ms: f64,
+    /// The longest (ms).
+    pub max_ms: f64,
+    /// Sampled writes some node did not hold within 2 s.
+    pub timed_out: u32,
+    /// Window at every percentile 0, 1, …, 100 (ms): the CDF the HTML report plots.
+    pub percentiles_ms: Vec<f64>,
 }
 
 /// A system's failovers.
@@ -366,6 +409,57 @@ impl Running {
             (_, Some(hosts)) => hosts.client(),
             (_, None) => unreachable!("every other system has bench hosts"),
         }
+    }
+
+    /// How to read each node's own copy (for the inconsistency window).
+    fn replicas(&self) -> Vec<window::Replica> {
+        match self {
+            Running::Idserver(cluster) => (0..cluster.len())
+                .map(|i| {
+                    window::Replica::Idserver(Box::new(ClientConfig {
+                        servers: vec![cluster.addr(i).to_string()],
+                        cluster: cluster.cluster_name().to_string(),
+                        transport: cluster.transport().clone(),
+                        retry_for_ms: 0,
+                        ..ClientConfig::default()
+                    }))
+                })
+                .collect(),
+            Running::Etcd(cluster) => cluster
+                .endpoints()
+                .into_iter()
+                .map(window::Replica::Etcd)
+                .collect(),
+            Running::Sentinel(cluster) => cluster
+                .redis_addrs()
+                .into_iter()
+                .map(window::Replica::Redis)
+                .collect(),
+        }
+    }
+
+    /// The inconsistency window under load: [`WINDOW_LOAD_CLIENTS`] clients create keys for
+    /// `length` while a sampling writer measures the window of its writes.
+    async fn windows(&self, length: Duration, tag: &str) -> Result<window::Windows> {
+        let until = Instant::now() + length;
+        let sampling = self.runtime().spawn(window::sample(
+            self.session(),
+            self.replicas(),
+            format!("{tag}-w-"),
+            until,
+        ));
+        let none = Arc::new(Vec::new());
+        self.measure(
+            Workload::Create,
+            WINDOW_LOAD_CLIENTS,
+            length,
+            &format!("{tag}-l"),
+            &none,
+        )
+        .await?;
+        sampling
+            .await
+            .map_err(|e| Error::Setup(format!("the window's sampling writer died: {e}")))
     }
 
     /// What a new client session needs.
@@ -710,6 +804,7 @@ pub async fn run(
     let start_ms = crate::history::now_ms();
     let mut points = Vec::new();
     let mut failovers = Vec::new();
+    let mut windows = Vec::new();
     let length = Duration::from_secs_f64(options.seconds);
     for round in 0..options.rounds {
         let mut order = options.systems.clone();
@@ -772,6 +867,36 @@ pub async fn run(
                 ));
                 points.push(point);
             }
+            let tag = format!("w{start_ms}-{round}-{}", system.as_str());
+            let found = running.windows(length, &tag).await?;
+            let mut sorted = found.windows_ms.clone();
+            sorted.sort_by(f64::total_cmp);
+            progress(&format!(
+                "round {} {:<16} window {:>3} writes: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms{}{}",
+                round + 1,
+                system.as_str(),
+                sorted.len(),
+                percentile(&sorted, 0.5),
+                percentile(&sorted, 0.99),
+                sorted.last().copied().unwrap_or(0.0),
+                if found.timed_out > 0 {
+                    format!("  ({} timed out)", found.timed_out)
+                } else {
+                    String::new()
+                },
+                found
+                    .first_error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!("  (first error: {e})"))
+            ));
+            windows.push(WindowPoint {
+                system,
+                round,
+                load_clients: WINDOW_LOAD_CLIENTS,
+                windows_ms: found.windows_ms,
+                timed_out: found.timed_out,
+                first_error: found.first_error,
+            });
             // Spread over the rounds: `failovers` in all per system.
             let kills = options.failovers / options.rounds
                 + u32::from(round < options.failovers % options.rounds);
@@ -790,6 +915,12 @@ pub async fn run(
         .map(|&system| summarise_failovers(system, &failovers))
         .filter(|s| s.kills > 0)
         .collect();
+    let window_summary = options
+        .systems
+        .iter()
+        .map(|&system| summarise_windows(system, &windows))
+        .filter(|s| s.samples > 0 || s.timed_out > 0)
+        .collect();
     Ok(BenchReport {
         start_ms,
         profile: options.profile,
@@ -797,7 +928,29 @@ pub async fn run(
         summary,
         failovers,
         failover_summary,
+        windows,
+        window_summary,
     })
+}
+
+fn summarise_windows(system: System, windows: &[WindowPoint]) -> WindowSummary {
+    let of = windows.iter().filter(|w| w.system == system);
+    let mut all: Vec<f64> = of
+        .clone()
+        .flat_map(|w| w.windows_ms.iter().copied())
+        .collect();
+    all.sort_by(f64::total_cmp);
+    WindowSummary {
+        system,
+        samples: all.len() as u64,
+        p50_ms: percentile(&all, 0.5),
+        p99_ms: percentile(&all, 0.99),
+        max_ms: all.last().copied().unwrap_or(0.0),
+        timed_out: of.map(|w| w.timed_out).sum(),
+        percentiles_ms: (0..=100)
+            .map(|p| percentile(&all, f64::from(p) / 100.0))
+            .collect(),
+    }
 }
 
 fn summarise_failovers(system: System, failovers: &[failover::Failover]) -> FailoverSummary {
@@ -885,6 +1038,23 @@ pub fn table(report: &BenchReport) -> String {
             s.ratio.map_or("-".into(), |r| format!("{r:.2}x")),
             s.cpu_s_per_1000
         ));
+    }
+    if !report.window_summary.is_empty() {
+        out.push_str(&format!(
+            "\n{:<16} {:>7} {:>10} {:>10} {:>10} {:>9}\n",
+            "window", "writes", "p50 ms", "p99 ms", "max ms", "timed out"
+        ));
+        for w in &report.window_summary {
+            out.push_str(&format!(
+                "{:<16} {:>7} {:>10.2} {:>10.2} {:>10.2} {:>9}\n",
+                w.system.as_str(),
+                w.samples,
+                w.p50_ms,
+                w.p99_ms,
+                w.max_ms,
+                w.timed_out
+            ));
+        }
     }
     if !report.failover_summary.is_empty() {
         out.push_str(&format!(

@@ -97,7 +97,16 @@ impl SentinelCluster {
         Ok(cluster)
     }
 
-    /// Every Sentinel's address.
+    /// Every host's Redis, `host:port`.
+    pub fn redis_addrs(&self) -> Vec<String> {
+        self.hosts
+            .hosts()
+            .iter()
+            .map(|h| format!("{}:{REDIS_PORT}", h.addr()))
+            .collect()
+    }
+
+    /// Every Sentinel's `host:port`.
     pub fn sentinels(&self) -> Vec<String> {
         self.hosts
             .hosts()
@@ -328,7 +337,9 @@ impl SentinelWriter {
     }
 }
 
-async fn connect(addr: &str) -> std::result::Result<redis::aio::MultiplexedConnection, String> {
+pub(super) async fn connect(
+    addr: &str,
+) -> std::result::Result<redis::aio::MultiplexedConnection, String> {
     let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
     let connected = tokio::time::timeout(
         Duration::from_secs(1),
