@@ -6,6 +6,7 @@
     "cargo" "rustc" "clippy" "rustfmt" "cargo-nextest" "pkg-config"
     "redis" "iproute2" "iptables" "nftables" "procps" "nix"
     "docker-client" "etcd" "openssh" "protobuf" "chromium"
+    "coreutils"
   ];
   debian = {
     "redis-server" = "redis";
@@ -21,5 +22,9 @@
     "protobuf-compiler" = "protobuf";
     "libprotobuf-dev" = "protobuf";
     "chromium" = "chromium";
+    # The lab over SSH: the client, and sshd in the lab's namespaces for its test.
+    "openssh-client" = "openssh";
+    "openssh-server" = "openssh";
+    "coreutils" = "coreutils";
   };
 }

@@ -3,6 +3,10 @@
 //! `n1-redis`), or all nodes on one host (ports apart), and a `client` host for the workload.
 //! Nodes start as the README tells users: the default listen address, `--peers` naming every
 //! member. Knows how to start, signal and query nodes; knows nothing of scenarios.
+//!
+//! With a hosts file ([`NodeConfig::hosts`]) the nodes run on real hosts instead, each driven
+//! by its `idlab agent` over SSH ([`crate::remote`]); clients and probes run here, on the
+//! control node.
 
 use crate::containers::{RedisContainer, RedisContainers, REDIS_PORT};
 use crate::error::{Error, Result};
@@ -11,6 +15,10 @@ use crate::limits::{
     CREDENTIALS_VALID_S, EVENTS_PAGE, MCAST_GROUP, NODE_PORT, ONE_HOST_NAME, POLL_EVENTS_EVERY,
     POLL_STATUS_MS, PROBE_CONNECT_MS, PROBE_REPLY_MS, ROGUE_HOST_NAME, STOP_WAIT_MS,
 };
+use crate::network::Net;
+use crate::remote::hosts_file::HostsFile;
+use crate::remote::protocol::{Reply, Request, Sig, Target};
+use crate::remote::RemoteHosts;
 use crate::rogue::RogueKit;
 use crate::scenario::{Discovery, Layout, Mode, RedisMode, Security};
 use idserver::client::{Client, ClientConfig};
@@ -21,7 +29,7 @@ use idserver::wire::StatusView;
 use netns::{Host, Lab};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -61,6 +69,8 @@ pub struct NodeConfig {
     pub redis: RedisMode,
     /// The engine and image, when Redis runs in containers.
     pub containers: Option<Arc<RedisContainers>>,
+    /// The hosts to run the nodes on over SSH (None: the local lab's namespaces).
+    pub hosts: Option<Arc<HostsFile>>,
 }
 
 impl NodeConfig {
@@ -83,6 +93,7 @@ impl NodeConfig {
             keep_data: false,
             redis: RedisMode::Process,
             containers: None,
+            hosts: None,
         }
     }
 }
@@ -153,6 +164,41 @@ impl HostRuntime {
         })
     }
 
+    /// Starts a runtime with `workers` threads in this process's own namespace (the control
+    /// node of a run over SSH).
+    pub fn here(workers: usize) -> Result<HostRuntime> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("rt-control".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => {
+                        let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                        let _ = stop_rx.recv();
+                        runtime.shutdown_timeout(Duration::from_millis(500));
+                    }
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(format!("failed to build a runtime: {e}")));
+                    }
+                }
+            })
+            .map_err(|e| Error::Setup(format!("failed to start a thread: {e}")))?;
+        let handle = handle_rx
+            .recv()
+            .map_err(|_| Error::Setup("the runtime thread died".into()))?
+            .map_err(Error::Setup)?;
+        Ok(HostRuntime {
+            handle,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
     /// The runtime's handle (spawn work into the host with it).
     pub fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
@@ -169,9 +215,19 @@ impl Drop for HostRuntime {
 }
 
 struct Node {
-    host: Host,
+    /// Its namespace in the local lab (None on a remote host).
+    host: Option<Host>,
+    /// Its address on the cluster network.
+    addr: Ipv4Addr,
     runtime: HostRuntime,
+    /// Its process, in the local lab.
     child: Option<Child>,
+    /// Its process's pid on its remote host, while it runs.
+    remote_pid: Option<u32>,
+    /// Its credentials' flags (paths on its host).
+    cred_args: Vec<String>,
+    /// Its host's clock minus the control node's (ms; 0 in the local lab).
+    clock_offset_ms: i64,
     state: NodeState,
     data_dir: PathBuf,
     /// The `idserver` it runs (the previous build's until upgraded).
@@ -188,6 +244,7 @@ impl Node {
     /// The node's process is gone. A Redis it started dies with it; a container lives on.
     fn went_down(&mut self) {
         self.child = None;
+        self.remote_pid = None;
         self.state = NodeState::Down;
         if self.store.is_none() {
             self.redis_paused = None;
@@ -211,18 +268,24 @@ pub struct LabCluster {
     transport: Transport,
     /// The `rogue` host's runtime and credentials of its own, if the run has one.
     rogue: Option<(HostRuntime, Arc<RogueKit>)>,
+    /// The hosts of a run over SSH.
+    remote: Option<RemoteHosts>,
     // Dropped last: the namespaces go once every process and runtime in them is gone.
-    lab: Lab,
+    lab: Option<Lab>,
 }
 
 impl LabCluster {
     /// Makes the lab (hosts `n1`..`nN` and `client`) and starts the status pollers; no node
-    /// runs yet. Node logs go to `evidence/nodes/`.
+    /// runs yet. Node logs go to `evidence/nodes/`. With [`NodeConfig::hosts`], prepares the
+    /// remote hosts instead (see [`crate::remote`]).
     pub fn create(config: NodeConfig, evidence: &Path) -> Result<LabCluster> {
-        let mut lab = Lab::create()?;
-        let data_root = std::env::temp_dir().join(format!("idlab-{}", lab.id()));
         std::fs::create_dir_all(evidence.join("nodes"))
             .map_err(|e| Error::Setup(format!("failed to create {}: {e}", evidence.display())))?;
+        if let Some(hosts) = config.hosts.clone() {
+            return Self::create_remote(config, &hosts, evidence);
+        }
+        let mut lab = Lab::create()?;
+        let data_root = std::env::temp_dir().join(format!("idlab-{}", lab.id()));
         let first_binary = match (config.build, &config.previous_idserver) {
             (crate::scenario::Build::Current, _) => config.idserver.clone(),
             (crate::scenario::Build::Previous, Some(previous)) => previous.clone(),
@@ -253,9 +316,13 @@ impl LabCluster {
             };
             let runtime = HostRuntime::start(&host, 1)?;
             nodes.push(Node {
-                host,
+                addr: host.addr(),
+                host: Some(host),
                 runtime,
                 child: None,
+                remote_pid: None,
+                cred_args: Vec::new(),
+                clock_offset_ms: 0,
                 state: NodeState::New,
                 redis_paused: None,
                 store: None,
@@ -268,17 +335,15 @@ impl LabCluster {
             let host = lab.add_host(&client_host_name(c))?;
             clients.push(HostRuntime::start(&host, 2)?);
         }
-        let count = nodes.len();
         let creds = match config.security {
             Security::InsecurePlaintext => None,
             Security::Tls => Some(mint(&data_root, &config.cluster, &nodes)?),
         };
-        let transport = match &creds {
-            None => Transport::InsecurePlaintext,
-            Some(creds) => creds
-                .client_transport()
-                .map_err(|e| Error::Setup(format!("failed to load the run's CA: {e}")))?,
-        };
+        if let Some(creds) = &creds {
+            for (i, node) in nodes.iter_mut().enumerate() {
+                node.cred_args = creds.node_args(&format!("n{}", i + 1));
+            }
+        }
         let rogue = if config.rogue {
             let host = lab.add_host(ROGUE_HOST_NAME)?;
             let kit = RogueKit::mint(
@@ -290,6 +355,120 @@ impl LabCluster {
             Some((HostRuntime::start(&host, 1)?, Arc::new(kit)))
         } else {
             None
+        };
+        Self::assemble(
+            config,
+            nodes,
+            clients,
+            creds,
+            rogue,
+            None,
+            Some(lab),
+            data_root,
+            evidence,
+        )
+    }
+
+    /// A cluster on the hosts of `hosts`: each prepared (binaries, credentials, an agent);
+    /// clients and probes run here.
+    fn create_remote(config: NodeConfig, hosts: &HostsFile, evidence: &Path) -> Result<LabCluster> {
+        if let Some(what) = crate::remote::lab_only(
+            config.layout,
+            config.discovery,
+            config.redis,
+            config.rogue,
+            config.build,
+            config.client_hosts,
+        ) {
+            return Err(Error::Setup(format!(
+                "the SSH backend does not run {what}: run this scenario in the local lab"
+            )));
+        }
+        let run_id = format!("{}-{}", std::process::id(), crate::history::now_ms());
+        let data_root = std::env::temp_dir().join(format!("idlab-{run_id}"));
+        let remote = RemoteHosts::connect(
+            hosts,
+            config.nodes as usize,
+            &config.idserver,
+            &run_id,
+            evidence,
+        )?;
+        let mut nodes = Vec::new();
+        for i in 0..config.nodes as usize {
+            nodes.push(Node {
+                host: None,
+                addr: remote.address(i),
+                runtime: HostRuntime::here(1)?,
+                child: None,
+                remote_pid: None,
+                cred_args: Vec::new(),
+                clock_offset_ms: remote.agent(i).clock.offset_ms.round() as i64,
+                state: NodeState::New,
+                redis_paused: None,
+                store: None,
+                data_dir: PathBuf::from(format!(
+                    "{}/{}",
+                    remote.dir(i),
+                    crate::remote::agent::NODE_DATA
+                )),
+                binary: PathBuf::from(format!("{}/bin/idserver", remote.dir(i))),
+            });
+        }
+        let creds = match config.security {
+            Security::InsecurePlaintext => None,
+            Security::Tls => Some(mint(&data_root, &config.cluster, &nodes)?),
+        };
+        if let Some(creds) = &creds {
+            for (i, node) in nodes.iter_mut().enumerate() {
+                let files = creds.node(&format!("n{}", i + 1));
+                let installed = remote.install_files(
+                    i,
+                    &[
+                        ("cert.pem", &files.tls.cert),
+                        ("key.pem", &files.tls.key),
+                        ("ca.pem", &files.tls.ca),
+                        ("cluster.key", &files.cluster_key),
+                    ],
+                )?;
+                node.cred_args = ["--tls-cert", "--tls-key", "--tls-ca", "--cluster-key-file"]
+                    .iter()
+                    .zip(installed)
+                    .flat_map(|(flag, path)| [flag.to_string(), path])
+                    .collect();
+            }
+        }
+        let clients = vec![HostRuntime::here(2)?];
+        Self::assemble(
+            config,
+            nodes,
+            clients,
+            creds,
+            None,
+            Some(remote),
+            None,
+            data_root,
+            evidence,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        config: NodeConfig,
+        nodes: Vec<Node>,
+        clients: Vec<HostRuntime>,
+        creds: Option<CredentialSet>,
+        rogue: Option<(HostRuntime, Arc<RogueKit>)>,
+        remote: Option<RemoteHosts>,
+        lab: Option<Lab>,
+        data_root: PathBuf,
+        evidence: &Path,
+    ) -> Result<LabCluster> {
+        let count = nodes.len();
+        let transport = match &creds {
+            None => Transport::InsecurePlaintext,
+            Some(creds) => creds
+                .client_transport()
+                .map_err(|e| Error::Setup(format!("failed to load the run's CA: {e}")))?,
         };
         let mut cluster = LabCluster {
             creds,
@@ -303,6 +482,7 @@ impl LabCluster {
             samples: Arc::new(Mutex::new(Vec::new())),
             seen: Arc::new(Mutex::new(vec![SeenEvents::new(); count])),
             pollers: Vec::new(),
+            remote,
             lab,
         };
         cluster.start_pollers();
@@ -339,9 +519,23 @@ impl LabCluster {
         })
     }
 
-    /// The lab (for faults).
-    pub fn lab(&self) -> &Lab {
-        &self.lab
+    /// The local lab (None on remote hosts).
+    pub fn lab(&self) -> Option<&Lab> {
+        self.lab.as_ref()
+    }
+
+    /// The network, for faults.
+    pub fn net(&self) -> Net<'_> {
+        match (&self.lab, &self.remote) {
+            (Some(lab), _) => Net::Lab(lab),
+            (None, Some(remote)) => Net::Remote(remote),
+            (None, None) => unreachable!("a cluster has a lab or remote hosts"),
+        }
+    }
+
+    /// The remote hosts of a run over SSH.
+    pub fn remote(&self) -> Option<&RemoteHosts> {
+        self.remote.as_ref()
     }
 
     /// How many nodes.
@@ -365,7 +559,7 @@ impl LabCluster {
             Layout::Hosts => NODE_PORT,
             Layout::OneHost => NODE_PORT + i as u16,
         };
-        SocketAddr::from((self.nodes[i].host.addr(), port))
+        SocketAddr::from((self.nodes[i].addr, port))
     }
 
     /// The node serving at `addr`, if any.
@@ -373,9 +567,14 @@ impl LabCluster {
         (0..self.nodes.len()).find(|i| self.addr(*i).to_string() == addr)
     }
 
-    /// The node's host.
-    pub fn host(&self, i: usize) -> &Host {
-        &self.nodes[i].host
+    /// The node's host in the local lab.
+    pub fn host(&self, i: usize) -> Result<&Host> {
+        self.nodes[i].host.as_ref().ok_or_else(|| {
+            Error::Step(format!(
+                "{} runs on a remote host, not in the local lab",
+                self.name(i)
+            ))
+        })
     }
 
     /// Client host `c`'s runtime (0: `client`).
@@ -393,6 +592,12 @@ impl LabCluster {
         let node = &mut self.nodes[i];
         if let Some(child) = &mut node.child {
             if let Ok(Some(_)) = child.try_wait() {
+                node.went_down();
+            }
+        }
+        if let (Some(pid), Some(remote)) = (node.remote_pid, &self.remote) {
+            let agent = remote.agent(i);
+            if agent.take_exit(pid) || agent.is_gone() {
                 node.went_down();
             }
         }
@@ -416,7 +621,7 @@ impl LabCluster {
         self.nodes[i]
             .store
             .as_ref()
-            .is_some_and(|(_, redis)| self.lab.is_cut(&self.name(i), redis.name()))
+            .is_some_and(|(_, redis)| self.net().is_cut(&self.name(i), redis.name()))
     }
 
     /// The status samples so far.
@@ -444,42 +649,68 @@ impl LabCluster {
             .append(true)
             .open(&log_path)
             .map_err(|e| Error::Setup(format!("failed to open {}: {e}", log_path.display())))?;
-        let addr = self.nodes[i].host.addr().to_string();
+        let addr = self.nodes[i].addr.to_string();
         let port = self.addr(i).port();
         let peers: Vec<String> = (0..self.nodes.len())
             .map(|j| self.addr(j).to_string())
             .collect();
         let node = &self.nodes[i];
-        let mut cmd = node.host.command(&node.binary);
         // No --listen: the default (0.0.0.0), so the node finds its own --peers entry by port
         // and interface address, as on a user's hosts.
-        cmd.args(["--numport", &port.to_string()])
-            .args(["--cluster", &self.config.cluster])
-            .args(["--mode", self.config.mode.as_str()])
-            .arg("--data-dir")
-            .arg(&node.data_dir);
+        let mut args: Vec<String> = vec![
+            "--numport".into(),
+            port.to_string(),
+            "--cluster".into(),
+            self.config.cluster.clone(),
+            "--mode".into(),
+            self.config.mode.as_str().into(),
+            "--data-dir".into(),
+            node.data_dir.display().to_string(),
+        ];
         match self.config.discovery {
-            Discovery::Peers => {
-                cmd.args(["--peers", &peers.join(",")]);
-            }
-            Discovery::Multicast => {
-                cmd.args(["--mcast", MCAST_GROUP, "--mcast-if", &addr])
-                    .args(["--cluster-size", &self.nodes.len().to_string()]);
-            }
+            Discovery::Peers => args.extend(["--peers".into(), peers.join(",")]),
+            Discovery::Multicast => args.extend([
+                "--mcast".into(),
+                MCAST_GROUP.into(),
+                "--mcast-if".into(),
+                addr,
+                "--cluster-size".into(),
+                self.nodes.len().to_string(),
+            ]),
         }
         if let Some(k) = self.config.min_acks {
-            cmd.args(["--min-acks", &k.to_string()]);
+            args.extend(["--min-acks".into(), k.to_string()]);
         }
         if let Some((_, redis)) = &node.store {
-            cmd.args([
-                "--redis",
-                &format!("redis://{}:{REDIS_PORT}/0", redis.addr()),
+            args.extend([
+                "--redis".into(),
+                format!("redis://{}:{REDIS_PORT}/0", redis.addr()),
             ]);
         }
-        match &self.creds {
-            Some(creds) => cmd.args(creds.node_args(&name)),
-            None => cmd.arg("--insecure-plaintext"),
-        };
+        if self.creds.is_some() {
+            args.extend(node.cred_args.iter().cloned());
+        } else {
+            args.push("--insecure-plaintext".into());
+        }
+        if let Some(remote) = &self.remote {
+            let started = remote.agent(i).request(Request::StartNode {
+                program: node.binary.display().to_string(),
+                args,
+                log: "node.log".into(),
+            })?;
+            let Reply::Started { pid } = started else {
+                return Err(Error::Step(format!(
+                    "{name}: the agent answered a start with {started:?}"
+                )));
+            };
+            let node = &mut self.nodes[i];
+            node.remote_pid = Some(pid);
+            node.state = NodeState::Running;
+            return Ok(());
+        }
+        let host = self.host(i)?;
+        let mut cmd = host.command(&node.binary);
+        cmd.args(&args);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -523,18 +754,26 @@ impl LabCluster {
         }
     }
 
-    /// Node `i`'s process id (an error if it is not running).
+    /// Node `i`'s process id (an error if it is not running); on a remote host, the id
+    /// there.
     pub fn pid(&self, i: usize) -> Result<Pid> {
-        self.nodes[i]
-            .child
+        let node = &self.nodes[i];
+        node.child
             .as_ref()
-            .map(|c| Pid::from_raw(c.id() as i32))
+            .map(|c| c.id())
+            .or(node.remote_pid)
+            .map(|pid| Pid::from_raw(pid as i32))
             .ok_or_else(|| Error::Step(format!("{} is not running", self.name(i))))
     }
 
     /// SIGKILL to node `i`; its Redis dies with it.
     pub fn kill(&mut self, i: usize) -> Result<()> {
         self.pid(i)?;
+        if let Some(remote) = &self.remote {
+            remote.agent(i).request(Request::KillNode)?;
+            self.nodes[i].went_down();
+            return Ok(());
+        }
         let node = &mut self.nodes[i];
         if let Some(mut child) = node.child.take() {
             let _ = child.kill();
@@ -575,12 +814,28 @@ impl LabCluster {
     }
 
     fn signal(&self, i: usize, signal: Signal) -> Result<()> {
+        if let Some(remote) = &self.remote {
+            self.pid(i)?;
+            remote.agent(i).request(Request::Signal {
+                target: Target::Node,
+                signal: sig(signal)?,
+            })?;
+            return Ok(());
+        }
         kill(self.pid(i)?, signal)
             .map_err(|e| Error::Step(format!("failed to send {signal} to {}: {e}", self.name(i))))
     }
 
     /// SIGTERM to node `i`, waiting for it to exit (SIGKILL after a while).
     pub fn stop(&mut self, i: usize) -> Result<()> {
+        if let Some(remote) = &self.remote {
+            self.pid(i)?;
+            remote.agent(i).request(Request::StopNode {
+                wait_ms: STOP_WAIT_MS,
+            })?;
+            self.nodes[i].went_down();
+            return Ok(());
+        }
         if self.state(i) == NodeState::Paused {
             self.signal(i, Signal::SIGCONT)?;
         }
@@ -610,7 +865,9 @@ impl LabCluster {
                 let pid = kit.kill_and_restart(container)?;
                 let name = host.name().to_string();
                 node.redis_paused = None;
-                self.lab.reattach_host(&name, pid)?;
+                if let Some(lab) = &mut self.lab {
+                    lab.reattach_host(&name, pid)?;
+                }
                 return Ok(());
             }
         }
@@ -661,7 +918,12 @@ impl LabCluster {
         if self.config.redis != RedisMode::Container {
             return Ok(());
         }
-        let run = self.lab.id().to_string();
+        let Some(lab) = &self.lab else {
+            return Err(Error::Setup(
+                "Redis in containers runs in the local lab only".into(),
+            ));
+        };
+        let run = lab.id().to_string();
         // All at once: a container takes a few hundred milliseconds to start.
         let mut starting = tokio::task::JoinSet::new();
         for i in 0..self.nodes.len() {
@@ -681,9 +943,9 @@ impl LabCluster {
         started.sort_by_key(|(i, _)| *i);
         for (i, container) in started {
             let pid = kit.pid(&container)?;
-            let host = self
-                .lab
-                .attach_host(&format!("{}-redis", self.name(i)), pid)?;
+            let name = format!("{}-redis", self.name(i));
+            let lab = self.lab.as_mut().expect("checked above");
+            let host = lab.attach_host(&name, pid)?;
             self.nodes[i].store = Some((container, host));
         }
         Ok(())
@@ -737,19 +999,18 @@ impl LabCluster {
     /// side, as a Redis on the node's own host would.
     pub fn isolate(&self, i: usize, mode: netns::PartitionMode) -> Result<()> {
         let name = self.name(i);
-        match &self.nodes[i].store {
-            Some((_, redis)) => {
+        match (&self.nodes[i].store, &self.lab) {
+            (Some((_, redis)), Some(lab)) => {
                 let side = vec![name, redis.name().to_string()];
-                let rest: Vec<String> = self
-                    .lab
+                let rest: Vec<String> = lab
                     .hosts()
                     .iter()
                     .map(|h| h.name().to_string())
                     .filter(|h| !side.contains(h))
                     .collect();
-                Ok(self.lab.split(&[side, rest], mode)?)
+                Ok(lab.split(&[side, rest], mode)?)
             }
-            None => Ok(self.lab.isolate(&name, mode)?),
+            _ => self.net().isolate(&name, mode),
         }
     }
 
@@ -769,6 +1030,10 @@ impl LabCluster {
 
     /// The pid of node `i`'s Redis (from its pid file).
     fn redis_pid(&self, i: usize) -> Result<i32> {
+        if self.remote.is_some() {
+            // The agent finds it on its host; 0 stands for "the node's Redis".
+            return Ok(0);
+        }
         let pid_file = self.nodes[i].data_dir.join("redis.pid");
         std::fs::read_to_string(&pid_file)
             .ok()
@@ -777,6 +1042,13 @@ impl LabCluster {
     }
 
     fn signal_redis(&self, i: usize, pid: i32, signal: Signal) -> Result<()> {
+        if let Some(remote) = &self.remote {
+            remote.agent(i).request(Request::Signal {
+                target: Target::Redis,
+                signal: sig(signal)?,
+            })?;
+            return Ok(());
+        }
         kill(Pid::from_raw(pid), signal).map_err(|e| {
             Error::Step(format!(
                 "failed to send {signal} to {}'s Redis: {e}",
@@ -819,15 +1091,16 @@ impl LabCluster {
         out
     }
 
-    /// Node `i`'s whole retained event log.
+    /// Node `i`'s whole retained event log (times on the control node's clock).
     pub async fn events(&self, i: usize) -> Option<Vec<LoggedEvent>> {
         let client = self.probe_client(i);
+        let offset = self.nodes[i].clock_offset_ms;
         self.nodes[i]
             .runtime
             .handle()
             .spawn(async move {
                 let mut client = client;
-                fetch_events(&mut client, 0).await
+                fetch_events(&mut client, 0, offset).await
             })
             .await
             .ok()
@@ -842,12 +1115,13 @@ impl LabCluster {
             .next_back()
             .map_or(0, |(clock, _)| *clock);
         let client = self.probe_client(i);
+        let offset = self.nodes[i].clock_offset_ms;
         let fetched = self.nodes[i]
             .runtime
             .handle()
             .spawn(async move {
                 let mut client = client;
-                fetch_events(&mut client, since).await
+                fetch_events(&mut client, since, offset).await
             })
             .await
             .ok()
@@ -867,10 +1141,11 @@ impl LabCluster {
             let client = self.probe_client(i);
             let samples = self.samples.clone();
             let seen = self.seen.clone();
+            let offset = self.nodes[i].clock_offset_ms;
             let poller = self.nodes[i]
                 .runtime
                 .handle()
-                .spawn(poll(i, client, samples, seen));
+                .spawn(poll(i, client, offset, samples, seen));
             self.pollers.push(poller);
         }
     }
@@ -879,6 +1154,32 @@ impl LabCluster {
     pub fn teardown(&mut self) {
         for poller in self.pollers.drain(..) {
             poller.abort();
+        }
+        if self.config.hosts.is_some() {
+            if let Some(mut remote) = self.remote.take() {
+                for i in 0..self.nodes.len() {
+                    for (path, out) in [
+                        ("node.log".to_string(), format!("n{}.log", i + 1)),
+                        (
+                            format!("{}/redis.log", crate::remote::agent::NODE_DATA),
+                            format!("n{}-redis.log", i + 1),
+                        ),
+                    ] {
+                        let read = remote.agent(i).request(Request::Read {
+                            path,
+                            max_bytes: REMOTE_LOG_MAX,
+                        });
+                        if let Ok(Reply::Text { text }) = read {
+                            let _ = std::fs::write(self.evidence.join("nodes").join(out), text);
+                        }
+                    }
+                    self.nodes[i].went_down();
+                }
+                // Each agent kills its node and Redis and removes its rules and files.
+                remote.close();
+            }
+            let _ = std::fs::remove_dir_all(&self.data_root);
+            return;
         }
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
@@ -900,7 +1201,8 @@ impl LabCluster {
                 }
             }
             // Whatever the run started, by its label: also after a failed step or a panic.
-            if let Err(e) = kit.remove_run(self.lab.id()) {
+            let run = self.lab.as_ref().map_or("", |lab| lab.id());
+            if let Err(e) = kit.remove_run(run) {
                 eprintln!("idlab: failed to remove the run's Redis containers: {e}");
             }
             for node in &mut self.nodes {
@@ -938,6 +1240,20 @@ impl Drop for LabCluster {
     }
 }
 
+/// The longest end of a remote node's log copied into the evidence.
+const REMOTE_LOG_MAX: u64 = 8 << 20;
+
+/// The protocol's name for `signal`.
+fn sig(signal: Signal) -> Result<Sig> {
+    Ok(match signal {
+        Signal::SIGSTOP => Sig::Stop,
+        Signal::SIGCONT => Sig::Cont,
+        Signal::SIGKILL => Sig::Kill,
+        Signal::SIGTERM => Sig::Term,
+        other => return Err(Error::Step(format!("the agent sends no {other}"))),
+    })
+}
+
 /// The lab name of client host `c`: `client`, `client2`, …
 pub fn client_host_name(c: u32) -> String {
     if c == 0 {
@@ -953,7 +1269,7 @@ fn mint(data_root: &Path, cluster: &str, nodes: &[Node]) -> Result<CredentialSet
     let specs: Vec<NodeSpec> = nodes
         .iter()
         .enumerate()
-        .map(|(i, node)| NodeSpec::at(format!("n{}", i + 1), node.host.addr().into()))
+        .map(|(i, node)| NodeSpec::at(format!("n{}", i + 1), node.addr.into()))
         .collect();
     CredentialSet::write(
         &data_root.join("credentials"),
@@ -964,12 +1280,16 @@ fn mint(data_root: &Path, cluster: &str, nodes: &[Node]) -> Result<CredentialSet
     .map_err(|e| Error::Setup(format!("failed to mint the run's credentials: {e}")))
 }
 
-/// Every event after `since`, page by page.
-async fn fetch_events(client: &mut Client, since: u64) -> Option<Vec<LoggedEvent>> {
+/// Every event after `since`, page by page, the times it was applied moved to the control
+/// node's clock (the node's host runs `offset_ms` ahead of it).
+async fn fetch_events(client: &mut Client, since: u64, offset_ms: i64) -> Option<Vec<LoggedEvent>> {
     let mut all = Vec::new();
     let mut after = since;
     loop {
-        let page = client.events(after, EVENTS_PAGE).await.ok()?;
+        let mut page = client.events(after, EVENTS_PAGE).await.ok()?;
+        for e in &mut page {
+            e.applied_ms = e.applied_ms.saturating_add_signed(-offset_ms);
+        }
         let full = page.len() as u32 == EVENTS_PAGE;
         if let Some(last) = page.last() {
             after = last.event.clock;
@@ -985,6 +1305,7 @@ async fn fetch_events(client: &mut Client, since: u64) -> Option<Vec<LoggedEvent
 async fn poll(
     i: usize,
     mut client: Client,
+    offset_ms: i64,
     samples: Arc<Mutex<Vec<Sample>>>,
     seen: Arc<Mutex<Vec<SeenEvents>>>,
 ) {
@@ -1006,7 +1327,7 @@ async fn poll(
         // A node that dropped a tail or lost its last writes starts again below its old clock.
         since = since.min(clock);
         if round % POLL_EVENTS_EVERY == 0 && clock > since {
-            if let Some(events) = fetch_events(&mut client, since).await {
+            if let Some(events) = fetch_events(&mut client, since, offset_ms).await {
                 if let Some(last) = events.last() {
                     since = last.event.clock;
                 }

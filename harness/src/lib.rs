@@ -19,6 +19,8 @@
 //!   HTML timeline.
 //! - [`containers`]: the Docker engine (the host's, or a private `dockerd`) and the Redis
 //!   image built locally, for Redis in containers.
+//! - [`remote`]: the lab across real hosts over SSH (hosts file, transport, `idlab agent`);
+//!   [`network`]: faults on either backend.
 //! - [`history`]: what a run records; [`limits`]: every bound; [`error`]: the error type.
 
 pub mod bench;
@@ -32,6 +34,8 @@ pub mod executor;
 pub mod faults;
 pub mod history;
 pub mod limits;
+pub mod network;
+pub mod remote;
 pub mod report;
 pub mod rogue;
 pub mod scenario;

@@ -79,6 +79,10 @@ struct RunArgs {
     /// Where a private dockerd (started when no Docker engine runs) keeps its data.
     #[arg(long, default_value = "target/idlab/docker")]
     docker_work: PathBuf,
+    /// Run the nodes on the hosts this file names, over SSH (docs/remote.md), instead of in
+    /// the local lab's namespaces. Clients and checks run here.
+    #[arg(long)]
+    hosts: Option<PathBuf>,
 }
 
 /// `idlab bench`'s arguments.
@@ -161,6 +165,25 @@ enum Command {
         /// the containers are hosts `n1-redis`, … too).
         #[arg(long, default_value = "process", value_parser = ["process", "container"])]
         redis: String,
+        /// Start no cluster: start namespaces running sshd (reachable from this machine) and
+        /// write the hosts file naming them, to try `idlab run --hosts` on one machine.
+        #[arg(long, requires = "hosts_out")]
+        ssh: bool,
+        /// Where `--ssh` writes the hosts file.
+        #[arg(long)]
+        hosts_out: Option<PathBuf>,
+    },
+    /// The agent `idlab run --hosts` starts on each remote host over SSH (not for direct
+    /// use): reads requests on stdin, answers on stdout, and removes everything it set up
+    /// when its input ends.
+    #[command(hide = true)]
+    Agent {
+        /// The run's directory on this host (removed at the end).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The cluster's interface, where link faults act.
+        #[arg(long)]
+        interface: String,
     },
     /// Run a command inside a host of the cluster `idlab up` started (n1, n2, …, client).
     Exec {
@@ -208,10 +231,20 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Up {
             nodes,
+            ssh: true,
+            hosts_out,
+            ..
+        } => up_ssh(nodes, hosts_out.as_deref()),
+        Command::Up {
+            nodes,
             mode,
             idserver,
             redis,
+            ..
         } => up(nodes, &mode, idserver, redis == "container"),
+        Command::Agent { dir, interface } => {
+            harness::remote::agent::run(&dir, &interface).map(|()| EXIT_PASSED)
+        }
         Command::Exec { host, lab, command } => exec(&host, lab, &command),
         Command::Doctor { json } => doctor(json),
         Command::Image {
@@ -454,7 +487,12 @@ fn run(args: RunArgs) -> Result<u8, String> {
         redis,
         redis_server,
         docker_work,
+        hosts,
     } = args;
+    let hosts = hosts
+        .map(|p| harness::remote::hosts_file::HostsFile::load(&p).map(Arc::new))
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let out = out.as_path();
     let redis = redis.map(|r| match r.as_str() {
         "container" => RedisMode::Container,
@@ -482,9 +520,38 @@ fn run(args: RunArgs) -> Result<u8, String> {
     if scenarios.is_empty() {
         return Err("no scenario to run (check the paths, --filter and --long)".into());
     }
+    if let Some(hosts) = &hosts {
+        // Before anything starts: every scenario must fit the hosts and the backend.
+        let refused: Vec<String> = scenarios
+            .iter()
+            .filter_map(|s| {
+                let why = if s.nodes as usize > hosts.hosts.len() {
+                    harness::remote::too_few(hosts, s.nodes as usize)
+                } else {
+                    let lab_only = harness::remote::lab_only(
+                        s.layout,
+                        s.discovery,
+                        redis.unwrap_or(s.redis),
+                        s.rogue,
+                        s.build,
+                        s.client_hosts,
+                    )?;
+                    format!("the SSH backend does not run {lab_only}")
+                };
+                Some(format!("{}: {why}", s.name))
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(format!(
+                "{} scenario(s) cannot run on these hosts (run them in the local lab):\n{}",
+                refused.len(),
+                refused.join("\n")
+            ));
+        }
+    }
     let idserver = find_idserver(idserver)?;
     let capabilities = netns::capability::probe();
-    if !lab_possible(&capabilities) {
+    if hosts.is_none() && !lab_possible(&capabilities) {
         return Err(format!(
             "this machine cannot host a lab:\n{}",
             capabilities.to_text()
@@ -546,6 +613,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
             keep_data: keep,
             redis,
             containers: containers.clone(),
+            hosts: hosts.clone(),
         };
         let result = runtime.block_on(executor::run(s, &options, &|e| report::progress(&e)));
         if let Err(e) = report::write_evidence(&result) {
@@ -654,7 +722,7 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>, containers: bool) -> Re
     let mut hosts = Vec::new();
     println!("{:<8} {:<22} namespace", "host", "address");
     for i in 0..cluster.len() {
-        let host = cluster.host(i);
+        let host = cluster.host(i).map_err(|e| e.to_string())?;
         println!(
             "{:<8} {:<22} {}",
             cluster.name(i),
@@ -669,6 +737,7 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>, containers: bool) -> Re
     }
     let client = cluster
         .lab()
+        .expect("idlab up runs in the local lab")
         .host("client")
         .map_err(|e| e.to_string())?
         .clone();
@@ -702,13 +771,42 @@ fn up(nodes: u32, mode: &str, idserver: Option<PathBuf>, containers: bool) -> Re
         .unwrap_or_default();
     println!(
         "\nTry: idlab exec client -- idclient --tls-ca {ca} --server {} --status\nNode logs: {}/nodes/. Ctrl-C tears the cluster down.",
-        cluster.host(0).addr(),
+        cluster.addr(0).ip(),
         evidence.display()
     );
     runtime.block_on(signalled());
     let _ = std::fs::remove_file(&record);
     runtime.block_on(cluster.remove_stores());
     drop(cluster);
+    println!("torn down");
+    Ok(EXIT_PASSED)
+}
+
+/// `idlab up --ssh`: hosts running sshd and their hosts file, until Ctrl-C or SIGTERM.
+fn up_ssh(nodes: u32, hosts_out: Option<&Path>) -> Result<u8, String> {
+    if nodes == 0 || nodes > harness::remote::hosts_file::HOSTS_MAX as u32 {
+        return Err(format!(
+            "--nodes must be 1 to {}",
+            harness::remote::hosts_file::HOSTS_MAX
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start a runtime: {e}"))?;
+    let lab = harness::remote::up::SshLab::start(nodes, hosts_out)
+        .map_err(|e| format!("failed to start the SSH hosts: {e}"))?;
+    for (i, addr) in lab.addresses.iter().enumerate() {
+        println!("n{:<7} {addr:<16} sshd on port 22", i + 1);
+    }
+    println!(
+        "\nHosts file: {}\nTry: idlab run --hosts {} scenarios/coordinator-crash.toml\nCtrl-C \
+         tears the hosts down.",
+        lab.hosts_file().display(),
+        lab.hosts_file().display()
+    );
+    runtime.block_on(signalled());
+    drop(lab);
     println!("torn down");
     Ok(EXIT_PASSED)
 }

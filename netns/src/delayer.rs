@@ -2,6 +2,10 @@
 //! rules are held for the delay of the port they came in by plus the port they leave by, then
 //! accepted. It runs on its own thread inside the switch namespace, started and stopped with
 //! the lab. Packets between one pair of ports keep their order (jitter never reorders).
+//!
+//! On a host of its own (the lab over SSH, [`Delayer::start_here`]) it delays the packets of
+//! the host's interface instead: those the host sends by the interface's `from_host` delay
+//! (OUTPUT), those it receives by its `to_host` delay (INPUT).
 
 use crate::error::{Error, Result};
 use nfq::{Queue, Verdict};
@@ -33,6 +37,15 @@ pub struct PortDelay {
     pub to_host: (u32, u32),
 }
 
+/// Which interfaces a packet's delays are looked up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keying {
+    /// The bridge ports it entered and leaves the switch by (FORWARD in the switch).
+    Bridge,
+    /// The interface it leaves or enters this host by (OUTPUT and INPUT).
+    Host,
+}
+
 /// The running delayer.
 #[derive(Debug)]
 pub struct Delayer {
@@ -47,6 +60,17 @@ impl Delayer {
         let path = format!("/run/netns/{ns}");
         let ns_file =
             std::fs::File::open(&path).map_err(|e| Error::io(format!("open {path}"), e))?;
+        Self::spawn(Some(ns_file), queue_num, Keying::Bridge)
+    }
+
+    /// Starts the delayer on queue `queue_num` in this process's namespace, delaying the
+    /// packets of interfaces by index ([`Delayer::set`]): `from_host` for those sent by the
+    /// interface, `to_host` for those received.
+    pub fn start_here(queue_num: u16) -> Result<Delayer> {
+        Self::spawn(None, queue_num, Keying::Host)
+    }
+
+    fn spawn(ns_file: Option<std::fs::File>, queue_num: u16, keying: Keying) -> Result<Delayer> {
         let ports = Arc::new(Mutex::new(BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -54,13 +78,16 @@ impl Delayer {
         let thread = std::thread::Builder::new()
             .name("lab-delayer".into())
             .spawn(move || {
-                let opened = nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| Error::io("enter the switch namespace", e.into()))
-                    .and_then(|_| open_queue(queue_num));
+                let entered = match &ns_file {
+                    Some(ns) => nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| Error::io("enter the switch namespace", e.into())),
+                    None => Ok(()),
+                };
+                let opened = entered.and_then(|_| open_queue(queue_num));
                 match opened {
                     Ok((queue, fd)) => {
                         let _ = ready_tx.send(Ok(()));
-                        run(queue, fd, &thread_ports, &thread_stop);
+                        run(queue, fd, keying, &thread_ports, &thread_stop);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -164,7 +191,13 @@ fn open_queue(queue_num: u16) -> Result<(Queue, RawFd)> {
     Ok((queue, fd))
 }
 
-fn run(mut queue: Queue, fd: RawFd, ports: &Mutex<BTreeMap<u32, PortDelay>>, stop: &AtomicBool) {
+fn run(
+    mut queue: Queue,
+    fd: RawFd,
+    keying: Keying,
+    ports: &Mutex<BTreeMap<u32, PortDelay>>,
+    stop: &AtomicBool,
+) {
     let mut rng = SmallRng::from_entropy();
     // Held packets per (in port, out port), in release order.
     let mut held: BTreeMap<(u32, u32), VecDeque<(Instant, nfq::Message)>> = BTreeMap::new();
@@ -172,11 +205,20 @@ fn run(mut queue: Queue, fd: RawFd, ports: &Mutex<BTreeMap<u32, PortDelay>>, sto
         loop {
             match queue.recv() {
                 Ok(mut msg) => {
-                    let (port_in, port_out) = (msg.get_physindev(), msg.get_physoutdev());
+                    let (port_in, port_out) = match keying {
+                        Keying::Bridge => (msg.get_physindev(), msg.get_physoutdev()),
+                        Keying::Host => (msg.get_indev(), msg.get_outdev()),
+                    };
                     let delay = {
                         let ports = ports.lock().expect("delayer lock poisoned");
-                        let from = ports.get(&port_in).map_or((0, 0), |p| p.from_host);
-                        let to = ports.get(&port_out).map_or((0, 0), |p| p.to_host);
+                        // A switch port's host sends what enters by it; a host's interface
+                        // sends what leaves by it.
+                        let (sent_by, received_by) = match keying {
+                            Keying::Bridge => (port_in, port_out),
+                            Keying::Host => (port_out, port_in),
+                        };
+                        let from = ports.get(&sent_by).map_or((0, 0), |p| p.from_host);
+                        let to = ports.get(&received_by).map_or((0, 0), |p| p.to_host);
                         sample(&mut rng, from) + sample(&mut rng, to)
                     };
                     let pair = held.entry((port_in, port_out)).or_default();

@@ -23,6 +23,8 @@ pub struct Lab {
     pub(crate) faults: Mutex<FaultState>,
     pub(crate) delayer: Mutex<Option<Delayer>>,
     pub(crate) netem: bool,
+    /// The index of the control link ([`Lab::add_control_link`]), if made.
+    pub(crate) control: Option<u32>,
 }
 
 impl Lab {
@@ -46,6 +48,7 @@ impl Lab {
             hosts: Vec::new(),
             faults: Mutex::new(FaultState::default()),
             delayer: Mutex::new(None),
+            control: None,
         };
         run(
             "create the switch namespace",
@@ -148,6 +151,57 @@ impl Lab {
         self.wire(host)
     }
 
+    /// Links this process's own network namespace (the machine's, where `idlab up --ssh`
+    /// runs) to the lab's switch: an interface named after the lab with the next address, so
+    /// the machine reaches every host. It goes with the lab: a veth pair dies with the switch
+    /// namespace that holds its other end. Returns the interface and the address.
+    pub fn add_control_link(&mut self) -> Result<(String, Ipv4Addr)> {
+        if self.control.is_some() {
+            return Err(Error::Invalid("the lab has a control link already".into()));
+        }
+        let host = self.next_host("control")?;
+        let name = format!("{}c", self.id);
+        if name.len() > 15 {
+            return Err(Error::Invalid(format!(
+                "interface name {name:?} is longer than 15 characters"
+            )));
+        }
+        run(
+            "create the control link",
+            "ip",
+            &[
+                "link",
+                "add",
+                &name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &host.port,
+                "netns",
+                &self.switch_ns,
+            ],
+        )?;
+        self.control = Some(host.index);
+        ip_in(
+            "attach the control link to the bridge",
+            &self.switch_ns,
+            &["link", "set", &host.port, "master", "br0", "up"],
+        )?;
+        let cidr = format!("{}/{PREFIX_LEN}", host.addr);
+        run(
+            "address the control link",
+            "ip",
+            &["addr", "add", &cidr, "dev", &name],
+        )?;
+        run(
+            "bring up the control link",
+            "ip",
+            &["link", "set", &name, "up"],
+        )?;
+        Ok((name, host.addr))
+    }
+
     /// The next host's names and address.
     fn next_host(&self, name: &str) -> Result<Host> {
         if self.hosts.iter().any(|h| h.name == name) {
@@ -155,7 +209,7 @@ impl Lab {
                 "the lab already has a host named {name:?}"
             )));
         }
-        let index = self.hosts.len() as u32 + 1;
+        let index = self.hosts.len() as u32 + 1 + u32::from(self.control.is_some());
         if index > HOSTS_MAX {
             return Err(Error::Invalid(format!(
                 "a lab holds at most {HOSTS_MAX} hosts"

@@ -386,7 +386,9 @@ impl Running {
     /// The lab the system runs in.
     fn lab(&self) -> &netns::Lab {
         match (self, self.hosts()) {
-            (Running::Idserver(cluster), _) => cluster.lab(),
+            (Running::Idserver(cluster), _) => {
+                cluster.lab().expect("bench clusters run in the local lab")
+            }
             (_, Some(hosts)) => hosts.lab(),
             (_, None) => unreachable!("every other system has bench hosts"),
         }

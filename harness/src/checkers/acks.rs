@@ -32,7 +32,10 @@ pub fn acked_applied(input: &CheckInput, min_nodes: u32) -> Finding {
         let on: Vec<&str> = applied
             .iter()
             .enumerate()
-            .filter(|(_, a)| a.get(&rid).is_some_and(|t| *t <= op.complete_ms))
+            .filter(|(_, a)| {
+                a.get(&rid)
+                    .is_some_and(|t| *t <= op.complete_ms + input.clock_uncertainty_ms)
+            })
             .map(|(i, _)| input.names[i].as_str())
             .collect();
         counts.push(on.len() as u64);
@@ -47,6 +50,10 @@ pub fn acked_applied(input: &CheckInput, min_nodes: u32) -> Finding {
         }
     }
     let mut finding = Finding::from_violations(details);
+    finding.figures.insert(
+        "clock_uncertainty_ms".into(),
+        input.clock_uncertainty_ms as f64,
+    );
     counts.sort_unstable();
     finding
         .figures
@@ -109,11 +116,18 @@ pub fn window(input: &CheckInput, p99_ms_max: u64) -> Finding {
     finding
         .figures
         .insert("writes_measured".into(), windows.len() as f64);
-    if p99 > p99_ms_max {
+    // Times of hosts with clocks of their own are each off by up to the uncertainty.
+    finding.figures.insert(
+        "clock_uncertainty_ms".into(),
+        input.clock_uncertainty_ms as f64,
+    );
+    if p99 > p99_ms_max + input.clock_uncertainty_ms {
         finding.verdict = Verdict::Invalid;
         finding.details.push(format!(
-            "p99 window {p99} ms is above {p99_ms_max} ms (over {} writes)",
-            windows.len()
+            "p99 window {p99} ms is above {p99_ms_max} ms (over {} writes; clocks within ± {} \
+             ms)",
+            windows.len(),
+            input.clock_uncertainty_ms
         ));
     }
     finding

@@ -61,6 +61,9 @@ pub struct CheckInput<'a> {
     pub start_ms: u64,
     /// Whether the server at `addr` was the coordinator at `at_ms`.
     pub was_coordinator: &'a dyn Fn(&str, u64) -> bool,
+    /// How far apart the clocks of the hosts and of the control node may be (ms; 0 in the
+    /// local lab, where they are one clock): checks comparing their times allow for it.
+    pub clock_uncertainty_ms: u64,
 }
 
 impl CheckInput<'_> {

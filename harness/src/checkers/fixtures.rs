@@ -105,6 +105,7 @@ pub fn check(kind: CheckKind, history: &[OpRecord], logs: &[(&str, Vec<LoggedEve
         names: &names,
         start_ms: 0,
         was_coordinator: &|_, _| true,
+        clock_uncertainty_ms: 0,
     };
     run(&kind, &input)
 }

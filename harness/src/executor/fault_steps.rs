@@ -20,7 +20,7 @@ impl Exec<'_> {
         for i in 0..self.cluster.len() {
             let name = self.cluster.name(i);
             self.cluster
-                .lab()
+                .net()
                 .set_link(&name, Direction::Both, conditions)?;
         }
         Ok(())
@@ -104,13 +104,13 @@ impl Exec<'_> {
                         .collect();
                     group.extend(stores);
                 }
-                self.cluster.lab().split(&names, mode)?;
+                self.cluster.net().split(&names, mode)?;
                 let shown: Vec<String> = names.iter().map(|g| g.join(" ")).collect();
                 (format!("partition: [{}]", shown.join("] | [")), Vec::new())
             }
             PartitionShape::OneWay { from, to } => {
                 let (a, b) = (self.host_name(from).await?, self.host_name(to).await?);
-                self.cluster.lab().cut(&a, &b, mode)?;
+                self.cluster.net().cut(&a, &b, mode)?;
                 (format!("partition: {a} -/-> {b}"), Vec::new())
             }
         };
@@ -137,7 +137,7 @@ impl Exec<'_> {
         let conditions = faults::conditions(&spec, down);
         for &i in &targets {
             let name = self.cluster.name(i);
-            self.cluster.lab().set_link(&name, direction, conditions)?;
+            self.cluster.net().set_link(&name, direction, conditions)?;
             self.close_fault(i, WindowKind::Link);
             if spec != self.scenario.link || down {
                 self.open_fault(
@@ -205,13 +205,13 @@ impl Exec<'_> {
                     loss_pct: faults::RANDOM_LOSS_PCT,
                     ..self.scenario.link
                 };
-                self.cluster.lab().set_link(
+                self.cluster.net().set_link(
                     &name,
                     Direction::Both,
                     faults::conditions(&spec, false),
                 )?
             }
-            FaultKind::Latency => self.cluster.lab().set_link(
+            FaultKind::Latency => self.cluster.net().set_link(
                 &name,
                 Direction::Both,
                 faults::conditions(&faults::RANDOM_LATENCY, false),
@@ -232,8 +232,8 @@ impl Exec<'_> {
             FaultKind::Pause => self.cluster.resume(i)?,
             FaultKind::KillRedis => {}
             FaultKind::PauseRedis => self.cluster.resume_redis(i)?,
-            FaultKind::Partition => self.cluster.lab().heal()?,
-            FaultKind::Loss | FaultKind::Latency => self.cluster.lab().set_link(
+            FaultKind::Partition => self.cluster.net().heal()?,
+            FaultKind::Loss | FaultKind::Latency => self.cluster.net().set_link(
                 &name,
                 Direction::Both,
                 faults::conditions(&self.scenario.link, false),

@@ -23,7 +23,7 @@ impl Exec<'_> {
         let mut captured = Vec::new();
         if attack == Attack::Replay {
             for &i in &targets {
-                let host = self.cluster.host(i).clone();
+                let host = self.cluster.host(i)?.clone();
                 let addr = self.cluster.addr(i);
                 let window = Duration::from_millis(ROGUE_CAPTURE_MS);
                 let got = tokio::task::spawn_blocking(move || {

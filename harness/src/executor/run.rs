@@ -68,6 +68,7 @@ pub async fn run(
         keep_data: options.keep_data,
         redis: options.redis.unwrap_or(scenario.redis),
         containers: options.containers.clone(),
+        hosts: options.hosts.clone(),
     };
     let mut cluster = match LabCluster::create(config, &options.evidence) {
         Ok(c) => c,
@@ -85,6 +86,19 @@ pub async fn run(
         cluster.teardown();
         result.duration_ms = now_ms() - start_ms;
         return result;
+    }
+    if let Some(remote) = cluster.remote() {
+        // The report states how far each host's clock is from the control node's.
+        for (i, (_, clock)) in remote.clocks().iter().enumerate() {
+            let node = format!("n{}", i + 1);
+            result
+                .figures
+                .insert(format!("clock_offset_{node}_ms"), vec![clock.offset_ms]);
+            result.figures.insert(
+                format!("clock_uncertainty_{node}_ms"),
+                vec![clock.uncertainty_ms],
+            );
+        }
     }
     if cluster.has_containers() {
         result.figures.insert(
@@ -271,7 +285,7 @@ impl Exec<'_> {
             }
             Action::StepDown { label } => self.step_down(label.as_deref()).await,
             Action::Heal => {
-                self.cluster.lab().heal()?;
+                self.cluster.net().heal()?;
                 self.close_faults_with(WindowKind::Partition);
                 Ok("healed".into())
             }
@@ -324,8 +338,8 @@ impl Exec<'_> {
     /// The final heal-and-recover phase: heal, restore links, resume and restart every node
     /// that ran, and wait for one coordinator and one history.
     pub(super) async fn recover(&mut self) -> Result<()> {
-        self.cluster.lab().heal()?;
-        self.cluster.lab().clear_links()?;
+        self.cluster.net().heal()?;
+        self.cluster.net().clear_links()?;
         self.apply_default_links()?;
         for i in 0..self.cluster.len() {
             if self.cluster.redis_paused(i) {
@@ -389,6 +403,13 @@ impl Exec<'_> {
             names: &names,
             start_ms: self.result.start_ms,
             was_coordinator: &was_coordinator,
+            clock_uncertainty_ms: self.cluster.remote().map_or(0, |r| {
+                r.clocks()
+                    .iter()
+                    .map(|(_, c)| c.uncertainty_ms.ceil() as u64)
+                    .max()
+                    .unwrap_or(0)
+            }),
         };
         let mut results = Vec::new();
         for Check {

@@ -1,0 +1,341 @@
+//! The lab across real hosts: `idlab run --hosts hosts.toml` drives machines over SSH, the way
+//! Jepsen drives its nodes from a control node. Each host named in the [`hosts_file`] gets the
+//! run's directory, the `idserver` binary and `idlab` itself (both checksum-verified), and runs
+//! `idlab agent` ([`agent`]) over an SSH session ([`ssh`], [`session`]): the agent starts,
+//! signals and stops the node, applies link faults to the host's own interface, and removes
+//! everything when the run ends or the session drops. Clients, status probes and checks run on
+//! the control node (where idlab runs); faults never touch its traffic.
+//!
+//! [`up`] makes such hosts on one machine (namespaces running `sshd`) so the backend can be
+//! tried and tested anywhere.
+
+pub mod agent;
+pub mod hosts_file;
+pub mod protocol;
+pub mod session;
+pub mod ssh;
+pub mod up;
+
+use crate::error::{Error, Result};
+use crate::scenario::{Build, Discovery, Layout, RedisMode};
+use hosts_file::{HostSpec, HostsFile};
+use netns::{Direction, LinkConditions, PartitionMode};
+use protocol::{HostFaults, Request};
+use session::{AgentSession, ClockOffset};
+use ssh::{quote, Ssh};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Longest the preparation of one host may take (directory, copies).
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The faults in force across the hosts (by node index).
+#[derive(Debug, Default, Clone)]
+struct Faults {
+    links: BTreeMap<usize, [LinkConditions; 2]>,
+    cuts: BTreeMap<(usize, usize), PartitionMode>,
+}
+
+/// The hosts of a run, each with its agent.
+pub struct RemoteHosts {
+    specs: Vec<HostSpec>,
+    agents: Vec<AgentSession>,
+    dirs: Vec<String>,
+    control_dir: PathBuf,
+    faults: Mutex<(Faults, Vec<HostFaults>)>,
+}
+
+impl RemoteHosts {
+    /// Prepares the first `nodes` hosts of `file` for run `run_id` (all at once): the run's
+    /// directory, `idserver` and `idlab` copied and verified, an agent started. Agent logs go
+    /// to `evidence/nodes/`.
+    pub fn connect(
+        file: &HostsFile,
+        nodes: usize,
+        idserver: &Path,
+        run_id: &str,
+        evidence: &Path,
+    ) -> Result<RemoteHosts> {
+        if file.hosts.len() < nodes {
+            return Err(Error::Setup(too_few(file, nodes)));
+        }
+        let idlab = std::env::current_exe()
+            .map_err(|e| Error::Setup(format!("cannot find idlab's own binary: {e}")))?;
+        let control_dir = std::env::temp_dir().join(format!("idlab-ssh-{run_id}"));
+        std::fs::create_dir_all(&control_dir).map_err(|e| {
+            Error::Setup(format!("failed to create {}: {e}", control_dir.display()))
+        })?;
+        let specs: Vec<HostSpec> = file.hosts[..nodes].to_vec();
+        let started: Vec<std::thread::JoinHandle<Result<(AgentSession, String)>>> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let ssh = Ssh::new(spec, &file.known_hosts, &control_dir);
+                let dir = format!("{}/idlab-{run_id}", spec.data_dir.trim_end_matches('/'));
+                let (idserver, idlab) = (idserver.to_path_buf(), idlab.clone());
+                let log = evidence.join("nodes").join(format!("n{}-agent.log", i + 1));
+                let interface = spec.interface.clone();
+                std::thread::spawn(move || {
+                    ssh.run(
+                        &format!("mkdir -p {}", quote(&format!("{dir}/bin"))),
+                        None,
+                        PREPARE_TIMEOUT,
+                    )?;
+                    ssh.install(&idserver, &format!("{dir}/bin/idserver"), "755")?;
+                    let agent = format!("{dir}/bin/idlab");
+                    ssh.install(&idlab, &agent, "755")?;
+                    let session = AgentSession::start(&ssh, &agent, &dir, &interface, &log)?;
+                    Ok((session, dir))
+                })
+            })
+            .collect();
+        let (mut agents, mut dirs, mut first_error) = (Vec::new(), Vec::new(), None);
+        for s in started {
+            match s.join() {
+                Ok(Ok((agent, dir))) => {
+                    agents.push(agent);
+                    dirs.push(dir);
+                }
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(Error::Setup("a host's preparation panicked".into()));
+                }
+            }
+        }
+        let hosts = RemoteHosts {
+            faults: Mutex::new((Faults::default(), vec![HostFaults::default(); nodes])),
+            specs,
+            agents,
+            dirs,
+            control_dir,
+        };
+        match first_error {
+            // Dropping `hosts` ends the agents that did start (they clean their hosts).
+            Some(e) => Err(e),
+            None => Ok(hosts),
+        }
+    }
+
+    /// Node `i`'s host.
+    pub fn spec(&self, i: usize) -> &HostSpec {
+        &self.specs[i]
+    }
+
+    /// Node `i`'s agent.
+    pub fn agent(&self, i: usize) -> &AgentSession {
+        &self.agents[i]
+    }
+
+    /// The run's directory on node `i`'s host.
+    pub fn dir(&self, i: usize) -> &str {
+        &self.dirs[i]
+    }
+
+    /// Every host's clock against the control node's.
+    pub fn clocks(&self) -> Vec<(String, ClockOffset)> {
+        self.agents
+            .iter()
+            .map(|a| (a.name.clone(), a.clock))
+            .collect()
+    }
+
+    /// Copies `files` (local paths) into node `i`'s run directory (`creds/<name>`, readable
+    /// by its owner only); their remote paths.
+    pub fn install_files(&self, i: usize, files: &[(&str, &Path)]) -> Result<Vec<String>> {
+        let ssh = self.agents[i].ssh();
+        ssh.run(
+            &format!("mkdir -p {}", quote(&format!("{}/creds", self.dirs[i]))),
+            None,
+            PREPARE_TIMEOUT,
+        )?;
+        files
+            .iter()
+            .map(|(name, local)| {
+                let remote = format!("{}/creds/{name}", self.dirs[i]);
+                ssh.install(local, &remote, "600").map(|()| remote)
+            })
+            .collect()
+    }
+
+    fn index(&self, name: &str) -> Result<usize> {
+        name.strip_prefix('n')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=self.specs.len()).contains(n))
+            .map(|n| n - 1)
+            .ok_or_else(|| {
+                Error::Step(format!(
+                    "the SSH backend has no host {name:?}: only nodes' hosts can be faulted \
+                     (clients run on the control node, which faults never reach)"
+                ))
+            })
+    }
+
+    /// Sets the conditions of one direction (or both) of node `name`'s interface.
+    pub fn set_link(
+        &self,
+        name: &str,
+        direction: Direction,
+        conditions: LinkConditions,
+    ) -> Result<()> {
+        let i = self.index(name)?;
+        self.change(|f| {
+            let entry = f.links.entry(i).or_default();
+            match direction {
+                Direction::FromHost => entry[0] = conditions,
+                Direction::ToHost => entry[1] = conditions,
+                Direction::Both => *entry = [conditions, conditions],
+            }
+        })
+    }
+
+    /// Clears every link's conditions.
+    pub fn clear_links(&self) -> Result<()> {
+        self.change(|f| f.links.clear())
+    }
+
+    /// Cuts `name` off from every other host, both ways.
+    pub fn isolate(&self, name: &str, mode: PartitionMode) -> Result<()> {
+        let i = self.index(name)?;
+        let n = self.specs.len();
+        self.change(|f| {
+            for other in (0..n).filter(|o| *o != i) {
+                f.cuts.insert((i, other), mode);
+                f.cuts.insert((other, i), mode);
+            }
+        })
+    }
+
+    /// Splits the hosts into sides that cannot reach each other.
+    pub fn split(&self, sides: &[Vec<String>], mode: PartitionMode) -> Result<()> {
+        let sides: Vec<Vec<usize>> = sides
+            .iter()
+            .map(|side| side.iter().map(|n| self.index(n)).collect())
+            .collect::<Result<_>>()?;
+        self.change(|f| {
+            for (a, side_a) in sides.iter().enumerate() {
+                for (b, side_b) in sides.iter().enumerate() {
+                    if a != b {
+                        for x in side_a {
+                            for y in side_b {
+                                f.cuts.insert((*x, *y), mode);
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// `from` can no longer reach `to`.
+    pub fn cut(&self, from: &str, to: &str, mode: PartitionMode) -> Result<()> {
+        let (from, to) = (self.index(from)?, self.index(to)?);
+        self.change(|f| {
+            f.cuts.insert((from, to), mode);
+        })
+    }
+
+    /// Removes every cut.
+    pub fn heal(&self) -> Result<()> {
+        self.change(|f| f.cuts.clear())
+    }
+
+    /// Whether a cut separates `a` and `b`, either way.
+    pub fn is_cut(&self, a: &str, b: &str) -> bool {
+        let (Ok(a), Ok(b)) = (self.index(a), self.index(b)) else {
+            return false;
+        };
+        let state = self.faults.lock().expect("faults lock");
+        state.0.cuts.contains_key(&(a, b)) || state.0.cuts.contains_key(&(b, a))
+    }
+
+    /// Edits the faults and sends each host whose share changed its new share.
+    fn change(&self, edit: impl FnOnce(&mut Faults)) -> Result<()> {
+        let mut state = self.faults.lock().expect("faults lock");
+        let mut next = state.0.clone();
+        edit(&mut next);
+        for (i, agent) in self.agents.iter().enumerate() {
+            let [from_host, to_host] = next.links.get(&i).copied().unwrap_or_default();
+            let share = HostFaults {
+                cut_from: next
+                    .cuts
+                    .iter()
+                    .filter(|((_, to), _)| *to == i)
+                    .map(|((from, _), mode)| (self.specs[*from].address, *mode))
+                    .collect(),
+                from_host,
+                to_host,
+            };
+            if share != state.1[i] {
+                agent.request(Request::Faults {
+                    faults: share.clone(),
+                })?;
+                state.1[i] = share;
+            }
+        }
+        state.0 = next;
+        Ok(())
+    }
+
+    /// Node `i`'s address on the cluster network.
+    pub fn address(&self, i: usize) -> Ipv4Addr {
+        self.specs[i].address
+    }
+
+    /// Ends every agent (each removes what it set up) and the SSH connections.
+    pub fn close(&mut self) {
+        for agent in &self.agents {
+            agent.close();
+        }
+        for agent in self.agents.drain(..) {
+            let ssh = agent.ssh().clone();
+            drop(agent);
+            ssh.close();
+        }
+        let _ = std::fs::remove_dir_all(&self.control_dir);
+    }
+}
+
+impl Drop for RemoteHosts {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// What of a scenario only the local lab runs, if anything.
+pub fn lab_only(
+    layout: Layout,
+    discovery: Discovery,
+    redis: RedisMode,
+    rogue: bool,
+    build: Build,
+    client_hosts: u32,
+) -> Option<&'static str> {
+    [
+        (
+            layout == Layout::OneHost,
+            "every node on one host (`layout = \"one-host\"`)",
+        ),
+        (discovery == Discovery::Multicast, "multicast discovery"),
+        (redis == RedisMode::Container, "Redis in containers"),
+        (rogue, "the `rogue` host"),
+        (build == Build::Previous, "nodes of the previous build"),
+        (client_hosts > 1, "more than one client host"),
+    ]
+    .into_iter()
+    .find(|(needed, _)| *needed)
+    .map(|(_, what)| what)
+}
+
+/// The message for a hosts file with fewer hosts than a scenario's nodes.
+pub fn too_few(file: &HostsFile, nodes: usize) -> String {
+    format!(
+        "{} names {} host(s); this scenario needs {nodes} (one per node)",
+        file.path.display(),
+        file.hosts.len()
+    )
+}
