@@ -385,7 +385,6 @@ impl LabCluster {
             )));
         }
         let run_id = format!("{}-{}", std::process::id(), crate::history::now_ms());
-        let data_root = std::env::temp_dir().join(format!("idlab-{run_id}"));
         let remote = RemoteHosts::connect(
             hosts,
             config.nodes as usize,
@@ -393,6 +392,8 @@ impl LabCluster {
             &run_id,
             evidence,
         )?;
+        // The run's credentials: with the SSH connections' sockets, removed with them.
+        let data_root = remote.control_dir().join("local");
         let mut nodes = Vec::new();
         for i in 0..config.nodes as usize {
             nodes.push(Node {
@@ -1238,6 +1239,33 @@ impl Drop for LabCluster {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Removes the data directories (`idlab-idl-<pid>-<n>`: nodes' Redis files, credentials) of
+/// local runs whose process is gone; what it removed.
+pub fn remove_dead_data_roots() -> Vec<String> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("idlab-")
+            .and_then(|rest| rest.strip_prefix(netns::lab::NAME_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
+            removed.push(format!("data directory {}", entry.path().display()));
+        }
+    }
+    removed
 }
 
 /// The longest end of a remote node's log copied into the evidence.

@@ -206,8 +206,10 @@ enum Command {
     },
     /// Remove what lab runs whose process is gone (e.g. killed with SIGKILL) left: their
     /// namespaces (and every process, link and rule in them), their Redis containers (by the
-    /// `idlab.run` label), their private Docker engines' namespaces and data, and the scratch
-    /// directories of `idlab bench` systems.
+    /// `idlab.run` label), their private Docker engines' namespaces and data, the scratch
+    /// directories of `idlab bench` systems and `idlab up --ssh`, and the SSH connections and
+    /// control directories of runs over SSH (their remote hosts clean themselves up when the
+    /// session ends).
     Clean {
         /// Where private dockerds keep their data.
         #[arg(long, default_value = "target/idlab/docker")]
@@ -262,6 +264,9 @@ fn main() -> ExitCode {
                     .map(|ns| format!("namespace {ns}")),
             );
             removed.extend(harness::bench::remove_dead_scratch());
+            removed.extend(harness::remote::remove_dead_control_dirs());
+            removed.extend(harness::remote::up::remove_dead_scratch());
+            removed.extend(harness::cluster::remove_dead_data_roots());
             for what in &removed {
                 println!("removed {what}");
             }

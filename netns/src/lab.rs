@@ -25,11 +25,35 @@ pub struct Lab {
     pub(crate) netem: bool,
     /// The index of the control link ([`Lab::add_control_link`]), if made.
     pub(crate) control: Option<u32>,
+    /// The first three octets of every address, and the prefix length.
+    pub(crate) subnet: ([u8; 3], u8),
 }
 
 impl Lab {
     /// Makes the switch namespace and its bridge. Needs root.
     pub fn create() -> Result<Lab> {
+        let [a, b, c, _] = SWITCH_ADDR.octets();
+        Self::create_in(([a, b, c], PREFIX_LEN))
+    }
+
+    /// A lab meant to be linked to this machine ([`Lab::add_control_link`]): its network is a
+    /// /24 of 198.19.0.0/16 that no interface of this machine uses yet, so that its routes do
+    /// not meet another such lab's.
+    pub fn create_reachable() -> Result<Lab> {
+        let used = run(
+            "list this machine's addresses",
+            "ip",
+            &["-4", "-o", "addr", "show"],
+        )?;
+        let first = std::process::id() % 254;
+        let third = (0..254)
+            .map(|k| ((first + k) % 254 + 1) as u8)
+            .find(|k| !used.contains(&format!(" 198.19.{k}.")))
+            .ok_or_else(|| Error::Invalid("every /24 of 198.19.0.0/16 is in use".into()))?;
+        Self::create_in(([198, 19, third], crate::plan::REACHABLE_PREFIX_LEN))
+    }
+
+    fn create_in(subnet: ([u8; 3], u8)) -> Result<Lab> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::NotRoot {
                 action: "create a lab".into(),
@@ -49,6 +73,7 @@ impl Lab {
             faults: Mutex::new(FaultState::default()),
             delayer: Mutex::new(None),
             control: None,
+            subnet,
         };
         run(
             "create the switch namespace",
@@ -77,7 +102,7 @@ impl Lab {
         )?;
         ip_in("bring up the bridge", sw, &["link", "set", "br0", "up"])?;
         // The switch's own address lets it route the resets and ICMP errors of `reject` cuts.
-        let switch_cidr = format!("{SWITCH_ADDR}/{PREFIX_LEN}");
+        let switch_cidr = format!("{}/{}", lab.address(254), subnet.1);
         ip_in(
             "address the switch",
             sw,
@@ -188,7 +213,7 @@ impl Lab {
             &self.switch_ns,
             &["link", "set", &host.port, "master", "br0", "up"],
         )?;
-        let cidr = format!("{}/{PREFIX_LEN}", host.addr);
+        let cidr = format!("{}/{}", host.addr, self.subnet.1);
         run(
             "address the control link",
             "ip",
@@ -219,7 +244,7 @@ impl Lab {
             name: name.to_string(),
             index,
             ns: format!("{}-h{index}", self.id),
-            addr: Ipv4Addr::new(198, 18, 0, index as u8),
+            addr: self.address(index as u8),
             port: format!("v{index}"),
         })
     }
@@ -246,7 +271,7 @@ impl Lab {
             sw,
             &["link", "set", &host.port, "master", "br0", "up"],
         )?;
-        let cidr = format!("{}/{PREFIX_LEN}", host.addr);
+        let cidr = format!("{}/{}", host.addr, self.subnet.1);
         ip_in(
             "address the host",
             ns,
@@ -268,6 +293,12 @@ impl Lab {
             &["route", "add", "224.0.0.0/4", "dev", "eth0"],
         )?;
         Ok(())
+    }
+
+    /// The lab network's address ending in `last`.
+    fn address(&self, last: u8) -> Ipv4Addr {
+        let [a, b, c] = self.subnet.0;
+        Ipv4Addr::new(a, b, c, last)
     }
 
     /// The run's id, which every name of this lab starts with.

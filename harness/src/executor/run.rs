@@ -88,17 +88,29 @@ pub async fn run(
         return result;
     }
     if let Some(remote) = cluster.remote() {
-        // The report states how far each host's clock is from the control node's.
-        for (i, (_, clock)) in remote.clocks().iter().enumerate() {
-            let node = format!("n{}", i + 1);
-            result
-                .figures
-                .insert(format!("clock_offset_{node}_ms"), vec![clock.offset_ms]);
-            result.figures.insert(
-                format!("clock_uncertainty_{node}_ms"),
-                vec![clock.uncertainty_ms],
-            );
-        }
+        // The report states how far the hosts' clocks are from the control node's (each
+        // host's in the evidence, clocks.json).
+        let clocks = remote.clocks();
+        let largest = |f: fn(&crate::remote::session::ClockOffset) -> f64| {
+            clocks.iter().map(|(_, c)| f(c)).fold(0.0, f64::max)
+        };
+        result.figures.insert(
+            "clock_offset_max_ms".into(),
+            vec![largest(|c| c.offset_ms.abs())],
+        );
+        result.figures.insert(
+            "clock_uncertainty_max_ms".into(),
+            vec![largest(|c| c.uncertainty_ms)],
+        );
+        let by_host: BTreeMap<String, _> = clocks
+            .iter()
+            .enumerate()
+            .map(|(i, (host, c))| (format!("n{} ({host})", i + 1), *c))
+            .collect();
+        let _ = std::fs::write(
+            options.evidence.join("clocks.json"),
+            serde_json::to_string_pretty(&by_host).unwrap_or_default(),
+        );
     }
     if cluster.has_containers() {
         result.figures.insert(

@@ -276,18 +276,18 @@ mod tests {
         let typo = GOOD.replace("interface", "interfcae");
         let e = parse(&typo).unwrap_err().to_string();
         assert!(
-            e.contains("hosts.toml:7:1") && e.contains("interfcae"),
+            e.contains("hosts.toml:6:1") && e.contains("interfcae"),
             "{e}"
         );
         let bad = GOOD.replace("\"10.0.0.1\"\n", "\"10.0.0.300\"\n");
         let e = parse(&bad).unwrap_err().to_string();
         assert!(
-            e.contains("hosts.toml:8:11") && e.contains("not an IPv4 address"),
+            e.contains("hosts.toml:7:11") && e.contains("not an IPv4 address"),
             "{e}"
         );
         let relative = GOOD.replace("/var/tmp/idlab", "tmp");
         let e = parse(&relative).unwrap_err().to_string();
-        assert!(e.contains(":9:12") && e.contains("absolute"), "{e}");
+        assert!(e.contains("hosts.toml:8:12") && e.contains("absolute"), "{e}");
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl RemoteHosts {
         }
         let idlab = std::env::current_exe()
             .map_err(|e| Error::Setup(format!("cannot find idlab's own binary: {e}")))?;
-        let control_dir = std::env::temp_dir().join(format!("idlab-ssh-{run_id}"));
+        let control_dir = std::env::temp_dir().join(format!("{CONTROL_PREFIX}{run_id}"));
         std::fs::create_dir_all(&control_dir).map_err(|e| {
             Error::Setup(format!("failed to create {}: {e}", control_dir.display()))
         })?;
@@ -119,6 +119,11 @@ impl RemoteHosts {
             Some(e) => Err(e),
             None => Ok(hosts),
         }
+    }
+
+    /// This run's directory on the control node (the SSH connections' sockets).
+    pub fn control_dir(&self) -> &Path {
+        &self.control_dir
     }
 
     /// Node `i`'s host.
@@ -304,6 +309,50 @@ impl Drop for RemoteHosts {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The prefix of a run's directory on the control node, `idlab-ssh-<pid>-<ms>`.
+const CONTROL_PREFIX: &str = "idlab-ssh-";
+
+/// Ends the SSH connections and removes the control directories of runs whose process is
+/// gone (killed outright); what they removed.
+pub fn remove_dead_control_dirs() -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(CONTROL_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        for socket in std::fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if socket.path().extension().is_some_and(|e| e == "sock") {
+                let _ = std::process::Command::new("ssh")
+                    .arg("-o")
+                    .arg(format!("ControlPath={}", socket.path().display()))
+                    .args(["-O", "exit", "idlab-dead-run"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        if std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed.push(format!("SSH control directory {}", entry.path().display()));
+        }
+    }
+    removed
 }
 
 /// What of a scenario only the local lab runs, if anything.

@@ -53,7 +53,8 @@ impl Ssh {
             .args(["-o", "ControlMaster=auto"])
             .arg("-o")
             .arg(format!("ControlPath={}", self.control.display()))
-            .args(["-o", "ControlPersist=yes"])
+            // A master left by a killed run ends on its own once its sessions are gone.
+            .args(["-o", "ControlPersist=30"])
             .arg("-o")
             .arg(format!("ConnectTimeout={CONNECT_TIMEOUT_S}"))
             .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"])

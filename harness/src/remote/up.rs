@@ -36,7 +36,7 @@ impl SshLab {
                 "no OpenSSH server at {SSHD}: install openssh-server (scripts/install-deps)"
             )));
         }
-        let lab = Lab::create()?;
+        let lab = Lab::create_reachable()?;
         let dir = std::env::temp_dir().join(format!("idlab-up-{}", lab.id()));
         // From here on, dropping `ssh_lab` (also on an error) removes what was made.
         let mut ssh_lab = SshLab {
@@ -139,6 +139,16 @@ impl SshLab {
     pub fn lab(&self) -> &Lab {
         &self.lab
     }
+
+    /// The pids of the hosts' sshd, in order.
+    pub fn daemon_pids(&self) -> Vec<u32> {
+        self.daemons.iter().map(Child::id).collect()
+    }
+
+    /// The data directory the hosts file names for host `i` (0-based).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{}", i + 1)).join("data")
+    }
 }
 
 impl Drop for SshLab {
@@ -152,6 +162,33 @@ impl Drop for SshLab {
             let _ = std::fs::remove_file(&self.hosts_file);
         }
     }
+}
+
+/// Removes the scratch directories (`idlab-up-idl-<pid>-<n>`) of `idlab up --ssh` runs whose
+/// process is gone; what it removed. (Their namespaces go with the lab's own clean-up.)
+pub fn remove_dead_scratch() -> Vec<String> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("idlab-up-")
+            .and_then(|rest| rest.strip_prefix(netns::lab::NAME_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
+            removed.push(format!("scratch directory {}", entry.path().display()));
+        }
+    }
+    removed
 }
 
 fn keygen(path: &Path) -> Result<()> {
