@@ -76,7 +76,8 @@ pub fn render(report: &BenchReport) -> String {
             page,
             "<h2>Inconsistency window</h2>\n<p>A sampling writer creates keys while {} clients \
              load the system; after each acknowledgement every node's own copy is read until it \
-             holds the key (an upper bound, by one read's round trip).</p>\n<table><tr>\
+             holds the key; a write's window ends at the midpoint of the read that found it on \
+             the last node (± half a read's round trip).</p>\n<table><tr>\
              <th>system</th><th>writes</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th>\
              <th>timed out</th></tr>",
             report.windows.first().map_or(0, |w| w.load_clients)

@@ -3,8 +3,10 @@
 //! system; after each acknowledgement a reader per node asks that node's own copy (idserver:
 //! a lookup from that node alone, which it serves from its own Redis; etcd: a serializable
 //! get from that member, which does not go through the leader; Sentinel: `EXISTS` on that
-//! host's Redis) until it holds the key. The window is the time from the acknowledgement to
-//! the answer of the last node to say yes: an upper bound, by at most one read's round trip.
+//! host's Redis) until it holds the key. A node held the key at some moment while the read that
+//! found it was in flight: the window is the time from the acknowledgement to the midpoint of
+//! that read, for the last node to hold it (within ± half a read's round trip: a few µs on
+//! plain links, 20 ms on the delay profile's).
 
 use super::Session;
 use etcd_client::GetOptions;
@@ -81,12 +83,14 @@ impl Reader {
         }
     }
 
-    /// Asks until this node holds `key`: the time from `acked` to the answer that said so,
-    /// None after [`GIVE_UP`].
+    /// Asks until this node holds `key`: the time from `acked` to the midpoint of the read
+    /// that found it (ms, at least 0), None after [`GIVE_UP`].
     async fn until_held(&mut self, key: &str, acked: Instant) -> Option<f64> {
         while acked.elapsed() < GIVE_UP {
+            let sent = acked.elapsed().as_secs_f64();
             if let Ok(Ok(true)) = tokio::time::timeout(GIVE_UP, self.holds(key)).await {
-                return Some(acked.elapsed().as_secs_f64() * 1000.0);
+                let answered = acked.elapsed().as_secs_f64();
+                return Some((sent + answered) / 2.0 * 1000.0);
             }
         }
         None

@@ -62,8 +62,8 @@ impl RemoteHosts {
         if file.hosts.len() < nodes {
             return Err(Error::Setup(too_few(file, nodes)));
         }
-        let idlab = std::env::current_exe()
-            .map_err(|e| Error::Setup(format!("cannot find idlab's own binary: {e}")))?;
+        // The running binary itself, also if its file was replaced meanwhile (a rebuild).
+        let idlab = PathBuf::from("/proc/self/exe");
         let control_dir = std::env::temp_dir().join(format!("{CONTROL_PREFIX}{run_id}"));
         std::fs::create_dir_all(&control_dir).map_err(|e| {
             Error::Setup(format!("failed to create {}: {e}", control_dir.display()))
