@@ -16,7 +16,6 @@ use crate::limits::{
     POLL_STATUS_MS, PROBE_CONNECT_MS, PROBE_REPLY_MS, ROGUE_HOST_NAME, STOP_WAIT_MS,
 };
 use crate::network::Net;
-use crate::remote::hosts_file::HostsFile;
 use crate::remote::protocol::{Reply, Request, Sig, Target};
 use crate::remote::RemoteHosts;
 use crate::rogue::RogueKit;
@@ -69,8 +68,9 @@ pub struct NodeConfig {
     pub redis: RedisMode,
     /// The engine and image, when Redis runs in containers.
     pub containers: Option<Arc<RedisContainers>>,
-    /// The hosts to run the nodes on over SSH (None: the local lab's namespaces).
-    pub hosts: Option<Arc<HostsFile>>,
+    /// The hosts to run the nodes on over SSH, prepared for the whole run (None: the local
+    /// lab's namespaces).
+    pub hosts: Option<Arc<RemoteHosts>>,
 }
 
 impl NodeConfig {
@@ -269,20 +269,20 @@ pub struct LabCluster {
     /// The `rogue` host's runtime and credentials of its own, if the run has one.
     rogue: Option<(HostRuntime, Arc<RogueKit>)>,
     /// The hosts of a run over SSH.
-    remote: Option<RemoteHosts>,
+    remote: Option<Arc<RemoteHosts>>,
     // Dropped last: the namespaces go once every process and runtime in them is gone.
     lab: Option<Lab>,
 }
 
 impl LabCluster {
     /// Makes the lab (hosts `n1`..`nN` and `client`) and starts the status pollers; no node
-    /// runs yet. Node logs go to `evidence/nodes/`. With [`NodeConfig::hosts`], prepares the
-    /// remote hosts instead (see [`crate::remote`]).
+    /// runs yet. Node logs go to `evidence/nodes/`. With [`NodeConfig::hosts`], uses the
+    /// remote hosts instead, reset for this scenario (see [`crate::remote`]).
     pub fn create(config: NodeConfig, evidence: &Path) -> Result<LabCluster> {
         std::fs::create_dir_all(evidence.join("nodes"))
             .map_err(|e| Error::Setup(format!("failed to create {}: {e}", evidence.display())))?;
         if let Some(hosts) = config.hosts.clone() {
-            return Self::create_remote(config, &hosts, evidence);
+            return Self::create_remote(config, hosts, evidence);
         }
         let mut lab = Lab::create()?;
         let data_root = std::env::temp_dir().join(format!("idlab-{}", lab.id()));
@@ -369,9 +369,13 @@ impl LabCluster {
         )
     }
 
-    /// A cluster on the hosts of `hosts`: each prepared (binaries, credentials, an agent);
-    /// clients and probes run here.
-    fn create_remote(config: NodeConfig, hosts: &HostsFile, evidence: &Path) -> Result<LabCluster> {
+    /// A cluster on the prepared `remote` hosts, reset first, each given the scenario's
+    /// credentials; clients and probes run here.
+    fn create_remote(
+        config: NodeConfig,
+        remote: Arc<RemoteHosts>,
+        evidence: &Path,
+    ) -> Result<LabCluster> {
         if let Some(what) = crate::remote::lab_only(
             config.layout,
             config.discovery,
@@ -384,16 +388,18 @@ impl LabCluster {
                 "the SSH backend does not run {what}: run this scenario in the local lab"
             )));
         }
-        let run_id = format!("{}-{}", std::process::id(), crate::history::now_ms());
-        let remote = RemoteHosts::connect(
-            hosts,
-            config.nodes as usize,
-            &config.idserver,
-            &run_id,
-            evidence,
-        )?;
+        if config.nodes as usize > remote.len() {
+            return Err(Error::Setup(format!(
+                "this scenario needs {} hosts; the run prepared {}",
+                config.nodes,
+                remote.len()
+            )));
+        }
+        remote.reset()?;
         // The run's credentials: with the SSH connections' sockets, removed with them.
-        let data_root = remote.control_dir().join("local");
+        let data_root = remote
+            .control_dir()
+            .join(format!("scenario-{}", crate::history::now_ms()));
         let mut nodes = Vec::new();
         for i in 0..config.nodes as usize {
             nodes.push(Node {
@@ -403,7 +409,7 @@ impl LabCluster {
                 child: None,
                 remote_pid: None,
                 cred_args: Vec::new(),
-                clock_offset_ms: remote.agent(i).clock.offset_ms.round() as i64,
+                clock_offset_ms: remote.agent(i).clock().offset_ms.round() as i64,
                 state: NodeState::New,
                 redis_paused: None,
                 store: None,
@@ -459,7 +465,7 @@ impl LabCluster {
         clients: Vec<HostRuntime>,
         creds: Option<CredentialSet>,
         rogue: Option<(HostRuntime, Arc<RogueKit>)>,
-        remote: Option<RemoteHosts>,
+        remote: Option<Arc<RemoteHosts>>,
         lab: Option<Lab>,
         data_root: PathBuf,
         evidence: &Path,
@@ -536,7 +542,7 @@ impl LabCluster {
 
     /// The remote hosts of a run over SSH.
     pub fn remote(&self) -> Option<&RemoteHosts> {
-        self.remote.as_ref()
+        self.remote.as_deref()
     }
 
     /// How many nodes.
@@ -1157,7 +1163,7 @@ impl LabCluster {
             poller.abort();
         }
         if self.config.hosts.is_some() {
-            if let Some(mut remote) = self.remote.take() {
+            if let Some(remote) = self.remote.take() {
                 for i in 0..self.nodes.len() {
                     for (path, out) in [
                         ("node.log".to_string(), format!("n{}.log", i + 1)),
@@ -1176,8 +1182,11 @@ impl LabCluster {
                     }
                     self.nodes[i].went_down();
                 }
-                // Each agent kills its node and Redis and removes its rules and files.
-                remote.close();
+                // Each agent kills its node and Redis and removes its rules and files (the
+                // last scenario's are removed when the run ends and the agents with it).
+                if let Err(e) = remote.reset() {
+                    eprintln!("idlab: failed to reset the hosts after the scenario: {e}");
+                }
             }
             let _ = std::fs::remove_dir_all(&self.data_root);
             return;

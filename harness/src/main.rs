@@ -599,6 +599,33 @@ fn run(args: RunArgs) -> Result<u8, String> {
         .build()
         .map_err(|e| format!("failed to start a runtime: {e}"))?;
     let interrupted = interrupt_flag(&runtime);
+    // The hosts over SSH, prepared once for the whole run (binaries copied, agents started);
+    // dropping them at the end ends the agents, which remove everything.
+    let hosts = match &hosts {
+        None => None,
+        Some(file) => {
+            let nodes = scenarios
+                .iter()
+                .map(|s| s.nodes as usize)
+                .max()
+                .unwrap_or(1);
+            let began = Instant::now();
+            let prepared = harness::remote::RemoteHosts::connect(
+                file,
+                nodes,
+                &idserver,
+                &format!("{}-{start_ms}", std::process::id()),
+                &run_dir.join("agents"),
+            )
+            .map_err(|e| format!("failed to prepare the hosts: {e}"))?;
+            println!(
+                "idlab: {nodes} host(s) of {} prepared in {:.1} s",
+                file.path.display(),
+                began.elapsed().as_secs_f64()
+            );
+            Some(Arc::new(prepared))
+        }
+    };
     println!(
         "idlab: {} scenario(s), evidence in {}",
         scenarios.len(),

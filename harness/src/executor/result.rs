@@ -146,6 +146,6 @@ pub struct RunOptions {
     pub redis: Option<crate::scenario::RedisMode>,
     /// The engine and image for Redis in containers (prepared once per run).
     pub containers: Option<std::sync::Arc<crate::containers::RedisContainers>>,
-    /// The hosts to run on over SSH (None: the local lab).
-    pub hosts: Option<std::sync::Arc<crate::remote::hosts_file::HostsFile>>,
+    /// The hosts to run on over SSH, prepared for the whole run (None: the local lab).
+    pub hosts: Option<std::sync::Arc<crate::remote::RemoteHosts>>,
 }

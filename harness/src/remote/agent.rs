@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 
 /// The node's data directory, inside the agent's directory.
 pub const NODE_DATA: &str = "data";
+/// The node's credentials, inside the agent's directory.
+pub const CREDENTIALS: &str = "creds";
+/// The node's log, inside the agent's directory.
+pub const NODE_LOG: &str = "node.log";
 /// The NFQUEUE number the agent's delayer listens on.
 const QUEUE_NUM: u16 = 4317;
 /// How often the agent looks at the node and at signals while no request comes.
@@ -193,6 +197,27 @@ impl Agent {
                 Ok(Reply::Text {
                     text: String::from_utf8_lossy(&bytes[from..]).into_owned(),
                 })
+            }
+            Request::Reset => {
+                self.end_node(Duration::ZERO);
+                self.kill_redis();
+                self.apply(&HostFaults::default())?;
+                for path in [NODE_DATA, CREDENTIALS, NODE_LOG] {
+                    let path = self.dir.join(path);
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    if let Err(e) = removed {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            return Err(format!("failed to remove {}: {e}", path.display()));
+                        }
+                    }
+                }
+                std::fs::create_dir_all(self.dir.join(NODE_DATA))
+                    .map_err(|e| format!("failed to create the data directory: {e}"))?;
+                Ok(Reply::Done)
             }
             Request::Bye => Ok(Reply::Done),
         }
@@ -435,13 +460,19 @@ impl Agent {
         Ok(())
     }
 
-    /// Removes everything the agent set up (safe to call twice).
-    fn clean_up(&mut self) {
-        self.end_node(Duration::ZERO);
+    /// SIGKILL to the node's Redis, if one runs (it outlives a node killed a moment ago for a
+    /// moment).
+    fn kill_redis(&self) {
         if let Ok(pid) = self.redis_pid() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
+    }
+
+    /// Removes everything the agent set up (safe to call twice).
+    fn clean_up(&mut self) {
+        self.end_node(Duration::ZERO);
+        self.kill_redis();
         if self.hooked {
             let quiet = |args: &[&str]| {
                 let _ = Command::new("iptables")

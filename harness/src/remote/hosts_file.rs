@@ -287,7 +287,10 @@ mod tests {
         );
         let relative = GOOD.replace("/var/tmp/idlab", "tmp");
         let e = parse(&relative).unwrap_err().to_string();
-        assert!(e.contains("hosts.toml:8:12") && e.contains("absolute"), "{e}");
+        assert!(
+            e.contains("hosts.toml:8:12") && e.contains("absolute"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ struct Faults {
 }
 
 /// The hosts of a run, each with its agent.
+#[derive(Debug)]
 pub struct RemoteHosts {
     specs: Vec<HostSpec>,
     agents: Vec<AgentSession>,
@@ -50,15 +51,18 @@ pub struct RemoteHosts {
 
 impl RemoteHosts {
     /// Prepares the first `nodes` hosts of `file` for run `run_id` (all at once): the run's
-    /// directory, `idserver` and `idlab` copied and verified, an agent started. Agent logs go
-    /// to `evidence/nodes/`.
+    /// directory, `idserver` and `idlab` copied and verified, an agent started; once for a
+    /// whole `idlab run`, each scenario starting with [`RemoteHosts::reset`]. Agent logs go to
+    /// `logs/`.
     pub fn connect(
         file: &HostsFile,
         nodes: usize,
         idserver: &Path,
         run_id: &str,
-        evidence: &Path,
+        logs: &Path,
     ) -> Result<RemoteHosts> {
+        std::fs::create_dir_all(logs)
+            .map_err(|e| Error::Setup(format!("failed to create {}: {e}", logs.display())))?;
         if file.hosts.len() < nodes {
             return Err(Error::Setup(too_few(file, nodes)));
         }
@@ -76,7 +80,7 @@ impl RemoteHosts {
                 let ssh = Ssh::new(spec, &file.known_hosts, &control_dir);
                 let dir = format!("{}/idlab-{run_id}", spec.data_dir.trim_end_matches('/'));
                 let (idserver, idlab) = (idserver.to_path_buf(), idlab.clone());
-                let log = evidence.join("nodes").join(format!("n{}-agent.log", i + 1));
+                let log = logs.join(format!("n{}-agent.log", i + 1));
                 let interface = spec.interface.clone();
                 std::thread::spawn(move || {
                     ssh.run(
@@ -145,8 +149,33 @@ impl RemoteHosts {
     pub fn clocks(&self) -> Vec<(String, ClockOffset)> {
         self.agents
             .iter()
-            .map(|a| (a.name.clone(), a.clock))
+            .map(|a| (a.name.clone(), a.clock()))
             .collect()
+    }
+
+    /// How many hosts are prepared.
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Whether no host is prepared.
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    /// Makes every host fresh for the next scenario (no node, no Redis, no faults, no data,
+    /// no credentials, no log; the binaries stay) and measures its clock again.
+    pub fn reset(&self) -> Result<()> {
+        let mut state = self.faults.lock().expect("faults lock");
+        for agent in &self.agents {
+            agent.request(Request::Reset)?;
+            agent.measure_clock()?;
+        }
+        *state = (
+            Faults::default(),
+            vec![HostFaults::default(); self.agents.len()],
+        );
+        Ok(())
     }
 
     /// Copies `files` (local paths) into node `i`'s run directory (`creds/<name>`, readable

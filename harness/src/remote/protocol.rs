@@ -64,6 +64,9 @@ pub enum Request {
         /// The most to send.
         max_bytes: u64,
     },
+    /// Back to a fresh host for the next scenario: the node and its Redis killed, no faults,
+    /// the node's data directory, log and credentials removed (the binaries stay).
+    Reset,
     /// Remove everything and exit (as on the end of input).
     Bye,
 }

@@ -31,6 +31,7 @@ pub struct ClockOffset {
 type Pending = Arc<Mutex<HashMap<u64, mpsc::Sender<Reply>>>>;
 
 /// A running agent on one host.
+#[derive(Debug)]
 pub struct AgentSession {
     /// The host's name.
     pub name: String,
@@ -44,8 +45,7 @@ pub struct AgentSession {
     gone: Arc<AtomicBool>,
     /// Whether link faults use netem on the host.
     pub netem: bool,
-    /// The host's clock.
-    pub clock: ClockOffset,
+    clock: Mutex<ClockOffset>,
 }
 
 impl AgentSession {
@@ -106,7 +106,7 @@ impl AgentSession {
             exited,
             gone,
             netem: false,
-            clock: ClockOffset::default(),
+            clock: Mutex::new(ClockOffset::default()),
         };
         match session.request(Request::Hello)? {
             Reply::Hello { version, netem, .. } if version == VERSION => session.netem = netem,
@@ -123,7 +123,7 @@ impl AgentSession {
                 )))
             }
         }
-        session.clock = session.measure_clock()?;
+        session.measure_clock()?;
         Ok(session)
     }
 
@@ -172,7 +172,13 @@ impl AgentSession {
         self.gone.load(Ordering::Acquire)
     }
 
-    fn measure_clock(&self) -> Result<ClockOffset> {
+    /// The host's clock as last measured.
+    pub fn clock(&self) -> ClockOffset {
+        *self.clock.lock().expect("clock lock")
+    }
+
+    /// Measures the host's clock again (16 round trips over the agent's channel).
+    pub fn measure_clock(&self) -> Result<ClockOffset> {
         let now_ns = || {
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -194,10 +200,12 @@ impl AgentSession {
             }
         }
         let (rtt, offset) = best.expect("probed at least once");
-        Ok(ClockOffset {
+        let clock = ClockOffset {
             offset_ms: offset / 1e6,
             uncertainty_ms: rtt / 2.0 / 1e6,
-        })
+        };
+        *self.clock.lock().expect("clock lock") = clock;
+        Ok(clock)
     }
 
     /// Ends the agent: `bye` (it removes everything), then the SSH session.
