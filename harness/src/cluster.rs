@@ -125,22 +125,35 @@ impl HostRuntime {
         let path = format!("/run/netns/{}", host.ns());
         let ns = std::fs::File::open(&path)
             .map_err(|e| Error::Setup(format!("failed to open {path}: {e}")))?;
+        Self::spawn(&format!("rt-{}", host.name()), Some(ns), workers)
+    }
+
+    /// Starts a runtime with `workers` threads in this process's own namespace (the control
+    /// node of a run over SSH).
+    pub fn here(workers: usize) -> Result<HostRuntime> {
+        Self::spawn("rt-control", None, workers)
+    }
+
+    fn spawn(name: &str, ns: Option<std::fs::File>, workers: usize) -> Result<HostRuntime> {
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name(format!("rt-{}", host.name()))
+            .name(name.to_string())
             .spawn(move || {
-                let made = nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| format!("failed to enter the namespace: {e}"))
-                    .and_then(|()| {
-                        // Worker threads are spawned from this thread, so they inherit its
-                        // namespace.
-                        tokio::runtime::Builder::new_multi_thread()
-                            .worker_threads(workers)
-                            .enable_all()
-                            .build()
-                            .map_err(|e| format!("failed to build a runtime: {e}"))
-                    });
+                let entered = match &ns {
+                    Some(ns) => nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| format!("failed to enter the namespace: {e}")),
+                    None => Ok(()),
+                };
+                let made = entered.and_then(|()| {
+                    // Worker threads are spawned from this thread, so they inherit its
+                    // namespace.
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(workers)
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("failed to build a runtime: {e}"))
+                });
                 match made {
                     Ok(runtime) => {
                         let _ = handle_tx.send(Ok(runtime.handle().clone()));
@@ -149,41 +162,6 @@ impl HostRuntime {
                     }
                     Err(e) => {
                         let _ = handle_tx.send(Err(e));
-                    }
-                }
-            })
-            .map_err(|e| Error::Setup(format!("failed to start a thread: {e}")))?;
-        let handle = handle_rx
-            .recv()
-            .map_err(|_| Error::Setup("the runtime thread died".into()))?
-            .map_err(Error::Setup)?;
-        Ok(HostRuntime {
-            handle,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
-    }
-
-    /// Starts a runtime with `workers` threads in this process's own namespace (the control
-    /// node of a run over SSH).
-    pub fn here(workers: usize) -> Result<HostRuntime> {
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("rt-control".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(workers)
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => {
-                        let _ = handle_tx.send(Ok(runtime.handle().clone()));
-                        let _ = stop_rx.recv();
-                        runtime.shutdown_timeout(Duration::from_millis(500));
-                    }
-                    Err(e) => {
-                        let _ = handle_tx.send(Err(format!("failed to build a runtime: {e}")));
                     }
                 }
             })
@@ -428,7 +406,7 @@ impl LabCluster {
         if let Some(creds) = &creds {
             for (i, node) in nodes.iter_mut().enumerate() {
                 let files = creds.node(&format!("n{}", i + 1));
-                let installed = remote.install_files(
+                let installed = remote.install_credentials(
                     i,
                     &[
                         ("cert.pem", &files.tls.cert),
@@ -1253,28 +1231,9 @@ impl Drop for LabCluster {
 /// Removes the data directories (`idlab-idl-<pid>-<n>`: nodes' Redis files, credentials) of
 /// local runs whose process is gone; what it removed.
 pub fn remove_dead_data_roots() -> Vec<String> {
-    let mut removed = Vec::new();
-    for entry in std::fs::read_dir(std::env::temp_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("idlab-")
-            .and_then(|rest| rest.strip_prefix(netns::lab::NAME_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists()
-            && std::fs::remove_dir_all(entry.path()).is_ok()
-        {
-            removed.push(format!("data directory {}", entry.path().display()));
-        }
-    }
-    removed
+    crate::leftovers::remove_dead(&std::env::temp_dir(), "data directory", |name| {
+        crate::leftovers::lab_pid(name.strip_prefix("idlab-")?)
+    })
 }
 
 /// The longest end of a remote node's log copied into the evidence.

@@ -33,6 +33,7 @@ pub mod error;
 pub mod executor;
 pub mod faults;
 pub mod history;
+pub mod leftovers;
 pub mod limits;
 pub mod network;
 pub mod remote;

@@ -16,32 +16,17 @@ const SCRATCH_PREFIX: &str = "idlab-bench-";
 /// `idlab clean`: removes the scratch directories of bench runs whose process is gone (their
 /// names end in the lab's id, `idl-<pid>-<n>`). Returns what it removed.
 pub fn remove_dead_scratch() -> Vec<String> {
-    let mut removed = Vec::new();
-    let roots = SCRATCH_ROOTS
+    SCRATCH_ROOTS
         .iter()
         .map(PathBuf::from)
-        .chain([std::env::temp_dir()]);
-    for root in roots {
-        let Ok(entries) = std::fs::read_dir(&root) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix(SCRATCH_PREFIX)
-                .and_then(|rest| rest.rsplit_once("-idl-"))
-                .and_then(|(_, lab)| lab.split('-').next()?.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if !Path::new(&format!("/proc/{pid}")).exists()
-                && std::fs::remove_dir_all(entry.path()).is_ok()
-            {
-                removed.push(format!("bench scratch {}", entry.path().display()));
-            }
-        }
-    }
-    removed
+        .chain([std::env::temp_dir()])
+        .flat_map(|root| {
+            crate::leftovers::remove_dead(&root, "bench scratch", |name| {
+                let (_, lab) = name.strip_prefix(SCRATCH_PREFIX)?.rsplit_once("-idl-")?;
+                crate::leftovers::lab_pid(&format!("idl-{lab}"))
+            })
+        })
+        .collect()
 }
 
 /// One of a system's processes: how to start it again, and the running one.

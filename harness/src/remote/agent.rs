@@ -198,6 +198,27 @@ impl Agent {
                     text: String::from_utf8_lossy(&bytes[from..]).into_owned(),
                 })
             }
+            Request::WriteCredential { name, text } => {
+                if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                    return Err(format!("{name:?} is not a credential's file name"));
+                }
+                let dir = self.dir.join(CREDENTIALS);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+                let path = dir.join(&name);
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(text.as_bytes()))
+                    .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
+                Ok(Reply::Written {
+                    path: path.display().to_string(),
+                })
+            }
             Request::Reset => {
                 self.end_node(Duration::ZERO);
                 self.kill_redis();
@@ -386,31 +407,7 @@ impl Agent {
     /// What the host sends: a netem qdisc (where the kernel has it), a tbf for a rate, or none.
     fn shape(&mut self, c: &LinkConditions) -> Result<(), String> {
         let dev = self.interface.clone();
-        let mut args: Vec<String> = Vec::new();
-        if self.netem && (c.latency_ms > 0 || c.jitter_ms > 0 || c.loss_pct > 0.0) {
-            args.extend([
-                "netem".into(),
-                "delay".into(),
-                format!("{}ms", c.latency_ms),
-                format!("{}ms", c.jitter_ms),
-                "loss".into(),
-                format!("{}%", c.loss_pct),
-            ]);
-            if let Some(rate) = c.rate_kbit {
-                args.extend(["rate".into(), format!("{rate}kbit")]);
-            }
-        } else if let Some(rate) = c.rate_kbit {
-            let burst = (u64::from(rate) * 1000 / 8 / 100).max(16 * 1024);
-            args.extend([
-                "tbf".into(),
-                "rate".into(),
-                format!("{rate}kbit"),
-                "burst".into(),
-                burst.to_string(),
-                "latency".into(),
-                "200ms".into(),
-            ]);
-        }
+        let args = netns::faults::apply::qdisc(c, self.netem);
         if args.is_empty() {
             if self.shaped {
                 let _ = netns::cmd::run(

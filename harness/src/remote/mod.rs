@@ -178,20 +178,26 @@ impl RemoteHosts {
         Ok(())
     }
 
-    /// Copies `files` (local paths) into node `i`'s run directory (`creds/<name>`, readable
-    /// by its owner only); their remote paths.
-    pub fn install_files(&self, i: usize, files: &[(&str, &Path)]) -> Result<Vec<String>> {
-        let ssh = self.agents[i].ssh();
-        ssh.run(
-            &format!("mkdir -p {}", quote(&format!("{}/creds", self.dirs[i]))),
-            None,
-            PREPARE_TIMEOUT,
-        )?;
+    /// Writes `files` (local text files: certificates, keys) into node `i`'s run directory
+    /// through its agent (`creds/<name>`, readable by the login's user only); their paths
+    /// there.
+    pub fn install_credentials(&self, i: usize, files: &[(&str, &Path)]) -> Result<Vec<String>> {
         files
             .iter()
             .map(|(name, local)| {
-                let remote = format!("{}/creds/{name}", self.dirs[i]);
-                ssh.install(local, &remote, "600").map(|()| remote)
+                let text = std::fs::read_to_string(local).map_err(|e| {
+                    Error::Setup(format!("failed to read {}: {e}", local.display()))
+                })?;
+                match self.agents[i].request(Request::WriteCredential {
+                    name: name.to_string(),
+                    text,
+                })? {
+                    protocol::Reply::Written { path } => Ok(path),
+                    other => Err(Error::Setup(format!(
+                        "{}: the agent answered a credential with {other:?}",
+                        self.agents[i].name
+                    ))),
+                }
             })
             .collect()
     }
@@ -346,27 +352,16 @@ const CONTROL_PREFIX: &str = "idlab-ssh-";
 /// Ends the SSH connections and removes the control directories of runs whose process is
 /// gone (killed outright); what they removed.
 pub fn remove_dead_control_dirs() -> Vec<String> {
+    let dead = crate::leftovers::dead_runs(&std::env::temp_dir(), |name| {
+        name.strip_prefix(CONTROL_PREFIX)?
+            .split('-')
+            .next()?
+            .parse()
+            .ok()
+    });
     let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return removed;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(CONTROL_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        for socket in std::fs::read_dir(entry.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+    for dir in dead {
+        for socket in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             if socket.path().extension().is_some_and(|e| e == "sock") {
                 let _ = std::process::Command::new("ssh")
                     .arg("-o")
@@ -377,8 +372,8 @@ pub fn remove_dead_control_dirs() -> Vec<String> {
                     .status();
             }
         }
-        if std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed.push(format!("SSH control directory {}", entry.path().display()));
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            removed.push(format!("SSH control directory {}", dir.display()));
         }
     }
     removed

@@ -64,6 +64,14 @@ pub enum Request {
         /// The most to send.
         max_bytes: u64,
     },
+    /// Write a text file of the node's credentials (`creds/<name>`, readable by its owner
+    /// only); answered by [`Reply::Written`] with its path.
+    WriteCredential {
+        /// The file's name.
+        name: String,
+        /// Its text.
+        text: String,
+    },
     /// Back to a fresh host for the next scenario: the node and its Redis killed, no faults,
     /// the node's data directory, log and credentials removed (the binaries stay).
     Reset,
@@ -162,6 +170,11 @@ pub enum Reply {
     Started {
         /// The node's pid.
         pid: u32,
+    },
+    /// To [`Request::WriteCredential`]: the file's path on the host.
+    Written {
+        /// Where it is.
+        path: String,
     },
     /// To [`Request::Read`].
     Text {

@@ -167,28 +167,9 @@ impl Drop for SshLab {
 /// Removes the scratch directories (`idlab-up-idl-<pid>-<n>`) of `idlab up --ssh` runs whose
 /// process is gone; what it removed. (Their namespaces go with the lab's own clean-up.)
 pub fn remove_dead_scratch() -> Vec<String> {
-    let mut removed = Vec::new();
-    for entry in std::fs::read_dir(std::env::temp_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("idlab-up-")
-            .and_then(|rest| rest.strip_prefix(netns::lab::NAME_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists()
-            && std::fs::remove_dir_all(entry.path()).is_ok()
-        {
-            removed.push(format!("scratch directory {}", entry.path().display()));
-        }
-    }
-    removed
+    crate::leftovers::remove_dead(&std::env::temp_dir(), "scratch directory", |name| {
+        crate::leftovers::lab_pid(name.strip_prefix("idlab-up-")?)
+    })
 }
 
 fn keygen(path: &Path) -> Result<()> {

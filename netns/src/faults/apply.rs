@@ -211,35 +211,7 @@ impl Lab {
 
     /// The qdisc on `dev` in `ns`: netem (when available) or tbf for a rate, else none.
     fn shape(&self, ns: &str, dev: &str, conditions: &LinkConditions) -> Result<()> {
-        let mut args: Vec<String> = Vec::new();
-        if self.netem
-            && (conditions.delays() || conditions.loss_pct > 0.0 || conditions.rate_kbit.is_some())
-        {
-            args.extend([
-                "netem".into(),
-                "delay".into(),
-                format!("{}ms", conditions.latency_ms),
-                format!("{}ms", conditions.jitter_ms),
-            ]);
-            if conditions.loss_pct > 0.0 {
-                args.extend(["loss".into(), format!("{}%", conditions.loss_pct)]);
-            }
-            if let Some(rate) = conditions.rate_kbit {
-                args.extend(["rate".into(), format!("{rate}kbit")]);
-            }
-        } else if let Some(rate) = conditions.rate_kbit {
-            // Burst: 10 ms worth of data, at least 16 KiB (one GSO segment must fit).
-            let burst = (u64::from(rate) * 1000 / 8 / 100).max(16 * 1024);
-            args.extend([
-                "tbf".into(),
-                "rate".into(),
-                format!("{rate}kbit"),
-                "burst".into(),
-                burst.to_string(),
-                "latency".into(),
-                "200ms".into(),
-            ]);
-        }
+        let args = qdisc(conditions, self.netem);
         if args.is_empty() {
             // Nothing to shape: remove whatever was there (none is fine).
             let _ = ip_tc(ns, &["qdisc", "del", "dev", dev, "root"]);
@@ -273,6 +245,41 @@ impl Lab {
         }
         Ok(())
     }
+}
+
+/// The root qdisc (`tc qdisc replace … root` arguments after `root`) that gives packets
+/// `conditions`: netem for delay, loss and rate where the kernel has it (`netem`), else tbf for
+/// a rate alone; empty when nothing is to be shaped.
+pub fn qdisc(conditions: &LinkConditions, netem: bool) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    if netem && (conditions.delays() || conditions.loss_pct > 0.0 || conditions.rate_kbit.is_some())
+    {
+        args.extend([
+            "netem".into(),
+            "delay".into(),
+            format!("{}ms", conditions.latency_ms),
+            format!("{}ms", conditions.jitter_ms),
+        ]);
+        if conditions.loss_pct > 0.0 {
+            args.extend(["loss".into(), format!("{}%", conditions.loss_pct)]);
+        }
+        if let Some(rate) = conditions.rate_kbit {
+            args.extend(["rate".into(), format!("{rate}kbit")]);
+        }
+    } else if let Some(rate) = conditions.rate_kbit {
+        // Burst: 10 ms worth of data, at least 16 KiB (one GSO segment must fit).
+        let burst = (u64::from(rate) * 1000 / 8 / 100).max(16 * 1024);
+        args.extend([
+            "tbf".into(),
+            "rate".into(),
+            format!("{rate}kbit"),
+            "burst".into(),
+            burst.to_string(),
+            "latency".into(),
+            "200ms".into(),
+        ]);
+    }
+    args
 }
 
 fn ip_tc(ns: &str, args: &[&str]) -> Result<()> {
