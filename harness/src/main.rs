@@ -532,6 +532,11 @@ fn run(args: RunArgs) -> Result<u8, String> {
             .filter_map(|s| {
                 let why = if s.nodes as usize > hosts.hosts.len() {
                     harness::remote::too_few(hosts, s.nodes as usize)
+                } else if let Some(line) = harness::remote::client_fault(s) {
+                    format!(
+                        "the partition at line {line} names a client host, and clients run on \
+                         the control node, which faults never reach"
+                    )
                 } else {
                     let lab_only = harness::remote::lab_only(
                         s.layout,

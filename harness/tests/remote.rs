@@ -250,3 +250,83 @@ fn killing_idlab_mid_run_leaves_every_host_clean() {
         "an SSH master of the dead run lives on"
     );
 }
+
+/// A hosts file naming `n` hosts that nothing listens on (a run that is refused never
+/// connects).
+fn unreachable_hosts(dir: &Path, n: usize) -> PathBuf {
+    std::fs::write(dir.join("known_hosts"), "").unwrap();
+    let mut text = String::from("known_hosts = \"known_hosts\"\n");
+    for i in 1..=n {
+        text += &format!(
+            "\n[[host]]\nname = \"h{i}\"\nssh = \"192.0.2.{i}\"\ninterface = \"eth0\"\n\
+             address = \"192.0.2.{i}\"\ndata_dir = \"/var/tmp/idlab\"\n"
+        );
+    }
+    let path = dir.join("hosts.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn scenarios_the_hosts_cannot_run_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = unreachable_hosts(dir.path(), 3);
+    let run = Command::new(IDLAB)
+        .arg("run")
+        .arg("--hosts")
+        .arg(&hosts)
+        .arg("--out")
+        .arg(dir.path().join("runs"))
+        .args([
+            scenario("rank-reuse"),
+            scenario("strict-partition-no-loss"),
+            scenario("election-multicast"),
+            scenario("coordinator-crash"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        said.contains("3 scenario(s) cannot run on these hosts"),
+        "{said}"
+    );
+    assert!(
+        said.contains("rank-reuse: ") && said.contains("names 3 host(s); this scenario needs 4"),
+        "{said}"
+    );
+    assert!(
+        said.contains("strict-partition-no-loss: the partition at line")
+            && said.contains("names a client host"),
+        "{said}"
+    );
+    assert!(
+        said.contains("election-multicast: the SSH backend does not run multicast discovery"),
+        "{said}"
+    );
+    // Nothing started: no run folder was made.
+    assert!(!dir.path().join("runs").exists());
+}
+
+#[test]
+fn a_hosts_file_with_a_typo_is_reported_at_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = unreachable_hosts(dir.path(), 1);
+    let text = std::fs::read_to_string(&hosts)
+        .unwrap()
+        .replace("data_dir", "datadir");
+    std::fs::write(&hosts, text).unwrap();
+    let run = Command::new(IDLAB)
+        .arg("run")
+        .arg("--hosts")
+        .arg(&hosts)
+        .arg(scenario("coordinator-crash"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        said.contains("hosts.toml:8:1: unknown field `datadir`"),
+        "{said}"
+    );
+}

@@ -17,7 +17,9 @@ pub mod ssh;
 pub mod up;
 
 use crate::error::{Error, Result};
-use crate::scenario::{Build, Discovery, Layout, RedisMode};
+use crate::scenario::{
+    Action, Build, Discovery, Layout, PartitionShape, RedisMode, Scenario, Selector,
+};
 use hosts_file::{HostSpec, HostsFile};
 use netns::{Direction, LinkConditions, PartitionMode};
 use protocol::{HostFaults, Request};
@@ -402,6 +404,23 @@ pub fn lab_only(
     .into_iter()
     .find(|(needed, _)| *needed)
     .map(|(_, what)| what)
+}
+
+/// The line of the first step of `scenario` that faults a client host's link (which the SSH
+/// backend cannot: clients run on the control node), if any.
+pub fn client_fault(scenario: &Scenario) -> Option<usize> {
+    let is_client = |s: &Selector| matches!(s, Selector::Client(_));
+    scenario.steps.iter().find_map(|step| {
+        let Action::Partition { shape, .. } = &step.action else {
+            return None;
+        };
+        let names_client = match shape {
+            PartitionShape::Isolate(s) => is_client(s),
+            PartitionShape::Sides(sides) => sides.iter().flatten().any(is_client),
+            PartitionShape::OneWay { from, to } => is_client(from) || is_client(to),
+        };
+        names_client.then_some(step.at.line)
+    })
 }
 
 /// The message for a hosts file with fewer hosts than a scenario's nodes.
