@@ -756,7 +756,7 @@ impl LabCluster {
         self.pid(i)?;
         if let Some(remote) = &self.remote {
             remote.agent(i).request(Request::KillNode)?;
-            self.nodes[i].went_down();
+            self.remote_went_down(i);
             return Ok(());
         }
         let node = &mut self.nodes[i];
@@ -766,6 +766,15 @@ impl LabCluster {
         }
         node.went_down();
         Ok(())
+    }
+
+    /// Node `i` on a remote host was killed or stopped by the lab: the agent said so before it
+    /// answered, and that word is taken (a later node with the same pid is another process).
+    fn remote_went_down(&mut self, i: usize) {
+        if let (Some(pid), Some(remote)) = (self.nodes[i].remote_pid, &self.remote) {
+            remote.agent(i).take_exit(pid);
+        }
+        self.nodes[i].went_down();
     }
 
     /// SIGSTOP to node `i`.
@@ -818,7 +827,7 @@ impl LabCluster {
             remote.agent(i).request(Request::StopNode {
                 wait_ms: STOP_WAIT_MS,
             })?;
-            self.nodes[i].went_down();
+            self.remote_went_down(i);
             return Ok(());
         }
         if self.state(i) == NodeState::Paused {

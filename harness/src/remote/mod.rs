@@ -171,6 +171,7 @@ impl RemoteHosts {
         let mut state = self.faults.lock().expect("faults lock");
         for agent in &self.agents {
             agent.request(Request::Reset)?;
+            agent.forget_exits();
             agent.measure_clock()?;
         }
         *state = (

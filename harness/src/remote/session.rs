@@ -167,6 +167,11 @@ impl AgentSession {
         exited.len() != before
     }
 
+    /// Forgets every exit the agent reported (the hosts were reset).
+    pub fn forget_exits(&self) {
+        self.exited.lock().expect("exited lock").clear();
+    }
+
     /// Whether the SSH session ended.
     pub fn is_gone(&self) -> bool {
         self.gone.load(Ordering::Acquire)
