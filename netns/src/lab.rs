@@ -164,6 +164,8 @@ impl Lab {
         );
         crate::cleanup::remove_namespace(&host.ns);
         self.attach(&host, pid)?;
+        // Both ends of the link are new: the conditions in force go on them again.
+        self.reapply_link(&host)?;
         Ok(host)
     }
 

@@ -387,6 +387,9 @@ impl Exec<'_> {
     pub(super) async fn final_checks(&mut self) {
         let live = self.cluster.live();
         for i in live {
+            // What each node applied since its poller last looked (the pollers fetch events
+            // every few status rounds): the last writes of a load must not look unapplied.
+            self.cluster.collect_events(i).await;
             if let Some(log) = self.cluster.events(i).await {
                 self.result.final_logs.insert(self.cluster.name(i), log);
             }

@@ -140,14 +140,27 @@ impl Lab {
         let mut state = self.faults.lock().expect("fault state lock poisoned");
         let mut next = state.clone();
         edit(&mut next);
-        self.apply(&next)?;
+        self.apply(&state, &next)?;
         *state = next;
         Ok(())
     }
 
-    fn apply(&self, state: &FaultState) -> Result<()> {
-        let sw = self.switch_ns.as_str();
+    /// Gives `host`'s link the conditions in force again (its link was made anew: a container
+    /// restarted in a new namespace).
+    pub(crate) fn reapply_link(&self, host: &Host) -> Result<()> {
+        let state = self.faults.lock().expect("fault state lock poisoned");
         if !self.netem {
+            self.configure_delayer(&state)?;
+        }
+        self.apply_link(host, state.links.get(&host.index).copied().unwrap_or_default())
+    }
+
+    /// Moves the rules from `before` to `state`: the firewall rules in one transaction, and the
+    /// queueing disciplines and link state of the hosts whose links changed (each takes a few
+    /// processes: touching only those keeps a partition's step short).
+    fn apply(&self, before: &FaultState, state: &FaultState) -> Result<()> {
+        let sw = self.switch_ns.as_str();
+        if !self.netem && before.links != state.links {
             self.configure_delayer(state)?;
         }
         let mut rules = String::from("*filter\n:IDLAB - [0:0]\n-F IDLAB\n");
@@ -192,20 +205,29 @@ impl Lab {
             Some(&rules),
         )?;
         for host in &self.hosts {
-            let [from_host, to_host] = state.links.get(&host.index).copied().unwrap_or_default();
-            self.shape(sw, host.switch_port(), &to_host)?;
-            self.shape(&host.ns, host.interface(), &from_host)?;
-            let up = if from_host.down || to_host.down {
-                "down"
-            } else {
-                "up"
-            };
-            ip_in(
-                "set the link's state",
-                sw,
-                &["link", "set", host.switch_port(), up],
-            )?;
+            let now = state.links.get(&host.index).copied().unwrap_or_default();
+            if before.links.get(&host.index).copied().unwrap_or_default() != now {
+                self.apply_link(host, now)?;
+            }
         }
+        Ok(())
+    }
+
+    /// The qdiscs on both ends of `host`'s link, and its state (up or down).
+    fn apply_link(&self, host: &Host, [from_host, to_host]: [LinkConditions; 2]) -> Result<()> {
+        let sw = self.switch_ns.as_str();
+        self.shape(sw, host.switch_port(), &to_host)?;
+        self.shape(&host.ns, host.interface(), &from_host)?;
+        let up = if from_host.down || to_host.down {
+            "down"
+        } else {
+            "up"
+        };
+        ip_in(
+            "set the link's state",
+            sw,
+            &["link", "set", host.switch_port(), up],
+        )?;
         Ok(())
     }
 
