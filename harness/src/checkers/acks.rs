@@ -22,6 +22,17 @@ fn applied_at(input: &CheckInput) -> Vec<BTreeMap<Uuid, u64>> {
         .collect()
 }
 
+/// Times of hosts with clocks of their own are each off by up to the uncertainty: a finding
+/// that compares them says how much it allowed (nothing in the local lab, one clock).
+fn note_clocks(finding: &mut Finding, input: &CheckInput) {
+    if input.clock_uncertainty_ms > 0 {
+        finding.figures.insert(
+            "clock_uncertainty_ms".into(),
+            input.clock_uncertainty_ms as f64,
+        );
+    }
+}
+
 /// Every acknowledged write was applied on at least `min_nodes` nodes by its ack.
 pub fn acked_applied(input: &CheckInput, min_nodes: u32) -> Finding {
     let applied = applied_at(input);
@@ -50,10 +61,7 @@ pub fn acked_applied(input: &CheckInput, min_nodes: u32) -> Finding {
         }
     }
     let mut finding = Finding::from_violations(details);
-    finding.figures.insert(
-        "clock_uncertainty_ms".into(),
-        input.clock_uncertainty_ms as f64,
-    );
+    note_clocks(&mut finding, input);
     counts.sort_unstable();
     finding
         .figures
@@ -116,11 +124,7 @@ pub fn window(input: &CheckInput, p99_ms_max: u64) -> Finding {
     finding
         .figures
         .insert("writes_measured".into(), windows.len() as f64);
-    // Times of hosts with clocks of their own are each off by up to the uncertainty.
-    finding.figures.insert(
-        "clock_uncertainty_ms".into(),
-        input.clock_uncertainty_ms as f64,
-    );
+    note_clocks(&mut finding, input);
     if p99 > p99_ms_max + input.clock_uncertainty_ms {
         finding.verdict = Verdict::Invalid;
         finding.details.push(format!(

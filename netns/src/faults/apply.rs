@@ -152,7 +152,10 @@ impl Lab {
         if !self.netem {
             self.configure_delayer(&state)?;
         }
-        self.apply_link(host, state.links.get(&host.index).copied().unwrap_or_default())
+        self.apply_link(
+            host,
+            state.links.get(&host.index).copied().unwrap_or_default(),
+        )
     }
 
     /// Moves the rules from `before` to `state`: the firewall rules in one transaction, and the
