@@ -21,11 +21,11 @@ use crate::scenario::{
     Action, Build, Discovery, Layout, PartitionShape, RedisMode, Scenario, Selector,
 };
 use hosts_file::{HostSpec, HostsFile};
+use netns::faults::FaultState;
 use netns::{Direction, LinkConditions, PartitionMode};
 use protocol::{HostFaults, Request};
 use session::{AgentSession, ClockOffset};
 use ssh::{quote, Ssh};
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -34,13 +34,6 @@ use std::time::Duration;
 /// Longest the preparation of one host may take (directory, copies).
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The faults in force across the hosts (by node index).
-#[derive(Debug, Default, Clone)]
-struct Faults {
-    links: BTreeMap<usize, [LinkConditions; 2]>,
-    cuts: BTreeMap<(usize, usize), PartitionMode>,
-}
-
 /// The hosts of a run, each with its agent.
 #[derive(Debug)]
 pub struct RemoteHosts {
@@ -48,7 +41,8 @@ pub struct RemoteHosts {
     agents: Vec<AgentSession>,
     dirs: Vec<String>,
     control_dir: PathBuf,
-    faults: Mutex<(Faults, Vec<HostFaults>)>,
+    /// The faults in force (hosts by node index), and each host's share as last sent.
+    faults: Mutex<(FaultState, Vec<HostFaults>)>,
 }
 
 impl RemoteHosts {
@@ -114,7 +108,7 @@ impl RemoteHosts {
             }
         }
         let hosts = RemoteHosts {
-            faults: Mutex::new((Faults::default(), vec![HostFaults::default(); nodes])),
+            faults: Mutex::new((FaultState::default(), vec![HostFaults::default(); nodes])),
             specs,
             agents,
             dirs,
@@ -130,11 +124,6 @@ impl RemoteHosts {
     /// This run's directory on the control node (the SSH connections' sockets).
     pub fn control_dir(&self) -> &Path {
         &self.control_dir
-    }
-
-    /// Node `i`'s host.
-    pub fn spec(&self, i: usize) -> &HostSpec {
-        &self.specs[i]
     }
 
     /// Node `i`'s agent.
@@ -175,7 +164,7 @@ impl RemoteHosts {
             agent.measure_clock()?;
         }
         *state = (
-            Faults::default(),
+            FaultState::default(),
             vec![HostFaults::default(); self.agents.len()],
         );
         Ok(())
@@ -205,10 +194,10 @@ impl RemoteHosts {
             .collect()
     }
 
-    fn index(&self, name: &str) -> Result<usize> {
+    fn index(&self, name: &str) -> Result<u32> {
         name.strip_prefix('n')
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| (1..=self.specs.len()).contains(n))
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (1..=self.specs.len() as u32).contains(n))
             .map(|n| n - 1)
             .ok_or_else(|| {
                 Error::Step(format!(
@@ -226,51 +215,36 @@ impl RemoteHosts {
         conditions: LinkConditions,
     ) -> Result<()> {
         let i = self.index(name)?;
-        self.change(|f| {
-            let entry = f.links.entry(i).or_default();
-            match direction {
-                Direction::FromHost => entry[0] = conditions,
-                Direction::ToHost => entry[1] = conditions,
-                Direction::Both => *entry = [conditions, conditions],
-            }
-        })
+        self.change(|f| Ok(f.set_link(i, direction, conditions)?))
     }
 
     /// Clears every link's conditions.
     pub fn clear_links(&self) -> Result<()> {
-        self.change(|f| f.links.clear())
+        self.change(|f| {
+            f.clear_links();
+            Ok(())
+        })
     }
 
     /// Cuts `name` off from every other host, both ways.
     pub fn isolate(&self, name: &str, mode: PartitionMode) -> Result<()> {
         let i = self.index(name)?;
-        let n = self.specs.len();
+        let all = 0..self.specs.len() as u32;
         self.change(|f| {
-            for other in (0..n).filter(|o| *o != i) {
-                f.cuts.insert((i, other), mode);
-                f.cuts.insert((other, i), mode);
-            }
+            f.isolate(i, all, mode);
+            Ok(())
         })
     }
 
     /// Splits the hosts into sides that cannot reach each other.
     pub fn split(&self, sides: &[Vec<String>], mode: PartitionMode) -> Result<()> {
-        let sides: Vec<Vec<usize>> = sides
+        let sides: Vec<Vec<u32>> = sides
             .iter()
             .map(|side| side.iter().map(|n| self.index(n)).collect())
             .collect::<Result<_>>()?;
         self.change(|f| {
-            for (a, side_a) in sides.iter().enumerate() {
-                for (b, side_b) in sides.iter().enumerate() {
-                    if a != b {
-                        for x in side_a {
-                            for y in side_b {
-                                f.cuts.insert((*x, *y), mode);
-                            }
-                        }
-                    }
-                }
-            }
+            f.split(&sides, mode);
+            Ok(())
         })
     }
 
@@ -278,13 +252,17 @@ impl RemoteHosts {
     pub fn cut(&self, from: &str, to: &str, mode: PartitionMode) -> Result<()> {
         let (from, to) = (self.index(from)?, self.index(to)?);
         self.change(|f| {
-            f.cuts.insert((from, to), mode);
+            f.cut(from, to, mode);
+            Ok(())
         })
     }
 
     /// Removes every cut.
     pub fn heal(&self) -> Result<()> {
-        self.change(|f| f.cuts.clear())
+        self.change(|f| {
+            f.heal();
+            Ok(())
+        })
     }
 
     /// Whether a cut separates `a` and `b`, either way.
@@ -292,23 +270,20 @@ impl RemoteHosts {
         let (Ok(a), Ok(b)) = (self.index(a), self.index(b)) else {
             return false;
         };
-        let state = self.faults.lock().expect("faults lock");
-        state.0.cuts.contains_key(&(a, b)) || state.0.cuts.contains_key(&(b, a))
+        self.faults.lock().expect("faults lock").0.is_cut(a, b)
     }
 
     /// Edits the faults and sends each host whose share changed its new share.
-    fn change(&self, edit: impl FnOnce(&mut Faults)) -> Result<()> {
+    fn change(&self, edit: impl FnOnce(&mut FaultState) -> Result<()>) -> Result<()> {
         let mut state = self.faults.lock().expect("faults lock");
         let mut next = state.0.clone();
-        edit(&mut next);
+        edit(&mut next)?;
         for (i, agent) in self.agents.iter().enumerate() {
-            let [from_host, to_host] = next.links.get(&i).copied().unwrap_or_default();
+            let [from_host, to_host] = next.link(i as u32);
             let share = HostFaults {
                 cut_from: next
-                    .cuts
-                    .iter()
-                    .filter(|((_, to), _)| *to == i)
-                    .map(|((from, _), mode)| (self.specs[*from].address, *mode))
+                    .cuts_to(i as u32)
+                    .map(|(from, mode)| (self.specs[from as usize].address, mode))
                     .collect(),
                 from_host,
                 to_host,

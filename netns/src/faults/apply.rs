@@ -17,8 +17,6 @@ use crate::host::Host;
 use crate::lab::Lab;
 use std::collections::BTreeMap;
 
-const FROM: usize = 0;
-const TO: usize = 1;
 const NFQUEUE_NUM: u16 = 0;
 
 impl Lab {
@@ -29,42 +27,25 @@ impl Lab {
         direction: Direction,
         conditions: LinkConditions,
     ) -> Result<()> {
-        if !(0.0..=100.0).contains(&conditions.loss_pct) {
-            return Err(Error::Invalid(format!(
-                "loss {}% is not within 0 to 100",
-                conditions.loss_pct
-            )));
-        }
         let index = self.host(host)?.index;
-        self.change(|state| {
-            let entry = state.links.entry(index).or_default();
-            match direction {
-                Direction::FromHost => entry[FROM] = conditions,
-                Direction::ToHost => entry[TO] = conditions,
-                Direction::Both => *entry = [conditions, conditions],
-            }
-        })
+        self.change(|state| state.set_link(index, direction, conditions))
     }
 
     /// Clears every link's conditions.
     pub fn clear_links(&self) -> Result<()> {
-        self.change(|state| state.links.clear())
+        self.change(|state| {
+            state.clear_links();
+            Ok(())
+        })
     }
 
     /// Cuts `host` off from every other host, both ways.
     pub fn isolate(&self, host: &str, mode: PartitionMode) -> Result<()> {
         let index = self.host(host)?.index;
-        let others: Vec<u32> = self
-            .hosts
-            .iter()
-            .map(|h| h.index)
-            .filter(|i| *i != index)
-            .collect();
+        let all: Vec<u32> = self.hosts.iter().map(|h| h.index).collect();
         self.change(|state| {
-            for other in others {
-                state.cuts.insert((index, other), mode);
-                state.cuts.insert((other, index), mode);
-            }
+            state.isolate(index, all, mode);
+            Ok(())
         })
     }
 
@@ -80,17 +61,8 @@ impl Lab {
             })
             .collect::<Result<_>>()?;
         self.change(|state| {
-            for (a, side_a) in sides.iter().enumerate() {
-                for (b, side_b) in sides.iter().enumerate() {
-                    if a != b {
-                        for x in side_a {
-                            for y in side_b {
-                                state.cuts.insert((*x, *y), mode);
-                            }
-                        }
-                    }
-                }
-            }
+            state.split(&sides, mode);
+            Ok(())
         })
     }
 
@@ -108,8 +80,9 @@ impl Lab {
             .collect::<Result<_>>()?;
         self.change(|state| {
             for to in to {
-                state.cuts.insert((from, to), mode);
+                state.cut(from, to, mode);
             }
+            Ok(())
         })
     }
 
@@ -117,8 +90,8 @@ impl Lab {
     pub fn mend(&self, a: &str, b: &str) -> Result<()> {
         let (a, b) = (self.host(a)?.index, self.host(b)?.index);
         self.change(|state| {
-            state.cuts.remove(&(a, b));
-            state.cuts.remove(&(b, a));
+            state.mend(a, b);
+            Ok(())
         })
     }
 
@@ -128,18 +101,21 @@ impl Lab {
             return false;
         };
         let state = self.faults.lock().expect("fault state lock poisoned");
-        state.cuts.contains_key(&(a.index, b.index)) || state.cuts.contains_key(&(b.index, a.index))
+        state.is_cut(a.index, b.index)
     }
 
     /// Removes every cut.
     pub fn heal(&self) -> Result<()> {
-        self.change(|state| state.cuts.clear())
+        self.change(|state| {
+            state.heal();
+            Ok(())
+        })
     }
 
-    fn change(&self, edit: impl FnOnce(&mut FaultState)) -> Result<()> {
+    fn change(&self, edit: impl FnOnce(&mut FaultState) -> Result<()>) -> Result<()> {
         let mut state = self.faults.lock().expect("fault state lock poisoned");
         let mut next = state.clone();
-        edit(&mut next);
+        edit(&mut next)?;
         self.apply(&state, &next)?;
         *state = next;
         Ok(())
@@ -152,10 +128,7 @@ impl Lab {
         if !self.netem {
             self.configure_delayer(&state)?;
         }
-        self.apply_link(
-            host,
-            state.links.get(&host.index).copied().unwrap_or_default(),
-        )
+        self.apply_link(host, state.link(host.index))
     }
 
     /// Moves the rules from `before` to `state`: the firewall rules in one transaction, and the
@@ -208,8 +181,8 @@ impl Lab {
             Some(&rules),
         )?;
         for host in &self.hosts {
-            let now = state.links.get(&host.index).copied().unwrap_or_default();
-            if before.links.get(&host.index).copied().unwrap_or_default() != now {
+            let now = state.link(host.index);
+            if before.link(host.index) != now {
                 self.apply_link(host, now)?;
             }
         }
@@ -250,7 +223,7 @@ impl Lab {
     fn configure_delayer(&self, state: &FaultState) -> Result<()> {
         let mut ports = BTreeMap::new();
         for host in &self.hosts {
-            let [from_host, to_host] = state.links.get(&host.index).copied().unwrap_or_default();
+            let [from_host, to_host] = state.link(host.index);
             if from_host.delays() || to_host.delays() {
                 ports.insert(
                     ifindex(&self.switch_ns, host)?,

@@ -4,5 +4,4 @@
 pub mod apply;
 pub mod state;
 
-pub(crate) use state::FaultState;
-pub use state::{Direction, LinkConditions, PartitionMode};
+pub use state::{Direction, FaultState, LinkConditions, PartitionMode};
