@@ -79,16 +79,27 @@ impl RemoteHosts {
                 let log = logs.join(format!("n{}-agent.log", i + 1));
                 let interface = spec.interface.clone();
                 std::thread::spawn(move || {
-                    ssh.run(
-                        &format!("mkdir -p {}", quote(&format!("{dir}/bin"))),
-                        None,
-                        PREPARE_TIMEOUT,
-                    )?;
-                    ssh.install(&idserver, &format!("{dir}/bin/idserver"), "755")?;
                     let agent = format!("{dir}/bin/idlab");
-                    ssh.install(&idlab, &agent, "755")?;
-                    let session = AgentSession::start(&ssh, &agent, &dir, &interface, &log)?;
-                    Ok((session, dir))
+                    let prepared = ssh
+                        .run(
+                            &format!("mkdir -p {}", quote(&format!("{dir}/bin"))),
+                            None,
+                            PREPARE_TIMEOUT,
+                        )
+                        .and_then(|_| ssh.install(&idserver, &format!("{dir}/bin/idserver"), "755"))
+                        .and_then(|()| ssh.install(&idlab, &agent, "755"))
+                        .and_then(|()| AgentSession::start(&ssh, &agent, &dir, &interface, &log));
+                    match prepared {
+                        Ok(session) => Ok((session, dir)),
+                        Err(e) => {
+                            // No agent to clean up after: what was copied goes now, and the
+                            // connection with it.
+                            let _ =
+                                ssh.run(&format!("rm -rf {}", quote(&dir)), None, PREPARE_TIMEOUT);
+                            ssh.close();
+                            Err(e)
+                        }
+                    }
                 })
             })
             .collect();
