@@ -12,8 +12,8 @@ use crate::containers::{RedisContainer, RedisContainers, REDIS_PORT};
 use crate::error::{Error, Result};
 use crate::history::{now_ms, NodeView, Sample, SeenEvents};
 use crate::limits::{
-    CREDENTIALS_VALID_S, EVENTS_PAGE, MCAST_GROUP, NODE_PORT, ONE_HOST_NAME, POLL_EVENTS_EVERY,
-    POLL_STATUS_MS, PROBE_CONNECT_MS, PROBE_REPLY_MS, ROGUE_HOST_NAME, STOP_WAIT_MS,
+    CREDENTIALS_VALID_S, MCAST_GROUP, NODE_PORT, ONE_HOST_NAME, POLL_EVENTS_EVERY, POLL_STATUS_MS,
+    PROBE_CONNECT_MS, PROBE_REPLY_MS, ROGUE_HOST_NAME, STOP_WAIT_MS,
 };
 use crate::network::Net;
 use crate::remote::protocol::{Reply, Request, Sig, Target};
@@ -1285,25 +1285,14 @@ fn mint(data_root: &Path, cluster: &str, nodes: &[Node]) -> Result<CredentialSet
     .map_err(|e| Error::Setup(format!("failed to mint the run's credentials: {e}")))
 }
 
-/// Every event after `since`, page by page, the times it was applied moved to the control
-/// node's clock (the node's host runs `offset_ms` ahead of it).
+/// Every event after `since` (the client pages), the times it was applied moved to the
+/// control node's clock (the node's host runs `offset_ms` ahead of it).
 async fn fetch_events(client: &mut Client, since: u64, offset_ms: i64) -> Option<Vec<LoggedEvent>> {
-    let mut all = Vec::new();
-    let mut after = since;
-    loop {
-        let mut page = client.events(after, EVENTS_PAGE).await.ok()?;
-        for e in &mut page {
-            e.applied_ms = e.applied_ms.saturating_add_signed(-offset_ms);
-        }
-        let full = page.len() as u32 == EVENTS_PAGE;
-        if let Some(last) = page.last() {
-            after = last.event.clock;
-        }
-        all.extend(page);
-        if !full {
-            return Some(all);
-        }
+    let mut all = client.events(since, u32::MAX).await.ok()?;
+    for e in &mut all {
+        e.applied_ms = e.applied_ms.saturating_add_signed(-offset_ms);
     }
+    Some(all)
 }
 
 /// Samples node `i`'s status every [`POLL_STATUS_MS`] and collects the events it applies.

@@ -15,8 +15,6 @@ pub const MCAST_GROUP: &str = "239.255.51.51:5151";
 pub const POLL_STATUS_MS: u64 = 50;
 /// Every this many status polls the poller also collects new events.
 pub const POLL_EVENTS_EVERY: u32 = 2;
-/// Events fetched per request (keeps a reply frame well under the client's limit).
-pub const EVENTS_PAGE: u32 = 2_000;
 /// Connect timeout of the harness's status and event queries.
 pub const PROBE_CONNECT_MS: u64 = 200;
 /// Reply timeout of the harness's status and event queries (a paused node never answers).

@@ -10,6 +10,8 @@
 //!   certificate of the rogue's own CA.
 //! - `replay`: genuine sealed datagrams captured on the target's link (an on-path attacker),
 //!   sent to it again.
+//! - `redirect`: genuine sealed datagrams arriving at the target, sent on at once to every
+//!   other member (a vote sealed for one candidate offered to its rivals).
 //! - `flood`: random bytes as datagrams (some with the sealed magic) and as TCP connections.
 
 use crate::error::{Error, Result};
@@ -48,13 +50,15 @@ pub enum Attack {
     ForgeForward,
     /// Genuine datagrams, captured and sent again.
     Replay,
+    /// Genuine datagrams arriving at one member, sent on at once to every other member.
+    Redirect,
     /// Random bytes.
     Flood,
 }
 
 impl Attack {
     /// Every attack with its name in scenario files.
-    pub const ALL: [(&'static str, Attack); 9] = [
+    pub const ALL: [(&'static str, Attack); 10] = [
         ("forge-master", Attack::ForgeMaster),
         ("forge-newmaster", Attack::ForgeNewMaster),
         ("forge-rank", Attack::ForgeRank),
@@ -63,6 +67,7 @@ impl Attack {
         ("forge-snapshot", Attack::ForgeSnapshot),
         ("forge-forward", Attack::ForgeForward),
         ("replay", Attack::Replay),
+        ("redirect", Attack::Redirect),
         ("flood", Attack::Flood),
     ];
 
@@ -154,6 +159,9 @@ pub async fn run(
             forge_requests(kit, plan).await
         }
         Attack::Replay => replay(captured, plan.count).await,
+        Attack::Redirect => Err(Error::Step(
+            "redirect runs on the targets' links (rogue::redirect), not from the rogue host".into(),
+        )),
         Attack::Flood => flood(&plan.targets, plan.count).await,
     }
 }
@@ -182,6 +190,7 @@ async fn forge_datagrams(kit: &RogueKit, plan: &Plan) -> Result<String> {
             coordinator: me,
             clock: 1 << 40,
             members: vec![me],
+            answer: false,
         },
         Attack::ForgeNewMaster => Body::NewMaster { winner: me },
         Attack::ForgeRank => Body::Rank {
@@ -206,6 +215,7 @@ async fn forge_datagrams(kit: &RogueKit, plan: &Plan) -> Result<String> {
     let msg = Message {
         from: me,
         epoch,
+        to: None,
         body,
     };
     let plain = encode_datagram(cluster, &msg).map_err(|e| Error::Step(e.to_string()))?;
@@ -383,15 +393,51 @@ pub fn capture(
     count: usize,
     within: Duration,
 ) -> Result<Vec<(SocketAddr, Vec<u8>)>> {
-    host.run_in(move || capture_here(target, count, within))
-        .map_err(|e| Error::Step(format!("capture: {e}")))?
+    host.run_in(move || {
+        let mut out = Vec::new();
+        watch_here(target, count, within, |payload| {
+            out.push((target, payload.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    })
+    .map_err(|e| Error::Step(format!("capture: {e}")))?
 }
 
-fn capture_here(
+/// Redirects: for `within`, sends every sealed datagram arriving at `target` (up to `count`)
+/// on to each of `others` at once, as an on-path attacker would send a vote meant for one
+/// candidate to its rivals. Runs in the target's namespace; returns how many it sent.
+pub fn redirect(
+    host: &Host,
+    target: SocketAddr,
+    others: Vec<SocketAddr>,
+    count: usize,
+    within: Duration,
+) -> Result<usize> {
+    host.run_in(move || {
+        let fail = |e: std::io::Error| Error::Step(format!("redirect: failed to send: {e}"));
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").map_err(fail)?;
+        let mut sent = 0;
+        watch_here(target, count, within, |payload| {
+            for to in &others {
+                socket.send_to(payload, to).map_err(fail)?;
+                sent += 1;
+            }
+            Ok(())
+        })?;
+        Ok(sent)
+    })
+    .map_err(|e| Error::Step(format!("redirect: {e}")))?
+}
+
+/// Hands each distinct sealed datagram arriving at `target` on this namespace's links to
+/// `take`, up to `count` of them, for at most `within`.
+fn watch_here(
     target: SocketAddr,
     count: usize,
     within: Duration,
-) -> Result<Vec<(SocketAddr, Vec<u8>)>> {
+    mut take: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     use nix::sys::socket::{
         recv, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol,
         SockType,
@@ -416,9 +462,9 @@ fn capture_here(
     };
     let deadline = Instant::now() + within;
     let mut buf = vec![0u8; 65_536];
-    let mut out = Vec::new();
+    let mut taken = 0;
     let mut seen = std::collections::BTreeSet::new();
-    while out.len() < count && Instant::now() < deadline {
+    while taken < count && Instant::now() < deadline {
         let len = match recv(
             std::os::fd::AsRawFd::as_raw_fd(&fd),
             &mut buf,
@@ -431,11 +477,12 @@ fn capture_here(
         if let Some(payload) = udp_payload_to(&buf[..len], want_ip, target.port()) {
             // Loopback shows a packet twice (out and in).
             if payload.starts_with(MAGIC) && seen.insert(payload.to_vec()) {
-                out.push((target, payload.to_vec()));
+                take(payload)?;
+                taken += 1;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The payload of an IPv4 UDP packet to `ip:port`.

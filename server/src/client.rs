@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::event::LoggedEvent;
 use crate::limits::{
     CLIENT_CONNECT_TIMEOUT_MS, CLIENT_LAST_TRY_MS, CLIENT_REPLY_TIMEOUT_MS, CLIENT_RETRY_FOR_MS,
-    CLIENT_RETRY_PAUSE_MS, CONNECTION_REUSE_IDLE_MAX_MS, REPLY_FRAME_BYTES_MAX,
+    CLIENT_RETRY_PAUSE_MS, CONNECTION_REUSE_IDLE_MAX_MS, EVENTS_PAGE_MAX, REPLY_FRAME_BYTES_MAX,
     REQUEST_FRAME_BYTES_MAX,
 };
 use crate::password::client_digest;
@@ -376,12 +376,40 @@ impl Client {
         }
     }
 
-    /// Events the bound server applied with a clock above `since` (at most `limit`).
+    /// Events the bound server applied with a clock above `since` (at most `limit`), asked
+    /// for a page of at most [`EVENTS_PAGE_MAX`] at a time (a server answers no more).
     pub async fn events(&mut self, since: u64, limit: u32) -> Result<Vec<LoggedEvent>> {
-        match self.call(Request::Events { since, limit }).await? {
-            Reply::Events(events) => Ok(events),
-            other => Err(unexpected(&other)),
+        let mut all = Vec::new();
+        let mut after = since;
+        while all.len() < limit as usize {
+            let asked = (limit - all.len() as u32).min(EVENTS_PAGE_MAX);
+            let page = match self
+                .call(Request::Events {
+                    since: after,
+                    limit: asked,
+                })
+                .await?
+            {
+                Reply::Events(events) => events,
+                other => return Err(unexpected(&other)),
+            };
+            if page.len() > asked as usize {
+                return Err(Error::refused(
+                    ErrorCode::BadFrame,
+                    format!("{} events answered where {asked} were asked", page.len()),
+                ));
+            }
+            let full = page.len() == asked as usize;
+            match page.last() {
+                Some(last) if last.event.clock > after => after = last.event.clock,
+                _ => return Ok(all),
+            }
+            all.extend(page);
+            if !full {
+                break;
+            }
         }
+        Ok(all)
     }
 
     /// Asks the coordinator to hand over to its most caught-up follower (see

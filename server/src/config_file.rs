@@ -182,7 +182,7 @@ pub fn describe(command: &Command, matches: &ArgMatches, from_file: &[String]) -
             _ => match matches.get_raw(id) {
                 Some(values) => {
                     let values: Vec<String> = values
-                        .map(|v| format!("{:?}", v.to_string_lossy()))
+                        .map(|v| format!("{:?}", without_password(&v.to_string_lossy())))
                         .collect();
                     if arg.get_value_delimiter().is_some() {
                         format!("[{}]", values.join(", "))
@@ -193,8 +193,52 @@ pub fn describe(command: &Command, matches: &ArgMatches, from_file: &[String]) -
                 None => "(unset)".into(),
             },
         };
-        // Secrets are files; the file names are no secret.
+        // Secrets are files (their names are no secret), or a password in a URL (hidden).
         out += &format!("{long} = {value}  # {}\n", source.as_str());
     }
     out
+}
+
+/// A URL's password replaced by `***` (`redis://user:secret@host` -> `redis://user:***@host`);
+/// anything else as it is.
+pub fn without_password(value: &str) -> String {
+    let Some(scheme_end) = value.find("://").map(|i| i + 3) else {
+        return value.to_string();
+    };
+    let rest = &value[scheme_end..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return value.to_string();
+    };
+    match authority[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &value[..scheme_end],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        None => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn passwords_in_urls_are_hidden_and_nothing_else_changes() {
+        for (shown, hidden) in [
+            (
+                "redis://user:secret@10.0.0.1:6379/0",
+                "redis://user:***@10.0.0.1:6379/0",
+            ),
+            ("redis://:secret@host", "redis://:***@host"),
+            ("rediss://u:p@ss:w@host/1?x=@", "rediss://u:***@host/1?x=@"),
+            ("redis://host:6379", "redis://host:6379"),
+            ("redis://user@host", "redis://user@host"),
+            ("/var/lib/idserver", "/var/lib/idserver"),
+        ] {
+            assert_eq!(without_password(shown), hidden);
+        }
+    }
 }

@@ -6,6 +6,7 @@ use crate::limits::{FRAME_PREFIX_BYTES, IO_SLICE_BYTES};
 use crate::wire::{frame_len, FrameError};
 use bytes::{Buf, BytesMut};
 use rustls::pki_types::ServerName;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -209,7 +210,35 @@ impl Connection {
         write_in_slices(&mut self.stream, frame)
             .await
             .map_err(|e| Error::io("failed to write to connection", e))?;
-        // TLS buffers what it encrypts: push it out.
+        self.flush().await
+    }
+
+    /// Writes one whole frame, failing once the other end has taken nothing for `stall` (a
+    /// peer that stops reading would otherwise hold the frame, and this task, for ever). A
+    /// slow reader that keeps taking slices gets the whole frame, however long it is.
+    pub async fn write_frame_within(&mut self, frame: &[u8], stall: Duration) -> Result<()> {
+        let stalled = || {
+            Error::io(
+                "failed to write to connection",
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the other end read nothing for {} ms", stall.as_millis()),
+                ),
+            )
+        };
+        for slice in frame.chunks(IO_SLICE_BYTES) {
+            tokio::time::timeout(stall, self.stream.write_all(slice))
+                .await
+                .map_err(|_| stalled())?
+                .map_err(|e| Error::io("failed to write to connection", e))?;
+        }
+        tokio::time::timeout(stall, self.flush())
+            .await
+            .map_err(|_| stalled())?
+    }
+
+    /// TLS buffers what it encrypts: pushes it out.
+    async fn flush(&mut self) -> Result<()> {
         self.stream
             .flush()
             .await

@@ -102,6 +102,7 @@ impl Asker<'_> {
         let msg = Message {
             from: self.me,
             epoch: 0,
+            to: None,
             body,
         };
         let bytes = encode_datagram(self.cluster, &msg)?;

@@ -345,6 +345,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     coordinator: me,
                     clock: 9,
                     members: vec![me],
+                    answer: false,
                 },
                 Body::NewMaster { winner: me },
                 Body::Leave,
@@ -357,6 +358,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     &Message {
                         from: me,
                         epoch: 3,
+                        to: None,
                         body,
                     },
                 )

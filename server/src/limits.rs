@@ -166,6 +166,12 @@ pub const ACCOUNTS_PER_BATCH: usize = 1000;
 /// Largest batch first tried in one round trip, on assumptions (see [`crate::store::Store::apply_new`]).
 pub const SPECULATE_EVENTS_MAX: usize = 2;
 
+/// Most events one `events` request returns: the log holds up to [`EVENT_LOG_MAX`] events
+/// (tens of MB with long real names), read from Redis in one command that blocks it, and
+/// anyone who can connect may ask. Clients page by the last clock they got
+/// ([`crate::client::Client::events`] does).
+pub const EVENTS_PAGE_MAX: u32 = 2_000;
+
 /// The event log is trimmed to EVENT_LOG_MAX whenever the clock crosses a multiple of this.
 pub const EVENT_LOG_TRIM_EVERY: u64 = 1024;
 
@@ -222,6 +228,12 @@ pub const PEER_CONNECTIONS_MAX: usize = 1024;
 
 /// A client connection that sends no request for this long is closed.
 pub const CLIENT_IDLE_TIMEOUT_MS: u64 = 120_000;
+
+/// A reply the other end takes nothing of for this long is given up and the connection closed:
+/// a client that sends requests and never reads would otherwise hold the encoded reply and
+/// its connection slot for ever. Measured per slice of [`IO_SLICE_BYTES`], so a slow reader
+/// still gets a long listing.
+pub const REPLY_WRITE_STALL_MS: u64 = 5_000;
 
 /// A client's request frame, once begun, must arrive whole within this.
 pub const CLIENT_FRAME_READ_TIMEOUT_MS: u64 = 10_000;

@@ -143,3 +143,28 @@ async fn many_bad_connections_at_once_do_not_disturb_a_good_client() {
         );
     }
 }
+
+/// A client that sends requests and never reads the replies is closed once the server's
+/// writes make no progress for `REPLY_WRITE_STALL_MS`: it holds no reply, and no connection
+/// slot, for ever (issue 28). Before, the server waited on the write for good.
+#[tokio::test]
+async fn a_client_that_never_reads_its_replies_is_closed() {
+    use idserver::limits::REPLY_WRITE_STALL_MS;
+    use std::time::{Duration, Instant};
+    let t = TestServer::start().await;
+    let stream = TcpStream::connect(t.addr()).await.unwrap();
+    let status = encode(&Envelope::new(&t.cluster, 1, Request::Status), 1 << 16).unwrap();
+    let (_unread, mut w) = stream.into_split();
+    let started = Instant::now();
+    // Requests until the server closes: its replies fill both sockets' buffers, then its
+    // writes stall, it stops reading, and ours block until it gives up and resets.
+    let writer = tokio::spawn(async move { while w.write_all(&status).await.is_ok() {} });
+    let limit = Duration::from_millis(4 * REPLY_WRITE_STALL_MS);
+    let closed = tokio::time::timeout(limit, writer).await;
+    assert!(
+        closed.is_ok(),
+        "the server still held a connection whose replies nobody read after {limit:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(REPLY_WRITE_STALL_MS));
+    still_serving(&t).await;
+}

@@ -488,6 +488,7 @@ fn a_config_file_sets_what_flags_and_variables_do_not_and_its_errors_name_file_l
         .arg("--config")
         .arg(&config)
         .args(["--print-config", "--mode", "whitepaper"])
+        .args(["--redis", "redis://idserver:hunter2@127.0.0.1:6379"])
         .env("IDSERVER_CLUSTER", "from-env")
         .output()
         .unwrap();
@@ -499,9 +500,11 @@ fn a_config_file_sets_what_flags_and_variables_do_not_and_its_errors_name_file_l
         "listen = \"127.0.0.1\"  # file",
         "peers = [\"127.0.0.1:1\"]  # file",
         "appendfsync = \"everysec\"  # default",
+        "redis = \"redis://idserver:***@127.0.0.1:6379\"  # flag",
     ] {
         assert!(shown.lines().any(|l| l == line), "{line:?} not in\n{shown}");
     }
+    assert!(!shown.contains("hunter2"), "a password shown:\n{shown}");
     // A node started from the file alone serves.
     let mut child = Command::new(IDSERVER)
         .arg("--config")

@@ -257,6 +257,7 @@ async fn datagrams_of_another_cluster_are_ignored_and_counted() {
             addr: socket.local_addr().unwrap(),
         },
         epoch: 99,
+        to: None,
         body: idserver::core::Body::GetMaster,
     };
     let bytes = idserver::wire::encode_datagram("someone-else", &msg).unwrap();
@@ -296,6 +297,7 @@ async fn datagrams_with_an_epoch_beyond_the_range_are_ignored_and_counted() {
             coordinator: stranger,
             clock: u64::MAX,
             members: vec![stranger],
+            answer: false,
         },
         idserver::core::Body::NewMaster { winner: stranger },
         idserver::core::Body::GetRank {
@@ -315,6 +317,7 @@ async fn datagrams_with_an_epoch_beyond_the_range_are_ignored_and_counted() {
         let msg = idserver::core::Message {
             from: stranger,
             epoch: u64::MAX,
+            to: None,
             body,
         };
         let bytes = idserver::wire::encode_datagram(&before.cluster, &msg).unwrap();

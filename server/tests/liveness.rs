@@ -15,7 +15,7 @@
 
 mod sim;
 
-use idserver::core::{CoreConfig, Role};
+use idserver::core::{CoreConfig, Input, Role};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sim::data::DataSim;
@@ -302,6 +302,75 @@ fn strict_five_nodes_started_together_on_slow_links_agree() {
             sim.describe()
         );
     }
+}
+
+/// Operators stop nodes in quick succession: the coordinator stops cleanly, a survivor wins the
+/// next epoch and stops cleanly a few ms later, and the last node, which heard both leave,
+/// must coordinate alone. Found in the lab (`last-node-standing`, 3 of 31 runs, finding 26 in
+/// docs/findings.md). Each seed draws the latency, whether the survivors' rounds start early
+/// (their RPCs to the stopping coordinator failed before its LEAVE came) and the gap between
+/// the two stops.
+#[test]
+fn the_last_node_standing_coordinates_after_two_quick_clean_stops() {
+    let mut failures = Vec::new();
+    let seeds = sim::seeds(500);
+    for seed in &seeds {
+        if let Err(e) = sim::run_seed(*seed, || last_node_standing(*seed)) {
+            failures.push(format!("seed {seed}: {e}"));
+        }
+    }
+    assert_none_failed(
+        &failures,
+        seeds.len(),
+        "quick clean stops left no coordinator",
+    );
+}
+
+fn last_node_standing(seed: u64) -> Result<(), String> {
+    let mut sim = Sim::shaped(seed, 3, CoreConfig::default(), false, Shape::DistinctHosts);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    sim.latency_ms = (0, rng.gen_range(1..=5));
+    for i in 0..3 {
+        sim.start(i);
+        let t = sim.now_ms + 200;
+        sim.run_until(t);
+    }
+    sim.time_to_agreement(2_000, 5)
+        .ok_or_else(|| format!("no agreement at start-up: {}", sim.describe()))?;
+    let first = sim.agreed_coordinator()?;
+    if rng.gen_bool(0.5) {
+        for i in (0..3).filter(|i| *i != first) {
+            sim.input(i, Input::CoordinatorUnreachable);
+        }
+        let t = sim.now_ms + rng.gen_range(0..=3);
+        sim.run_until(t);
+    }
+    sim.leave(first);
+    let mut second = None;
+    for _ in 0..2_000 {
+        let t = sim.now_ms + 1;
+        sim.run_until(t);
+        second = sim
+            .live_views()
+            .into_iter()
+            .find(|(_, v)| v.role == Role::Coordinator)
+            .map(|(i, _)| i);
+        if second.is_some() {
+            break;
+        }
+    }
+    let second = second.ok_or_else(|| format!("no second coordinator: {}", sim.describe()))?;
+    let t = sim.now_ms + rng.gen_range(0..=15);
+    sim.run_until(t);
+    sim.leave(second);
+    let last = 3 - first - second;
+    sim.time_to_agreement(2_000, 5)
+        .ok_or_else(|| format!("the last node never coordinated: {}", sim.describe()))?;
+    let agreed = sim.agreed_coordinator()?;
+    if agreed != last {
+        return Err(format!("node {agreed} coordinates, not {last}"));
+    }
+    Ok(())
 }
 
 /// Ten round trips at 25 ms per link: the target for agreement after a failover.

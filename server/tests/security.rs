@@ -38,6 +38,7 @@ fn forgeries(me: SocketAddr) -> Vec<Message> {
         coordinator: from,
         clock: 1 << 40,
         members: vec![from],
+        answer: false,
     };
     let rank = Body::Rank {
         purpose: Purpose::Join,
@@ -62,6 +63,7 @@ fn forgeries(me: SocketAddr) -> Vec<Message> {
         .map(|body| Message {
             from,
             epoch: HUGE_EPOCH,
+            to: None,
             body,
         })
         .collect()
@@ -153,6 +155,7 @@ async fn forged_and_foreign_datagrams_move_nothing_and_are_counted() {
     let question = Message {
         from: stranger("203.0.113.9:5151".parse().unwrap(), None),
         epoch: HUGE_EPOCH,
+        to: None,
         body: Body::GetMaster,
     };
     socket

@@ -393,9 +393,22 @@ fn strict_a_node_with_an_older_log_cannot_win() {
 
 /// A random strict-mode schedule: besides converging, two nodes never coordinate in one epoch.
 fn strict_random_schedule(seed: u64) -> Result<(), String> {
+    strict_schedule(seed, false)
+}
+
+/// The same with an on-path attacker that sends every datagram it sees to every other member
+/// as well: a vote sealed for one candidate reaches its rivals (issue 28: before datagrams
+/// named their destination and candidates matched the echoed request exactly, a rival
+/// counted it and two strict coordinators held one epoch).
+fn strict_redirected_schedule(seed: u64) -> Result<(), String> {
+    strict_schedule(seed, true)
+}
+
+fn strict_schedule(seed: u64, redirect: bool) -> Result<(), String> {
     let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
     let n = if rng.gen_bool(0.5) { 3 } else { 5 };
     let mut sim = Sim::new(seed, n, strict(n));
+    sim.redirect = redirect;
     for i in 0..n {
         sim.start(i);
     }
@@ -446,6 +459,70 @@ fn strict_random_schedule(seed: u64) -> Result<(), String> {
 #[test]
 fn strict_random_schedules_never_share_an_epoch_and_converge() {
     run_schedules("strict schedules", 2_000, strict_random_schedule);
+}
+
+/// Issue 28, low 15: a heartbeat reply echoing a send time beyond the coordinator's now (a
+/// reply captured before the coordinator restarted, whose clock then started again, replayed
+/// to it) must not stretch its lease: isolated, it steps down when its lease ends, not when
+/// it finally drops the silent members (a dead interval, by which time the others may have
+/// elected a successor).
+#[test]
+fn a_heartbeat_reply_from_the_future_does_not_stretch_the_strict_lease() {
+    let honest = isolated_coordinator_steps_down_after_ms(false);
+    let replayed = isolated_coordinator_steps_down_after_ms(true);
+    assert!(
+        replayed <= honest + HEARTBEAT_MS,
+        "isolated, the coordinator stepped down after {replayed} ms with a reply from the \
+         future, {honest} ms without"
+    );
+}
+
+fn isolated_coordinator_steps_down_after_ms(from_the_future: bool) -> u64 {
+    use idserver::core::{Body, Input, Message, Purpose};
+    let mut sim = strict_started(5, 3);
+    let c = coordinator(&sim);
+    if from_the_future {
+        let member = (0..3).find(|i| *i != c).unwrap();
+        let view = sim.view(member).unwrap();
+        let reply = Message {
+            from: view.me,
+            epoch: view.epoch,
+            to: None,
+            body: Body::Rank {
+                purpose: Purpose::Heartbeat {
+                    members: vec![],
+                    sent_ms: sim.now_ms + 3_600_000,
+                    rtt_ms: 1,
+                    elected_clock: 0,
+                },
+                clock: view.clock,
+                last_epoch: 0,
+                role: Role::Follower,
+                coordinator: view.coordinator,
+                hears_coordinator: true,
+                granted: false,
+                held: false,
+            },
+        };
+        let src = sim.hosts[member].addr;
+        sim.input(c, Input::Message { src, msg: reply });
+    }
+    sim.isolate(c);
+    let isolated_ms = sim.now_ms;
+    while sim.view(c).unwrap().role == Role::Coordinator {
+        assert!(sim.now_ms < isolated_ms + 10_000, "never stepped down");
+        sim.run_until(sim.now_ms + 1);
+    }
+    sim.now_ms - isolated_ms
+}
+
+#[test]
+fn strict_votes_redirected_to_rivals_never_share_an_epoch() {
+    run_schedules(
+        "strict schedules with redirected datagrams",
+        1_000,
+        strict_redirected_schedule,
+    );
 }
 
 // ---- the data plane: one history everywhere; what each mode does to acknowledged writes ----

@@ -121,6 +121,7 @@ pub fn run(kind: &CheckKind, input: &CheckInput) -> Finding {
         CheckKind::Unique => lost::unique(input),
         CheckKind::Sessions => sessions::sessions(input),
         CheckKind::Linearizable => linearizable::linearizable(input),
+        CheckKind::OneWriterPerEpoch => order::one_writer_per_epoch(input),
     }
 }
 

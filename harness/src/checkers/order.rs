@@ -2,6 +2,7 @@
 //! order with consecutive clocks (no gaps), and every live node holding the same history.
 
 use super::{CheckInput, Finding};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Each final log is in strictly increasing (clock, origin rank) order, one clock after another.
 pub fn event_order(input: &CheckInput) -> Finding {
@@ -27,6 +28,31 @@ pub fn event_order(input: &CheckInput) -> Finding {
     finding
         .figures
         .insert("events_checked".into(), events as f64);
+    finding
+}
+
+/// Every epoch's events were made by one node (one origin rank), over every event any node was
+/// seen to apply during the run and every final log: two coordinators of one epoch (what
+/// strict mode's votes rule out) would each make events in it, and the one that lost would
+/// see its events dropped, which the final logs alone no longer show.
+pub fn one_writer_per_epoch(input: &CheckInput) -> Finding {
+    let mut writers: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+    let seen = input.seen.iter().flat_map(|s| s.values());
+    for e in seen.chain(input.final_logs.values().flatten()) {
+        writers
+            .entry(e.event.epoch)
+            .or_default()
+            .insert(e.event.origin_rank);
+    }
+    let details = writers
+        .iter()
+        .filter(|(_, ranks)| ranks.len() > 1)
+        .map(|(epoch, ranks)| format!("epoch {epoch}: events made by ranks {ranks:?}"))
+        .collect();
+    let mut finding = Finding::from_violations(details);
+    finding
+        .figures
+        .insert("epochs_checked".into(), writers.len() as f64);
     finding
 }
 
@@ -73,6 +99,29 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::Verdict;
     use crate::scenario::CheckKind;
+
+    #[test]
+    fn two_writers_in_one_epoch_are_found() {
+        let one = vec![create(1, "a", 1, 1, 5), create(2, "b", 2, 2, 6)];
+        let f = check(CheckKind::OneWriterPerEpoch, &[], &[("n1", one.clone())]);
+        assert_eq!(f.verdict, Verdict::Valid);
+        let mut rival = create(2, "c", 3, 3, 6);
+        rival.event.origin_rank = 2;
+        let f = check(
+            CheckKind::OneWriterPerEpoch,
+            &[],
+            &[("n1", one), ("n2", vec![create(1, "a", 1, 1, 5), rival])],
+        );
+        assert_eq!(f.details, vec!["epoch 1: events made by ranks {1, 2}"]);
+        let mut later = create(3, "d", 4, 4, 7);
+        (later.event.epoch, later.event.origin_rank) = (2, 2);
+        let f = check(
+            CheckKind::OneWriterPerEpoch,
+            &[],
+            &[("n1", vec![create(1, "a", 1, 1, 5), later])],
+        );
+        assert_eq!(f.verdict, Verdict::Valid, "{f:?}");
+    }
 
     #[test]
     fn a_gap_and_a_disorder_are_found() {

@@ -1,5 +1,5 @@
 //! `rogue` steps: the rogue host attacks the resolved nodes (a replay first captures genuine
-//! datagrams on each target's link).
+//! datagrams on each target's link; a redirect sends them on from there as they come).
 
 use super::run::Exec;
 use crate::error::{Error, Result};
@@ -19,6 +19,9 @@ impl Exec<'_> {
         let mut targets = Vec::new();
         for sel in nodes {
             targets.push(self.resolve(sel).await?);
+        }
+        if attack == Attack::Redirect {
+            return self.redirect(&targets, count).await;
         }
         let mut captured = Vec::new();
         if attack == Attack::Replay {
@@ -51,5 +54,32 @@ impl Exec<'_> {
             .spawn(async move { rogue::run(&kit, &plan, captured).await })
             .await
             .map_err(|e| Error::Step(format!("the rogue's task failed: {e}")))?
+    }
+
+    /// `redirect`: on every target's link at once, for [`ROGUE_CAPTURE_MS`], each sealed
+    /// datagram arriving there goes on to every other node of the cluster.
+    async fn redirect(&mut self, targets: &[usize], count: u32) -> Result<String> {
+        let everyone: Vec<_> = (0..self.cluster.len())
+            .map(|i| self.cluster.addr(i))
+            .collect();
+        let window = Duration::from_millis(ROGUE_CAPTURE_MS);
+        let mut watchers = Vec::new();
+        for &i in targets {
+            let host = self.cluster.host(i)?.clone();
+            let addr = self.cluster.addr(i);
+            let others: Vec<_> = everyone.iter().copied().filter(|a| *a != addr).collect();
+            watchers.push(tokio::task::spawn_blocking(move || {
+                rogue::redirect(&host, addr, others, count as usize, window)
+            }));
+        }
+        let mut sent = 0;
+        for watcher in watchers {
+            sent += watcher
+                .await
+                .map_err(|e| Error::Step(format!("redirect: {e}")))??;
+        }
+        Ok(format!(
+            "{sent} sealed datagrams sent on to members they were not sent to"
+        ))
     }
 }

@@ -281,13 +281,14 @@ impl Parser<'_> {
             "unique" => CheckKind::Unique,
             "sessions" => CheckKind::Sessions,
             "linearizable" => CheckKind::Linearizable,
+            "one-writer-per-epoch" => CheckKind::OneWriterPerEpoch,
             other => {
                 return Err(self.error(
                     c.that.span().start,
                     format!(
                         "unknown check `{other}`, expected one of event-order, logs-identical, \
                          acked-applied, window, latency, no-lost-writes, unique, sessions, \
-                         linearizable"
+                         linearizable, one-writer-per-epoch"
                     ),
                 ))
             }

@@ -582,6 +582,8 @@ pub enum CheckKind {
     Sessions,
     /// Writes and coordinator reads linearizable per login.
     Linearizable,
+    /// Every epoch's events were made by one node: no two coordinators of one epoch wrote.
+    OneWriterPerEpoch,
 }
 
 impl CheckKind {
@@ -597,6 +599,7 @@ impl CheckKind {
             CheckKind::Unique => "unique".into(),
             CheckKind::Sessions => "sessions".into(),
             CheckKind::Linearizable => "linearizable".into(),
+            CheckKind::OneWriterPerEpoch => "one-writer-per-epoch".into(),
         }
     }
 }

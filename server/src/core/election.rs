@@ -135,7 +135,7 @@ impl Node {
             self.broadcast(request);
         } else {
             for node in silent {
-                self.send(node.addr, request.clone());
+                self.send_to_member(node.addr, node.node_id, request.clone());
             }
         }
     }
@@ -157,12 +157,25 @@ impl Node {
         }
     }
 
-    pub(super) fn on_election_reply(&mut self, now_ms: u64, round: u64, reply: RankReply) {
+    pub(super) fn on_election_reply(
+        &mut self,
+        now_ms: u64,
+        round: u64,
+        vote: Option<VoteRequest>,
+        reply: RankReply,
+    ) {
         let Some(candidate) = self.candidate.as_mut() else {
             return;
         };
+        // A reply counts only if it echoes this round's request exactly: its round and its
+        // vote request (epoch, pre-vote or vote, log), so that no grant of another request,
+        // a pre-vote or a rival's, is taken for a vote in this one.
         let ours = candidate.round == round || candidate.resent_round == Some(round);
-        if !ours || reply.from.rank.is_none() || reply.role == Role::Joining {
+        if !ours
+            || vote != candidate.vote
+            || reply.from.rank.is_none()
+            || reply.role == Role::Joining
+        {
             return;
         }
         // Strict mode: a rival pre-voting too, of lower rank and with a log at least as recent
@@ -411,8 +424,8 @@ impl Node {
         if self.config.strict_cluster_size.is_some() {
             // Twice: a lost TAKEOVER costs a suspicion timeout and an ordinary election (the
             // successor ignores the copy once it asks for votes).
-            self.send(successor.addr, Body::TakeOver);
-            self.send(successor.addr, Body::TakeOver);
+            self.send_to_member(successor.addr, successor.node_id, Body::TakeOver);
+            self.send_to_member(successor.addr, successor.node_id, Body::TakeOver);
             self.step_down(now_ms);
             return;
         }
@@ -421,7 +434,8 @@ impl Node {
         self.broadcast(Body::NewMaster { winner: successor });
         // Once more to the successor: a lost NEWMASTER there costs a suspicion timeout and an
         // ordinary election (the copy changes nothing once it coordinates).
-        self.send(successor.addr, Body::NewMaster { winner: successor });
+        let again = Body::NewMaster { winner: successor };
+        self.send_to_member(successor.addr, successor.node_id, again);
         self.accept_winner(now_ms, self.epoch, successor);
         // Its first heartbeat comes a round trip from now at best: suspecting it sooner (whitepaper
         // suspicion is a few heartbeats, whatever the latency) would have this node, of equal
@@ -496,6 +510,7 @@ impl Node {
             coordinator: self.me,
             clock: self.clock,
             members,
+            answer: false,
         });
         self.heartbeat(now_ms);
     }

@@ -147,7 +147,7 @@ impl Node {
             return;
         }
         match purpose {
-            Purpose::Election { round, .. } => {
+            Purpose::Election { round, vote } => {
                 // Replies name their round, so even late ones measure the round trip; a join's
                 // replies cannot be told from announcements and measure nothing.
                 let measurable =
@@ -161,18 +161,26 @@ impl Node {
                     let rtt_ms = now_ms.saturating_sub(*started_ms);
                     self.rtt.sample(reply.from.node_id, rtt_ms);
                 }
-                self.on_election_reply(now_ms, round, reply)
+                self.on_election_reply(now_ms, round, vote, reply)
             }
-            Purpose::Join | Purpose::Heartbeat { .. } | Purpose::Client => {
+            // Members never ask as clients: such a RANK was sent to a client's spoofed source.
+            Purpose::Client => {}
+            Purpose::Join | Purpose::Heartbeat { .. } => {
                 if let (Purpose::Heartbeat { sent_ms, .. }, Role::Coordinator) =
                     (&purpose, self.role)
                 {
-                    if *sent_ms > 0 && *sent_ms >= self.resumed_ms && !reply.held {
+                    if *sent_ms > 0 && (self.resumed_ms..=now_ms).contains(sent_ms) && !reply.held {
                         let rtt_ms = now_ms.saturating_sub(*sent_ms);
                         self.rtt.sample(reply.from.node_id, rtt_ms);
                     }
                     // A node of an older version echoes no send time: its arrival must do.
-                    let sent_ms = if *sent_ms > 0 { *sent_ms } else { now_ms };
+                    // Nor can an echo be from the future: one is a reply captured before this
+                    // process (and its clock) started again, and would stretch the lease.
+                    let sent_ms = if *sent_ms > 0 {
+                        (*sent_ms).min(now_ms)
+                    } else {
+                        now_ms
+                    };
                     let confirmed = self.confirmed_ms.entry(reply.from.node_id).or_default();
                     *confirmed = (*confirmed).max(sent_ms);
                 }
@@ -259,7 +267,13 @@ impl Node {
             return;
         }
         let previous = std::mem::take(&mut self.members);
-        for node in members {
+        // A coordinator that has not heard a member's LEAVE yet still lists it.
+        let listed: Vec<NodeRef> = members
+            .iter()
+            .filter(|m| !self.has_left(m))
+            .copied()
+            .collect();
+        for node in &listed {
             let clock = node
                 .rank
                 .and_then(|r| previous.get(&r))

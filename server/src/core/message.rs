@@ -1,7 +1,7 @@
 //! The whitepaper's messages (GETRANK, RANK, GETMASTER, MASTER, NEWMASTER), as the core sends
 //! and receives them. The wire adds version and cluster name around them.
 
-use super::types::{Clock, Epoch, NodeRef, Role};
+use super::types::{Clock, Epoch, NodeId, NodeRef, Role};
 use serde::{Deserialize, Serialize};
 
 /// One datagram's content: the sender, its epoch, and what it says.
@@ -11,6 +11,13 @@ pub struct Message {
     pub from: NodeRef,
     /// The sender's epoch (0 from clients).
     pub epoch: Epoch,
+    /// The one member it is for, when it is for one (a reply, a request to one member); a
+    /// node ignores a datagram for another. Sealed with the rest, so a vote captured on its
+    /// way to one candidate counts for no other (issue 28). Absent: for anyone (broadcasts,
+    /// sends to an address whose node is not known yet, and every datagram of a node older
+    /// than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<NodeId>,
     /// What it says.
     pub body: Body,
 }
@@ -112,6 +119,12 @@ pub enum Body {
         clock: Clock,
         /// The members known to the sender (for clients' second stage).
         members: Vec<NodeRef>,
+        /// An answer to a client's GETMASTER: members never act on it. A client question with
+        /// its source spoofed to a member's address would otherwise have the coordinator send
+        /// that member a sealed MASTER whose clock (its current one) the member takes as the
+        /// clock it was elected at (issue 28). Sealed with the rest, so it cannot be stripped.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        answer: bool,
     },
     /// NEWMASTER: an election's result, naming the winner.
     NewMaster {

@@ -9,7 +9,7 @@ use super::types::{
 };
 use crate::limits::EPOCH_MAX;
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
@@ -174,6 +174,11 @@ pub struct Node {
     /// Members this coordinator dropped for silence rather than because they left: they may
     /// be alive behind a cut, so this node does not count on being alone.
     pub(super) missing: BTreeSet<NodeId>,
+    /// Members that said LEAVE, with when: until they join again (or two dead intervals pass),
+    /// nothing said by or about them brings them back. A member list sent before its sender
+    /// heard the LEAVE may arrive after it; taken as is, it would make the last node believe a
+    /// member that left is only silent, and never coordinate alone (finding 26).
+    pub(super) left: BTreeMap<NodeId, u64>,
     /// Round trips measured from requests this node sent (and its coordinator's figure).
     pub(super) rtt: RoundTrips,
     /// When this node last resumed from a stall (its own pause): requests sent before then
@@ -195,7 +200,7 @@ pub struct Node {
 impl Node {
     /// A node with this identity and address; it does nothing until [`Input::Start`].
     pub fn new(config: CoreConfig, node_id: NodeId, addr: SocketAddr) -> Node {
-        Node {
+        let mut node = Node {
             config,
             me: NodeRef {
                 node_id,
@@ -225,6 +230,7 @@ impl Node {
             voted_for: None,
             coordinator_clock: 0,
             missing: BTreeSet::new(),
+            left: BTreeMap::new(),
             rtt: RoundTrips::default(),
             resumed_ms: 0,
             wake_by_ms: None,
@@ -234,7 +240,11 @@ impl Node {
             last_failure: None,
             rng: SmallRng::seed_from_u64(seed_of(node_id)),
             out: Vec::new(),
-        }
+        };
+        // Rounds are numbered from a random start: two candidates never count rounds in step,
+        // so a reply to one never names a round of the other.
+        node.round = node.rng.gen_range(0..ROUND_START_MAX);
+        node
     }
 
     /// Feeds one input at time `now_ms` (any monotonic milliseconds) and returns what to do.
@@ -471,6 +481,12 @@ impl Node {
         if msg.from.node_id == self.me.node_id {
             return; // our own multicast, looped back
         }
+        if msg.to.is_some_and(|to| to != self.me.node_id) {
+            return; // meant for another member: redirected, or a reply to a former address
+        }
+        if self.heard_leaving(now_ms, &msg) {
+            return; // sent before its LEAVE, and late (reordered, duplicated)
+        }
         self.missing.remove(&msg.from.node_id);
         self.observe_epoch(now_ms, msg.epoch);
         match msg.body {
@@ -502,9 +518,12 @@ impl Node {
             }
             Body::GetMaster => self.answer_get_master(src),
             Body::Master {
-                coordinator, clock, ..
+                coordinator,
+                clock,
+                answer,
+                ..
             } => {
-                if coordinator.node_id == msg.from.node_id {
+                if coordinator.node_id == msg.from.node_id && !answer {
                     self.on_coordinator_claim(now_ms, msg.from, msg.epoch, clock);
                 }
             }
@@ -535,6 +554,7 @@ impl Node {
                 coordinator,
                 clock: self.clock,
                 members,
+                answer: true,
             };
             self.send(src, body);
         }
@@ -575,12 +595,11 @@ impl Node {
         };
         // Answers go to where the request came from, not to the address it claims: a node
         // that advertises an address others cannot reach still hears its replies.
-        let to = src;
         let mut body = self.rank_body(now_ms, purpose);
         if let Body::Rank { granted: g, .. } = &mut body {
             *g = granted;
         }
-        self.send(to, body);
+        self.send_to_member(src, from.node_id, body);
     }
 
     /// Raises our epoch to one seen in a message or RPC; a coordinator that sees a higher epoch
@@ -616,9 +635,39 @@ impl Node {
         self.last_heard_coordinator_ms = now_ms;
     }
 
+    /// Whether `msg` comes from a member that left and has not joined again: a node that
+    /// starts again joins first (GETRANK or RANK for a join), which ends the memory.
+    fn heard_leaving(&mut self, now_ms: u64, msg: &Message) -> bool {
+        let forget_after_ms = 2 * self.dead_ms();
+        self.left
+            .retain(|_, left_ms| now_ms < *left_ms + forget_after_ms);
+        if !self.left.contains_key(&msg.from.node_id) {
+            return false;
+        }
+        let joining = matches!(
+            msg.body,
+            Body::GetRank {
+                purpose: Purpose::Join
+            } | Body::Rank {
+                purpose: Purpose::Join,
+                ..
+            }
+        );
+        if joining {
+            self.left.remove(&msg.from.node_id);
+        }
+        !joining
+    }
+
+    /// Whether `node` said LEAVE and has not joined since (see [`Node::heard_leaving`]).
+    pub(super) fn has_left(&self, node: &NodeRef) -> bool {
+        self.left.contains_key(&node.node_id)
+    }
+
     /// A member stopped cleanly: its rank is free now, and if it was our coordinator we elect
     /// at once (staggered by rank) instead of waiting out its silence.
     fn on_leave(&mut self, now_ms: u64, from: &NodeRef) {
+        self.left.insert(from.node_id, now_ms);
         self.members.retain(|_, m| m.node.node_id != from.node_id);
         self.rtt.forget(&from.node_id);
         let was_coordinator = self.coordinator.is_some_and(|c| c.node_id == from.node_id);
@@ -657,13 +706,22 @@ impl Node {
         Message {
             from: self.me,
             epoch: self.epoch,
+            to: None,
             body,
         }
     }
 
+    /// Sends to an address whose node is not known (a client, a listed peer).
     pub(super) fn send(&mut self, to: SocketAddr, body: Body) {
         let msg = self.message(body);
         self.out.push(Output::Send { to, msg });
+    }
+
+    /// Sends to member `node` at `addr`, naming it: no other member takes the datagram.
+    pub(super) fn send_to_member(&mut self, addr: SocketAddr, node: NodeId, body: Body) {
+        let mut msg = self.message(body);
+        msg.to = Some(node);
+        self.out.push(Output::Send { to: addr, msg });
     }
 
     pub(super) fn broadcast(&mut self, body: Body) {
@@ -674,6 +732,9 @@ impl Node {
 
 /// The election window while no round trip is known: room for links of up to 50 ms.
 const UNKNOWN_RTT_WINDOW_MS: u64 = 250;
+
+/// Rounds start below this (and count up by one or two a round: no wrap in any lifetime).
+const ROUND_START_MAX: u64 = 1 << 48;
 
 /// A step this much later than the deadline the node asked for means it was stalled (SIGSTOP, a
 /// VM pause, CPU starvation, a hung store it waited on).
@@ -702,4 +763,121 @@ pub(super) struct RankReply {
     pub(super) hears_coordinator: bool,
     pub(super) granted: bool,
     pub(super) held: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_ref(n: u128, rank: u32) -> NodeRef {
+        NodeRef {
+            node_id: NodeId::from_u128(n),
+            rank: Some(rank),
+            addr: SocketAddr::from(([127, 0, 0, 1], 5150 + n as u16)),
+        }
+    }
+
+    /// A follower of rank 2 that knows no coordinator yet.
+    fn follower() -> Node {
+        let config = CoreConfig::default();
+        let me = node_ref(2, 2);
+        let mut node = Node::new(config, me.node_id, me.addr);
+        node.step(
+            0,
+            Input::Start {
+                epoch: 0,
+                clock: 0,
+                last_epoch: 0,
+            },
+        );
+        node.step(config.join_window_ms, Input::Tick);
+        assert_eq!(node.role, Role::Follower);
+        node
+    }
+
+    fn master(clock: Clock, answer: bool) -> Input {
+        let a = node_ref(1, 1);
+        Input::Message {
+            src: a.addr,
+            msg: Message {
+                from: a,
+                epoch: 1,
+                to: None,
+                body: Body::Master {
+                    coordinator: a,
+                    clock,
+                    members: vec![a],
+                    answer,
+                },
+            },
+        }
+    }
+
+    /// Issue 28, medium 3: a coordinator's answer to a client's GETMASTER, sent to a member
+    /// because the question's source was spoofed, changes nothing there: before, the member
+    /// took the answer's current clock for the clock its coordinator was elected at, which
+    /// settles two coordinators of one epoch.
+    #[test]
+    fn a_members_copy_of_an_answer_to_a_client_changes_nothing() {
+        let mut node = follower();
+        let now_ms = CoreConfig::default().join_window_ms + 1;
+        node.step(now_ms, master(5, false));
+        assert_eq!(
+            node.coordinator.map(|c| c.node_id),
+            Some(NodeId::from_u128(1))
+        );
+        assert_eq!(node.coordinator_clock, 5);
+        node.step(now_ms + 1, master(99, true));
+        assert_eq!(
+            node.coordinator_clock, 5,
+            "an answer to a client was taken as a claim"
+        );
+    }
+
+    /// The answers a node gives clients say they are answers.
+    #[test]
+    fn answers_to_clients_are_marked() {
+        let mut node = follower();
+        let now_ms = CoreConfig::default().join_window_ms + 1;
+        node.step(now_ms, master(5, false));
+        let client: SocketAddr = "198.18.0.9:4000".parse().unwrap();
+        let out = node.step(
+            now_ms + 1,
+            Input::Query {
+                src: client,
+                body: Body::GetMaster,
+            },
+        );
+        let answered = out.iter().any(|o| {
+            matches!(o, Output::Send { to, msg } if *to == client
+                && matches!(msg.body, Body::Master { answer: true, .. }))
+        });
+        assert!(answered, "{out:?}");
+    }
+
+    /// A datagram naming another member is not taken: a vote sealed for one candidate
+    /// counts for no other.
+    #[test]
+    fn a_datagram_for_another_member_is_ignored() {
+        let mut node = follower();
+        let now_ms = CoreConfig::default().join_window_ms + 1;
+        let Input::Message { src, mut msg } = master(5, false) else {
+            unreachable!()
+        };
+        msg.to = Some(NodeId::from_u128(3));
+        node.step(
+            now_ms,
+            Input::Message {
+                src,
+                msg: msg.clone(),
+            },
+        );
+        assert_eq!(node.coordinator, None);
+        msg.to = Some(node.me.node_id);
+        node.step(now_ms, Input::Message { src, msg });
+        assert_eq!(
+            node.coordinator.map(|c| c.node_id),
+            Some(NodeId::from_u128(1))
+        );
+    }
 }

@@ -6,7 +6,7 @@ use crate::account::{check_real_name, normalize_login};
 use crate::core::{Input, Role};
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Change, LoggedEvent};
-use crate::limits::{LIST_PAGE_ENTRIES, READ_CATCH_UP_WAIT_MS};
+use crate::limits::{EVENTS_PAGE_MAX, LIST_PAGE_ENTRIES, READ_CATCH_UP_WAIT_MS};
 use crate::node::cluster::ClusterState;
 use crate::node::forward::Forwarder;
 use crate::node::replica::Replica;
@@ -131,7 +131,7 @@ impl Service {
                 let events = self
                     .shared
                     .store
-                    .events_after(since, limit as usize)
+                    .events_after(since, limit.min(EVENTS_PAGE_MAX) as usize)
                     .await?;
                 let events = events.into_iter().map(LoggedEvent::redacted).collect();
                 Ok((Reply::Events(events), here))

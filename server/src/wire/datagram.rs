@@ -63,6 +63,7 @@ mod tests {
                 addr: "127.0.0.1:5151".parse().unwrap(),
             },
             epoch: 3,
+            to: None,
             body: Body::GetMaster,
         }
     }

@@ -106,6 +106,9 @@ pub struct Sim {
     /// Chance that a datagram is delivered twice.
     pub duplicate: f64,
     pub latency_ms: (u64, u64),
+    /// An on-path attacker: every datagram is also delivered to every other host, as if
+    /// captured on its way and sent on to them (its sender's sealing is intact).
+    pub redirect: bool,
     /// Every (epoch, node) that acted as coordinator, with the time.
     pub coordinators_seen: Vec<(u64, u64, usize)>,
     /// Print every node's role changes (`SIM_TRACE=1`).
@@ -140,6 +143,7 @@ impl Sim {
             loss: 0.0,
             duplicate: 0.0,
             latency_ms: (0, 1),
+            redirect: false,
             coordinators_seen: Vec::new(),
             trace: std::env::var_os("SIM_TRACE").is_some(),
             last_trace: BTreeMap::new(),
@@ -203,6 +207,16 @@ impl Sim {
             self.last_trace.remove(&i);
         }
         self.hosts[i].node = None;
+    }
+
+    /// Stops host `i` cleanly, as SIGTERM does: its core says LEAVE, then the process is gone.
+    pub fn leave(&mut self, i: usize) {
+        if self.trace {
+            eprintln!("t={} node {i}: LEAVE", self.now_ms);
+        }
+        self.input(i, Input::Leave);
+        self.hosts[i].node = None;
+        self.last_trace.remove(&i);
     }
 
     pub fn restart(&mut self, i: usize) {
@@ -338,9 +352,18 @@ impl Sim {
     }
 
     fn transmit(&mut self, from: usize, to: usize, msg: Message) {
+        if self.redirect {
+            for other in (0..self.hosts.len()).filter(|k| *k != from && *k != to) {
+                self.deliver(from, other, msg.clone());
+            }
+        }
         if self.cut.contains(&(from, to)) || self.rng.gen_bool(self.loss) {
             return;
         }
+        self.deliver(from, to, msg);
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, msg: Message) {
         let copies = if self.rng.gen_bool(self.duplicate) {
             2
         } else {
