@@ -15,9 +15,9 @@
 //! The sender's identity is the node id inside the payload, which the MAC covers. The window
 //! is per node id: the highest sequence seen and which of the [`REPLAY_WINDOW`] below it were
 //! seen. Anything older than the window, or seen already, is a replay. One sequence counts
-//! every destination, so a datagram sealed for one member and redirected to another (which
-//! did not see that number) is taken once: it says what its sender said then, to everyone
-//! or to that member.
+//! every destination, so a datagram redirected to another member (which did not see that
+//! number) passes the window once; a datagram meant for one member names it in the payload
+//! (`Message::to`, under the MAC), and the core of any other member ignores it.
 
 use super::keys::KeyRing;
 use crate::limits::{REPLAY_SENDERS_MAX, REPLAY_WINDOW};
