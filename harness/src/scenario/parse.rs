@@ -1141,7 +1141,7 @@ expect = "violated"
             err("nodes = 3\n[[step]]\ndo = \"rogue\"\nattack = \"forge-mastr\"\n"),
             "s.toml:4:10: unknown attack `forge-mastr`, expected `forge-master` or \
              `forge-newmaster` or `forge-rank` or `forge-heartbeat` or `forge-replicate` or \
-             `forge-snapshot` or `forge-forward` or `replay` or `flood`"
+             `forge-snapshot` or `forge-forward` or `replay` or `redirect` or `flood`"
         );
         assert!(err("nodes = 3\nsecurity = \"tsl\"\n")
             .starts_with("s.toml:2:12: unknown security `tsl`"));
